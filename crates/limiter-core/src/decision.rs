@@ -1,0 +1,127 @@
+//! The answer to a check: allowed or not, and the state of every window.
+
+use smallvec::SmallVec;
+use std::time::Duration;
+
+/// How a window stands on a request's cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// The cost fits in this window.
+    Fits,
+    /// The cost does not fit now; it will after this many microseconds.
+    RetryAfterUs(u64),
+    /// The cost is larger than the window's capacity and can never fit.
+    Never,
+}
+
+/// The state of one window of a policy after a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WindowState {
+    pub(crate) limit: u64,
+    pub(crate) remaining: u64,
+    pub(crate) reset_after_us: u64,
+    pub(crate) verdict: Verdict,
+}
+
+impl WindowState {
+    /// The window's capacity: the units that fit at once (`max`, or GCRA's burst).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Units still available right now (after this request, when it was allowed).
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Time until the window holds its full capacity again.
+    pub fn reset_after(&self) -> Duration {
+        Duration::from_micros(self.reset_after_us)
+    }
+
+    /// How this window stands on the request's cost.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+}
+
+/// Windows are stored inline: a policy has at most [`MAX_WINDOWS`](crate::MAX_WINDOWS),
+/// usually one to three, and a decision should not allocate.
+pub(crate) type Windows = SmallVec<[WindowState; 3]>;
+
+/// The outcome of one check of a policy for one key.
+///
+/// ```
+/// use std::time::Duration;
+/// use limiter_core::{Limit, Limiter, MemoryStore, Policy};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let policy = Policy::new("p", vec![Limit::new(1, Duration::from_secs(60)).named("minute")]).unwrap();
+/// let limiter = Limiter::new(policy, MemoryStore::new());
+/// assert!(limiter.check("k", 1).await.unwrap().is_allowed());
+/// let denied = limiter.check("k", 1).await.unwrap();
+/// assert_eq!(denied.denied_by(), Some(0));
+/// assert!(denied.retry_after().unwrap() <= Duration::from_secs(60));
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Decision {
+    pub(crate) allowed: bool,
+    pub(crate) denied_by: Option<usize>,
+    pub(crate) windows: Windows,
+}
+
+impl Decision {
+    /// Builds a decision from per-window states: allowed when every window fits; otherwise
+    /// denied by the window that keeps the request out longest (a never-fitting one first).
+    pub(crate) fn from_windows(windows: Windows) -> Self {
+        let mut denied_by: Option<usize> = None;
+        let rank = |v: Verdict| match v {
+            Verdict::Fits => 0u128,
+            Verdict::RetryAfterUs(us) => 1 + u128::from(us),
+            Verdict::Never => u128::MAX,
+        };
+        for (i, w) in windows.iter().enumerate() {
+            if w.verdict != Verdict::Fits
+                && denied_by.is_none_or(|d| rank(w.verdict) > rank(windows[d].verdict))
+            {
+                denied_by = Some(i);
+            }
+        }
+        Decision {
+            allowed: denied_by.is_none(),
+            denied_by,
+            windows,
+        }
+    }
+
+    /// Whether the request was admitted (and its cost consumed from every window).
+    pub fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// The index of the window that denied the request, when it was denied. With several
+    /// full windows, the one that keeps the request out longest.
+    pub fn denied_by(&self) -> Option<usize> {
+        self.denied_by
+    }
+
+    /// When denied: how long until the same request would be admitted, if nothing else
+    /// consumes meanwhile. `None` when allowed, or when the cost can never fit.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.denied_by.map(|i| self.windows[i].verdict) {
+            Some(Verdict::RetryAfterUs(us)) => Some(Duration::from_micros(us)),
+            _ => None,
+        }
+    }
+
+    /// Whether the cost is larger than some window's capacity, so it can never be admitted.
+    pub fn never_fits(&self) -> bool {
+        self.windows.iter().any(|w| w.verdict == Verdict::Never)
+    }
+
+    /// Every window's state, in the policy's order.
+    pub fn windows(&self) -> &[WindowState] {
+        &self.windows
+    }
+}

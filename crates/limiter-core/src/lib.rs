@@ -1,0 +1,48 @@
+//! Exact, atomic, multi-window rate limiting on an in-memory store and on Redis.
+//!
+//! - [`Policy`]: named windows ([`Limit`]) checked together, each with its
+//!   [`Algorithm`]: GCRA, sliding log, sliding-window counter, fixed or calendar window.
+//! - [`Store`]: where state lives. [`MemoryStore`] (sharded, in-process) and
+//!   [`RedisStore`] (one Lua script per decision, Redis `TIME` as the only clock, Cluster
+//!   ready through hash tags) decide identically.
+//! - [`Limiter`]: a policy on a store; [`Limiter::check`] answers at once,
+//!   [`Limiter::acquire`] waits its turn.
+//!
+//! ```
+//! use std::time::Duration;
+//! use limiter_core::{Algorithm, Limit, Limiter, MemoryStore, Policy};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let policy = Policy::new("uploads", vec![
+//!     Limit::new(10, Duration::from_secs(1)).named("burst"),
+//!     Limit::new(1_000, Duration::from_secs(3600)).named("hourly")
+//!         .algorithm(Algorithm::SlidingWindow),
+//! ])?;
+//! let limiter = Limiter::new(policy, MemoryStore::new());
+//! let decision = limiter.check("tenant-7", 4).await?; // a request costing 4 units
+//! assert!(decision.is_allowed());
+//! assert_eq!(decision.windows()[0].remaining(), 6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![warn(missing_docs)]
+
+mod algorithm;
+mod calendar;
+mod clock;
+mod decision;
+mod error;
+mod key;
+mod limiter;
+mod policy;
+mod store;
+
+pub use calendar::Period;
+pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use decision::{Decision, Verdict, WindowState};
+pub use error::{AcquireError, Error, PolicyError, StoreError};
+pub use key::MAX_KEY_LEN;
+pub use limiter::Limiter;
+pub use policy::{Algorithm, Limit, Policy, MAX_WINDOWS};
+pub use store::{MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store};

@@ -1,0 +1,307 @@
+//! What a limit is: [`Limit`], [`Algorithm`], [`Policy`], and their validation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::calendar::Period;
+use crate::error::PolicyError;
+
+/// The most windows one policy may hold. Work per decision is linear in this number,
+/// and a bound keeps a single decision's Redis script short.
+pub const MAX_WINDOWS: usize = 8;
+
+/// How one window counts requests. See the crate README for which one suits what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Generic cell rate algorithm (token bucket semantics): `max` per `window` is the
+    /// sustained rate, `burst` requests may arrive at once (defaults to `max`).
+    ///
+    /// Burst convention: `burst` is the number of requests that fit at once. redis-cell's
+    /// `max_burst` is one less than that (its limit is `max_burst + 1`).
+    Gcra {
+        /// Requests that may arrive at once; `None` means `max`.
+        burst: Option<u64>,
+    },
+    /// Exact sliding-window log: one entry per admitted request (a sorted set on Redis).
+    SlidingLog,
+    /// Sliding-window counter: the previous fixed window weighted by its overlap plus the
+    /// current one. O(1) memory per key, an estimate that never over-admits past `max`.
+    SlidingWindow,
+    /// Fixed window aligned to multiples of `window` since the Unix epoch.
+    FixedWindow,
+    /// Fixed window aligned to UTC calendar boundaries (quota-style budgets).
+    Calendar(Period),
+}
+
+impl Algorithm {
+    /// A short stable tag, part of the storage key, so that changing a window's algorithm
+    /// starts it afresh instead of misreading state written by another algorithm.
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            Algorithm::Gcra { .. } => "g",
+            Algorithm::SlidingLog => "l",
+            Algorithm::SlidingWindow => "s",
+            Algorithm::FixedWindow => "f",
+            Algorithm::Calendar(_) => "c",
+        }
+    }
+}
+
+/// One window: at most `max` units of cost per `window`, counted by `algorithm`.
+///
+/// ```
+/// use std::time::Duration;
+/// use limiter_core::{Algorithm, Limit};
+///
+/// let per_second = Limit::new(5, Duration::from_secs(1)).named("burst");
+/// let daily = Limit::new(1000, Duration::from_secs(86_400)).algorithm(Algorithm::SlidingWindow);
+/// assert_eq!(per_second.name(), "burst");
+/// assert_eq!(daily.max(), 1000);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Limit {
+    name: Arc<str>,
+    max: u64,
+    window: Duration,
+    algorithm: Algorithm,
+}
+
+impl Limit {
+    /// `max` units per `window`, counted with GCRA (burst = `max`) unless changed.
+    pub fn new(max: u64, window: Duration) -> Self {
+        Limit {
+            name: Arc::from(""),
+            max,
+            window,
+            algorithm: Algorithm::Gcra { burst: None },
+        }
+    }
+
+    /// `max` units per UTC calendar `period` (minute, hour, day, week, month).
+    pub fn per_calendar(max: u64, period: Period) -> Self {
+        Limit::new(max, period.nominal()).algorithm(Algorithm::Calendar(period))
+    }
+
+    /// Names the window (reported in decisions and headers). Defaults to `"{max}/{window}s"`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
+    /// Chooses how the window counts.
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        if let Algorithm::Calendar(period) = algorithm {
+            self.window = period.nominal();
+        }
+        self
+    }
+
+    /// The window's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Units of cost allowed per window (for GCRA: the sustained rate per window).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The window length (for calendar months, a nominal 30 days).
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The counting algorithm.
+    pub fn algo(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The units that fit at once: `burst` for GCRA, `max` otherwise.
+    pub fn capacity(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::Gcra { burst: Some(b) } => b,
+            _ => self.max,
+        }
+    }
+
+    /// The window in whole microseconds, the unit of every store's arithmetic.
+    pub(crate) fn window_us(&self) -> i64 {
+        i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// GCRA emission interval in microseconds: the window divided by `max`, rounded down
+    /// so that `capacity` requests always fit at once.
+    pub(crate) fn emission_us(&self) -> i64 {
+        self.window_us() / self.max.max(1) as i64
+    }
+
+    fn validate(&self, policy: &str, index: usize) -> Result<(), PolicyError> {
+        let at = |reason: &'static str| PolicyError::InvalidLimit {
+            policy: policy.to_owned(),
+            index,
+            reason,
+        };
+        if self.max == 0 {
+            return Err(at("max must be at least 1"));
+        }
+        if self.window.is_zero() {
+            return Err(at("window must be longer than zero"));
+        }
+        if self.window > MAX_WINDOW {
+            return Err(at("window must be at most 400 days"));
+        }
+        if self.max > MAX_UNITS {
+            return Err(at("max must be at most 2^50"));
+        }
+        if let Algorithm::Gcra { burst } = self.algorithm {
+            if burst == Some(0) {
+                return Err(at("burst must be at least 1"));
+            }
+            if burst.is_some_and(|b| b > MAX_UNITS) {
+                return Err(at("burst must be at most 2^50"));
+            }
+            if self.emission_us() == 0 {
+                return Err(at(
+                    "GCRA resolution is one request per microsecond: max/window is too high",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Windows longer than this are configuration mistakes, and the bound keeps every
+/// product of microseconds and units exact in a Lua double (2^53).
+const MAX_WINDOW: Duration = Duration::from_secs(400 * 86_400);
+/// Units are bounded so sums of costs stay exact in a Lua double.
+const MAX_UNITS: u64 = 1 << 50;
+
+/// A named set of windows checked together: a request passes only if every window has
+/// room, and a denied request consumes from none.
+///
+/// ```
+/// use std::time::Duration;
+/// use limiter_core::{Limit, Policy};
+///
+/// let policy = Policy::new("api", vec![
+///     Limit::new(5, Duration::from_secs(1)),
+///     Limit::new(100, Duration::from_secs(60)),
+/// ]).unwrap();
+/// assert_eq!(policy.limits().len(), 2);
+///
+/// assert!(Policy::new("bad", vec![Limit::new(0, Duration::from_secs(1))]).is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Policy {
+    name: Arc<str>,
+    limits: Arc<[Limit]>,
+}
+
+impl Policy {
+    /// Validates and builds a policy. Windows without a name are named `"{max}/{seconds}s"`.
+    pub fn new(name: &str, limits: Vec<Limit>) -> Result<Self, PolicyError> {
+        if name.is_empty() {
+            return Err(PolicyError::EmptyName);
+        }
+        if name.contains(['{', '}']) {
+            return Err(PolicyError::BadName(name.to_owned()));
+        }
+        if limits.is_empty() {
+            return Err(PolicyError::NoLimits(name.to_owned()));
+        }
+        if limits.len() > MAX_WINDOWS {
+            return Err(PolicyError::TooManyLimits {
+                policy: name.to_owned(),
+                count: limits.len(),
+            });
+        }
+        let limits = limits
+            .into_iter()
+            .enumerate()
+            .map(|(i, limit)| {
+                limit.validate(name, i)?;
+                Ok(if limit.name.is_empty() {
+                    let label = format!("{}/{}s", limit.max, limit.window.as_secs_f64());
+                    limit.named(&label)
+                } else {
+                    limit
+                })
+            })
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+        Ok(Policy {
+            name: Arc::from(name),
+            limits: limits.into(),
+        })
+    }
+
+    /// The policy's name; part of every storage key, so usage survives a policy reload.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The windows, in the order given.
+    pub fn limits(&self) -> &[Limit] {
+        &self.limits
+    }
+
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(limit: Limit) -> &'static str {
+        match Policy::new("p", vec![limit]) {
+            Err(PolicyError::InvalidLimit { reason, .. }) => reason,
+            other => panic!("expected InvalidLimit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_zero_max_and_zero_window() {
+        assert_eq!(
+            reason(Limit::new(0, Duration::from_secs(1))),
+            "max must be at least 1"
+        );
+        assert_eq!(
+            reason(Limit::new(1, Duration::ZERO)),
+            "window must be longer than zero"
+        );
+    }
+
+    #[test]
+    fn rejects_rates_beyond_microsecond_resolution() {
+        let limit = Limit::new(2_000_000, Duration::from_secs(1));
+        assert!(reason(limit).contains("resolution"));
+        // 1M/s is exactly representable.
+        assert!(Policy::new("p", vec![Limit::new(1_000_000, Duration::from_secs(1))]).is_ok());
+    }
+
+    #[test]
+    fn rejects_empty_and_oversized_policies() {
+        assert_eq!(Policy::new("", vec![]), Err(PolicyError::EmptyName));
+        assert_eq!(
+            Policy::new("p", vec![]),
+            Err(PolicyError::NoLimits("p".into()))
+        );
+        let many = vec![Limit::new(1, Duration::from_secs(1)); MAX_WINDOWS + 1];
+        assert!(matches!(
+            Policy::new("p", many),
+            Err(PolicyError::TooManyLimits { count: 9, .. })
+        ));
+        assert!(matches!(
+            Policy::new("a{b", vec![Limit::new(1, Duration::from_secs(1))]),
+            Err(PolicyError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn names_unnamed_windows() {
+        let p = Policy::new("p", vec![Limit::new(5, Duration::from_millis(1500))]).unwrap();
+        assert_eq!(p.limits()[0].name(), "5/1.5s");
+    }
+}

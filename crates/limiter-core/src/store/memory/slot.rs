@@ -1,0 +1,101 @@
+//! One window's state inside the in-memory store, and the dispatch from a [`Limit`] to
+//! its algorithm.
+
+use crate::algorithm::sliding_log::Log;
+use crate::algorithm::{fixed_window, gcra::Gcra, sliding_counter, Evaluation};
+use crate::policy::{Algorithm, Limit};
+
+/// A window's stored state. `Vacant` is a window never written (or written by another
+/// algorithm before a policy reload changed it).
+#[derive(Clone, Debug, Default)]
+pub(super) enum Slot {
+    #[default]
+    Vacant,
+    Gcra { tat: i64 },
+    Fixed { start: i64, count: u64 },
+    Counter { start: i64, cur: u64, prev: u64 },
+    Log(Log),
+}
+
+/// What to write into a slot if the request is admitted. `Copy`, so that evaluating a
+/// window never clones a log.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Commit {
+    Gcra { tat: i64 },
+    Fixed { start: i64, count: u64 },
+    Counter { start: i64, cur: u64, prev: u64 },
+    AppendLog,
+}
+
+impl Slot {
+    /// Evaluates `cost` for this window at `now` without consuming anything.
+    pub(super) fn evaluate(&mut self, limit: &Limit, now: i64, cost: u64) -> (Evaluation, Commit) {
+        match limit.algo() {
+            Algorithm::Gcra { .. } => {
+                let tat = match *self {
+                    Slot::Gcra { tat } => Some(tat),
+                    _ => None,
+                };
+                let gcra = Gcra {
+                    emission_us: limit.emission_us(),
+                    capacity: limit.capacity(),
+                };
+                let (eval, tat) = gcra.evaluate(tat, now, cost);
+                (eval, Commit::Gcra { tat })
+            }
+            Algorithm::FixedWindow | Algorithm::Calendar(_) => {
+                let bounds = match limit.algo() {
+                    Algorithm::Calendar(period) => period.bounds(now),
+                    _ => fixed_window::epoch_bounds(limit.window_us(), now),
+                };
+                let stored = match *self {
+                    Slot::Fixed { start, count } => Some((start, count)),
+                    _ => None,
+                };
+                let (eval, count) = fixed_window::evaluate(limit.max(), bounds, stored, now, cost);
+                (
+                    eval,
+                    Commit::Fixed {
+                        start: bounds.0,
+                        count,
+                    },
+                )
+            }
+            Algorithm::SlidingWindow => {
+                let stored = match *self {
+                    Slot::Counter { start, cur, prev } => Some((start, cur, prev)),
+                    _ => None,
+                };
+                let (eval, (start, cur, prev)) =
+                    sliding_counter::evaluate(limit.max(), limit.window_us(), stored, now, cost);
+                (eval, Commit::Counter { start, cur, prev })
+            }
+            Algorithm::SlidingLog => {
+                if !matches!(self, Slot::Log(_)) {
+                    *self = Slot::Log(Log::default());
+                }
+                let Slot::Log(log) = self else {
+                    unreachable!("set to a log just above")
+                };
+                let eval = log.evaluate(limit.max(), limit.window_us(), now, cost);
+                (eval, Commit::AppendLog)
+            }
+        }
+    }
+
+    /// Applies an admitted request's commit.
+    pub(super) fn commit(&mut self, commit: Commit, now: i64, cost: u64) {
+        match commit {
+            Commit::Gcra { tat } => *self = Slot::Gcra { tat },
+            Commit::Fixed { start, count } => *self = Slot::Fixed { start, count },
+            Commit::Counter { start, cur, prev } => {
+                *self = Slot::Counter { start, cur, prev }
+            }
+            Commit::AppendLog => {
+                if let Slot::Log(log) = self {
+                    log.consume(now, cost);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The Redis store: one Lua script decides every window of a policy in one round trip.
+//!
+//! Key layout (every key of one (policy, identity) shares the hash tag, so the script
+//! runs unchanged on Redis Cluster):
+//!
+//! ```text
+//! <prefix>{<policy>:<identity>}:<window index><algorithm tag>
+//!   e.g. rl:{api:user-42}:0g   GCRA: string, the theoretical arrival time (us)
+//!        rl:{api:user-42}:1s   sliding counter: hash s (window start), c, p (counts)
+//!        rl:{api:user-42}:2f   fixed / calendar window: hash s (window start), n (count)
+//!        rl:{api:user-42}:3l   sliding log: zset, member "seq:cost" scored by time (us)
+//!        rl:{api:user-42}:3m   its meta hash: n (sum of costs), q (member sequence)
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::Script;
+
+use super::Store;
+use crate::decision::{Decision, Verdict, WindowState, Windows};
+use crate::error::{Error, StoreError};
+use crate::key;
+use crate::policy::{Algorithm, Limit, Policy};
+
+const SCRIPT: &str = include_str!("decide.lua");
+
+/// A store on Redis (standalone or Cluster): exact across any number of instances.
+///
+/// - One `EVALSHA` per decision, whatever the number of windows; the script is loaded
+///   again automatically after `NOSCRIPT` (a restarted or flushed Redis).
+/// - The only clock is Redis `TIME`, read inside the script: instances with skewed
+///   clocks make identical decisions.
+/// - Every key expires when its window no longer matters.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use limiter_core::{Limit, Limiter, Policy, RedisStore};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder().prefix("myapp:rl:").connect("redis://127.0.0.1:6379").await?;
+/// let policy = Policy::new("api", vec![Limit::new(100, Duration::from_secs(60))])?;
+/// let limiter = Limiter::new(policy, store);
+/// let decision = limiter.check("user:42", 1).await?;
+/// println!("allowed: {}", decision.is_allowed());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Connection,
+    prefix: Arc<str>,
+    script: Arc<Script>,
+    #[cfg(feature = "test-clock")]
+    script_clock: Option<Arc<dyn crate::Clock>>,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Configures and connects a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisStoreBuilder {
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Starts configuring a store (key prefix `"rl:"`).
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            prefix: "rl:".to_owned(),
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Makes the script read "now" from `clock` instead of Redis `TIME`.
+    ///
+    /// Only in builds with the `test-clock` feature, which the differential tests enable;
+    /// no configuration of a production build can reach it.
+    #[cfg(feature = "test-clock")]
+    #[doc(hidden)]
+    pub fn with_script_clock(mut self, clock: impl crate::Clock) -> Self {
+        self.script = Arc::new(Script::new(&SCRIPT.replace(
+            "--[[CLOCK]]",
+            "now = tonumber(ARGV[#ARGV])",
+        )));
+        self.script_clock = Some(Arc::new(clock));
+        self
+    }
+
+    fn key_base(&self, policy: &Policy, key: &str) -> String {
+        let mut base = String::with_capacity(self.prefix.len() + policy.name().len() + key.len() + 8);
+        base.push_str(&self.prefix);
+        base.push('{');
+        base.push_str(policy.name());
+        base.push(':');
+        base.push_str(key);
+        base.push_str("}:");
+        base
+    }
+
+    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        let key = key::normalize(key)?;
+        let base = self.key_base(policy, &key);
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(cost).arg(policy.limits().len());
+        for (i, limit) in policy.limits().iter().enumerate() {
+            let (code, max, window, period) = script_args(limit);
+            invocation.arg(code).arg(max).arg(window).arg(period);
+            let mut name = String::with_capacity(base.len() + 4);
+            name.push_str(&base);
+            let _ = write!(name, "{i}{}", limit.algo().tag());
+            invocation.key(&name);
+            if matches!(limit.algo(), Algorithm::SlidingLog) {
+                name.pop();
+                name.push('m');
+                invocation.key(&name);
+            }
+        }
+        #[cfg(feature = "test-clock")]
+        if let Some(clock) = &self.script_clock {
+            invocation.arg(clock.now_us());
+        }
+        let reply: Vec<i64> = match &self.conn {
+            Connection::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Connection::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        }
+        .map_err(store_error)?;
+        parse_reply(policy, &reply)
+    }
+}
+
+/// The script's four arguments for one window: algorithm code, max (GCRA: capacity),
+/// window in us (GCRA: emission interval), calendar period code.
+fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
+    match limit.algo() {
+        Algorithm::Gcra { .. } => (1, limit.capacity(), limit.emission_us(), 0),
+        Algorithm::FixedWindow => (2, limit.max(), limit.window_us(), 0),
+        Algorithm::Calendar(period) => (3, limit.max(), limit.window_us(), period.code()),
+        Algorithm::SlidingWindow => (4, limit.max(), limit.window_us(), 0),
+        Algorithm::SlidingLog => (5, limit.max(), limit.window_us(), 0),
+    }
+}
+
+fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
+    let limits = policy.limits();
+    if reply.len() != 1 + 3 * limits.len() {
+        return Err(StoreError::Protocol(format!(
+            "script replied {} integers for {} windows",
+            reply.len(),
+            limits.len()
+        ))
+        .into());
+    }
+    let windows: Windows = limits
+        .iter()
+        .zip(reply[1..].chunks_exact(3))
+        .map(|(limit, w)| WindowState {
+            limit: limit.capacity(),
+            remaining: w[1].max(0) as u64,
+            reset_after_us: w[2].max(0) as u64,
+            verdict: match w[0] {
+                -1 => Verdict::Fits,
+                -2 => Verdict::Never,
+                us => Verdict::RetryAfterUs(us.max(1) as u64),
+            },
+        })
+        .collect();
+    let decision = Decision::from_windows(windows);
+    if decision.is_allowed() != (reply[0] == 1) {
+        return Err(StoreError::Protocol("script verdicts disagree with its answer".into()).into());
+    }
+    Ok(decision)
+}
+
+fn store_error(err: redis::RedisError) -> Error {
+    Error::Store(StoreError::Unavailable(err.to_string()))
+}
+
+impl RedisStoreBuilder {
+    /// Prefix for every key (default `"rl:"`); it must not contain `{` or `}`.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    fn build(self, conn: Connection) -> Result<RedisStore, StoreError> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(StoreError::Protocol(format!(
+                "key prefix {:?} must not contain '{{' or '}}'",
+                self.prefix
+            )));
+        }
+        Ok(RedisStore {
+            conn,
+            prefix: self.prefix.into(),
+            script: Arc::new(Script::new(SCRIPT)),
+            #[cfg(feature = "test-clock")]
+            script_clock: None,
+        })
+    }
+
+    /// Connects to a standalone Redis (`redis://host:port/db`), reconnecting by itself.
+    pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.build(Connection::Single(conn))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes.
+    pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, StoreError> {
+        let client = redis::cluster::ClusterClient::new(nodes.to_vec())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.build(Connection::Cluster(conn))
+    }
+}
+
+impl Store for RedisStore {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        self.decide(policy, key, cost).await
+    }
+}
