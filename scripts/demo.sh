@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
-exec cargo run --release --example demo -- "$@"
+exec cargo run --release -p limiter-core --example decisions -- "$@"

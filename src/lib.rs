@@ -7,3 +7,4 @@
 //! ```
 
 pub use limiter_core as core;
+pub use limiter_tower as tower;

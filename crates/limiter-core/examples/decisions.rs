@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use limiter::core::{Algorithm, Decision, Limit, Limiter, MemoryStore, Policy, RedisStore, Store};
+use limiter_core::{Algorithm, Decision, Limit, Limiter, MemoryStore, Policy, RedisStore, Store};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,0 +1,1 @@
+//! tower/axum rate-limit layer (work in progress).
