@@ -34,9 +34,17 @@ async fn run<S: Store>(limiter: Limiter<S>) -> Result<(), Box<dyn std::error::Er
     let key = format!("user-{}", std::process::id());
     println!("policy: 5/s (GCRA) + 20/min (sliding window counter), key {key}\n");
     for i in 1..=7 {
-        show(&format!("request {i}"), &limiter.check(&key, 1).await?, limiter.policy());
+        show(
+            &format!("request {i}"),
+            &limiter.check(&key, 1).await?,
+            limiter.policy(),
+        );
     }
-    show("peek (cost 0)", &limiter.check(&key, 0).await?, limiter.policy());
+    show(
+        "peek (cost 0)",
+        &limiter.check(&key, 0).await?,
+        limiter.policy(),
+    );
     show("cost 50", &limiter.check(&key, 50).await?, limiter.policy());
     let waited = std::time::Instant::now();
     let decision = limiter.acquire(&key, 1).await?;
@@ -55,12 +63,22 @@ fn show(label: &str, d: &Decision, policy: &Policy) {
         "denied, can never fit".to_owned()
     } else {
         let window = d.denied_by().map_or("", |i| policy.limits()[i].name());
-        format!("denied by {window}, retry after {:?}", d.retry_after().unwrap_or_default())
+        format!(
+            "denied by {window}, retry after {:?}",
+            d.retry_after().unwrap_or_default()
+        )
     };
     let windows: Vec<String> = d
         .windows()
         .iter()
-        .map(|w| format!("{}/{} left, reset {:?}", w.remaining(), w.limit(), w.reset_after()))
+        .map(|w| {
+            format!(
+                "{}/{} left, reset {:?}",
+                w.remaining(),
+                w.limit(),
+                w.reset_after()
+            )
+        })
         .collect();
     println!("{label:>24}: {verdict:<44} [{}]", windows.join("; "));
 }

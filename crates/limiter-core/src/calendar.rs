@@ -139,6 +139,9 @@ mod tests {
         let now = 1_795_392_000 * S + 3_723 * S + 5; // 01:02:03.000005
         assert_eq!(Period::Minute.bounds(now).0, 1_795_392_000 * S + 3_720 * S);
         assert_eq!(Period::Hour.bounds(now).0, 1_795_392_000 * S + 3_600 * S);
-        assert_eq!(Period::Day.bounds(now), (1_795_392_000 * S, 1_795_478_400 * S));
+        assert_eq!(
+            Period::Day.bounds(now),
+            (1_795_392_000 * S, 1_795_478_400 * S)
+        );
     }
 }

@@ -74,8 +74,10 @@ impl ManualClock {
 
     /// Moves time forward.
     pub fn advance(&self, by: Duration) {
-        self.now
-            .fetch_add(i64::try_from(by.as_micros()).unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.now.fetch_add(
+            i64::try_from(by.as_micros()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     /// Sets the time; must not be earlier than the current one.
@@ -108,7 +110,10 @@ mod tests {
         let a = clock.now_us();
         let b = clock.now_us();
         assert!(b >= a);
-        let sys = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
         assert!((sys - a).abs() < 60_000_000);
     }
 

@@ -44,7 +44,8 @@ impl RedisServer {
         // A port found free can be taken before the server binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let dir = std::env::temp_dir().join(format!("redis-harness-{}-{port}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("redis-harness-{}-{port}", std::process::id()));
             let mut server = RedisServer {
                 child: None,
                 port,
@@ -63,13 +64,22 @@ impl RedisServer {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("creating {:?}: {e}", self.dir))?;
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--daemonize", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(&self.dir)
+        .args(&self.extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let child = cmd.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 panic!(
@@ -90,7 +100,10 @@ impl RedisServer {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
-                    return Err(format!("redis-server on port {} exited: {status}", self.port));
+                    return Err(format!(
+                        "redis-server on port {} exited: {status}",
+                        self.port
+                    ));
                 }
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -103,7 +116,10 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
-        Err(format!("redis-server on port {} did not answer within {START_TIMEOUT:?}", self.port))
+        Err(format!(
+            "redis-server on port {} did not answer within {START_TIMEOUT:?}",
+            self.port
+        ))
     }
 
     /// The server's port on 127.0.0.1.

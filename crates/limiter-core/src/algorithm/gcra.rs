@@ -98,7 +98,11 @@ mod tests {
             assert_eq!(!fits, limited, "case {i}: limited");
             assert_eq!(shown.limit, 5, "case {i}: limit");
             assert_eq!(shown.remaining, remaining, "case {i}: remaining");
-            assert_eq!(shown.reset_after_us as i64, reset_ms * 1000, "case {i}: reset");
+            assert_eq!(
+                shown.reset_after_us as i64,
+                reset_ms * 1000,
+                "case {i}: reset"
+            );
             let retry = match shown.verdict {
                 Verdict::RetryAfterUs(us) => us as i64 / 1000,
                 Verdict::Fits | Verdict::Never => -1,

@@ -102,15 +102,28 @@ mod tests {
 
     #[test]
     fn retry_after_is_when_the_cost_fits() {
-        for (cur, prev, elapsed, cost) in [(3u64, 9u64, 100_000i64, 2u64), (9, 0, 5, 2), (10, 4, 999_999, 1)] {
+        for (cur, prev, elapsed, cost) in [
+            (3u64, 9u64, 100_000i64, 2u64),
+            (9, 0, 5, 2),
+            (10, 4, 999_999, 1),
+        ] {
             let (e, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed, cost);
             let Verdict::RetryAfterUs(wait) = e.held.verdict else {
                 panic!("expected a denial for {cur}/{prev}");
             };
             let (later, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed + wait as i64, cost);
             assert!(later.fits(), "fits after waiting {wait} for {cur}/{prev}");
-            let (earlier, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed + wait as i64 - 1, cost);
-            assert!(!earlier.fits(), "not one microsecond earlier for {cur}/{prev}");
+            let (earlier, _) = evaluate(
+                10,
+                W,
+                Some((W, cur, prev)),
+                W + elapsed + wait as i64 - 1,
+                cost,
+            );
+            assert!(
+                !earlier.fits(),
+                "not one microsecond earlier for {cur}/{prev}"
+            );
         }
     }
 }

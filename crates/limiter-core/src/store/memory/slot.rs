@@ -11,9 +11,18 @@ use crate::policy::{Algorithm, Limit};
 pub(super) enum Slot {
     #[default]
     Vacant,
-    Gcra { tat: i64 },
-    Fixed { start: i64, count: u64 },
-    Counter { start: i64, cur: u64, prev: u64 },
+    Gcra {
+        tat: i64,
+    },
+    Fixed {
+        start: i64,
+        count: u64,
+    },
+    Counter {
+        start: i64,
+        cur: u64,
+        prev: u64,
+    },
     Log(Log),
 }
 
@@ -88,9 +97,7 @@ impl Slot {
         match commit {
             Commit::Gcra { tat } => *self = Slot::Gcra { tat },
             Commit::Fixed { start, count } => *self = Slot::Fixed { start, count },
-            Commit::Counter { start, cur, prev } => {
-                *self = Slot::Counter { start, cur, prev }
-            }
+            Commit::Counter { start, cur, prev } => *self = Slot::Counter { start, cur, prev },
             Commit::AppendLog => {
                 if let Slot::Log(log) = self {
                     log.consume(now, cost);

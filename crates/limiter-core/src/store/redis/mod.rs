@@ -88,16 +88,16 @@ impl RedisStore {
     #[cfg(feature = "test-clock")]
     #[doc(hidden)]
     pub fn with_script_clock(mut self, clock: impl crate::Clock) -> Self {
-        self.script = Arc::new(Script::new(&SCRIPT.replace(
-            "--[[CLOCK]]",
-            "now = tonumber(ARGV[#ARGV])",
-        )));
+        self.script = Arc::new(Script::new(
+            &SCRIPT.replace("--[[CLOCK]]", "now = tonumber(ARGV[#ARGV])"),
+        ));
         self.script_clock = Some(Arc::new(clock));
         self
     }
 
     fn key_base(&self, policy: &Policy, key: &str) -> String {
-        let mut base = String::with_capacity(self.prefix.len() + policy.name().len() + key.len() + 8);
+        let mut base =
+            String::with_capacity(self.prefix.len() + policy.name().len() + key.len() + 8);
         base.push_str(&self.prefix);
         base.push('{');
         base.push_str(policy.name());
@@ -210,7 +210,8 @@ impl RedisStoreBuilder {
 
     /// Connects to a standalone Redis (`redis://host:port/db`), reconnecting by itself.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let conn = ConnectionManager::new(client)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -1,0 +1,126 @@
+//! Differential property test: random sequences of (key, cost, time step) give identical
+//! decisions on the in-memory store (Rust algorithms) and on Redis (the Lua script), for
+//! every algorithm and for a policy mixing them all.
+
+mod support;
+
+use std::time::Duration;
+
+use limiter_core::{Algorithm, Limit, ManualClock, Period, Store};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use redis_harness::RedisServer;
+use support::*;
+
+#[derive(Clone, Debug)]
+struct Op {
+    key: u8,
+    cost: u64,
+    step_us: u64,
+}
+
+fn ops(max_cost: u64, window_us: u64) -> impl Strategy<Value = (u64, Vec<Op>)> {
+    let op = (
+        0u8..3,
+        0..=max_cost,
+        prop_oneof![
+            3 => 0..2_000u64,
+            2 => 0..window_us,
+            1 => 0..3 * window_us,
+            // Whole tenths of the window, so that entries expire exactly on a boundary.
+            3 => (0..20u64).prop_map(move |tenths| tenths * window_us / 10),
+        ],
+    )
+        .prop_map(|(key, cost, step_us)| Op { key, cost, step_us });
+    // A random start offset so that window boundaries fall anywhere, or exactly on one.
+    let offset = prop_oneof![0..86_400_000_000u64, Just(0)];
+    (offset, prop::collection::vec(op, 1..60))
+}
+
+fn check_algorithm(limits: Vec<Limit>) {
+    let server = RedisServer::spawn();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let max_cost = limits.iter().map(|l| l.capacity()).max().unwrap_or(1) + 1;
+    let window_us = limits
+        .iter()
+        .map(|l| l.window().as_micros() as u64)
+        .max()
+        .unwrap_or(1);
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let result = runner.run(&ops(max_cost, window_us), |(offset, ops)| {
+        rt.block_on(async {
+            let policy = fresh_policy(limits.clone());
+            let clock = ManualClock::new(T0 + offset as i64);
+            let memory = memory_store(&clock);
+            let redis = redis_store_on_clock(&server, &clock).await;
+            for (i, op) in ops.iter().enumerate() {
+                clock.advance(Duration::from_micros(op.step_us));
+                let key = format!("k{}", op.key);
+                let m = memory.check(&policy, &key, op.cost).await;
+                let r = redis.check(&policy, &key, op.cost).await;
+                prop_assert_eq!(m, r, "op #{} {:?}", i, op);
+            }
+            Ok::<(), TestCaseError>(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("stores disagree: {e}");
+    }
+}
+
+#[test]
+fn gcra_agrees() {
+    check_algorithm(vec![Limit::new(5, secs(1))]);
+    check_algorithm(vec![
+        Limit::new(3, Duration::from_millis(700)).algorithm(Algorithm::Gcra { burst: Some(7) })
+    ]);
+}
+
+#[test]
+fn sliding_log_agrees() {
+    check_algorithm(vec![Limit::new(5, secs(1)).algorithm(Algorithm::SlidingLog)]);
+}
+
+#[test]
+fn sliding_counter_agrees() {
+    check_algorithm(vec![
+        Limit::new(7, secs(1)).algorithm(Algorithm::SlidingWindow)
+    ]);
+}
+
+#[test]
+fn fixed_window_agrees() {
+    check_algorithm(vec![
+        Limit::new(5, Duration::from_millis(1500)).algorithm(Algorithm::FixedWindow)
+    ]);
+}
+
+#[test]
+fn calendar_windows_agree() {
+    check_algorithm(vec![
+        Limit::per_calendar(4, Period::Minute),
+        Limit::per_calendar(9, Period::Hour),
+    ]);
+    check_algorithm(vec![
+        Limit::per_calendar(6, Period::Day),
+        Limit::per_calendar(8, Period::Week),
+        Limit::per_calendar(10, Period::Month),
+    ]);
+}
+
+#[test]
+fn mixed_policy_agrees() {
+    check_algorithm(vec![
+        Limit::new(4, secs(1)),
+        Limit::new(6, secs(2)).algorithm(Algorithm::SlidingLog),
+        Limit::new(8, secs(3)).algorithm(Algorithm::SlidingWindow),
+        Limit::new(10, secs(4)).algorithm(Algorithm::FixedWindow),
+        Limit::per_calendar(12, Period::Minute),
+    ]);
+}

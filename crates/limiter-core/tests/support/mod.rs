@@ -1,0 +1,39 @@
+//! Shared set-up for limiter-core's integration tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use limiter_core::{Limit, ManualClock, MemoryStore, Policy, RedisStore};
+use redis_harness::RedisServer;
+
+/// 2026-11-23T00:00:00Z in microseconds: tests start at a fixed, realistic time.
+pub const T0: i64 = 1_795_392_000_000_000;
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A policy with a name no other test uses, so state never leaks between tests.
+pub fn fresh_policy(limits: Vec<Limit>) -> Policy {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Policy::new(&format!("p{}-{n}", std::process::id()), limits).expect("valid test policy")
+}
+
+pub fn memory_store(clock: &ManualClock) -> MemoryStore<ManualClock> {
+    MemoryStore::builder().clock(clock.clone()).build()
+}
+
+/// A Redis store whose script reads "now" from `clock` (test-clock builds only).
+pub async fn redis_store_on_clock(server: &RedisServer, clock: &ManualClock) -> RedisStore {
+    redis_store(server).await.with_script_clock(clock.clone())
+}
+
+/// A Redis store using Redis `TIME`, as in production.
+pub async fn redis_store(server: &RedisServer) -> RedisStore {
+    RedisStore::builder()
+        .connect(&server.url())
+        .await
+        .expect("connect to the test redis")
+}
