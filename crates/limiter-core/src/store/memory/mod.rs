@@ -224,7 +224,6 @@ impl<C: Clock> Inner<C> {
             }
             if shard.table.len() >= shard.sweep_at {
                 self.sweep(&mut shard, now);
-                shard.sweep_at = (shard.table.len() * 2).max(MIN_SWEEP);
             }
             let entry = Entry {
                 hash,
@@ -244,6 +243,7 @@ impl<C: Clock> Inner<C> {
         shard.table.retain(|e| e.expires_at > now);
         let removed = before - shard.table.len();
         self.len.fetch_sub(removed, Ordering::Relaxed);
+        shard.sweep_at = (shard.table.len() * 2).max(MIN_SWEEP);
         if shard.table.capacity() > 4 * shard.table.len().max(MIN_SWEEP) {
             shard.table.shrink_to_fit(|e| e.hash);
         }

@@ -1,0 +1,113 @@
+//! Exactness under contention: 1000 concurrent requests on one key with room for 100, on
+//! the in-memory store and on Redis (one instance, and two instances with separate
+//! connections) -- and the naive two-round-trip design the scripts replace, for contrast.
+
+mod support;
+
+use std::sync::Arc;
+
+use limiter_core::{Algorithm, Limit, Limiter, MemoryStore, Store};
+use redis::AsyncCommands;
+use redis_harness::RedisServer;
+use support::*;
+
+const TASKS: usize = 1000;
+const LIMIT: u64 = 100;
+
+fn algorithms() -> [Algorithm; 4] {
+    [
+        Algorithm::Gcra { burst: None },
+        Algorithm::SlidingLog,
+        Algorithm::SlidingWindow,
+        Algorithm::FixedWindow,
+    ]
+}
+
+/// Fires `TASKS` concurrent checks, alternating between `limiters`; returns how many passed.
+async fn admitted<S: Store + Clone>(limiters: &[Limiter<S>]) -> usize {
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let limiter = limiters[i % limiters.len()].clone();
+            tokio::spawn(async move { limiter.check("hot", 1).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for handle in handles {
+        if handle.await.expect("task").expect("check").is_allowed() {
+            allowed += 1;
+        }
+    }
+    allowed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_admits_exactly_the_limit() {
+    let store = MemoryStore::new();
+    for algorithm in algorithms() {
+        // A day-long window: no refill can happen during the test, whatever its speed.
+        let policy = fresh_policy(vec![Limit::new(LIMIT, secs(86_400)).algorithm(algorithm)]);
+        let limiter = Limiter::new(policy, store.clone());
+        assert_eq!(admitted(&[limiter]).await, LIMIT as usize, "{algorithm:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_admits_exactly_the_limit_from_one_and_two_instances() {
+    let server = RedisServer::spawn();
+    for algorithm in algorithms() {
+        let limits = vec![Limit::new(LIMIT, secs(86_400)).algorithm(algorithm)];
+        let one = Limiter::new(fresh_policy(limits.clone()), redis_store(&server).await);
+        assert_eq!(
+            admitted(&[one]).await,
+            LIMIT as usize,
+            "{algorithm:?}, one instance"
+        );
+
+        // Two limiters with separate connections: two application instances.
+        let policy = fresh_policy(limits);
+        let a = Limiter::new(policy.clone(), redis_store(&server).await);
+        let b = Limiter::new(policy, redis_store(&server).await);
+        assert_eq!(
+            admitted(&[a, b]).await,
+            LIMIT as usize,
+            "{algorithm:?}, two instances"
+        );
+    }
+}
+
+/// The design the scripts replace: read the count, decide in the application, then
+/// increment -- two round trips with a gap between them. Kept only here, as the contrast.
+async fn naive_check_then_increment(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> bool {
+    let count: Option<u64> = conn.get(key).await.expect("GET");
+    if count.unwrap_or(0) >= LIMIT {
+        return false;
+    }
+    let _: u64 = conn.incr(key, 1).await.expect("INCR");
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn naive_two_round_trips_over_admit_by_more_than_ten_percent() {
+    let server = RedisServer::spawn();
+    let client = redis::Client::open(server.url()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let conn = Arc::new(conn);
+    let handles: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let mut conn = (*conn).clone();
+            tokio::spawn(async move { naive_check_then_increment(&mut conn, "naive").await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for handle in handles {
+        allowed += usize::from(handle.await.unwrap());
+    }
+    assert!(
+        allowed as u64 > LIMIT + LIMIT / 10,
+        "the naive design admitted {allowed} of {TASKS} at limit {LIMIT}: expected over-admission above 10%"
+    );
+    println!("naive check-then-increment admitted {allowed} at limit {LIMIT}");
+}

@@ -1,0 +1,94 @@
+//! In-memory store specifics: memory comes back after a burst of distinct keys, and the
+//! key cap refuses new keys (never existing ones) when nothing has expired.
+
+mod support;
+
+use limiter_core::{Algorithm, Error, Limit, ManualClock, MemoryStore, Store, StoreError};
+use support::*;
+
+#[tokio::test]
+async fn expired_entries_are_reclaimed_after_a_burst_of_distinct_keys() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::builder()
+        .clock(clock.clone())
+        .shards(8)
+        .build();
+    let policy = fresh_policy(vec![
+        Limit::new(10, secs(1)),
+        Limit::new(100, secs(10)).algorithm(Algorithm::SlidingLog),
+    ]);
+    for i in 0..50_000 {
+        assert!(store
+            .check(&policy, &format!("burst-{i}"), 1)
+            .await
+            .unwrap()
+            .is_allowed());
+    }
+    assert_eq!(store.len(), 50_000);
+    // Nothing expires before the longest window has passed.
+    clock.advance(secs(9));
+    assert_eq!(store.purge_expired(), 0);
+    clock.advance(secs(1));
+    assert_eq!(store.purge_expired(), 50_000);
+    assert!(store.is_empty());
+
+    // Without an explicit purge, new traffic sweeps as it goes: another burst of
+    // distinct keys, each expiring before the next thousand arrive, stays bounded.
+    for i in 0..50_000 {
+        if i % 1000 == 0 {
+            clock.advance(secs(11));
+        }
+        store.check(&policy, &format!("wave-{i}"), 1).await.unwrap();
+    }
+    assert!(store.len() < 10_000, "{} entries held", store.len());
+}
+
+#[tokio::test]
+async fn peeks_and_denials_of_new_keys_create_no_state() {
+    let clock = ManualClock::new(T0);
+    let store = memory_store(&clock);
+    let policy = fresh_policy(vec![Limit::new(1, secs(1))]);
+    store.check(&policy, "peek", 0).await.unwrap();
+    store.check(&policy, "never", 2).await.unwrap();
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn key_cap_refuses_new_keys_but_serves_known_ones() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::builder()
+        .clock(clock.clone())
+        .shards(1)
+        .max_keys(3)
+        .build();
+    let policy = fresh_policy(vec![Limit::new(5, secs(1))]);
+    for key in ["a", "b", "c"] {
+        store.check(&policy, key, 1).await.unwrap();
+    }
+    assert_eq!(
+        store.check(&policy, "d", 1).await,
+        Err(Error::Store(StoreError::Full(3)))
+    );
+    assert!(store.check(&policy, "a", 1).await.unwrap().is_allowed());
+    // Once entries expire, the sweep makes room again.
+    clock.advance(secs(1));
+    assert!(store.check(&policy, "d", 1).await.unwrap().is_allowed());
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn usage_survives_a_policy_change_with_the_same_name() {
+    let clock = ManualClock::new(T0);
+    let store = memory_store(&clock);
+    let old = limiter_core::Policy::new("reload", vec![Limit::new(10, secs(60))]).unwrap();
+    for _ in 0..8 {
+        store.check(&old, "u", 1).await.unwrap();
+    }
+    let raised = limiter_core::Policy::new("reload", vec![Limit::new(20, secs(120))]).unwrap();
+    let d = store.check(&raised, "u", 0).await.unwrap();
+    assert_eq!(
+        d.windows()[0].remaining(),
+        12,
+        "the 8 already counted still count"
+    );
+}

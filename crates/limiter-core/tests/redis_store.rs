@@ -1,0 +1,135 @@
+//! Redis store specifics: key layout (prefix, hash tags, TTLs), recovery after the script
+//! cache is flushed or Redis restarts empty, and typed errors when Redis is gone.
+
+mod support;
+
+use std::collections::HashSet;
+
+use limiter_core::{Algorithm, Error, Limit, Period, RedisStore, Store, StoreError};
+use redis_harness::RedisServer;
+use support::*;
+
+fn every_algorithm() -> Vec<Limit> {
+    vec![
+        Limit::new(5, secs(1)),
+        Limit::new(5, secs(2)).algorithm(Algorithm::SlidingLog),
+        Limit::new(5, secs(3)).algorithm(Algorithm::SlidingWindow),
+        Limit::new(5, secs(4)).algorithm(Algorithm::FixedWindow),
+        Limit::per_calendar(5, Period::Hour),
+    ]
+}
+
+#[tokio::test]
+async fn keys_share_a_hash_tag_carry_the_prefix_and_expire() {
+    let server = RedisServer::spawn();
+    let store = RedisStore::builder()
+        .prefix("app:rl:")
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let policy = fresh_policy(every_algorithm());
+    assert!(store
+        .check(&policy, "user:42", 1)
+        .await
+        .unwrap()
+        .is_allowed());
+
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert_eq!(
+        keys.len(),
+        6,
+        "one key per window, two for the log: {keys:?}"
+    );
+    let tags: HashSet<&str> = keys
+        .iter()
+        .map(|k| {
+            assert!(k.starts_with("app:rl:{"), "{k}");
+            let open = k.find('{').unwrap();
+            let close = k[open..].find('}').unwrap() + open;
+            &k[open + 1..close]
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        HashSet::from([&*format!("{}:user:42", policy.name())])
+    );
+    for key in &keys {
+        let ttl: i64 = server.cmd(&["PTTL", key]);
+        assert!(ttl > 0 && ttl <= 3_600_000, "{key} has TTL {ttl} ms");
+    }
+    // The hour window's key lives until the hour ends; the others about one window.
+    let ttl: i64 = server.cmd(&[
+        "PTTL",
+        &keys.iter().find(|k| k.ends_with("4c")).unwrap().clone(),
+    ]);
+    assert!(ttl > 0);
+    let ttl: i64 = server.cmd(&[
+        "PTTL",
+        &keys.iter().find(|k| k.ends_with("0g")).unwrap().clone(),
+    ]);
+    assert!(
+        ttl <= 200,
+        "GCRA key lives as long as its backlog: {ttl} ms"
+    );
+}
+
+#[tokio::test]
+async fn reloads_the_script_after_a_flush_and_recovers_after_a_restart() {
+    let mut server = RedisServer::spawn();
+    let store = redis_store(&server).await;
+    let policy = fresh_policy(every_algorithm());
+    assert!(store.check(&policy, "k", 1).await.unwrap().is_allowed());
+
+    let _: () = server.cmd(&["SCRIPT", "FLUSH"]);
+    assert!(
+        store.check(&policy, "k", 1).await.unwrap().is_allowed(),
+        "NOSCRIPT is handled"
+    );
+
+    server.restart();
+    // The connection manager reconnects in the background: the first calls may fail,
+    // with a typed error; a bounded number of attempts must succeed.
+    let mut recovered = false;
+    for _ in 0..50 {
+        match store.check(&policy, "k", 1).await {
+            Ok(d) => {
+                assert_eq!(
+                    d.windows()[1].remaining(),
+                    4,
+                    "a restarted Redis starts empty"
+                );
+                recovered = true;
+                break;
+            }
+            Err(Error::Store(StoreError::Unavailable(_))) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert!(recovered, "the store recovers after Redis restarts");
+}
+
+#[tokio::test]
+async fn a_dead_redis_is_a_typed_error() {
+    let mut server = RedisServer::spawn();
+    let store = redis_store(&server).await;
+    let policy = fresh_policy(vec![Limit::new(1, secs(1))]);
+    server.kill();
+    let err = store.check(&policy, "k", 1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Unavailable(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_prefix_is_rejected() {
+    let server = RedisServer::spawn();
+    let err = RedisStore::builder()
+        .prefix("a{b")
+        .connect(&server.url())
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::Protocol(_))), "{err:?}");
+}
