@@ -1,0 +1,17 @@
+//! The YAML policy file: its types ([`ConfigFile`]), loading with precise errors,
+//! compiling into [`Rules`](crate::Rules), the JSON Schema, and hot reload.
+
+mod compile;
+mod env;
+mod error;
+mod load;
+mod model;
+mod reload;
+mod schema;
+
+pub use compile::compile;
+pub use error::{ConfigError, Position};
+pub use load::{load, load_str, parse, Loaded};
+pub use model::*;
+pub use reload::{ReloadEvent, Reloader, WatchHandle};
+pub use schema::schema_json;

@@ -1,0 +1,485 @@
+//! The policy file as written: serde types, with the JSON Schema derived from them.
+//!
+//! Nothing here is validated beyond its shape; [`compile`](super::compile) turns a
+//! [`ConfigFile`] into the rules the layer runs, and reports what does not make sense.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+/// A whole policy file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where counters live. Read once at start-up: a reload never reconnects.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// What to do when the store fails: admit (`allow`) or refuse (`deny`) the request.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Which rate-limit response headers to send.
+    #[serde(default)]
+    pub headers: HeaderStyle,
+    /// How the client address behind the `ip` scope is found.
+    #[serde(default)]
+    pub client_ip: ClientIpConfig,
+    /// How the `user` scope verifies bearer tokens. Required when a policy uses `user`.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Where the `api_key` scope reads the key from.
+    #[serde(default)]
+    pub api_key: ApiKeyConfig,
+    /// Requests that are never limited.
+    #[serde(default)]
+    pub exemptions: Exemptions,
+    /// The policy for requests that match no endpoint; without one they pass unlimited.
+    #[serde(default)]
+    #[schemars(with = "Option<PolicyConfig>")]
+    pub default_policy: Option<Spanned<PolicyConfig>>,
+    /// Limited endpoints; the first whose path and method match a request applies.
+    #[serde(default)]
+    #[schemars(with = "Vec<EndpointConfig>")]
+    pub endpoints: Vec<Spanned<EndpointConfig>>,
+}
+
+/// The store behind every policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// In this process only: each instance counts on its own.
+    Memory {
+        /// The most keys held at once (default 1,000,000).
+        #[serde(default)]
+        max_keys: Option<usize>,
+    },
+    /// One Redis server, shared by every instance.
+    Redis {
+        /// `redis://host:port/db`; `${VAR}` is replaced from the environment.
+        url: String,
+        /// Prefix of every key (default `rl:`).
+        #[serde(default)]
+        key_prefix: Option<String>,
+        /// The longest one decision may take before the failure mode applies.
+        #[serde(default = "default_store_timeout")]
+        timeout: Seconds,
+    },
+    /// A Redis Cluster, reached through any of its nodes.
+    RedisCluster {
+        /// Node URLs; `${VAR}` is replaced from the environment.
+        nodes: Vec<String>,
+        /// Prefix of every key (default `rl:`).
+        #[serde(default)]
+        key_prefix: Option<String>,
+        /// The longest one decision may take before the failure mode applies.
+        #[serde(default = "default_store_timeout")]
+        timeout: Seconds,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Memory { max_keys: None }
+    }
+}
+
+fn default_store_timeout() -> Seconds {
+    Seconds(Duration::from_millis(100))
+}
+
+/// What a store failure means for the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Admit the request (fail open).
+    #[default]
+    Allow,
+    /// Refuse it with 429 (fail closed).
+    Deny,
+}
+
+/// Which headers carry the rate-limit state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderStyle {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    #[default]
+    Draft,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.
+    Legacy,
+    /// Both sets.
+    Both,
+}
+
+/// Where the client address comes from.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpConfig {
+    /// Peers whose forwarding header is believed (your load balancers), as CIDRs.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Which forwarding header trusted proxies set.
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
+    /// IPv6 clients are grouped by this prefix length: one budget per /64 by default.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+impl Default for ClientIpConfig {
+    fn default() -> Self {
+        ClientIpConfig {
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            ipv6_prefix: default_ipv6_prefix(),
+        }
+    }
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+
+/// A forwarding header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// Bearer-token verification for the `user` scope.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted signature algorithms. `none` does not exist here.
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// The environment variable holding the HMAC secret (for HS256/384/512).
+    #[serde(default)]
+    pub hs_secret_env: Option<String>,
+    /// Public keys in PEM files, each bound to one algorithm.
+    #[serde(default)]
+    pub public_keys: Vec<PublicKeyConfig>,
+    /// A JWKS file (`{"keys": [...]}`) with public keys.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway: Seconds,
+    /// Required `iss`, when set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud` (one of the token's audiences), when set.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The claim that names the user (default `sub`).
+    #[serde(default = "default_identity_claim")]
+    pub identity_claim: String,
+    /// What a missing or invalid token means where a policy needs `user`.
+    #[serde(default)]
+    pub on_invalid: TokenFallback,
+}
+
+fn default_leeway() -> Seconds {
+    Seconds(Duration::from_secs(30))
+}
+
+fn default_identity_claim() -> String {
+    "sub".to_owned()
+}
+
+/// A JWS algorithm that may be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[allow(clippy::upper_case_acronyms, missing_docs)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// A public key in a PEM file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyConfig {
+    /// The one algorithm this key verifies (RS*, PS*, ES*, EdDSA).
+    pub algorithm: JwtAlgorithm,
+    /// Path of the PEM file (relative to the policy file).
+    pub pem_file: String,
+    /// The `kid` tokens name this key by; any token of the algorithm when unset.
+    #[serde(default)]
+    pub kid: Option<String>,
+}
+
+/// What happens to a request without a valid token on a policy that needs `user`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenFallback {
+    /// Count it under the client address instead.
+    #[default]
+    Ip,
+    /// Answer 401.
+    Reject,
+}
+
+/// The `api_key` scope.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The request header holding the key.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+}
+
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        ApiKeyConfig {
+            header: default_api_key_header(),
+        }
+    }
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".to_owned()
+}
+
+/// Requests that are never limited.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exemptions {
+    /// Client addresses (after proxy resolution), as CIDRs.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub cidrs: Vec<IpNet>,
+    /// User identities (as the `user` scope reads them from tokens).
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// A limited endpoint: a route, and the policy for it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Route template, `matchit` syntax: `/users/{id}`, `/files/{*path}`.
+    pub path: String,
+    /// Methods this entry covers; all when empty.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// The policy's name. Counters are stored under it: keep it stable across edits so
+    /// that a changed limit keeps the usage already counted.
+    pub name: String,
+    /// What the budget is per, in key order: `user`, `ip`, `api_key`, `endpoint`, `global`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<Scope>,
+    /// The windows, all checked together.
+    pub limits: Vec<LimitConfig>,
+    /// The units one request costs (default 1).
+    #[serde(default)]
+    pub cost: Option<u64>,
+    /// Read the cost from a request header instead.
+    #[serde(default)]
+    pub cost_header: Option<CostHeaderConfig>,
+    /// What a unit of quota is, when not one request (`qu` in `RateLimit-Policy`).
+    #[serde(default)]
+    pub quota_unit: Option<QuotaUnit>,
+}
+
+impl EndpointConfig {
+    /// The policy part of the entry.
+    pub fn policy(&self) -> PolicyConfig {
+        PolicyConfig {
+            name: self.name.clone(),
+            scopes: self.scopes.clone(),
+            limits: self.limits.clone(),
+            cost: self.cost,
+            cost_header: self.cost_header.clone(),
+            quota_unit: self.quota_unit,
+        }
+    }
+}
+
+/// A named set of windows and how requests are keyed and costed under it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The policy's name. Counters are stored under it: keep it stable across edits so
+    /// that a changed limit keeps the usage already counted.
+    pub name: String,
+    /// What the budget is per, in key order: `user`, `ip`, `api_key`, `endpoint`, `global`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<Scope>,
+    /// The windows, all checked together.
+    pub limits: Vec<LimitConfig>,
+    /// The units one request costs (default 1).
+    #[serde(default)]
+    pub cost: Option<u64>,
+    /// Read the cost from a request header instead.
+    #[serde(default)]
+    pub cost_header: Option<CostHeaderConfig>,
+    /// What a unit of quota is, when not one request (`qu` in `RateLimit-Policy`).
+    #[serde(default)]
+    pub quota_unit: Option<QuotaUnit>,
+}
+
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::Ip]
+}
+
+/// One part of a rate-limit key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The verified token's identity.
+    User,
+    /// The client address (IPv6 grouped by prefix).
+    Ip,
+    /// A hash of the API key header.
+    ApiKey,
+    /// The matched route template and method.
+    Endpoint,
+    /// One budget for everyone.
+    Global,
+}
+
+/// A cost read from a request header.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostHeaderConfig {
+    /// The header name.
+    pub name: String,
+    /// The cost when the header is absent.
+    #[serde(default = "default_cost")]
+    pub default: u64,
+    /// The largest cost accepted; larger values are answered 400.
+    pub max: u64,
+}
+
+fn default_cost() -> u64 {
+    1
+}
+
+/// The draft's quota units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuotaUnit {
+    /// One unit per request (the default, not announced).
+    Requests,
+    /// One unit per byte of content.
+    ContentBytes,
+    /// One unit per concurrent request.
+    ConcurrentRequests,
+}
+
+impl QuotaUnit {
+    /// The token the draft uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaUnit::Requests => "requests",
+            QuotaUnit::ContentBytes => "content-bytes",
+            QuotaUnit::ConcurrentRequests => "concurrent-requests",
+        }
+    }
+}
+
+/// One window of a policy.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    /// The window's name, shown in headers and problem bodies (`burst`, `daily`).
+    pub name: String,
+    /// Units allowed per window (GCRA: the sustained rate per window).
+    pub max: u64,
+    /// The window length (`60s`, `1h`, `1d`); not for `calendar`.
+    #[serde(default)]
+    pub window: Option<Seconds>,
+    /// How the window counts.
+    #[serde(default)]
+    pub algorithm: AlgorithmName,
+    /// GCRA only: units that may arrive at once (default `max`).
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// `calendar` only: the UTC period.
+    #[serde(default)]
+    pub period: Option<PeriodName>,
+}
+
+/// The counting algorithms of `limiter-core`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmName {
+    /// Generic cell rate algorithm (token bucket).
+    #[default]
+    Gcra,
+    /// Exact sliding log.
+    SlidingLog,
+    /// Sliding-window counter.
+    SlidingWindow,
+    /// Fixed window aligned to the epoch.
+    FixedWindow,
+    /// Fixed window aligned to UTC calendar periods.
+    Calendar,
+}
+
+/// UTC calendar periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum PeriodName {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+/// A duration written as `90s`, `15m`, `1h 30m`, `1d`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Secs(secs) => Ok(Seconds(Duration::from_secs(secs))),
+            Raw::Text(text) => humantime::parse_duration(&text)
+                .map(Seconds)
+                .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}"))),
+        }
+    }
+}
+
+impl JsonSchema for Seconds {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: `90s`, `15m`, `1h 30m`, `1d`, `250ms`, or whole seconds.",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]" }
+            ]
+        })
+    }
+}

@@ -1,0 +1,98 @@
+//! [`ResponseFuture`]: the wrapped service's future with the rate-limit fields added,
+//! or a response the layer wrote itself.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::body::ResponseBody;
+use crate::outcome::Stamp;
+
+/// What a decision that had to wait for the store (Redis) leads to.
+pub(crate) enum Checked<O> {
+    /// The service was called; its output gets `Stamp`.
+    Called(O, Stamp),
+    /// The layer answered.
+    Answered(Response<Bytes>),
+}
+
+type BoxedCheck<O> = Pin<Box<dyn Future<Output = Checked<O>> + Send>>;
+
+pin_project! {
+    /// Response future of [`RateLimitService`](crate::RateLimitService).
+    pub struct ResponseFuture<F: Future> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F: Future> {
+        // Decided without waiting (or no policy): the service is already called.
+        Called { #[pin] fut: F, stamp: Option<Stamp> },
+        // The layer's own answer.
+        Answered { response: Option<Response<Bytes>> },
+        // A store round trip first, then maybe the service.
+        Checking { fut: BoxedCheck<F::Output> },
+    }
+}
+
+impl<F: Future> ResponseFuture<F> {
+    pub(crate) fn called(fut: F, stamp: Option<Stamp>) -> Self {
+        ResponseFuture {
+            state: State::Called { fut, stamp },
+        }
+    }
+
+    pub(crate) fn answered(response: Response<Bytes>) -> Self {
+        ResponseFuture {
+            state: State::Answered {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn checking(fut: BoxedCheck<F::Output>) -> Self {
+        ResponseFuture {
+            state: State::Checking { fut },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called { fut, stamp } => {
+                let response = ready!(fut.poll(cx))?;
+                Poll::Ready(Ok(stamped(response, stamp.take())))
+            }
+            StateProj::Answered { response } => {
+                let response = response
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                Poll::Ready(Ok(response.map(ResponseBody::full)))
+            }
+            StateProj::Checking { fut } => match ready!(fut.as_mut().poll(cx)) {
+                Checked::Called(output, stamp) => Poll::Ready(Ok(stamped(output?, Some(stamp)))),
+                Checked::Answered(response) => Poll::Ready(Ok(response.map(ResponseBody::full))),
+            },
+        }
+    }
+}
+
+fn stamped<B>(mut response: Response<B>, stamp: Option<Stamp>) -> Response<ResponseBody<B>> {
+    if let Some(stamp) = stamp {
+        stamp.write(response.headers_mut());
+    }
+    response.map(ResponseBody::inner)
+}

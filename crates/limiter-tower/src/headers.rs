@@ -1,0 +1,196 @@
+//! The rate-limit response fields: draft-ietf-httpapi-ratelimit-headers (draft 11)
+//! `RateLimit-Policy` / `RateLimit`, the legacy `X-RateLimit-*` trio, and `Retry-After`.
+//!
+//! `RateLimit-Policy` never changes for a policy, so it is rendered once when the
+//! configuration loads; only the numbers of `RateLimit` are written per response.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::HeaderMap;
+use limiter_core::{Decision, Policy};
+
+use crate::config::{HeaderStyle, QuotaUnit};
+
+/// `RateLimit-Policy`.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// `RateLimit-Degraded: true`: the store failed and the failure mode decided.
+pub const RATELIMIT_DEGRADED: HeaderName = HeaderName::from_static("ratelimit-degraded");
+/// `X-RateLimit-Limit`.
+pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset` (seconds from now).
+pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// A window name that cannot be written as a Structured Field string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("window name {0:?} must be printable ASCII without '\"' or '\\'")]
+pub struct BadWindowName(pub String);
+
+/// The parts of a policy's headers that never change.
+#[derive(Debug, Clone)]
+pub struct PreparedHeaders {
+    style: HeaderStyle,
+    policy: HeaderValue,
+    /// Each window's name as an sf-string, quotes included.
+    labels: Box<[String]>,
+}
+
+impl PreparedHeaders {
+    /// Renders `RateLimit-Policy` for `policy`, e.g.
+    /// `"burst";q=100;w=60, "daily";q=1000;w=86400`.
+    pub fn new(
+        policy: &Policy,
+        unit: Option<QuotaUnit>,
+        style: HeaderStyle,
+    ) -> Result<Self, BadWindowName> {
+        let mut labels = Vec::with_capacity(policy.limits().len());
+        let mut field = String::new();
+        for limit in policy.limits() {
+            let name = limit.name();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+            {
+                return Err(BadWindowName(name.to_owned()));
+            }
+            let label = format!("\"{name}\"");
+            if !field.is_empty() {
+                field.push_str(", ");
+            }
+            let _ = write!(
+                field,
+                "{label};q={};w={}",
+                limit.max(),
+                ceil_secs(limit.window())
+            );
+            if let Some(unit) = unit.filter(|u| *u != QuotaUnit::Requests) {
+                let _ = write!(field, ";qu=\"{}\"", unit.as_str());
+            }
+            labels.push(label);
+        }
+        let policy =
+            HeaderValue::try_from(field).map_err(|_| BadWindowName(policy.name().to_owned()))?;
+        Ok(PreparedHeaders {
+            style,
+            policy,
+            labels: labels.into(),
+        })
+    }
+
+    /// Writes the fields for `decision` into `headers`.
+    pub fn write(&self, decision: &Decision, headers: &mut HeaderMap) {
+        let Some(index) = effective_window(decision) else {
+            return;
+        };
+        let window = decision.windows()[index];
+        let mut reset = ceil_secs(window.reset_after());
+        if let Some(retry) = decision.retry_after() {
+            reset = reset.max(ceil_secs(retry));
+        }
+        if matches!(self.style, HeaderStyle::Draft | HeaderStyle::Both) {
+            headers.insert(RATELIMIT_POLICY, self.policy.clone());
+            let mut field = String::with_capacity(self.labels[index].len() + 24);
+            let _ = write!(
+                field,
+                "{};r={};t={}",
+                self.labels[index],
+                window.remaining(),
+                reset
+            );
+            if let Ok(value) = HeaderValue::try_from(field) {
+                headers.insert(RATELIMIT, value);
+            }
+        }
+        if matches!(self.style, HeaderStyle::Legacy | HeaderStyle::Both) {
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(window.limit()));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(window.remaining()));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        }
+        if let Some(retry) = decision.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(retry).max(1)));
+        }
+    }
+}
+
+/// The window a client should watch: the one that denied the request, otherwise the one
+/// with the fewest units left (the later reset among equals).
+pub fn effective_window(decision: &Decision) -> Option<usize> {
+    if let Some(index) = decision.denied_by() {
+        return Some(index);
+    }
+    decision
+        .windows()
+        .iter()
+        .enumerate()
+        .min_by(|(_, a), (_, b)| {
+            a.remaining()
+                .cmp(&b.remaining())
+                .then(b.reset_after().cmp(&a.reset_after()))
+        })
+        .map(|(i, _)| i)
+}
+
+/// Whole seconds, rounded up, so that a client waiting this long is never early.
+pub fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limiter_core::{Limit, MemoryStore, Store};
+
+    fn policy() -> Policy {
+        Policy::new(
+            "p",
+            vec![
+                Limit::new(2, Duration::from_secs(60)).named("burst"),
+                Limit::new(1000, Duration::from_secs(86_400)).named("daily"),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn policy_field_lists_every_window() {
+        let h = PreparedHeaders::new(&policy(), None, HeaderStyle::Draft).unwrap();
+        assert_eq!(h.policy, "\"burst\";q=2;w=60, \"daily\";q=1000;w=86400");
+        let h = PreparedHeaders::new(&policy(), Some(QuotaUnit::ContentBytes), HeaderStyle::Draft)
+            .unwrap();
+        assert!(h.policy.to_str().unwrap().contains(";qu=\"content-bytes\""));
+        let bad = Policy::new(
+            "p",
+            vec![Limit::new(1, Duration::from_secs(1)).named("a\"b")],
+        )
+        .unwrap();
+        assert!(PreparedHeaders::new(&bad, None, HeaderStyle::Draft).is_err());
+    }
+
+    #[tokio::test]
+    async fn ratelimit_field_names_the_window_closest_to_exhaustion() {
+        let store = MemoryStore::new();
+        let p = policy();
+        let h = PreparedHeaders::new(&p, None, HeaderStyle::Both).unwrap();
+        let mut headers = HeaderMap::new();
+        h.write(&store.check(&p, "k", 1).await.unwrap(), &mut headers);
+        assert_eq!(headers[RATELIMIT], "\"burst\";r=1;t=30");
+        assert_eq!(headers[X_RATELIMIT_REMAINING], "1");
+        assert!(headers.get(RETRY_AFTER).is_none());
+        store.check(&p, "k", 1).await.unwrap();
+        let denied = store.check(&p, "k", 1).await.unwrap();
+        let mut headers = HeaderMap::new();
+        h.write(&denied, &mut headers);
+        let retry: u64 = headers[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry), "{retry}");
+        assert!(headers[RATELIMIT]
+            .to_str()
+            .unwrap()
+            .starts_with("\"burst\";r=0;t="));
+    }
+}

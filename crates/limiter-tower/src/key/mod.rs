@@ -1,0 +1,13 @@
+//! Rate-limit keys: what a budget is per (user, client address, API key, endpoint, or
+//! everyone), and how those parts compose into one key.
+
+mod api_key;
+mod client_ip;
+mod compose;
+mod escape;
+mod jwt;
+
+pub use api_key::ApiKeyReader;
+pub use client_ip::ClientIpResolver;
+pub use compose::{KeyTemplate, RequestIdentity};
+pub use jwt::{BoundKey, ClaimRules, JwtVerifier, TokenError};

@@ -1,0 +1,106 @@
+//! [`RateLimitLayer`]: wraps services in [`RateLimitService`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use limiter_core::StoreError;
+use tower_layer::Layer;
+
+use crate::config::{self, ConfigError, Reloader};
+use crate::rules::Rules;
+use crate::service::RateLimitService;
+use crate::store::AnyStore;
+
+/// What the layer and every service it made share: the current rules and the store.
+pub(crate) struct Shared {
+    pub(crate) rules: ArcSwap<Rules>,
+    pub(crate) store: AnyStore,
+}
+
+/// Why a layer could not be built from a policy file.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// The file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store it names cannot be reached.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A tower layer enforcing rate-limit policies. Cheap to clone: clones share the rules
+/// (swapped whole on reload) and the store.
+///
+/// ```
+/// use std::path::Path;
+/// use axum::{routing::get, Router};
+/// use limiter_tower::RateLimitLayer;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let yaml = r#"
+/// endpoints:
+///   - name: hello
+///     path: /hello
+///     scopes: [global]
+///     limits: [{ name: burst, max: 10, window: 60s }]
+/// "#;
+/// let loaded = limiter_tower::config::load_str(yaml, Path::new("inline.yaml")).unwrap();
+/// let store = limiter_tower::AnyStore::connect(loaded.rules.store()).await.unwrap();
+/// let layer = RateLimitLayer::new(loaded.rules, store);
+/// let app: Router = Router::new().route("/hello", get(|| async { "hi" })).layer(layer);
+/// # let _ = app;
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
+}
+
+impl RateLimitLayer {
+    /// Enforces `rules` on `store`.
+    pub fn new(rules: Rules, store: AnyStore) -> Self {
+        RateLimitLayer {
+            shared: Arc::new(Shared {
+                rules: ArcSwap::from_pointee(rules),
+                store,
+            }),
+        }
+    }
+
+    /// Loads the policy file at `path` and connects to the store it names.
+    pub async fn from_file(path: impl AsRef<Path>) -> Result<Self, LayerError> {
+        let loaded = config::load(path.as_ref())?;
+        let store = AnyStore::connect(loaded.rules.store()).await?;
+        Ok(RateLimitLayer::new(loaded.rules, store))
+    }
+
+    /// The rules in force now.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.shared.rules.load_full()
+    }
+
+    /// Replaces the rules; requests already in flight finish under the old ones. Stored
+    /// counters are kept by policy name, so a policy keeping its name keeps its usage.
+    pub fn replace_rules(&self, rules: Rules) {
+        self.shared.rules.store(Arc::new(rules));
+    }
+
+    /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).
+    pub fn reloader(&self, path: impl Into<PathBuf>) -> Reloader {
+        Reloader::new(self.clone(), path.into())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &AnyStore {
+        &self.shared.store
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService::new(inner, Arc::clone(&self.shared))
+    }
+}

@@ -1,0 +1,89 @@
+//! The first half of a request: which policy applies, who the client is, what the
+//! request costs, and under which key it counts. Nothing here waits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use http::Request;
+
+use crate::config::TokenFallback;
+use crate::key::{RequestIdentity, TokenError};
+use crate::rejection::Rejection;
+use crate::rules::{EndpointRule, Rules};
+
+/// The key part of clients whose address is unknown (a server without `ConnectInfo`):
+/// they share one budget, which errs on the side of limiting.
+const UNKNOWN_CLIENT: &str = "unknown";
+
+/// What to do with a request.
+pub(crate) enum Plan<'r> {
+    /// No policy applies, or the client is exempt.
+    Pass,
+    /// Answer at once.
+    Reject(Rejection),
+    /// Ask the store for `cost` units of `key` under `rule`.
+    Check {
+        rule: &'r Arc<EndpointRule>,
+        key: String,
+        cost: u64,
+    },
+}
+
+pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
+    let Some(rule) = rules.find(req.method(), req.uri().path()) else {
+        return Plan::Pass;
+    };
+    let headers = req.headers();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| rules.client_ip.resolve(peer.ip(), headers));
+    if let Some(ip) = client {
+        if rules.exempt_cidrs.iter().any(|net| net.contains(&ip)) {
+            return Plan::Pass;
+        }
+    }
+
+    let needs_user = rule.key.needs_user();
+    let user = match &rules.jwt {
+        Some(jwt) if needs_user || !rules.exempt_users.is_empty() => match jwt.identify(headers) {
+            Ok(user) => Some(user),
+            Err(err) if needs_user && rules.token_fallback == TokenFallback::Reject => {
+                return Plan::Reject(Rejection::Unauthorized(err));
+            }
+            Err(err) => {
+                if err != TokenError::Missing {
+                    tracing::debug!(policy = rule.policy.name(), error = %err, "token not accepted; counting by client address");
+                }
+                None
+            }
+        },
+        _ => None,
+    };
+    if user
+        .as_ref()
+        .is_some_and(|u| rules.exempt_users.contains(u))
+    {
+        return Plan::Pass;
+    }
+
+    let cost = match rule.cost.of(headers) {
+        Ok(cost) => cost,
+        Err(err) => return Plan::Reject(Rejection::BadCost(err)),
+    };
+    let api_key = if rule.key.needs_api_key() {
+        rules.api_key.read(headers)
+    } else {
+        None
+    };
+    let ip = client.map(|ip| rules.client_ip.bucket(ip));
+    let key = rule.key.render(&RequestIdentity {
+        user: user.as_deref(),
+        ip: ip.as_deref().unwrap_or(UNKNOWN_CLIENT),
+        api_key: api_key.as_deref(),
+        method: req.method().as_str(),
+        route: &rule.route,
+    });
+    Plan::Check { rule, key, cost }
+}

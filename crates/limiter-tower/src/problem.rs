@@ -1,0 +1,42 @@
+//! RFC 9457 problem details for the responses the layer writes itself. Bodies depend
+//! only on the policy, so they are serialized once when the configuration loads.
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// `Content-Type` of every body here.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The problem type the ratelimit-headers draft registers for exhausted quota.
+pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
+
+/// The body of a 429 for `window` of `policy`; `never` when the request's cost exceeds
+/// the window's capacity and no retry can succeed.
+pub fn quota_exceeded(policy: &str, window: &str, capacity: u64, never: bool) -> Bytes {
+    let detail = if never {
+        format!("The request costs more than window \"{window}\" of policy \"{policy}\" can ever hold ({capacity} units); retrying will not help.")
+    } else {
+        format!("Window \"{window}\" of policy \"{policy}\" is exhausted; retry after the time given in Retry-After.")
+    };
+    body(json!({
+        "type": QUOTA_EXCEEDED,
+        "title": "Request cannot be satisfied as assigned quota has been exceeded",
+        "status": 429,
+        "detail": detail,
+        "violated-policies": [window],
+    }))
+}
+
+/// A problem with the given status, title and detail (`type` is `about:blank`).
+pub fn plain(status: u16, title: &str, detail: &str) -> Bytes {
+    body(json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }))
+}
+
+fn body(value: serde_json::Value) -> Bytes {
+    Bytes::from(value.to_string())
+}

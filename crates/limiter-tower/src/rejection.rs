@@ -1,0 +1,54 @@
+//! Requests the layer answers itself without asking the store: a token that a policy
+//! requires is missing or invalid (401), or a cost header is unusable (400).
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::key::TokenError;
+use crate::problem::{self, PROBLEM_JSON};
+use crate::rules::BadCost;
+
+/// Why a request was answered by the layer before any rate-limit decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The policy needs a verified user and the fallback is `reject`.
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[from] TokenError),
+    /// The cost header is not a whole number within its bound.
+    #[error(transparent)]
+    BadCost(#[from] BadCost),
+}
+
+impl Rejection {
+    /// The status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Rejection::BadCost(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The response: an RFC 9457 problem body, with `WWW-Authenticate` on 401.
+    pub fn to_response(&self) -> Response<Bytes> {
+        let status = self.status();
+        let title = status.canonical_reason().unwrap_or("Error");
+        let mut response = Response::new(problem::plain(status.as_u16(), title, &self.to_string()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Rejection::Unauthorized(_) = self {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+impl axum::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum::response::Response {
+        self.to_response().map(axum::body::Body::from)
+    }
+}

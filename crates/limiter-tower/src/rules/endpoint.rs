@@ -1,0 +1,90 @@
+//! One compiled policy: everything a request under it needs, prepared at load time.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName};
+use limiter_core::Policy;
+
+use crate::headers::PreparedHeaders;
+use crate::key::KeyTemplate;
+
+/// The units a request costs.
+#[derive(Debug, Clone)]
+pub enum Cost {
+    /// Always this many.
+    Fixed(u64),
+    /// Read from a header: `default` when absent, at most `max`.
+    Header {
+        /// The header.
+        name: HeaderName,
+        /// The cost without the header.
+        default: u64,
+        /// The largest accepted cost.
+        max: u64,
+    },
+}
+
+/// A cost header that is not a whole number within the configured bound.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header {header} must be a whole number from 0 to {max}")]
+pub struct BadCost {
+    /// The header name.
+    pub header: HeaderName,
+    /// The bound.
+    pub max: u64,
+}
+
+impl Cost {
+    /// The cost of a request with `headers`.
+    pub fn of(&self, headers: &HeaderMap) -> Result<u64, BadCost> {
+        match self {
+            Cost::Fixed(cost) => Ok(*cost),
+            Cost::Header { name, default, max } => {
+                let Some(value) = headers.get(name) else {
+                    return Ok(*default);
+                };
+                let bad = || BadCost {
+                    header: name.clone(),
+                    max: *max,
+                };
+                let cost: u64 = value
+                    .to_str()
+                    .map_err(|_| bad())?
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad())?;
+                if cost > *max {
+                    return Err(bad());
+                }
+                Ok(cost)
+            }
+        }
+    }
+}
+
+/// The 429 bodies of one window.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    /// When a retry can succeed.
+    pub retry: Bytes,
+    /// When the cost exceeds the window's capacity.
+    pub never: Bytes,
+}
+
+/// A policy ready to enforce.
+#[derive(Debug, Clone)]
+pub struct EndpointRule {
+    /// The core policy; its name keys the stored counters.
+    pub policy: Policy,
+    /// The route template (`*` for the default policy), for the `endpoint` scope.
+    pub route: Arc<str>,
+    /// How keys are built.
+    pub key: KeyTemplate,
+    /// What a request costs.
+    pub cost: Cost,
+    /// The fixed parts of the response headers.
+    pub headers: PreparedHeaders,
+    /// One pair of 429 bodies per window, in policy order.
+    pub denials: Box<[Denial]>,
+}

@@ -1,0 +1,73 @@
+//! The compiled configuration: one immutable snapshot that requests read through an
+//! `ArcSwap`, so a reload replaces it whole and a request in flight keeps the one it
+//! started with.
+
+mod endpoint;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::Method;
+use ipnet::IpNet;
+
+pub use endpoint::{BadCost, Cost, Denial, EndpointRule};
+
+use crate::config::{FailureMode, StoreConfig, TokenFallback};
+use crate::key::{ApiKeyReader, ClientIpResolver, JwtVerifier};
+
+/// Which endpoints a route template leads to, by method.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTargets {
+    /// `(methods, endpoint index)`, in file order; `None` means every method.
+    pub targets: Vec<(Option<Box<[Method]>>, usize)>,
+}
+
+/// Everything the layer enforces, compiled from one configuration file.
+#[derive(Debug)]
+pub struct Rules {
+    pub(crate) routes: matchit::Router<RouteTargets>,
+    pub(crate) endpoints: Box<[Arc<EndpointRule>]>,
+    pub(crate) default: Option<Arc<EndpointRule>>,
+    pub(crate) client_ip: ClientIpResolver,
+    pub(crate) jwt: Option<JwtVerifier>,
+    pub(crate) token_fallback: TokenFallback,
+    pub(crate) api_key: ApiKeyReader,
+    pub(crate) exempt_cidrs: Box<[IpNet]>,
+    pub(crate) exempt_users: HashSet<String>,
+    pub(crate) failure_mode: FailureMode,
+    /// The store section it was compiled with; a reload cannot change the store.
+    pub(crate) store: StoreConfig,
+}
+
+impl Rules {
+    /// The policy for `method` and `path`: the first matching endpoint, else the default.
+    pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<EndpointRule>> {
+        if let Ok(matched) = self.routes.at(path) {
+            let hit = matched
+                .value
+                .targets
+                .iter()
+                .find(|(methods, _)| methods.as_ref().is_none_or(|m| m.contains(method)));
+            if let Some((_, index)) = hit {
+                return self.endpoints.get(*index);
+            }
+        }
+        self.default.as_ref()
+    }
+
+    /// The policies by name (endpoints, then the default).
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<EndpointRule>> {
+        self.endpoints.iter().chain(self.default.as_ref())
+    }
+
+    /// The store section, with `${VAR}` references expanded. A reload keeps the store
+    /// the layer was built with; this tells what the file asks for.
+    pub fn store(&self) -> &StoreConfig {
+        &self.store
+    }
+
+    /// The configured failure mode.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.failure_mode
+    }
+}

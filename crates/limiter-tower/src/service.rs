@@ -1,0 +1,77 @@
+//! [`RateLimitService`]: the middleware itself.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use limiter_core::Store;
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::future::{Checked, ResponseFuture};
+use crate::layer::Shared;
+use crate::outcome::{outcome, Outcome};
+use crate::plan::{plan, Plan};
+
+/// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
+///
+/// Built by [`RateLimitLayer`](crate::RateLimitLayer); see there for an example.
+#[derive(Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> RateLimitService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        RateLimitService { inner, shared }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // One snapshot per request: a reload during the request does not affect it.
+        let rules = self.shared.rules.load();
+        let (rule, key, cost) = match plan(&rules, &req) {
+            Plan::Pass => return ResponseFuture::called(self.inner.call(req), None),
+            Plan::Reject(rejection) => return ResponseFuture::answered(rejection.to_response()),
+            Plan::Check { rule, key, cost } => (rule, key, cost),
+        };
+        let failure_mode = rules.failure_mode;
+        // The in-memory store answers synchronously: no allocation, no extra poll.
+        if let Some(result) = self.shared.store.check_now(&rule.policy, &key, cost) {
+            return match outcome(rule, failure_mode, result) {
+                Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
+                Outcome::Deny(response) => ResponseFuture::answered(response),
+            };
+        }
+        // The service was made ready in `poll_ready`; the clone left behind is not.
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let rule = Arc::clone(rule);
+        drop(rules);
+        ResponseFuture::checking(Box::pin(async move {
+            let result = shared.store.check(&rule.policy, &key, cost).await;
+            match outcome(&rule, failure_mode, result) {
+                Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),
+                Outcome::Deny(response) => Checked::Answered(response),
+            }
+        }))
+    }
+}
