@@ -55,7 +55,15 @@ fn syntax_error(e: &serde_saphyr::Error, file: PathBuf, field: String) -> Config
     });
     let message = e.to_string();
     // The location is reported separately; keep the message to its first line.
-    let message = message.lines().next().unwrap_or_default().to_owned();
+    let mut message = message.lines().next().unwrap_or_default();
+    if let Some(cut) = message.rfind(" at line ") {
+        message = &message[..cut];
+    }
+    // `Spanned` wrappers (used to locate entries) show up as a `value` path segment.
+    let field = field
+        .replace(".value.", ".")
+        .trim_end_matches(".value")
+        .to_owned();
     ConfigError::Syntax {
         file,
         position,
@@ -64,6 +72,6 @@ fn syntax_error(e: &serde_saphyr::Error, file: PathBuf, field: String) -> Config
         } else {
             field
         },
-        message,
+        message: message.to_owned(),
     }
 }

@@ -1,0 +1,102 @@
+//! The committed configuration files load, the committed schema is the generated one,
+//! and bad files are reported with file, line, column and field.
+
+use std::path::{Path, PathBuf};
+
+use limiter_tower::config::{load, load_str, schema_json, ConfigError};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+#[test]
+fn reference_yaml_loads() {
+    std::env::set_var("JWT_SECRET", "reference-secret");
+    let loaded = load(&repo("config/reference.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.rules.policies().count(), 3);
+}
+
+#[test]
+fn demo_yaml_loads() {
+    std::env::set_var("DEMO_JWT_SECRET", "demo-secret");
+    let loaded = load(&repo("config/demo.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.rules.policies().count(), 11);
+}
+
+#[test]
+fn committed_schema_is_the_generated_one() {
+    let path = repo("config/schema.json");
+    let generated = schema_json();
+    if std::env::var_os("LIMITER_WRITE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "config/schema.json is stale: run `LIMITER_WRITE_SCHEMA=1 cargo test -p limiter-tower --test config_files`"
+    );
+}
+
+fn error(yaml: &str) -> ConfigError {
+    match load_str(yaml, Path::new("policies.yaml")) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn unknown_field_names_line_column_and_field() {
+    let e = error("endpoints:\n  - path: /a\n    name: a\n    limits:\n      - { name: m, max: 1, windw: 60s }\n");
+    let text = e.to_string();
+    assert!(text.starts_with("policies.yaml:5:"), "{text}");
+    assert_eq!(e.field(), Some("endpoints[0].limits[0].windw"), "{text}");
+    assert!(text.contains("windw"), "{text}");
+}
+
+#[test]
+fn bad_duration_and_bad_cidr_are_located() {
+    let e = error("endpoints:\n  - path: /a\n    name: a\n    limits:\n      - name: m\n        max: 1\n        window: soon\n");
+    assert_eq!(e.position().map(|p| p.line), Some(7), "{e}");
+    assert_eq!(e.field(), Some("endpoints[0].limits[0].window"), "{e}");
+    let e = error("client_ip:\n  trusted_proxies: [\"10.0.0.0/33\"]\n");
+    assert_eq!(e.position().map(|p| p.line), Some(2), "{e}");
+    assert!(
+        e.field().unwrap().starts_with("client_ip.trusted_proxies"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_policies_point_at_their_entry() {
+    let e = error("endpoints:\n  - path: /a\n    name: a\n    limits: [{ name: m, max: 1, window: 60s }]\n  - path: /b\n    name: b\n    limits: [{ name: m, max: 0, window: 60s }]\n");
+    assert!(matches!(e, ConfigError::Invalid { .. }), "{e}");
+    assert_eq!(e.position().map(|p| p.line), Some(5), "{e}");
+    assert_eq!(e.field(), Some("endpoints[1].name"), "{e}");
+    assert!(e.to_string().contains("max must be at least 1"), "{e}");
+
+    let dup = error("endpoints:\n  - path: /a\n    name: a\n    limits: [{ name: m, max: 1, window: 1s }]\n  - path: /b\n    name: a\n    limits: [{ name: m, max: 1, window: 1s }]\n");
+    assert!(dup.to_string().contains("used twice"), "{dup}");
+
+    let conflict = error("endpoints:\n  - path: /a/{x}\n    name: a\n    limits: [{ name: m, max: 1, window: 1s }]\n  - path: /a/{y}\n    name: b\n    limits: [{ name: m, max: 1, window: 1s }]\n");
+    assert_eq!(conflict.field(), Some("endpoints[1].path"), "{conflict}");
+}
+
+#[test]
+fn user_scope_without_jwt_and_unset_env_are_errors() {
+    let e = error("endpoints:\n  - path: /a\n    name: a\n    scopes: [user]\n    limits: [{ name: m, max: 1, window: 1s }]\n");
+    assert_eq!(e.field(), Some("jwt"), "{e}");
+    let e = error("store:\n  kind: redis\n  url: ${LIMITER_TEST_SURELY_UNSET}\n");
+    assert!(
+        matches!(e, ConfigError::Env { ref var, .. } if var == "LIMITER_TEST_SURELY_UNSET"),
+        "{e}"
+    );
+}
+
+#[test]
+fn not_yaml_is_an_error_not_a_panic() {
+    for text in ["{", "endpoints: 7", "- a\n- b", "\u{0}", "endpoints:\n  - path: /a\n    name: a\n    limits: [{ name: \"a\\\"b\", max: 1, window: 1s }]\n"] {
+        let _ = error(text);
+    }
+}
