@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of "now" in microseconds since the Unix epoch.
 ///
@@ -23,13 +23,18 @@ pub trait Clock: Send + Sync + 'static {
     fn now_us(&self) -> i64;
 }
 
-/// Wall-clock time read once at start, then advanced by a monotonic [`Instant`]:
-/// it never jumps when the system clock is stepped, and calendar windows still line up
-/// with UTC to within the drift since start.
+/// Wall-clock time read once at start, then advanced by a monotonic clock: it never
+/// jumps when the system clock is stepped, and calendar windows still line up with UTC
+/// to within the drift since start.
+///
+/// The monotonic source is `quanta` (the CPU's invariant TSC where available, calibrated
+/// against the OS clock): a few nanoseconds per read instead of a `clock_gettime` call,
+/// which is a large share of an in-memory decision.
 #[derive(Clone, Debug)]
 pub struct MonotonicClock {
     anchor_us: i64,
-    start: Instant,
+    clock: quanta::Clock,
+    start: quanta::Instant,
 }
 
 impl MonotonicClock {
@@ -38,9 +43,11 @@ impl MonotonicClock {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
+        let clock = quanta::Clock::new();
         MonotonicClock {
             anchor_us: i64::try_from(since_epoch.as_micros()).unwrap_or(0),
-            start: Instant::now(),
+            start: clock.now(),
+            clock,
         }
     }
 }
@@ -54,7 +61,7 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline]
     fn now_us(&self) -> i64 {
-        self.anchor_us + self.start.elapsed().as_micros() as i64
+        self.anchor_us + (self.clock.now() - self.start).as_micros() as i64
     }
 }
 

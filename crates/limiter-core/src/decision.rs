@@ -74,6 +74,7 @@ pub struct Decision {
 impl Decision {
     /// Builds a decision from per-window states: allowed when every window fits; otherwise
     /// denied by the window that keeps the request out longest (a never-fitting one first).
+    #[inline]
     pub(crate) fn from_windows(windows: Windows) -> Self {
         let mut denied_by: Option<usize> = None;
         let rank = |v: Verdict| match v {

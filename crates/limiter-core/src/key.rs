@@ -12,6 +12,7 @@ pub const MAX_KEY_LEN: usize = 256;
 /// Validates a key and hashes it when it is longer than [`MAX_KEY_LEN`]: truncation would
 /// merge distinct keys that share a prefix; SHA-256 is stable across builds and
 /// platforms, so every instance maps a long key to the same stored key.
+#[inline]
 pub(crate) fn normalize(key: &str) -> Result<Cow<'_, str>, Error> {
     if key.is_empty() {
         return Err(Error::EmptyKey);

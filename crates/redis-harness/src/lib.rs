@@ -106,12 +106,8 @@ impl RedisServer {
                     ));
                 }
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                if let Ok(mut conn) = self.try_connection() {
-                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                        return Ok(());
-                    }
-                }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.answers_as_ours() {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -120,6 +116,23 @@ impl RedisServer {
             "redis-server on port {} did not answer within {START_TIMEOUT:?}",
             self.port
         ))
+    }
+
+    /// Whether the server on our port is our child: another test may have bound the port
+    /// between our probe for a free one and our server's start.
+    fn answers_as_ours(&self) -> bool {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return false;
+        };
+        let Ok(mut conn) = self.try_connection() else {
+            return false;
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut conn)
+            .unwrap_or_default();
+        info.lines()
+            .any(|l| l.trim() == format!("process_id:{pid}"))
     }
 
     /// The server's port on 127.0.0.1.

@@ -3,18 +3,20 @@
 //!
 //! State: `(start, count)` of the window last written.
 
-use super::{non_negative, Evaluation};
+use super::{non_negative, View};
 use crate::decision::{Verdict, WindowState};
 
 /// Evaluates `cost` in the window `[start, end)` holding `now`, given the stored
-/// `(start, count)`. Returns the evaluation and the count to store if the cost is consumed.
+/// `(start, count)`. Returns the window as `view` asks and the count to store if the cost
+/// is consumed.
 pub(crate) fn evaluate(
     max: u64,
     (start, end): (i64, i64),
     stored: Option<(i64, u64)>,
     now: i64,
     cost: u64,
-) -> (Evaluation, u64) {
+    view: View,
+) -> (WindowState, u64) {
     let count = match stored {
         Some((s, n)) if s == start => n,
         _ => 0,
@@ -27,20 +29,15 @@ pub(crate) fn evaluate(
     } else {
         Verdict::RetryAfterUs(until_end)
     };
-    let state = |used: u64| WindowState {
+    let taken = count + cost;
+    let used = if view.taken(verdict) { taken } else { count };
+    let state = WindowState {
         limit: max,
         remaining: max.saturating_sub(used),
         reset_after_us: if used > 0 { until_end } else { 0 },
         verdict,
     };
-    let taken = count + cost;
-    (
-        Evaluation {
-            held: state(count),
-            taken: state(taken),
-        },
-        taken,
-    )
+    (state, taken)
 }
 
 /// The epoch-aligned window `[start, end)` of length `window_us` holding `now`.
@@ -57,15 +54,14 @@ mod tests {
     fn counts_within_a_window_and_resets_at_its_end() {
         let b = epoch_bounds(1_000_000, 5_500_000);
         assert_eq!(b, (5_000_000, 6_000_000));
-        let (e, n) = evaluate(2, b, Some((5_000_000, 1)), 5_500_000, 1);
-        assert!(e.fits());
-        assert_eq!((e.taken.remaining, n), (0, 2));
-        let (e, _) = evaluate(2, b, Some((5_000_000, 2)), 5_500_000, 1);
-        assert_eq!(e.held.verdict, Verdict::RetryAfterUs(500_000));
+        let (e, n) = evaluate(2, b, Some((5_000_000, 1)), 5_500_000, 1, View::Taken);
+        assert_eq!((e.verdict, e.remaining, n), (Verdict::Fits, 0, 2));
+        let (e, _) = evaluate(2, b, Some((5_000_000, 2)), 5_500_000, 1, View::Held);
+        assert_eq!(e.verdict, Verdict::RetryAfterUs(500_000));
         // A stale window counts as empty.
-        let (e, _) = evaluate(2, b, Some((4_000_000, 2)), 5_500_000, 1);
-        assert!(e.fits());
-        let (e, _) = evaluate(2, b, None, 5_500_000, 3);
-        assert_eq!(e.held.verdict, Verdict::Never);
+        let (e, _) = evaluate(2, b, Some((4_000_000, 2)), 5_500_000, 1, View::Held);
+        assert_eq!((e.verdict, e.remaining), (Verdict::Fits, 2));
+        let (e, _) = evaluate(2, b, None, 5_500_000, 3, View::Held);
+        assert_eq!(e.verdict, Verdict::Never);
     }
 }

@@ -4,7 +4,7 @@
 //! the emission interval `t`; a request fits when the new `tat` is at most `tau = t *
 //! capacity` ahead of now.
 
-use super::{non_negative, Evaluation};
+use super::{non_negative, View};
 use crate::decision::{Verdict, WindowState};
 
 /// The parameters of one GCRA window, in microseconds.
@@ -34,8 +34,15 @@ impl Gcra {
     }
 
     /// Evaluates `cost` against the stored `tat` (`None` when the key is new). Returns the
-    /// evaluation and the `tat` to store if the cost is consumed.
-    pub(crate) fn evaluate(&self, tat: Option<i64>, now: i64, cost: u64) -> (Evaluation, i64) {
+    /// window as `view` asks and the `tat` to store if the cost is consumed.
+    #[inline]
+    pub(crate) fn evaluate(
+        &self,
+        tat: Option<i64>,
+        now: i64,
+        cost: u64,
+        view: View,
+    ) -> (WindowState, i64) {
         let start = tat.unwrap_or(now).max(now);
         let increment = self.emission_us.saturating_mul(cost as i64);
         let new_tat = start.saturating_add(increment);
@@ -47,9 +54,8 @@ impl Gcra {
         } else {
             Verdict::RetryAfterUs((allow_at - now) as u64)
         };
-        let held = self.state(start - now, verdict);
-        let taken = self.state(new_tat - now, verdict);
-        (Evaluation { held, taken }, new_tat)
+        let backlog = if view.taken(verdict) { new_tat } else { start } - now;
+        (self.state(backlog, verdict), new_tat)
     }
 }
 
@@ -89,9 +95,8 @@ mod tests {
         let mut tat = None;
         for (i, &(ms, cost, limited, remaining, reset_ms, retry_ms)) in cases.iter().enumerate() {
             let now = start + ms * 1000;
-            let (eval, new_tat) = g.evaluate(tat, now, cost);
-            let fits = eval.fits();
-            let shown = if fits { eval.taken } else { eval.held };
+            let (shown, new_tat) = g.evaluate(tat, now, cost, View::Shown);
+            let fits = shown.verdict == Verdict::Fits;
             if fits && cost > 0 {
                 tat = Some(new_tat);
             }
@@ -121,8 +126,8 @@ mod tests {
         let mut tat = None;
         let mut allowed = 0;
         for step in 0..400_000i64 {
-            let (eval, new_tat) = g.evaluate(tat, step * 5, 1);
-            if eval.fits() {
+            let (state, new_tat) = g.evaluate(tat, step * 5, 1, View::Shown);
+            if state.verdict == Verdict::Fits {
                 tat = Some(new_tat);
                 allowed += 1;
             }

@@ -6,18 +6,19 @@
 //! never admits more than `max` in any window under its assumption of evenly spread
 //! traffic. The arithmetic is IEEE double precision, exactly as Lua computes it.
 
-use super::{non_negative, Evaluation};
+use super::{non_negative, View};
 use crate::decision::{Verdict, WindowState};
 
-/// Evaluates `cost`. Returns the evaluation and the `(start, current, previous)` state to
-/// store if the cost is consumed.
+/// Evaluates `cost`. Returns the window as `view` asks and the `(start, current,
+/// previous)` state to store if the cost is consumed.
 pub(crate) fn evaluate(
     max: u64,
     window: i64,
     stored: Option<(i64, u64, u64)>,
     now: i64,
     cost: u64,
-) -> (Evaluation, (i64, u64, u64)) {
+    view: View,
+) -> (WindowState, (i64, u64, u64)) {
     let start = now.div_euclid(window) * window;
     let (cur, prev) = match stored {
         Some((s, c, p)) if s == start => (c, p),
@@ -34,10 +35,15 @@ pub(crate) fn evaluate(
     } else {
         Verdict::RetryAfterUs(retry_after(max, window, cur, prev, elapsed, cost))
     };
-    let state = |cur: u64, used: u64| WindowState {
+    let (shown_cur, shown_used) = if view.taken(verdict) {
+        (cur + cost, used + cost)
+    } else {
+        (cur, used)
+    };
+    let state = WindowState {
         limit: max,
-        remaining: max.saturating_sub(used),
-        reset_after_us: if cur > 0 {
+        remaining: max.saturating_sub(shown_used),
+        reset_after_us: if shown_cur > 0 {
             non_negative(start + 2 * window - now)
         } else if prev > 0 {
             non_negative(start + window - now)
@@ -46,13 +52,7 @@ pub(crate) fn evaluate(
         },
         verdict,
     };
-    (
-        Evaluation {
-            held: state(cur, used),
-            taken: state(cur + cost, used + cost),
-        },
-        (start, cur + cost, prev),
-    )
+    (state, (start, cur + cost, prev))
 }
 
 /// `ceil(count * overlap / window)`, in doubles as Lua computes it.
@@ -91,13 +91,12 @@ mod tests {
     #[test]
     fn weighs_the_previous_window() {
         // Previous window had 10 of max 10; a quarter into the current one, 7.5 -> 8 count.
-        let (e, _) = evaluate(10, W, Some((0, 10, 0)), W + W / 4, 1);
-        assert_eq!(e.held.remaining, 2);
-        assert!(e.fits());
-        let (e, _) = evaluate(10, W, Some((W, 2, 10)), W + W / 4, 1);
-        assert_eq!(e.held.remaining, 0);
+        let (e, _) = evaluate(10, W, Some((0, 10, 0)), W + W / 4, 1, View::Held);
+        assert_eq!((e.remaining, e.verdict), (2, Verdict::Fits));
+        let (e, _) = evaluate(10, W, Some((W, 2, 10)), W + W / 4, 1, View::Held);
+        assert_eq!(e.remaining, 0);
         // 8 + 2 + 1 > 10: needs prev weight <= 7, i.e. offset >= 0.3 W.
-        assert_eq!(e.held.verdict, Verdict::RetryAfterUs(50_000));
+        assert_eq!(e.verdict, Verdict::RetryAfterUs(50_000));
     }
 
     #[test]
@@ -107,22 +106,25 @@ mod tests {
             (9, 0, 5, 2),
             (10, 4, 999_999, 1),
         ] {
-            let (e, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed, cost);
-            let Verdict::RetryAfterUs(wait) = e.held.verdict else {
+            let (e, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed, cost, View::Held);
+            let Verdict::RetryAfterUs(wait) = e.verdict else {
                 panic!("expected a denial for {cur}/{prev}");
             };
-            let (later, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed + wait as i64, cost);
-            assert!(later.fits(), "fits after waiting {wait} for {cur}/{prev}");
-            let (earlier, _) = evaluate(
-                10,
-                W,
-                Some((W, cur, prev)),
-                W + elapsed + wait as i64 - 1,
-                cost,
+            let at = |t: i64| {
+                evaluate(10, W, Some((W, cur, prev)), t, cost, View::Held)
+                    .0
+                    .verdict
+            };
+            let retry_at = W + elapsed + wait as i64;
+            assert_eq!(
+                at(retry_at),
+                Verdict::Fits,
+                "fits after waiting {wait} for {cur}/{prev}"
             );
-            assert!(
-                !earlier.fits(),
-                "not one microsecond earlier for {cur}/{prev}"
+            assert_ne!(
+                at(retry_at - 1),
+                Verdict::Fits,
+                "not one microsecond earlier"
             );
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{non_negative, Evaluation};
+use super::{non_negative, View};
 use crate::decision::{Verdict, WindowState};
 
 /// The admitted requests still inside the window, oldest first.
@@ -27,7 +27,14 @@ impl Log {
     }
 
     /// Evaluates `cost` at `now` (pruning expired entries, which changes nothing visible).
-    pub(crate) fn evaluate(&mut self, max: u64, window: i64, now: i64, cost: u64) -> Evaluation {
+    pub(crate) fn evaluate(
+        &mut self,
+        max: u64,
+        window: i64,
+        now: i64,
+        cost: u64,
+        view: View,
+    ) -> WindowState {
         self.prune(window, now);
         let used = self.sum;
         let verdict = if cost > max {
@@ -37,20 +44,16 @@ impl Log {
         } else {
             Verdict::RetryAfterUs(self.retry_after(max, window, now, cost))
         };
-        let newest = self.entries.back().map(|&(t, _)| t);
-        let state = |used: u64, newest: Option<i64>| WindowState {
+        let (used, newest) = if view.taken(verdict) && cost > 0 {
+            (used + cost, Some(now))
+        } else {
+            (used, self.entries.back().map(|&(t, _)| t))
+        };
+        WindowState {
             limit: max,
             remaining: max.saturating_sub(used),
             reset_after_us: newest.map_or(0, |t| non_negative(t + window - now)),
             verdict,
-        };
-        Evaluation {
-            held: state(used, newest),
-            taken: if cost > 0 {
-                state(used + cost, Some(now))
-            } else {
-                state(used, newest)
-            },
         }
     }
 
@@ -85,15 +88,18 @@ mod tests {
     fn exact_over_the_sliding_window() {
         let mut log = Log::default();
         for t in [0, 100, 200] {
-            assert!(log.evaluate(3, 1000, t, 1).fits());
+            assert_eq!(
+                log.evaluate(3, 1000, t, 1, View::Held).verdict,
+                Verdict::Fits
+            );
             log.consume(t, 1);
         }
-        let e = log.evaluate(3, 1000, 999, 1);
-        assert_eq!(e.held.verdict, Verdict::RetryAfterUs(1));
-        assert!(log.evaluate(3, 1000, 1000, 1).fits());
+        let verdict =
+            |log: &mut Log, now, cost| log.evaluate(3, 1000, now, cost, View::Held).verdict;
+        assert_eq!(verdict(&mut log, 999, 1), Verdict::RetryAfterUs(1));
+        assert_eq!(verdict(&mut log, 1000, 1), Verdict::Fits);
         // Weighted: needs two entries to leave.
-        let e = log.evaluate(3, 1000, 1000, 3);
-        assert_eq!(e.held.verdict, Verdict::RetryAfterUs(200));
-        assert_eq!(log.evaluate(3, 1000, 1000, 4).held.verdict, Verdict::Never);
+        assert_eq!(verdict(&mut log, 1000, 3), Verdict::RetryAfterUs(200));
+        assert_eq!(verdict(&mut log, 1000, 4), Verdict::Never);
     }
 }

@@ -10,14 +10,14 @@ use hashbrown::HashTable;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use self::slot::{Commit, Slot};
+use self::slot::Slot;
 use super::Store;
-use crate::algorithm::Evaluation;
+use crate::algorithm::View;
 use crate::clock::{Clock, MonotonicClock};
-use crate::decision::{Decision, Windows};
+use crate::decision::{Decision, Verdict, Windows};
 use crate::error::{Error, StoreError};
 use crate::key;
-use crate::policy::{Policy, MAX_WINDOWS};
+use crate::policy::Policy;
 
 /// An in-process store: exact, atomic per key, no network.
 ///
@@ -183,6 +183,7 @@ impl<C: Clock> MemoryStore<C> {
     }
 
     /// Decides synchronously: the body of [`Store::check`], which never waits.
+    #[inline]
     pub fn check_now(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         let key = key::normalize(key)?;
         self.inner.check(policy, &key, cost)
@@ -190,6 +191,7 @@ impl<C: Clock> MemoryStore<C> {
 }
 
 impl<C: Clock> Inner<C> {
+    #[inline]
     fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         let hash = self.hasher.hash_one((policy.name(), key));
         // The table indexes buckets with the low bits and tags with the top 7: pick
@@ -253,25 +255,43 @@ impl<C: Clock> Inner<C> {
 
 /// Evaluates every window, then consumes from all of them or none. Returns the decision
 /// and, when something was consumed, the new expiry of the entry.
+#[inline]
 fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64) -> (Decision, Option<i64>) {
     let limits = policy.limits();
-    let mut evals: SmallVec<[(Evaluation, Commit); MAX_WINDOWS]> = SmallVec::new();
+    if let ([slot], [limit]) = (&mut *slots, limits) {
+        // One window (the common case): evaluate once, commit in place.
+        let (state, commit) = slot.evaluate(limit, now, cost, View::Shown);
+        let fits = state.verdict == Verdict::Fits;
+        let expires_at = (fits && cost > 0).then(|| {
+            slot.commit(commit, now, cost);
+            now.saturating_add(state.reset_after_us as i64)
+        });
+        let mut windows = Windows::new();
+        windows.push(state);
+        return (Decision::from_windows(windows), expires_at);
+    }
+    // Several windows: a first pass decides, a second commits. Evaluating twice is a few
+    // integer operations per window and keeps per-window records off the stack.
+    let mut windows = Windows::new();
+    let mut allowed = true;
     for (slot, limit) in slots.iter_mut().zip(limits) {
-        evals.push(slot.evaluate(limit, now, cost));
+        let (state, _) = slot.evaluate(limit, now, cost, View::Held);
+        allowed &= state.verdict == Verdict::Fits;
+        windows.push(state);
     }
-    let allowed = evals.iter().all(|(e, _)| e.fits());
-    let windows: Windows = evals
-        .iter()
-        .map(|(e, _)| if allowed { e.taken } else { e.held })
-        .collect();
-    let mut expires_at = None;
-    if allowed && cost > 0 {
-        for (slot, (_, commit)) in slots.iter_mut().zip(&evals) {
-            slot.commit(*commit, now, cost);
+    if !allowed {
+        return (Decision::from_windows(windows), None);
+    }
+    let mut longest = 0;
+    for ((slot, limit), window) in slots.iter_mut().zip(limits).zip(windows.iter_mut()) {
+        let (state, commit) = slot.evaluate(limit, now, cost, View::Taken);
+        *window = state;
+        longest = longest.max(state.reset_after_us);
+        if cost > 0 {
+            slot.commit(commit, now, cost);
         }
-        let longest = windows.iter().map(|w| w.reset_after_us).max().unwrap_or(0);
-        expires_at = Some(now.saturating_add(longest as i64));
     }
+    let expires_at = (cost > 0).then(|| now.saturating_add(longest as i64));
     (Decision::from_windows(windows), expires_at)
 }
 

@@ -2,7 +2,8 @@
 //! its algorithm.
 
 use crate::algorithm::sliding_log::Log;
-use crate::algorithm::{fixed_window, gcra::Gcra, sliding_counter, Evaluation};
+use crate::algorithm::{fixed_window, gcra::Gcra, sliding_counter, View};
+use crate::decision::WindowState;
 use crate::policy::{Algorithm, Limit};
 
 /// A window's stored state. `Vacant` is a window never written (or written by another
@@ -37,8 +38,16 @@ pub(super) enum Commit {
 }
 
 impl Slot {
-    /// Evaluates `cost` for this window at `now` without consuming anything.
-    pub(super) fn evaluate(&mut self, limit: &Limit, now: i64, cost: u64) -> (Evaluation, Commit) {
+    /// Evaluates `cost` for this window at `now` without consuming anything; reports the
+    /// window as `view` asks and what to commit if the request is admitted.
+    #[inline]
+    pub(super) fn evaluate(
+        &mut self,
+        limit: &Limit,
+        now: i64,
+        cost: u64,
+        view: View,
+    ) -> (WindowState, Commit) {
         match limit.algo() {
             Algorithm::Gcra { .. } => {
                 let tat = match *self {
@@ -49,7 +58,7 @@ impl Slot {
                     emission_us: limit.emission_us(),
                     capacity: limit.capacity(),
                 };
-                let (eval, tat) = gcra.evaluate(tat, now, cost);
+                let (eval, tat) = gcra.evaluate(tat, now, cost, view);
                 (eval, Commit::Gcra { tat })
             }
             Algorithm::FixedWindow | Algorithm::Calendar(_) => {
@@ -61,7 +70,8 @@ impl Slot {
                     Slot::Fixed { start, count } => Some((start, count)),
                     _ => None,
                 };
-                let (eval, count) = fixed_window::evaluate(limit.max(), bounds, stored, now, cost);
+                let (eval, count) =
+                    fixed_window::evaluate(limit.max(), bounds, stored, now, cost, view);
                 (
                     eval,
                     Commit::Fixed {
@@ -75,8 +85,14 @@ impl Slot {
                     Slot::Counter { start, cur, prev } => Some((start, cur, prev)),
                     _ => None,
                 };
-                let (eval, (start, cur, prev)) =
-                    sliding_counter::evaluate(limit.max(), limit.window_us(), stored, now, cost);
+                let (eval, (start, cur, prev)) = sliding_counter::evaluate(
+                    limit.max(),
+                    limit.window_us(),
+                    stored,
+                    now,
+                    cost,
+                    view,
+                );
                 (eval, Commit::Counter { start, cur, prev })
             }
             Algorithm::SlidingLog => {
@@ -86,7 +102,7 @@ impl Slot {
                 let Slot::Log(log) = self else {
                     unreachable!("set to a log just above")
                 };
-                let eval = log.evaluate(limit.max(), limit.window_us(), now, cost);
+                let eval = log.evaluate(limit.max(), limit.window_us(), now, cost, view);
                 (eval, Commit::AppendLog)
             }
         }
