@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the demo on the embedded in-memory store (set REDIS_URL to use Redis instead).
+# Runs the HTTP demo (examples/demo.rs) under config/demo.yaml on the embedded in-memory
+# store; set REDIS_URL to share budgets through Redis instead. Extra flags are passed on
+# (e.g. --listen 0.0.0.0:3000). The file is watched: edit it and the limits change live.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
-exec cargo run --release -p limiter-core --example decisions -- "$@"
+exec cargo run --release --example demo -- --config config/demo.yaml "$@"
