@@ -14,13 +14,63 @@ pub enum Verdict {
     Never,
 }
 
+/// A [`Verdict`] in 8 bytes (-1 fits, -2 never, otherwise the retry time): decisions are
+/// returned by value, and a smaller one is copied without a call to `memcpy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PackedVerdict(i64);
+
+impl From<Verdict> for PackedVerdict {
+    #[inline]
+    fn from(v: Verdict) -> Self {
+        PackedVerdict(match v {
+            Verdict::Fits => -1,
+            Verdict::Never => -2,
+            Verdict::RetryAfterUs(us) => us.min(i64::MAX as u64) as i64,
+        })
+    }
+}
+
+impl PackedVerdict {
+    /// How long the verdict keeps a request out: 0 when it fits, the most when never.
+    #[inline]
+    fn rank(self) -> u64 {
+        match self.0 {
+            -1 => 0,
+            -2 => u64::MAX,
+            us => us as u64 + 1,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(self) -> Verdict {
+        match self.0 {
+            -1 => Verdict::Fits,
+            -2 => Verdict::Never,
+            us => Verdict::RetryAfterUs(us.max(0) as u64),
+        }
+    }
+}
+
+impl PartialEq<Verdict> for PackedVerdict {
+    #[inline]
+    fn eq(&self, other: &Verdict) -> bool {
+        *self == PackedVerdict::from(*other)
+    }
+}
+
+impl std::fmt::Debug for PackedVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// The state of one window of a policy after a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WindowState {
     pub(crate) limit: u64,
     pub(crate) remaining: u64,
     pub(crate) reset_after_us: u64,
-    pub(crate) verdict: Verdict,
+    pub(crate) verdict: PackedVerdict,
 }
 
 impl WindowState {
@@ -41,7 +91,7 @@ impl WindowState {
 
     /// How this window stands on the request's cost.
     pub fn verdict(&self) -> Verdict {
-        self.verdict
+        self.verdict.get()
     }
 }
 
@@ -67,7 +117,8 @@ pub(crate) type Windows = SmallVec<[WindowState; 3]>;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Decision {
     pub(crate) allowed: bool,
-    pub(crate) denied_by: Option<usize>,
+    /// A window index (a policy has at most 8), kept small so decisions copy cheaply.
+    pub(crate) denied_by: Option<u8>,
     pub(crate) windows: Windows,
 }
 
@@ -76,17 +127,13 @@ impl Decision {
     /// denied by the window that keeps the request out longest (a never-fitting one first).
     #[inline]
     pub(crate) fn from_windows(windows: Windows) -> Self {
-        let mut denied_by: Option<usize> = None;
-        let rank = |v: Verdict| match v {
-            Verdict::Fits => 0u128,
-            Verdict::RetryAfterUs(us) => 1 + u128::from(us),
-            Verdict::Never => u128::MAX,
-        };
+        let mut denied_by: Option<u8> = None;
+        let mut worst = 0;
         for (i, w) in windows.iter().enumerate() {
-            if w.verdict != Verdict::Fits
-                && denied_by.is_none_or(|d| rank(w.verdict) > rank(windows[d].verdict))
-            {
-                denied_by = Some(i);
+            let rank = w.verdict.rank();
+            if rank > worst {
+                worst = rank;
+                denied_by = Some(i as u8);
             }
         }
         Decision {
@@ -104,13 +151,16 @@ impl Decision {
     /// The index of the window that denied the request, when it was denied. With several
     /// full windows, the one that keeps the request out longest.
     pub fn denied_by(&self) -> Option<usize> {
-        self.denied_by
+        self.denied_by.map(usize::from)
     }
 
     /// When denied: how long until the same request would be admitted, if nothing else
     /// consumes meanwhile. `None` when allowed, or when the cost can never fit.
     pub fn retry_after(&self) -> Option<Duration> {
-        match self.denied_by.map(|i| self.windows[i].verdict) {
+        match self
+            .denied_by
+            .map(|i| self.windows[usize::from(i)].verdict())
+        {
             Some(Verdict::RetryAfterUs(us)) => Some(Duration::from_micros(us)),
             _ => None,
         }

@@ -35,7 +35,7 @@ pub(crate) fn evaluate(
         limit: max,
         remaining: max.saturating_sub(used),
         reset_after_us: if used > 0 { until_end } else { 0 },
-        verdict,
+        verdict: verdict.into(),
     };
     (state, taken)
 }
@@ -55,12 +55,12 @@ mod tests {
         let b = epoch_bounds(1_000_000, 5_500_000);
         assert_eq!(b, (5_000_000, 6_000_000));
         let (e, n) = evaluate(2, b, Some((5_000_000, 1)), 5_500_000, 1, View::Taken);
-        assert_eq!((e.verdict, e.remaining, n), (Verdict::Fits, 0, 2));
+        assert_eq!((e.verdict(), e.remaining, n), (Verdict::Fits, 0, 2));
         let (e, _) = evaluate(2, b, Some((5_000_000, 2)), 5_500_000, 1, View::Held);
         assert_eq!(e.verdict, Verdict::RetryAfterUs(500_000));
         // A stale window counts as empty.
         let (e, _) = evaluate(2, b, Some((4_000_000, 2)), 5_500_000, 1, View::Held);
-        assert_eq!((e.verdict, e.remaining), (Verdict::Fits, 2));
+        assert_eq!((e.verdict(), e.remaining), (Verdict::Fits, 2));
         let (e, _) = evaluate(2, b, None, 5_500_000, 3, View::Held);
         assert_eq!(e.verdict, Verdict::Never);
     }

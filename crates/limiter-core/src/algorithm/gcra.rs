@@ -29,7 +29,7 @@ impl Gcra {
                 0
             },
             reset_after_us: non_negative(backlog),
-            verdict,
+            verdict: verdict.into(),
         }
     }
 
@@ -108,7 +108,7 @@ mod tests {
                 reset_ms * 1000,
                 "case {i}: reset"
             );
-            let retry = match shown.verdict {
+            let retry = match shown.verdict.get() {
                 Verdict::RetryAfterUs(us) => us as i64 / 1000,
                 Verdict::Fits | Verdict::Never => -1,
             };

@@ -12,7 +12,7 @@ pub(crate) mod gcra;
 pub(crate) mod sliding_counter;
 pub(crate) mod sliding_log;
 
-use crate::decision::Verdict;
+use crate::decision::{PackedVerdict, Verdict};
 
 /// Which state of a window an evaluation reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,11 +27,12 @@ pub(crate) enum View {
 
 impl View {
     #[inline]
-    pub(crate) fn taken(self, verdict: Verdict) -> bool {
+    pub(crate) fn taken(self, verdict: impl Into<PackedVerdict>) -> bool {
+        let fits = verdict.into() == Verdict::Fits;
         match self {
             View::Held => false,
             View::Taken => true,
-            View::Shown => verdict == Verdict::Fits,
+            View::Shown => fits,
         }
     }
 }

@@ -50,7 +50,7 @@ pub(crate) fn evaluate(
         } else {
             0
         },
-        verdict,
+        verdict: verdict.into(),
     };
     (state, (start, cur + cost, prev))
 }
@@ -92,7 +92,7 @@ mod tests {
     fn weighs_the_previous_window() {
         // Previous window had 10 of max 10; a quarter into the current one, 7.5 -> 8 count.
         let (e, _) = evaluate(10, W, Some((0, 10, 0)), W + W / 4, 1, View::Held);
-        assert_eq!((e.remaining, e.verdict), (2, Verdict::Fits));
+        assert_eq!((e.remaining, e.verdict()), (2, Verdict::Fits));
         let (e, _) = evaluate(10, W, Some((W, 2, 10)), W + W / 4, 1, View::Held);
         assert_eq!(e.remaining, 0);
         // 8 + 2 + 1 > 10: needs prev weight <= 7, i.e. offset >= 0.3 W.
@@ -107,7 +107,7 @@ mod tests {
             (10, 4, 999_999, 1),
         ] {
             let (e, _) = evaluate(10, W, Some((W, cur, prev)), W + elapsed, cost, View::Held);
-            let Verdict::RetryAfterUs(wait) = e.verdict else {
+            let Verdict::RetryAfterUs(wait) = e.verdict.get() else {
                 panic!("expected a denial for {cur}/{prev}");
             };
             let at = |t: i64| {

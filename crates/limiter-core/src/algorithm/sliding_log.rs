@@ -53,7 +53,7 @@ impl Log {
             limit: max,
             remaining: max.saturating_sub(used),
             reset_after_us: newest.map_or(0, |t| non_negative(t + window - now)),
-            verdict,
+            verdict: verdict.into(),
         }
     }
 
@@ -95,7 +95,7 @@ mod tests {
             log.consume(t, 1);
         }
         let verdict =
-            |log: &mut Log, now, cost| log.evaluate(3, 1000, now, cost, View::Held).verdict;
+            |log: &mut Log, now, cost| log.evaluate(3, 1000, now, cost, View::Held).verdict.get();
         assert_eq!(verdict(&mut log, 999, 1), Verdict::RetryAfterUs(1));
         assert_eq!(verdict(&mut log, 1000, 1), Verdict::Fits);
         // Weighted: needs two entries to leave.

@@ -6,6 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
@@ -72,10 +73,11 @@ struct Shard {
 struct Entry {
     hash: u64,
     policy: Arc<str>,
-    key: Box<str>,
+    /// Keys up to 24 bytes are stored inline: comparing them costs no pointer chase.
+    key: CompactString,
     /// When every window is back to full capacity: the entry can then be dropped.
     expires_at: i64,
-    slots: SmallVec<[Slot; 2]>,
+    slots: SmallVec<[Slot; 1]>,
 }
 
 const MIN_SWEEP: usize = 64;
@@ -201,7 +203,9 @@ impl<C: Clock> Inner<C> {
         let mut shard = shard.0.lock();
         let now = self.clock.now_us();
         let limits = policy.limits();
-        let matches = |e: &Entry| &*e.key == key && *e.policy == *policy.name();
+        let name = policy.shared_name();
+        let matches =
+            |e: &Entry| e.key == key && (Arc::ptr_eq(&e.policy, name) || e.policy == *name);
 
         if let Some(entry) = shard.table.find_mut(hash, matches) {
             if entry.slots.len() != limits.len() {
@@ -214,7 +218,7 @@ impl<C: Clock> Inner<C> {
             return Ok(decision);
         }
 
-        let mut slots: SmallVec<[Slot; 2]> = SmallVec::from_elem(Slot::Vacant, limits.len());
+        let mut slots: SmallVec<[Slot; 1]> = SmallVec::from_elem(Slot::Vacant, limits.len());
         let (decision, expires_at) = decide(&mut slots, policy, now, cost);
         // Only a consumed cost creates state; peeks and denials of new keys leave none.
         if let Some(expires_at) = expires_at {
@@ -230,7 +234,7 @@ impl<C: Clock> Inner<C> {
             let entry = Entry {
                 hash,
                 policy: Arc::clone(policy.shared_name()),
-                key: key.into(),
+                key: CompactString::from(key),
                 expires_at,
                 slots,
             };
@@ -255,7 +259,7 @@ impl<C: Clock> Inner<C> {
 
 /// Evaluates every window, then consumes from all of them or none. Returns the decision
 /// and, when something was consumed, the new expiry of the entry.
-#[inline]
+#[inline(always)]
 fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64) -> (Decision, Option<i64>) {
     let limits = policy.limits();
     if let ([slot], [limit]) = (&mut *slots, limits) {

@@ -24,7 +24,8 @@ pub(super) enum Slot {
         cur: u64,
         prev: u64,
     },
-    Log(Log),
+    /// Boxed: a log is the one large state, and slots sit inline in every entry.
+    Log(Box<Log>),
 }
 
 /// What to write into a slot if the request is admitted. `Copy`, so that evaluating a
@@ -40,7 +41,7 @@ pub(super) enum Commit {
 impl Slot {
     /// Evaluates `cost` for this window at `now` without consuming anything; reports the
     /// window as `view` asks and what to commit if the request is admitted.
-    #[inline]
+    #[inline(always)]
     pub(super) fn evaluate(
         &mut self,
         limit: &Limit,
@@ -97,7 +98,7 @@ impl Slot {
             }
             Algorithm::SlidingLog => {
                 if !matches!(self, Slot::Log(_)) {
-                    *self = Slot::Log(Log::default());
+                    *self = Slot::Log(Box::default());
                 }
                 let Slot::Log(log) = self else {
                     unreachable!("set to a log just above")

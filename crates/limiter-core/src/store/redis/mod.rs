@@ -178,7 +178,8 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
                 -1 => Verdict::Fits,
                 -2 => Verdict::Never,
                 us => Verdict::RetryAfterUs(us.max(1) as u64),
-            },
+            }
+            .into(),
         })
         .collect();
     let decision = Decision::from_windows(windows);
