@@ -28,6 +28,19 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and compiles `text` as if read from `path` (which names it in errors and
 /// anchors relative paths).
+///
+/// ```
+/// use std::path::Path;
+/// use limiter_tower::config::load_str;
+///
+/// let ok = load_str("endpoints:\n  - { path: /a, name: a, limits: [{ name: m, max: 5, window: 60s }] }\n", Path::new("p.yaml"));
+/// assert_eq!(ok.unwrap().rules.policies().count(), 1);
+///
+/// let err = load_str("endpoints:\n  - { path: /a, name: a, limits: [{ name: m, max: 5, windw: 60s }] }\n", Path::new("p.yaml"))
+///     .unwrap_err();
+/// assert!(err.to_string().starts_with("p.yaml:2:"));
+/// assert_eq!(err.field(), Some("endpoints[0].limits[0].windw"));
+/// ```
 pub fn load_str(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     let file = parse(text, path)?;
     let base = path.parent().map(Path::to_owned).unwrap_or_default();

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A walkthrough of the HTTP demo with curl: builds and starts it, then shows the rate-limit
+# headers, a 429 with Retry-After, two users with separate budgets, X-Forwarded-For from a
+# trusted proxy versus a spoofed one, a cost that can never fit, and a live reload that
+# changes a limit. It stops the server it started, whatever happens.
+#
+# The demo listens on 127.0.0.1 (trusted as a proxy by the policy file) and on ::1 (not).
+set -euo pipefail
+cd "$(dirname "$0")"
+. scripts/ensure-toolchain.sh
+command -v curl >/dev/null || { echo "curl-demo.sh needs curl" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "curl-demo.sh needs python3 (to mint test tokens)" >&2; exit 1; }
+
+PORT=${PORT:-3000}
+V4="http://127.0.0.1:$PORT"
+V6="http://[::1]:$PORT"
+WORK=$(mktemp -d)
+DEMO_PID=""
+cleanup() {
+  if [ -n "$DEMO_PID" ]; then kill "$DEMO_PID" 2>/dev/null || true; wait "$DEMO_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# The policy file is copied so that the live reload below does not edit the repository.
+cp config/demo.yaml "$WORK/policies.yaml"
+export DEMO_JWT_SECRET="curl-demo-secret"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { echo "\$ curl $*"; curl -sS -i "$@" | tr -d '\r' | grep -iE '^(HTTP|ratelimit|x-ratelimit|retry-after|content-type)|^\{' ; }
+code() { curl -sS -o /dev/null -w '%{http_code}' "$@"; }
+
+step "Building and starting the demo"
+cargo build --release --example demo
+"${CARGO_TARGET_DIR:-target}/release/examples/demo" --config "$WORK/policies.yaml" \
+  --listen "127.0.0.1:$PORT" --listen "[::1]:$PORT" >"$WORK/demo.log" 2>&1 &
+DEMO_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf -o /dev/null "$V4/health" && break
+  kill -0 "$DEMO_PID" 2>/dev/null || { cat "$WORK/demo.log"; exit 1; }
+  sleep 0.1
+done
+curl -sf -o /dev/null "$V4/health" || { echo "demo did not start"; cat "$WORK/demo.log"; exit 1; }
+
+# HS256 tokens, minted with the Python standard library.
+token() {
+  python3 - "$1" "$DEMO_JWT_SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+claims = b64(json.dumps({"sub": sys.argv[1], "aud": "limiter-demo", "exp": int(time.time()) + 3600}).encode())
+sig = hmac.new(sys.argv[2].encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+print(f"{header}.{claims}.{b64(sig)}")
+PY
+}
+ALICE=$(token alice)
+BOB=$(token bob)
+
+step "1. An allowed request: RateLimit-Policy lists every window, RateLimit the closest to exhaustion"
+show "$V6/hello"
+
+step "2. Five per minute on /hello: the sixth gets 429, Retry-After and a problem+json body"
+for _ in 1 2 3 4; do printf '%s ' "$(code "$V6/hello")"; done; echo
+show "$V6/hello"
+
+step "3. Per-user budgets: alice spends her 10 requests on /me, bob still has his"
+for _ in $(seq 1 10); do printf '%s ' "$(code -H "Authorization: Bearer $ALICE" "$V4/me")"; done; echo
+echo "alice again: $(code -H "Authorization: Bearer $ALICE" "$V4/me")"
+echo "bob:         $(code -H "Authorization: Bearer $BOB" "$V4/me")"
+echo "a forged token claiming alice counts by address instead: $(code -H "Authorization: Bearer ${ALICE%.*}.forged" "$V4/me")"
+
+step "4. X-Forwarded-For: believed from the trusted proxy 127.0.0.1, ignored from ::1"
+echo "via the proxy, client 203.0.113.7 has its own budget:"
+show -H "X-Forwarded-For: 203.0.113.7" "$V4/hello"
+echo "from ::1 (exhausted in step 2), a spoofed header changes nothing:"
+show -H "X-Forwarded-For: 198.51.100.1" "$V6/hello"
+
+step "5. A cost that can never fit: 6000 units against a window of 5000 (no Retry-After)"
+show -X POST -H "Authorization: Bearer $BOB" -H "x-upload-kb: 6000" "$V4/upload"
+
+step "6. Live reload: bob uploads 4000 of 5000 units, the file raises the limit to 8000, the 4000 stay counted"
+UPLOAD=(-X POST -H "Authorization: Bearer $BOB" "$V4/upload")
+echo "upload 4000: $(code -H "x-upload-kb: 4000" "${UPLOAD[@]}")"
+echo "upload 2000: $(code -H "x-upload-kb: 2000" "${UPLOAD[@]}")   (4000 + 2000 > 5000)"
+sed -i 's/{ name: hourly, max: 5000, window: 1h, algorithm: fixed_window }/{ name: hourly, max: 8000, window: 1h, algorithm: fixed_window }/' "$WORK/policies.yaml"
+# A cost of 0 reports the state without consuming: poll it until the new policy is live.
+for _ in $(seq 1 100); do
+  curl -sS -i -H "x-upload-kb: 0" "${UPLOAD[@]}" | grep -qi '^ratelimit-policy: "hourly";q=8000' && break
+  sleep 0.1
+done
+show -H "x-upload-kb: 2000" "${UPLOAD[@]}"
+echo
+echo "Demo log:"; grep -E "reloaded|listening" "$WORK/demo.log" | sed 's/\x1b\[[0-9;]*m//g'

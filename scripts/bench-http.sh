@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Requests/s and p50/p99 latency of one axum hello route: bare, behind RateLimitLayer
+# (in-memory store, one global GCRA budget) admitting everything and denying almost
+# everything, and the same for tower_governor (../shared/bench/peers/tower-governor-http),
+# all in one run with the same wrk settings: wrk -t1 -c64 -d${SECS:-8}s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/ensure-toolchain.sh
+command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+PEER=${PEER:-../shared/bench/peers/tower-governor-http}
+SECS=${SECS:-8}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+cargo build --release -q --example bench_http
+OURS="$TARGET/release/examples/bench_http"
+if [ -d "$PEER" ]; then
+  PEER_TARGET=$(mktemp -d)
+  trap 'rm -rf "$PEER_TARGET"' EXIT
+  CARGO_TARGET_DIR="$PEER_TARGET" cargo build --release -q --manifest-path "$PEER/Cargo.toml"
+  THEIRS="$PEER_TARGET/release/tower-governor-http"
+fi
+
+measure() { # name binary mode port
+  local name=$1 bin=$2 mode=$3 port=$4 pid r
+  MODE=$mode PORT=$port "$bin" & pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+  r=$(wrk -t1 -c64 -d"${SECS}s" --latency "http://127.0.0.1:$port/" 2>&1)
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  printf '| %-22s | %10s | %8s | %8s | %8s |\n' "$name" \
+    "$(echo "$r" | awk '/Requests\/sec/{print $2}')" \
+    "$(echo "$r" | awk '/ 50%/{print $2}')" "$(echo "$r" | awk '/ 99%/{print $2}')" \
+    "$(echo "$r" | awk '/Non-2xx/{print $4}')"
+}
+
+echo "| server                 |      req/s |      p50 |      p99 | non-2xx |"
+echo "|---|---|---|---|---|"
+measure "bare"                   "$OURS" bare  18081
+measure "limiter-tower, allowed" "$OURS" allow 18082
+measure "limiter-tower, denied"  "$OURS" deny  18083
+if [ -n "${THEIRS:-}" ]; then
+  measure "tower_governor, allowed" "$THEIRS" allow 18084
+  measure "tower_governor, denied"  "$THEIRS" deny  18085
+fi
