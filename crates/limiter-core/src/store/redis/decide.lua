@@ -1,8 +1,12 @@
 -- Decides every window of one policy for one key in one atomic step.
 --
--- A line-by-line translation of src/algorithm/*.rs (the in-memory store runs the Rust);
--- the differential tests hold both to the same answers. Time is integer microseconds
--- from Redis TIME; every number stays below 2^53, so Lua's doubles are exact.
+-- A translation of src/algorithm/*.rs (the in-memory store runs the Rust); the
+-- differential tests hold both to the same answers. Time is integer microseconds from
+-- Redis TIME; every number stays below 2^53, so Lua's doubles are exact.
+--
+-- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
+-- table it creates is an allocation per decision. The calendar helpers are created only
+-- when a calendar window is present.
 --
 -- ARGV[1] cost, ARGV[2] number of windows, then 4 per window:
 --   algorithm (1 GCRA, 2 fixed, 3 calendar, 4 sliding counter, 5 sliding log),
@@ -18,221 +22,228 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cost = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local FITS, NEVER = -1, -2
+local DAY = 86400000000
 
 local function num(x) return string.format('%.0f', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) end
-local function floor_to(x, len) return x - math.fmod(x, len) end
 
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
+-- calendar.rs: Period::bounds (created on first use)
+local calendar
 
-local function civil_from_days(z)
-  z = z + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp - 9
-  if mp < 10 then m = mp + 3 end
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
-  return y, m, d
-end
-
--- calendar.rs: Period::bounds
-local DAY = 86400000000
-local function calendar(code, at)
-  if code == 1 then local s = floor_to(at, 60000000); return s, s + 60000000 end
-  if code == 2 then local s = floor_to(at, 3600000000); return s, s + 3600000000 end
-  if code == 3 then local s = floor_to(at, DAY); return s, s + DAY end
-  local day = (at - math.fmod(at, DAY)) / DAY
-  if code == 4 then
-    local s = (day - (day + 3) % 7) * DAY
-    return s, s + 7 * DAY
-  end
-  local y, m = civil_from_days(day)
-  local ny, nm = y, m + 1
-  if m == 12 then ny, nm = y + 1, 1 end
-  return days_from_civil(y, m, 1) * DAY, days_from_civil(ny, nm, 1) * DAY
-end
-
-local function verdict(fits, never, retry)
-  if never then return NEVER end
-  if fits then return FITS end
-  return retry
-end
-
--- Each evaluator returns held {verdict, remaining, reset}, taken {...}, and a commit.
-
--- gcra.rs
-local function gcra(key, capacity, emission)
-  local tau = emission * capacity
-  local tat = tonumber(redis.call('GET', key) or now)
-  local start = math.max(tat, now)
-  local increment = emission * cost
-  local new_tat = start + increment
-  local allow_at = new_tat - tau
-  local v = verdict(allow_at <= now, increment > tau, allow_at - now)
-  local function state(backlog)
-    local room = tau - backlog
-    local remaining = 0
-    if room > 0 then remaining = math.floor(room / emission) end
-    return {v, remaining, math.max(backlog, 0)}
-  end
-  return state(start - now), state(new_tat - now), function()
-    redis.call('SET', key, num(new_tat), 'PX', ttl_ms(new_tat - now))
-  end
-end
-
--- fixed_window.rs
-local function fixed(key, max, s, e)
-  local st = redis.call('HMGET', key, 's', 'n')
-  local count = 0
-  if tonumber(st[1]) == s then count = tonumber(st[2]) end
-  local until_end = math.max(e - now, 0)
-  local v = verdict(count + cost <= max, cost > max, until_end)
-  local function state(used)
-    local reset = 0
-    if used > 0 then reset = until_end end
-    return {v, math.max(max - used, 0), reset}
-  end
-  return state(count), state(count + cost), function()
-    redis.call('HSET', key, 's', num(s), 'n', num(count + cost))
-    redis.call('PEXPIRE', key, ttl_ms(e - now))
-  end
-end
-
--- sliding_counter.rs
-local function offset_where_fits(w, count, room)
-  return w - math.floor(room * w / count)
-end
-
-local function counter(key, max, w)
-  local start = floor_to(now, w)
-  local st = redis.call('HMGET', key, 's', 'c', 'p')
-  local stored = tonumber(st[1])
-  local cur, prev = 0, 0
-  if stored == start then
-    cur, prev = tonumber(st[2]), tonumber(st[3])
-  elseif stored == start - w then
-    prev = tonumber(st[2])
-  end
-  local elapsed = now - start
-  local weighted = 0
-  if prev > 0 then weighted = math.ceil(prev * (w - elapsed) / w) end
-  local used = weighted + cur
-  local retry = 0
-  if cost <= max and used + cost > max then
-    if cur + cost <= max then
-      retry = math.max(offset_where_fits(w, prev, max - cur - cost) - elapsed, 1)
-    else
-      retry = math.max(w - elapsed + offset_where_fits(w, cur, max - cost), 1)
-    end
-  end
-  local v = verdict(used + cost <= max, cost > max, retry)
-  local function state(c, u)
-    local reset = 0
-    if c > 0 then reset = start + 2 * w - now elseif prev > 0 then reset = start + w - now end
-    return {v, math.max(max - u, 0), math.max(reset, 0)}
-  end
-  return state(cur, used), state(cur + cost, used + cost), function()
-    redis.call('HSET', key, 's', num(start), 'c', num(cur + cost), 'p', num(prev))
-    redis.call('PEXPIRE', key, ttl_ms(start + 2 * w - now))
-  end
-end
-
--- sliding_log.rs: entries are members "seq:cost" scored by time; the meta hash holds
--- the sum of costs (n) and the member sequence (q).
-local function member_cost(m) return tonumber(string.match(m, ':(%d+)$')) end
-
-local function log(zkey, mkey, max, w)
-  local sum = tonumber(redis.call('HGET', mkey, 'n') or 0)
-  local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', num(now - w))
-  if #gone > 0 then
-    for _, m in ipairs(gone) do sum = sum - member_cost(m) end
-    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', num(now - w))
-    redis.call('HSET', mkey, 'n', num(sum))
-  end
-  local retry = 0
-  if cost <= max and sum + cost > max then
-    local need, freed, i, found = sum + cost - max, 0, 0, false
-    retry = w
-    while not found do
-      local chunk = redis.call('ZRANGE', zkey, i, i + 63, 'WITHSCORES')
-      if #chunk == 0 then break end
-      for x = 1, #chunk, 2 do
-        freed = freed + member_cost(chunk[x])
-        if freed >= need then
-          retry = math.max(tonumber(chunk[x + 1]) + w - now, 1)
-          found = true
-          break
-        end
-      end
-      i = i + 64
-    end
-  end
-  local v = verdict(sum + cost <= max, cost > max, retry)
-  local newest = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')
-  local held_reset = 0
-  if #newest > 0 then held_reset = math.max(tonumber(newest[2]) + w - now, 0) end
-  local held = {v, math.max(max - sum, 0), held_reset}
-  local taken = held
-  if cost > 0 then taken = {v, math.max(max - sum - cost, 0), w} end
-  return held, taken, function()
-    local seq = redis.call('HINCRBY', mkey, 'q', 1)
-    redis.call('ZADD', zkey, num(now), num(seq) .. ':' .. num(cost))
-    redis.call('HSET', mkey, 'n', num(sum + cost))
-    redis.call('PEXPIRE', zkey, ttl_ms(w))
-    redis.call('PEXPIRE', mkey, ttl_ms(w))
-  end
-end
-
-local held, taken, commits = {}, {}, {}
+-- Per window j, at 5*(j-1): verdict, held remaining, held reset, taken remaining, taken
+-- reset. Commit data at 3*(j-1): what to write if every window fits.
+local out, commit = {}, {}
 local allowed = true
 local k = 1
 for j = 1, n do
   local b = 2 + (j - 1) * 4
-  local algo, max, w, code = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
-  local h, tk, commit
+  local algo, max, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local key = KEYS[k]
+  local v, hr, hs, tr, ts
+  local c1, c2, c3 = 0, 0, 0
+
   if algo == 1 then
-    h, tk, commit = gcra(KEYS[k], max, w)
-  elseif algo == 2 then
-    local s = floor_to(now, w)
-    h, tk, commit = fixed(KEYS[k], max, s, s + w)
-  elseif algo == 3 then
-    h, tk, commit = fixed(KEYS[k], max, calendar(code, now))
+    -- gcra.rs: max is the capacity, w the emission interval.
+    local tau = w * max
+    local tat = tonumber(redis.call('GET', key) or now)
+    local start = math.max(tat, now)
+    local increment = w * cost
+    local new_tat = start + increment
+    local allow_at = new_tat - tau
+    if allow_at <= now then v = FITS elseif increment > tau then v = NEVER else v = allow_at - now end
+    local room = tau - (start - now)
+    hr = 0
+    if room > 0 then hr = math.floor(room / w) end
+    hs = math.max(start - now, 0)
+    room = tau - (new_tat - now)
+    tr = 0
+    if room > 0 then tr = math.floor(room / w) end
+    ts = math.max(new_tat - now, 0)
+    c1 = new_tat
+
+  elseif algo == 2 or algo == 3 then
+    -- fixed_window.rs
+    local s, e
+    if algo == 2 then
+      s = now - math.fmod(now, w)
+      e = s + w
+    else
+      if calendar == nil then
+        calendar = function(code, at)
+          if code == 1 then local x = at - math.fmod(at, 60000000); return x, x + 60000000 end
+          if code == 2 then local x = at - math.fmod(at, 3600000000); return x, x + 3600000000 end
+          if code == 3 then local x = at - math.fmod(at, DAY); return x, x + DAY end
+          local day = (at - math.fmod(at, DAY)) / DAY
+          if code == 4 then
+            local x = (day - (day + 3) % 7) * DAY
+            return x, x + 7 * DAY
+          end
+          -- Month: H. Hinnant's civil-from-days and days-from-civil.
+          local function days_from_civil(y, m, d)
+            if m <= 2 then y = y - 1 end
+            local era = math.floor(y / 400)
+            local yoe = y - era * 400
+            local mp = (m + 9) % 12
+            local doy = math.floor((153 * mp + 2) / 5) + d - 1
+            local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+            return era * 146097 + doe - 719468
+          end
+          local z = day + 719468
+          local era = math.floor(z / 146097)
+          local doe = z - era * 146097
+          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+          local mp = math.floor((5 * doy + 2) / 153)
+          local m = mp - 9
+          if mp < 10 then m = mp + 3 end
+          local y = yoe + era * 400
+          if m <= 2 then y = y + 1 end
+          local ny, nm = y, m + 1
+          if m == 12 then ny, nm = y + 1, 1 end
+          return days_from_civil(y, m, 1) * DAY, days_from_civil(ny, nm, 1) * DAY
+        end
+      end
+      s, e = calendar(tonumber(ARGV[b + 4]), now)
+    end
+    local st = redis.call('HMGET', key, 's', 'n')
+    local count = 0
+    if tonumber(st[1]) == s then count = tonumber(st[2]) end
+    local until_end = math.max(e - now, 0)
+    if cost > max then v = NEVER elseif count + cost <= max then v = FITS else v = until_end end
+    hr = math.max(max - count, 0)
+    hs = 0
+    if count > 0 then hs = until_end end
+    tr = math.max(max - count - cost, 0)
+    ts = 0
+    if count + cost > 0 then ts = until_end end
+    c1, c2, c3 = s, count + cost, e
+
   elseif algo == 4 then
-    h, tk, commit = counter(KEYS[k], max, w)
+    -- sliding_counter.rs
+    local start = now - math.fmod(now, w)
+    local st = redis.call('HMGET', key, 's', 'c', 'p')
+    local stored = tonumber(st[1])
+    local cur, prev = 0, 0
+    if stored == start then
+      cur, prev = tonumber(st[2]), tonumber(st[3])
+    elseif stored == start - w then
+      prev = tonumber(st[2])
+    end
+    local elapsed = now - start
+    local weighted = 0
+    if prev > 0 then weighted = math.ceil(prev * (w - elapsed) / w) end
+    local used = weighted + cur
+    if cost > max then
+      v = NEVER
+    elseif used + cost <= max then
+      v = FITS
+    elseif cur + cost <= max then
+      -- offset_where_fits(w, prev, max - cur - cost) - elapsed
+      v = math.max(w - math.floor((max - cur - cost) * w / prev) - elapsed, 1)
+    else
+      v = math.max(w - elapsed + w - math.floor((max - cost) * w / cur), 1)
+    end
+    local function reset(c)
+      if c > 0 then return math.max(start + 2 * w - now, 0) end
+      if prev > 0 then return math.max(start + w - now, 0) end
+      return 0
+    end
+    hr = math.max(max - used, 0)
+    hs = reset(cur)
+    tr = math.max(max - used - cost, 0)
+    ts = reset(cur + cost)
+    c1, c2, c3 = start, cur + cost, prev
+
   else
-    h, tk, commit = log(KEYS[k], KEYS[k + 1], max, w)
+    -- sliding_log.rs: entries are members "seq:cost" scored by time; the meta hash
+    -- holds the sum of costs (n) and the member sequence (q).
+    local mkey = KEYS[k + 1]
     k = k + 1
+    local sum = tonumber(redis.call('HGET', mkey, 'n') or 0)
+    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', num(now - w))
+    if #gone > 0 then
+      for i = 1, #gone do sum = sum - tonumber(string.match(gone[i], ':(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - w))
+      redis.call('HSET', mkey, 'n', num(sum))
+    end
+    if cost > max then
+      v = NEVER
+    elseif sum + cost <= max then
+      v = FITS
+    else
+      -- When enough of the oldest entries will have left for the cost to fit.
+      local need, freed, i, found = sum + cost - max, 0, 0, false
+      v = w
+      while not found do
+        local chunk = redis.call('ZRANGE', key, i, i + 63, 'WITHSCORES')
+        if #chunk == 0 then break end
+        for x = 1, #chunk, 2 do
+          freed = freed + tonumber(string.match(chunk[x], ':(%d+)$'))
+          if freed >= need then
+            v = math.max(tonumber(chunk[x + 1]) + w - now, 1)
+            found = true
+            break
+          end
+        end
+        i = i + 64
+      end
+    end
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    hr = math.max(max - sum, 0)
+    hs = 0
+    if #newest > 0 then hs = math.max(tonumber(newest[2]) + w - now, 0) end
+    tr, ts = hr, hs
+    if cost > 0 then tr, ts = math.max(max - sum - cost, 0), w end
+    c1 = sum
   end
+
   k = k + 1
-  held[j], taken[j], commits[j] = h, tk, commit
-  if h[1] ~= FITS then allowed = false end
+  local o = 5 * (j - 1)
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = v, hr, hs, tr, ts
+  o = 3 * (j - 1)
+  commit[o + 1], commit[o + 2], commit[o + 3] = c1, c2, c3
+  if v ~= FITS then allowed = false end
 end
 
-local shown = held
-if allowed then
-  shown = taken
-  if cost > 0 then
-    for j = 1, n do commits[j]() end
+if allowed and cost > 0 then
+  k = 1
+  for j = 1, n do
+    local b = 2 + (j - 1) * 4
+    local algo, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 3])
+    local key = KEYS[k]
+    local o = 3 * (j - 1)
+    local c1, c2, c3 = commit[o + 1], commit[o + 2], commit[o + 3]
+    if algo == 1 then
+      redis.call('SET', key, num(c1), 'PX', ttl_ms(c1 - now))
+    elseif algo == 2 or algo == 3 then
+      redis.call('HSET', key, 's', num(c1), 'n', num(c2))
+      redis.call('PEXPIRE', key, ttl_ms(c3 - now))
+    elseif algo == 4 then
+      redis.call('HSET', key, 's', num(c1), 'c', num(c2), 'p', num(c3))
+      redis.call('PEXPIRE', key, ttl_ms(c1 + 2 * w - now))
+    else
+      local mkey = KEYS[k + 1]
+      k = k + 1
+      local seq = redis.call('HINCRBY', mkey, 'q', 1)
+      redis.call('ZADD', key, num(now), num(seq) .. ':' .. num(cost))
+      redis.call('HSET', mkey, 'n', num(c1 + cost))
+      redis.call('PEXPIRE', key, ttl_ms(w))
+      redis.call('PEXPIRE', mkey, ttl_ms(w))
+    end
+    k = k + 1
   end
 end
+
 local reply = {0}
-if allowed then reply[1] = 1 end
+local shift = 1
+if allowed then
+  reply[1] = 1
+  shift = 3
+end
 for j = 1, n do
-  reply[#reply + 1] = shown[j][1]
-  reply[#reply + 1] = shown[j][2]
-  reply[#reply + 1] = shown[j][3]
+  local o = 5 * (j - 1)
+  reply[3 * j - 1] = out[o + 1]
+  reply[3 * j] = out[o + shift + 1]
+  reply[3 * j + 1] = out[o + shift + 2]
 end
 return reply
