@@ -29,7 +29,7 @@ measure() { # name binary mode port
   printf '| %-22s | %10s | %8s | %8s | %8s |\n' "$name" \
     "$(echo "$r" | awk '/Requests\/sec/{print $2}')" \
     "$(echo "$r" | awk '/ 50%/{print $2}')" "$(echo "$r" | awk '/ 99%/{print $2}')" \
-    "$(echo "$r" | awk '/Non-2xx/{print $4}')"
+    "$(echo "$r" | awk '/Non-2xx/{print $NF}')"
 }
 
 echo "| server                 |      req/s |      p50 |      p99 | non-2xx |"
