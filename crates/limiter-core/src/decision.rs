@@ -119,6 +119,8 @@ pub struct Decision {
     pub(crate) allowed: bool,
     /// A window index (a policy has at most 8), kept small so decisions copy cheaply.
     pub(crate) denied_by: Option<u8>,
+    /// Decided by a failure mode because the store failed (see [`Guarded`](crate::Guarded)).
+    pub(crate) degraded: bool,
     pub(crate) windows: Windows,
 }
 
@@ -139,6 +141,7 @@ impl Decision {
         Decision {
             allowed: denied_by.is_none(),
             denied_by,
+            degraded: false,
             windows,
         }
     }
@@ -169,6 +172,13 @@ impl Decision {
     /// Whether the cost is larger than some window's capacity, so it can never be admitted.
     pub fn never_fits(&self) -> bool {
         self.windows.iter().any(|w| w.verdict == Verdict::Never)
+    }
+
+    /// Whether a failure mode decided instead of the store (it failed, was too slow, or
+    /// its circuit breaker was open): the figures are then the fallback's, not the
+    /// shared state's.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded
     }
 
     /// Every window's state, in the policy's order.

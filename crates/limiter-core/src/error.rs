@@ -34,6 +34,11 @@ pub enum PolicyError {
     },
 }
 
+/// A failure mode that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid failure mode: {0}")]
+pub struct InvalidFailureMode(pub &'static str);
+
 /// A failure of the store behind a limiter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -36,13 +36,15 @@ mod error;
 mod key;
 mod limiter;
 mod policy;
+mod resilience;
 mod store;
 
 pub use calendar::Period;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use decision::{Decision, Verdict, WindowState};
-pub use error::{AcquireError, Error, PolicyError, StoreError};
+pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Limit, Policy, MAX_WINDOWS};
+pub use resilience::{BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder};
 pub use store::{MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store};

@@ -28,6 +28,11 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         cost: u64,
     ) -> impl Future<Output = Result<Decision, Error>> + Send;
+
+    /// Checks that the store answers, for health checks; the default has nothing to ask.
+    fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Ok(()) }
+    }
 }
 
 impl<S: Store> Store for std::sync::Arc<S> {
@@ -38,5 +43,9 @@ impl<S: Store> Store for std::sync::Arc<S> {
         cost: u64,
     ) -> impl Future<Output = Result<Decision, Error>> + Send {
         (**self).check(policy, key, cost)
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).ping()
     }
 }

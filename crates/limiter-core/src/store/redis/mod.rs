@@ -242,4 +242,13 @@ impl Store for RedisStore {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         self.decide(policy, key, cost).await
     }
+
+    async fn ping(&self) -> Result<(), Error> {
+        let ping = ::redis::cmd("PING");
+        match &self.conn {
+            Connection::Single(conn) => ping.query_async::<()>(&mut conn.clone()).await,
+            Connection::Cluster(conn) => ping.query_async::<()>(&mut conn.clone()).await,
+        }
+        .map_err(store_error)
+    }
 }

@@ -1,0 +1,228 @@
+//! A circuit breaker: closed while the store behaves, open after too many failures or
+//! slow calls within a window (no call is attempted while open), half-open once a health
+//! check succeeds, closed again after a successful call.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+/// When the breaker opens and how it recovers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Failed calls (errors and deadline misses) within `window` that open the breaker.
+    pub failures: u32,
+    /// Calls slower than `slow_call` within `window` that open the breaker.
+    pub slow_calls: u32,
+    /// A call that succeeds but takes longer than this counts as slow.
+    pub slow_call: Duration,
+    /// The window over which failures and slow calls are counted.
+    pub window: Duration,
+    /// How often an open breaker probes the store with a health check.
+    pub probe_interval: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            slow_calls: 10,
+            slow_call: Duration::from_millis(25),
+            window: Duration::from_secs(10),
+            probe_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The breaker's state, as exported in the `ratelimit_breaker_state` gauge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BreakerState {
+    /// Calls go to the store (gauge 0).
+    Closed = 0,
+    /// A health check succeeded: calls go to the store; the first result decides (gauge 1).
+    HalfOpen = 1,
+    /// No call goes to the store; the failure mode decides (gauge 2).
+    Open = 2,
+}
+
+impl BreakerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => BreakerState::Closed,
+            1 => BreakerState::HalfOpen,
+            _ => BreakerState::Open,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+}
+
+/// What a finished call tells the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallResult {
+    Success { elapsed: Duration },
+    Failure,
+}
+
+pub(crate) struct Breaker {
+    config: BreakerConfig,
+    /// Read on every call without the lock.
+    state: AtomicU8,
+    counts: Mutex<Counts>,
+}
+
+struct Counts {
+    window_start: Instant,
+    failures: u32,
+    slow: u32,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
+        Breaker {
+            config,
+            state: AtomicU8::new(BreakerState::Closed as u8),
+            counts: Mutex::new(Counts {
+                window_start: Instant::now(),
+                failures: 0,
+                slow: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        BreakerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Records a call's result; returns true when this result opened the breaker (the
+    /// caller then starts the health check).
+    pub(crate) fn record(&self, result: CallResult) -> bool {
+        let state = self.state();
+        match (state, result) {
+            (BreakerState::Open, _) => false,
+            (BreakerState::HalfOpen, CallResult::Failure) => self.transition(BreakerState::Open),
+            (BreakerState::HalfOpen, CallResult::Success { .. }) => {
+                self.reset_counts();
+                self.transition(BreakerState::Closed);
+                false
+            }
+            (BreakerState::Closed, result) => {
+                let mut counts = self.counts.lock();
+                let now = Instant::now();
+                if now.duration_since(counts.window_start) >= self.config.window {
+                    *counts = Counts {
+                        window_start: now,
+                        failures: 0,
+                        slow: 0,
+                    };
+                }
+                match result {
+                    CallResult::Failure => counts.failures += 1,
+                    CallResult::Success { elapsed } if elapsed > self.config.slow_call => {
+                        counts.slow += 1
+                    }
+                    CallResult::Success { .. } => return false,
+                }
+                let trip = counts.failures >= self.config.failures
+                    || counts.slow >= self.config.slow_calls;
+                drop(counts);
+                trip && self.transition(BreakerState::Open)
+            }
+        }
+    }
+
+    /// A health check succeeded while open: let calls through again.
+    pub(crate) fn half_open(&self) {
+        self.transition(BreakerState::HalfOpen);
+    }
+
+    fn reset_counts(&self) {
+        let mut counts = self.counts.lock();
+        counts.failures = 0;
+        counts.slow = 0;
+        counts.window_start = Instant::now();
+    }
+
+    /// Moves to `to`; returns whether the state changed (so only one caller acts on it).
+    fn transition(&self, to: BreakerState) -> bool {
+        let from = self.state.swap(to as u8, Ordering::AcqRel);
+        if from == to as u8 {
+            return false;
+        }
+        let from = BreakerState::from_u8(from);
+        tracing::warn!(
+            from = from.name(),
+            to = to.name(),
+            "rate-limit store circuit breaker"
+        );
+        metrics::gauge!("ratelimit_breaker_state").set(f64::from(to as u8));
+        metrics::counter!("ratelimit_breaker_transitions_total", "to" => to.name()).increment(1);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BreakerConfig {
+        BreakerConfig {
+            failures: 3,
+            slow_calls: 2,
+            slow_call: Duration::from_millis(10),
+            window: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(100),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_n_failures_within_the_window_only() {
+        let b = Breaker::new(config());
+        assert!(!b.record(CallResult::Failure));
+        assert!(!b.record(CallResult::Failure));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // The window rolled over: two old failures no longer count.
+        assert!(!b.record(CallResult::Failure));
+        assert!(!b.record(CallResult::Failure));
+        assert!(
+            b.record(CallResult::Failure),
+            "third failure in one window opens"
+        );
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.record(CallResult::Failure), "already open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_n_slow_calls_and_recovers_through_half_open() {
+        let b = Breaker::new(config());
+        let slow = CallResult::Success {
+            elapsed: Duration::from_millis(11),
+        };
+        let fast = CallResult::Success {
+            elapsed: Duration::from_millis(9),
+        };
+        assert!(!b.record(fast));
+        assert!(!b.record(slow));
+        assert!(b.record(slow));
+        assert_eq!(b.state(), BreakerState::Open);
+        b.half_open();
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.record(CallResult::Failure), "a failed trial reopens");
+        b.half_open();
+        assert!(!b.record(fast));
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(!b.record(slow), "counts were reset on closing");
+    }
+}

@@ -1,0 +1,174 @@
+//! What decides when the store cannot: allow everything, deny everything, or an
+//! in-memory limiter enforcing this instance's share of each limit.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use crate::decision::{Decision, Verdict, WindowState};
+use crate::error::InvalidFailureMode;
+use crate::policy::{Algorithm, Limit, Policy};
+use crate::store::MemoryStore;
+
+/// What a [`Guarded`](crate::Guarded) store does while its primary store is unavailable,
+/// too slow, or behind an open circuit breaker. Decisions it makes say so
+/// ([`Decision::is_degraded`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FailureMode {
+    /// Fail open: allow every request.
+    Open,
+    /// Fail closed: deny every request, with a retry time of one health-check interval.
+    Closed,
+    /// An in-memory limiter stands in, each instance enforcing `share` (0 < share <= 1) of
+    /// every limit (e.g. 1/3 with three instances). Best effort: traffic spread unevenly
+    /// over instances is limited unevenly, and counts start from zero.
+    Local {
+        /// This instance's share of each limit.
+        share: f64,
+    },
+}
+
+impl FailureMode {
+    /// The `mode` label of the `ratelimit_fallback_decisions_total` metric.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureMode::Open => "open",
+            FailureMode::Closed => "closed",
+            FailureMode::Local { .. } => "local",
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), InvalidFailureMode> {
+        match *self {
+            FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => Err(
+                InvalidFailureMode("local share must be above 0 and at most 1"),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn windows(policy: &Policy, state: impl Fn(&Limit) -> WindowState) -> Decision {
+    let windows: SmallVec<_> = policy.limits().iter().map(state).collect();
+    let mut decision = Decision::from_windows(windows);
+    decision.degraded = true;
+    decision
+}
+
+/// Fail open: every window reported full, the request allowed.
+pub(crate) fn allow(policy: &Policy) -> Decision {
+    windows(policy, |l| WindowState {
+        limit: l.capacity(),
+        remaining: l.capacity(),
+        reset_after_us: 0,
+        verdict: Verdict::Fits.into(),
+    })
+}
+
+/// Fail closed: every window reported empty until the next health check.
+pub(crate) fn deny(policy: &Policy, retry: Duration) -> Decision {
+    let retry_us = retry.as_micros().clamp(1, u128::from(u32::MAX)) as u64;
+    windows(policy, |l| WindowState {
+        limit: l.capacity(),
+        remaining: 0,
+        reset_after_us: retry_us,
+        verdict: Verdict::RetryAfterUs(retry_us).into(),
+    })
+}
+
+/// The in-memory stand-in, with each policy scaled to this instance's share.
+pub(crate) struct Local {
+    store: MemoryStore,
+    share: f64,
+    /// Scaled copies, built once per policy (policies are few; reloads add a handful).
+    scaled: Mutex<HashMap<Policy, Policy>>,
+}
+
+impl Local {
+    pub(crate) fn new(share: f64) -> Self {
+        Local {
+            store: MemoryStore::new(),
+            share,
+            scaled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn decide(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        retry: Duration,
+    ) -> Decision {
+        let scaled = self
+            .scaled
+            .lock()
+            .entry(policy.clone())
+            .or_insert_with(|| scale(policy, self.share))
+            .clone();
+        match self.store.check_now(&scaled, key, cost) {
+            Ok(mut decision) => {
+                decision.degraded = true;
+                decision
+            }
+            // The local store is full: deny, as fail-closed would.
+            Err(_) => deny(policy, retry),
+        }
+    }
+}
+
+/// `policy` with every limit (and GCRA burst) multiplied by `share`, rounded up, at least 1.
+fn scale(policy: &Policy, share: f64) -> Policy {
+    let part = |n: u64| ((n as f64 * share).ceil() as u64).max(1);
+    let limits = policy
+        .limits()
+        .iter()
+        .map(|l| {
+            let algorithm = match l.algo() {
+                Algorithm::Gcra { burst } => Algorithm::Gcra {
+                    burst: burst.map(part),
+                },
+                other => other,
+            };
+            Limit::new(part(l.max()), l.window())
+                .named(l.name())
+                .algorithm(algorithm)
+        })
+        .collect();
+    // Scaling down keeps every limit valid, except GCRA at the microsecond resolution
+    // bound, where the unscaled policy is the safe fallback.
+    Policy::new(policy.name(), limits).unwrap_or_else(|_| policy.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_limits_and_bursts_up_to_at_least_one() {
+        let p = Policy::new(
+            "p",
+            vec![
+                Limit::new(10, Duration::from_secs(1))
+                    .algorithm(Algorithm::Gcra { burst: Some(4) }),
+                Limit::new(2, Duration::from_secs(60)).algorithm(Algorithm::SlidingLog),
+            ],
+        )
+        .unwrap();
+        let s = scale(&p, 1.0 / 3.0);
+        assert_eq!(s.limits()[0].max(), 4);
+        assert_eq!(s.limits()[0].capacity(), 2);
+        assert_eq!(s.limits()[1].max(), 1);
+        assert_eq!(s.name(), "p");
+    }
+
+    #[test]
+    fn shares_outside_zero_to_one_are_rejected() {
+        for share in [0.0, -1.0, 1.5, f64::NAN] {
+            assert!(FailureMode::Local { share }.validate().is_err(), "{share}");
+        }
+        assert!(FailureMode::Local { share: 1.0 }.validate().is_ok());
+    }
+}

@@ -1,0 +1,237 @@
+//! [`Guarded`]: a store wrapper with a per-call deadline, a circuit breaker and a
+//! failure mode, so that requests keep flowing under a chosen policy when the store is
+//! slow, down or failing over.
+
+mod breaker;
+mod fallback;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use self::breaker::{Breaker, CallResult};
+pub use self::breaker::{BreakerConfig, BreakerState};
+pub use self::fallback::FailureMode;
+use crate::decision::Decision;
+use crate::error::{Error, InvalidFailureMode, StoreError};
+use crate::policy::Policy;
+use crate::store::Store;
+
+/// A store guarded by a deadline, a circuit breaker and a [`FailureMode`].
+///
+/// - Every call to the primary store gets `deadline` (default 5 ms); no request waits on
+///   a dead Redis beyond it.
+/// - Errors and deadline misses, or calls slower than the breaker's `slow_call`, counted
+///   within its window, open the breaker: no call is attempted while it is open, and a
+///   health check (`PING`) runs every `probe_interval`; when it answers the breaker
+///   half-opens, and the next successful call closes it. State changes are logged and
+///   exported (`ratelimit_breaker_state`, `ratelimit_breaker_transitions_total`).
+/// - Meanwhile the failure mode decides, and its decisions say so
+///   ([`Decision::is_degraded`]); they are counted in
+///   `ratelimit_fallback_decisions_total{mode}`.
+/// - Store latency goes to the `ratelimit_store_duration_seconds` histogram, failures to
+///   `ratelimit_store_errors_total{kind}` (`timeout`, `unavailable`, `protocol`, `full`).
+///
+/// Recovery needs nothing from the application: the Redis store reconnects by itself and
+/// reloads its script after a restart.
+///
+/// ```
+/// use std::time::Duration;
+/// use limiter_core::{FailureMode, Guarded, Limit, Limiter, MemoryStore, Policy};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // In production the primary is a RedisStore; any Store can be guarded.
+/// let store = Guarded::builder(MemoryStore::new())
+///     .deadline(Duration::from_millis(5))
+///     .failure_mode(FailureMode::Local { share: 0.5 })
+///     .build()
+///     .unwrap();
+/// let policy = Policy::new("api", vec![Limit::new(10, Duration::from_secs(1))]).unwrap();
+/// let decision = Limiter::new(policy, store).check("user:1", 1).await.unwrap();
+/// assert!(decision.is_allowed() && !decision.is_degraded());
+/// # });
+/// ```
+pub struct Guarded<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Guarded<S> {
+    fn clone(&self) -> Self {
+        Guarded {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<S> {
+    primary: S,
+    deadline: Duration,
+    mode: FailureMode,
+    local: Option<fallback::Local>,
+    breaker: Breaker,
+}
+
+/// Configures a [`Guarded`] store.
+pub struct GuardedBuilder<S> {
+    primary: S,
+    deadline: Duration,
+    mode: FailureMode,
+    breaker: BreakerConfig,
+}
+
+impl<S: Store> Guarded<S> {
+    /// Starts configuring a guard around `primary`: 5 ms deadline, fail open, default
+    /// breaker.
+    pub fn builder(primary: S) -> GuardedBuilder<S> {
+        GuardedBuilder {
+            primary,
+            deadline: Duration::from_millis(5),
+            mode: FailureMode::Open,
+            breaker: BreakerConfig::default(),
+        }
+    }
+
+    /// The breaker's current state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// The guarded store.
+    pub fn primary(&self) -> &S {
+        &self.inner.primary
+    }
+
+    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        if key.is_empty() {
+            // Bad input is the caller's error, not a store failure.
+            return Err(Error::EmptyKey);
+        }
+        let inner = &self.inner;
+        if inner.breaker.state() != BreakerState::Open {
+            let start = Instant::now();
+            let outcome =
+                tokio::time::timeout(inner.deadline, inner.primary.check(policy, key, cost)).await;
+            let elapsed = start.elapsed();
+            metrics::histogram!("ratelimit_store_duration_seconds").record(elapsed.as_secs_f64());
+            let failure = match outcome {
+                Ok(Ok(decision)) => {
+                    self.record(CallResult::Success { elapsed });
+                    return Ok(decision);
+                }
+                Ok(Err(Error::Store(err))) => store_error_kind(&err),
+                Ok(Err(other)) => return Err(other),
+                Err(_) => "timeout",
+            };
+            metrics::counter!("ratelimit_store_errors_total", "kind" => failure).increment(1);
+            tracing::warn!(
+                kind = failure,
+                policy = policy.name(),
+                "rate-limit store call failed"
+            );
+            self.record(CallResult::Failure);
+        }
+        Ok(self.fallback(policy, key, cost))
+    }
+
+    fn fallback(&self, policy: &Policy, key: &str, cost: u64) -> Decision {
+        let inner = &self.inner;
+        metrics::counter!("ratelimit_fallback_decisions_total", "mode" => inner.mode.name())
+            .increment(1);
+        let retry = inner.breaker.config().probe_interval;
+        match (&inner.mode, &inner.local) {
+            (FailureMode::Open, _) => fallback::allow(policy),
+            (FailureMode::Local { .. }, Some(local)) => local.decide(policy, key, cost, retry),
+            (FailureMode::Closed | FailureMode::Local { .. }, _) => fallback::deny(policy, retry),
+        }
+    }
+
+    fn record(&self, result: CallResult) {
+        if self.inner.breaker.record(result) {
+            self.start_health_check();
+        }
+    }
+
+    /// Probes the store every `probe_interval` until it answers, then half-opens the
+    /// breaker. The task holds only a weak reference between probes, so dropping the
+    /// store ends it.
+    fn start_health_check(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.breaker.config().probe_interval;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.breaker.state() != BreakerState::Open {
+                    return;
+                }
+                if let Ok(Ok(())) = tokio::time::timeout(inner.deadline, inner.primary.ping()).await
+                {
+                    inner.breaker.half_open();
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn store_error_kind(err: &StoreError) -> &'static str {
+    match err {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Protocol(_) => "protocol",
+        StoreError::Full(_) => "full",
+    }
+}
+
+impl<S: Store> GuardedBuilder<S> {
+    /// The longest a store call may take before the failure mode decides (default 5 ms).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// What decides while the store is unavailable (default [`FailureMode::Open`]).
+    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// When the breaker opens and how often it probes.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Builds the guard; fails for a local share outside (0, 1].
+    pub fn build(self) -> Result<Guarded<S>, InvalidFailureMode> {
+        self.mode.validate()?;
+        let local = match self.mode {
+            FailureMode::Local { share } => Some(fallback::Local::new(share)),
+            _ => None,
+        };
+        Ok(Guarded {
+            inner: Arc::new(Inner {
+                primary: self.primary,
+                deadline: self.deadline,
+                mode: self.mode,
+                local,
+                breaker: Breaker::new(self.breaker),
+            }),
+        })
+    }
+}
+
+impl<S: Store> Store for Guarded<S> {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        self.decide(policy, key, cost).await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.inner.primary.ping().await
+    }
+}

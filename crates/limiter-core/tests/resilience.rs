@@ -1,0 +1,217 @@
+//! Failure handling with real faults on a real Redis: killed, stalled (`CLIENT PAUSE`) and
+//! restarted empty. Deadlines and breaker settings are generous so that a slow CI machine
+//! cannot trip them by accident; assertions are on outcomes, never on timings.
+
+mod support;
+
+use std::time::Duration;
+
+use limiter_core::{
+    BreakerConfig, BreakerState, FailureMode, Guarded, Limit, Limiter, Policy, RedisStore, Store,
+};
+use redis_harness::RedisServer;
+use support::*;
+
+/// Upper bound for one decision in these tests: far above every deadline, far below the
+/// stalls injected, so finishing within it shows no call waited on Redis.
+const BOUND: Duration = Duration::from_secs(1);
+
+fn breaker() -> BreakerConfig {
+    BreakerConfig {
+        failures: 3,
+        slow_calls: 1_000,
+        slow_call: Duration::from_secs(1),
+        window: Duration::from_secs(60),
+        probe_interval: Duration::from_millis(50),
+    }
+}
+
+async fn guarded(server: &RedisServer, mode: FailureMode) -> Guarded<RedisStore> {
+    Guarded::builder(redis_store(server).await)
+        .deadline(Duration::from_millis(250))
+        .failure_mode(mode)
+        .breaker(breaker())
+        .build()
+        .expect("valid guard")
+}
+
+fn policy(max: u64) -> Policy {
+    fresh_policy(vec![Limit::new(max, secs(3600))])
+}
+
+/// Runs `n` checks on distinct keys concurrently, each bounded; returns the decisions.
+async fn burst<S: Store + Clone>(
+    limiter: &Limiter<S>,
+    n: usize,
+    tag: &str,
+) -> Vec<limiter_core::Decision> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let limiter = limiter.clone();
+            let key = format!("{tag}-{i}");
+            tokio::spawn(async move {
+                tokio::time::timeout(BOUND, limiter.check(&key, 1))
+                    .await
+                    .expect("a decision never waits on a dead Redis")
+                    .expect("failure modes answer instead of erroring")
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_load_fail_open_allows_everything() {
+    let mut server = RedisServer::spawn();
+    let limiter = Limiter::new(policy(1_000), guarded(&server, FailureMode::Open).await);
+    // Four clients load the limiter; Redis is killed once 100 decisions are in.
+    let (progress, mut seen) = tokio::sync::watch::channel(0usize);
+    let progress = std::sync::Arc::new(progress);
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (limiter, progress) = (limiter.clone(), std::sync::Arc::clone(&progress));
+            tokio::spawn(async move {
+                let mut decisions = Vec::new();
+                for i in 0..150 {
+                    let d = tokio::time::timeout(BOUND, limiter.check(&format!("c{c}-{i}"), 1))
+                        .await
+                        .expect("a decision never waits on a dead Redis")
+                        .expect("fail open answers instead of erroring");
+                    decisions.push(d);
+                    progress.send_modify(|n| *n += 1);
+                }
+                decisions
+            })
+        })
+        .collect();
+    seen.wait_for(|&n| n >= 100).await.unwrap();
+    server.kill();
+    let mut all = Vec::new();
+    for client in clients {
+        all.extend(client.await.unwrap());
+    }
+    assert_eq!(all.len(), 600);
+    assert!(
+        all.iter().all(|d| d.is_allowed()),
+        "fail open allows everything"
+    );
+    assert!(
+        all.iter().any(|d| d.is_degraded()),
+        "decisions after the kill are degraded"
+    );
+    assert!(!all[0].is_degraded());
+    assert_eq!(limiter.store().breaker_state(), BreakerState::Open);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_fail_closed_denies_with_a_retry_time() {
+    let mut server = RedisServer::spawn();
+    let limiter = Limiter::new(policy(1_000), guarded(&server, FailureMode::Closed).await);
+    server.kill();
+    let after = burst(&limiter, 50, "closed").await;
+    for d in &after {
+        assert!(!d.is_allowed() && d.is_degraded());
+        assert_eq!(d.retry_after(), Some(breaker().probe_interval));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_fail_local_keeps_enforcing_this_instances_share() {
+    let mut server = RedisServer::spawn();
+    let limiter = Limiter::new(
+        policy(10),
+        guarded(&server, FailureMode::Local { share: 0.5 }).await,
+    );
+    server.kill();
+    let mut allowed = 0;
+    for _ in 0..20 {
+        let d = tokio::time::timeout(BOUND, limiter.check("one-user", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(d.is_degraded());
+        allowed += usize::from(d.is_allowed());
+    }
+    assert_eq!(allowed, 5, "half of the limit of 10, enforced locally");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_redis_opens_the_breaker_and_decisions_stay_bounded() {
+    let server = RedisServer::spawn();
+    let store = Guarded::builder(redis_store(&server).await)
+        .deadline(Duration::from_millis(100))
+        .failure_mode(FailureMode::Open)
+        .breaker(breaker())
+        .build()
+        .unwrap();
+    let limiter = Limiter::new(policy(1_000), store);
+    assert!(!limiter.check("warm", 1).await.unwrap().is_degraded());
+
+    // Stall every client for 2 s: each call now misses its deadline.
+    let _: () = server.cmd(&["CLIENT", "PAUSE", "2000", "ALL"]);
+    for i in 0..3 {
+        let d = limiter.check(&format!("stalled-{i}"), 1).await.unwrap();
+        assert!(d.is_degraded(), "deadline missed, failure mode decided");
+    }
+    assert_eq!(limiter.store().breaker_state(), BreakerState::Open);
+    // While open, no call touches Redis: 200 decisions within the bound, during the stall.
+    let open = burst(&limiter, 200, "open").await;
+    assert!(open.iter().all(|d| d.is_allowed() && d.is_degraded()));
+
+    // When the stall ends, the health check half-opens and a good call closes.
+    let mut state = limiter.store().breaker_state();
+    for i in 0..200 {
+        if state == BreakerState::Closed {
+            break;
+        }
+        let _ = limiter.check(&format!("recover-{i}"), 1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        state = limiter.store().breaker_state();
+    }
+    assert_eq!(state, BreakerState::Closed);
+    assert!(!limiter.check("after", 1).await.unwrap().is_degraded());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_recovers_without_restarting_the_application() {
+    let mut server = RedisServer::spawn();
+    let limiter = Limiter::new(policy(5), guarded(&server, FailureMode::Closed).await);
+    for _ in 0..5 {
+        assert!(limiter.check("u", 1).await.unwrap().is_allowed());
+    }
+    server.kill();
+    assert!(limiter.check("u", 1).await.unwrap().is_degraded());
+    server.restart();
+    // Reconnection and script reload happen by themselves; a bounded number of calls
+    // sees the breaker close and the (empty) Redis decide again.
+    let mut recovered = None;
+    for _ in 0..200 {
+        let d = limiter.check("u", 1).await.unwrap();
+        if !d.is_degraded() {
+            recovered = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let d = recovered.expect("recovers after Redis restarts");
+    assert!(d.is_allowed());
+    assert_eq!(
+        d.windows()[0].remaining(),
+        4,
+        "a restarted Redis starts empty"
+    );
+}
+
+#[tokio::test]
+async fn invalid_local_share_is_a_typed_error() {
+    let server = RedisServer::spawn();
+    let err = Guarded::builder(redis_store(&server).await)
+        .failure_mode(FailureMode::Local { share: 0.0 })
+        .build()
+        .err();
+    assert!(err.is_some());
+}
