@@ -17,7 +17,9 @@ mod binaries;
 mod cluster;
 mod pause;
 mod ports;
+mod proxy;
 mod server;
 
 pub use cluster::RedisCluster;
+pub use proxy::{FaultProxy, Mode};
 pub use server::RedisServer;
