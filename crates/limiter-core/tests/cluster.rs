@@ -1,0 +1,246 @@
+//! Redis Cluster (3 masters + 3 replicas, real processes): the scripts run unchanged
+//! thanks to hash tags, stay exact, spread keys over every master without hot keys, and
+//! the limiter carries on when a master dies and its replica takes over.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use limiter_core::{
+    Algorithm, BreakerConfig, FailureMode, Guarded, Limit, Limiter, Period, RedisStore, Store,
+};
+use redis_harness::RedisCluster;
+use support::*;
+
+async fn cluster_store(cluster: &RedisCluster) -> RedisStore {
+    let nodes = cluster.nodes();
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    RedisStore::builder()
+        .connect_cluster(&nodes)
+        .await
+        .expect("connect to the test cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_unchanged_on_a_cluster_and_stay_exact() {
+    let cluster = RedisCluster::spawn();
+    let store = cluster_store(&cluster).await;
+    for algorithm in [
+        Algorithm::Gcra { burst: None },
+        Algorithm::SlidingLog,
+        Algorithm::SlidingWindow,
+        Algorithm::FixedWindow,
+        Algorithm::Calendar(Period::Day),
+    ] {
+        let policy = fresh_policy(vec![
+            Limit::new(5, secs(3600)).algorithm(algorithm),
+            Limit::new(100, secs(3600)).algorithm(Algorithm::SlidingLog),
+        ]);
+        let limiter = Limiter::new(policy, store.clone());
+        let allowed: Vec<bool> = {
+            let mut v = Vec::new();
+            for _ in 0..10 {
+                v.push(limiter.check("user-1", 1).await.unwrap().is_allowed());
+            }
+            v
+        };
+        assert_eq!(allowed.iter().filter(|a| **a).count(), 5, "{algorithm:?}");
+        assert!(allowed[..5].iter().all(|a| *a), "{algorithm:?}");
+    }
+
+    // 1000 concurrent requests on one key with room for 100, through the cluster client.
+    let limiter = Limiter::new(fresh_policy(vec![Limit::new(100, secs(3600))]), store);
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.check("hot", 1).await.unwrap().is_allowed() })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(allowed, 100);
+}
+
+/// Counts, from a master's own `MONITOR` stream, the first key of every `EVALSHA`.
+fn monitor(url: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<HashMap<String, u64>> {
+    let addr = url.trim_start_matches("redis://").to_owned();
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&addr).expect("monitor connection");
+        stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut counts = HashMap::new();
+        let mut idle_after_stop = 0;
+        let mut line = String::new();
+        while idle_after_stop < 3 {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    // +<time> [0 <client>] "EVALSHA" "<sha>" "<numkeys>" "<key>" ...
+                    let mut parts = line.split("\" \"");
+                    if parts.next().is_some_and(|p| p.ends_with("\"EVALSHA")) {
+                        if let Some(key) = parts.nth(2) {
+                            *counts.entry(key.to_owned()).or_insert(0) += 1;
+                        }
+                    }
+                }
+                Err(_) if stop.load(Ordering::SeqCst) => idle_after_stop += 1,
+                Err(_) => {}
+            }
+        }
+        counts
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realistic_traffic_has_no_hot_key_and_reaches_every_master() {
+    let cluster = RedisCluster::spawn();
+    let store = cluster_store(&cluster).await;
+    let policy = fresh_policy(vec![Limit::new(1_000, secs(60))]);
+    let limiter = Limiter::new(policy, store);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let masters = cluster.masters();
+    let monitors: Vec<_> = masters
+        .iter()
+        .map(|m| monitor(m, Arc::clone(&stop)))
+        .collect();
+
+    // 80% of requests from the top 1,000 users, 20% from a long tail of 100,000.
+    const REQUESTS: u64 = 20_000;
+    const WORKERS: u64 = 32;
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let mut rng = w.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for _ in 0..REQUESTS / WORKERS {
+                    // xorshift: deterministic, dependency-free.
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let user = if rng % 100 < 80 {
+                        (rng >> 8) % 1_000
+                    } else {
+                        1_000 + (rng >> 8) % 100_000
+                    };
+                    limiter.check(&format!("user-{user}"), 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let per_master: Vec<HashMap<String, u64>> =
+        monitors.into_iter().map(|m| m.join().unwrap()).collect();
+
+    let total: u64 = per_master.iter().flat_map(|m| m.values()).sum();
+    assert!(
+        total >= REQUESTS,
+        "MONITOR saw {total} of {REQUESTS} decisions"
+    );
+    let (hottest, hits) = per_master
+        .iter()
+        .flat_map(|m| m.iter())
+        .max_by_key(|(_, n)| **n)
+        .map(|(k, n)| (k.clone(), *n))
+        .unwrap();
+    println!("hottest key {hottest}: {hits} of {total} commands");
+    assert!(
+        hits * 10 < total,
+        "{hottest} received {hits} of {total} commands (over 10%)"
+    );
+    for (master, counts) in masters.iter().zip(&per_master) {
+        let n: u64 = counts.values().sum();
+        println!("{master}: {n} commands, {} keys", counts.len());
+        assert!(
+            n * 5 > total,
+            "{master} received only {n} of {total}: keys do not spread"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_dies_its_replica_takes_over_and_the_limiter_carries_on() {
+    let mut cluster = RedisCluster::spawn();
+    let store = Guarded::builder(cluster_store(&cluster).await)
+        .deadline(Duration::from_millis(500))
+        .failure_mode(FailureMode::Open)
+        .breaker(BreakerConfig {
+            failures: 3,
+            probe_interval: Duration::from_millis(100),
+            ..BreakerConfig::default()
+        })
+        .build()
+        .unwrap();
+    let limiter = Limiter::new(fresh_policy(vec![Limit::new(1_000, secs(3600))]), store);
+
+    // A key living on the master about to die (its keys carry the policy's hash tag).
+    let master = cluster.masters()[0].clone();
+    let key = (0..10_000)
+        .map(|i| format!("user-{i}"))
+        .find(|k| {
+            let tagged = format!("rl:{{{}:{k}}}:0g", limiter.policy().name());
+            cluster.master_for_key(&tagged) == master
+        })
+        .expect("some key hashes to the first master");
+    for _ in 0..3 {
+        assert!(!limiter.check(&key, 1).await.unwrap().is_degraded());
+    }
+
+    let killed = cluster.kill_master(0);
+    assert_eq!(killed, master);
+    let killed_at = Instant::now();
+    // Keep deciding; every call answers (degraded while the slot has no master), and
+    // within a bound the promoted replica decides again.
+    let mut recovered = None;
+    for _ in 0..600 {
+        let d = tokio::time::timeout(Duration::from_secs(2), limiter.check(&key, 1))
+            .await
+            .expect("no decision hangs")
+            .expect("the guard answers");
+        if !d.is_degraded() {
+            recovered = Some(killed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failover = cluster.wait_for_failover(Duration::from_secs(30));
+    let recovered = recovered.expect("the limiter decides on the promoted replica");
+    println!(
+        "failover (replica promoted): {failover:?}; limiter deciding again after {recovered:?}"
+    );
+    // The replica had the key: usage counted before the failover survives it.
+    let d = limiter.check(&key, 0).await.unwrap();
+    assert!(!d.is_degraded());
+    assert!(d.windows()[0].remaining() <= 1_000 - 3);
+}
+
+#[tokio::test]
+async fn every_key_of_a_policy_and_identity_shares_one_slot() {
+    let cluster = RedisCluster::spawn();
+    let store = cluster_store(&cluster).await;
+    let policy = fresh_policy(vec![
+        Limit::new(5, secs(60)),
+        Limit::new(5, secs(60)).algorithm(Algorithm::SlidingLog),
+        Limit::new(5, secs(60)).algorithm(Algorithm::SlidingWindow),
+    ]);
+    // Cross-slot keys would fail with CROSSSLOT: a decision touching four keys succeeds.
+    assert!(store
+        .check(&policy, "tenant-9", 1)
+        .await
+        .unwrap()
+        .is_allowed());
+}
