@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use limiter_tower::config::{self, StoreConfig};
+use limiter_tower::config::{self, StoreConfig, StoreSetup};
 use limiter_tower::{AnyStore, RateLimitLayer};
 use serde_json::{json, Value};
 
@@ -79,16 +79,16 @@ fn app() -> Router {
         )
 }
 
-async fn store_for(rules_store: &StoreConfig) -> Result<AnyStore, String> {
-    let store = match std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => StoreConfig::Redis {
+async fn store_for(setup: &StoreSetup) -> Result<AnyStore, String> {
+    let mut setup = setup.clone();
+    if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
+        setup.store = StoreConfig::Redis {
             url,
             key_prefix: Some("demo:".into()),
             timeout: config::Seconds(Duration::from_millis(200)),
-        },
-        None => rules_store.clone(),
-    };
-    AnyStore::connect(&store)
+        };
+    }
+    AnyStore::connect(&setup)
         .await
         .map_err(|e| format!("store: {e}"))
 }
@@ -97,11 +97,8 @@ async fn run(args: Args) -> Result<(), String> {
     let loaded = config::load(&args.config).map_err(|e| e.to_string())?;
     let store = store_for(loaded.rules.store()).await?;
     tracing::info!(
-        store = if matches!(store, AnyStore::Memory(_)) {
-            "memory"
-        } else {
-            "redis"
-        },
+        store = store.kind(),
+        failure_mode = store.failure_mode().name(),
         "store ready"
     );
     let layer = RateLimitLayer::new(loaded.rules, store);

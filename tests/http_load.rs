@@ -18,16 +18,18 @@ endpoints:
   - { path: /u1, name: u1, scopes: [user], limits: [{ name: h, max: 2, window: 1h }] }
   - { path: "/u2/{id}", name: u2, scopes: [user, endpoint], limits: [{ name: h, max: 2, window: 1h }] }
   - { path: /u3, name: u3, scopes: [user], cost: 2, limits: [{ name: h, max: 5, window: 1h }] }
-  - { path: /ip1, name: ip1, scopes: [ip], limits: [{ name: h, max: 100, window: 1h }] }
+  - { path: /ip1, name: ip1, scopes: [ip], limits: [{ name: d, max: 100, window: 1d }] }
   - { path: /ip2, name: ip2, scopes: [ip, endpoint], limits: [{ name: h, max: 50, window: 1h, algorithm: sliding_log }] }
   - { path: /key, name: key, scopes: [api_key], limits: [{ name: h, max: 2, window: 1h }] }
-  - { path: /global, name: global, scopes: [global], limits: [{ name: h, max: 500, window: 1h }] }
+  - { path: /global, name: global, scopes: [global], limits: [{ name: d, max: 500, window: 1d }] }
   - { path: /multi, name: multi, scopes: [user], limits: [{ name: h, max: 2, window: 1h }, { name: d, max: 5, window: 1d, algorithm: sliding_window }] }
   - { path: /sl, name: sl, scopes: [user], limits: [{ name: h, max: 2, window: 1h, algorithm: sliding_log }] }
   - { path: /fw, name: fw, scopes: [user], limits: [{ name: y, max: 2, window: 400d, algorithm: fixed_window }] }
 "#;
 
-/// Allowed per user (per-user endpoints) or in total (shared ones).
+/// Allowed per user (per-user endpoints) or in total (shared ones). GCRA refills
+/// continuously: the shared windows are a day long so that no unit comes back during a
+/// slow run (500 an hour would refill one every 7.2 s).
 const EXPECTED: [(&str, usize, bool); 10] = [
     ("u1", 2, true),
     ("u2", 2, true),

@@ -3,6 +3,7 @@
 
 mod common;
 
+use limiter::core::BreakerState;
 use limiter::tower::RateLimitLayer;
 use redis_harness::RedisServer;
 
@@ -69,34 +70,90 @@ async fn two_instances_share_one_budget() {
     );
 }
 
+async fn get(client: &reqwest::Client, addr: std::net::SocketAddr) -> reqwest::Response {
+    client
+        .get(format!("http://{addr}/shared"))
+        .send()
+        .await
+        .expect("the server answers while Redis is down")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failure_degrades_by_failure_mode() {
     let mut redis = RedisServer::spawn();
-    let (_allow, allow_addr) = instance(&policies(&redis.url(), "allow")).await;
-    let (_deny, deny_addr) = instance(&policies(&redis.url(), "deny")).await;
+    // `allow` is the older name of `open`; `closed` the newer one of `deny`.
+    let (open_layer, open_addr) = instance(&policies(&redis.url(), "allow")).await;
+    let (_closed, closed_addr) = instance(&policies(&redis.url(), "closed")).await;
     let client = common::client();
-    let ok = client
-        .get(format!("http://{allow_addr}/shared"))
-        .send()
-        .await
+    for addr in [open_addr, closed_addr] {
+        let ok = get(&client, addr).await;
+        assert_eq!(ok.status(), 200);
+        assert!(!ok.headers().contains_key("ratelimit-degraded"));
+    }
+    assert_eq!(
+        open_layer.store().breaker_state(),
+        Some(BreakerState::Closed)
+    );
+
+    redis.kill();
+    let open = get(&client, open_addr).await;
+    assert_eq!(open.status(), 200, "fail open");
+    assert_eq!(open.headers()["ratelimit-degraded"], "true");
+    let closed = get(&client, closed_addr).await;
+    assert_eq!(closed.status(), 429, "fail closed, never 5xx");
+    assert_eq!(closed.headers()["ratelimit-degraded"], "true");
+    assert_eq!(closed.headers()["content-type"], "application/problem+json");
+    let retry: u64 = closed.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
         .unwrap();
+    assert!(retry >= 1, "Retry-After {retry}");
+    let body = closed.text().await.unwrap();
+    assert!(body.contains("Rate limiter unavailable"), "{body}");
+
+    // Failures open the breaker (5 by default); the failure mode keeps deciding.
+    for _ in 0..20 {
+        if open_layer.store().breaker_state() == Some(BreakerState::Open) {
+            break;
+        }
+        let r = get(&client, open_addr).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["ratelimit-degraded"], "true");
+    }
+    assert_eq!(open_layer.store().breaker_state(), Some(BreakerState::Open));
+    let r = get(&client, open_addr).await;
+    assert_eq!(
+        (r.status().as_u16(), &r.headers()["ratelimit-degraded"]),
+        (200, &"true".parse().unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_failure_mode_enforces_this_instances_share() {
+    let mut redis = RedisServer::spawn();
+    // 25 an hour shared; 0.2 of it is 5 for this instance while Redis is away.
+    let (_layer, addr) = instance(&policies(&redis.url(), "{ mode: local, share: 0.2 }")).await;
+    let client = common::client();
+    let ok = get(&client, addr).await;
     assert_eq!(ok.status(), 200);
     assert!(!ok.headers().contains_key("ratelimit-degraded"));
 
     redis.kill();
-    let open = client
-        .get(format!("http://{allow_addr}/shared"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(open.status(), 200, "fail open");
-    assert_eq!(open.headers()["ratelimit-degraded"], "true");
-    let closed = client
-        .get(format!("http://{deny_addr}/shared"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(closed.status(), 429, "fail closed, never 5xx");
-    assert_eq!(closed.headers()["ratelimit-degraded"], "true");
-    assert_eq!(closed.headers()["content-type"], "application/problem+json");
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = get(&client, addr).await;
+        assert_eq!(r.headers()["ratelimit-degraded"], "true");
+        assert!(
+            r.headers().contains_key("ratelimit"),
+            "the stand-in's own figures"
+        );
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let body = r.text().await.unwrap();
+            assert!(body.contains("quota-exceeded"), "{body}");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
 }

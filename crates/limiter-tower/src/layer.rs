@@ -1,21 +1,23 @@
 //! [`RateLimitLayer`]: wraps services in [`RateLimitService`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use limiter_core::StoreError;
 use tower_layer::Layer;
 
 use crate::config::{self, ConfigError, Reloader};
 use crate::rules::Rules;
 use crate::service::RateLimitService;
-use crate::store::AnyStore;
+use crate::store::{AnyStore, ConnectError};
 
 /// What the layer and every service it made share: the current rules and the store.
 pub(crate) struct Shared {
     pub(crate) rules: ArcSwap<Rules>,
     pub(crate) store: AnyStore,
+    /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
+    generation: AtomicU64,
 }
 
 /// Why a layer could not be built from a policy file.
@@ -26,7 +28,7 @@ pub enum LayerError {
     Config(#[from] ConfigError),
     /// The store it names cannot be reached.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] ConnectError),
 }
 
 /// A tower layer enforcing rate-limit policies. Cheap to clone: clones share the rules
@@ -60,10 +62,12 @@ pub struct RateLimitLayer {
 impl RateLimitLayer {
     /// Enforces `rules` on `store`.
     pub fn new(rules: Rules, store: AnyStore) -> Self {
+        metrics::gauge!("ratelimit_config_generation").set(1.0);
         RateLimitLayer {
             shared: Arc::new(Shared {
                 rules: ArcSwap::from_pointee(rules),
                 store,
+                generation: AtomicU64::new(1),
             }),
         }
     }
@@ -84,6 +88,14 @@ impl RateLimitLayer {
     /// counters are kept by policy name, so a policy keeping its name keeps its usage.
     pub fn replace_rules(&self, rules: Rules) {
         self.shared.rules.store(Arc::new(rules));
+        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("ratelimit_config_generation").set(generation as f64);
+    }
+
+    /// How many rule sets have been in force: 1 for the first, one more per
+    /// [`replace_rules`](Self::replace_rules) (and so per applied reload).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).

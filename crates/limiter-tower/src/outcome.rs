@@ -2,32 +2,39 @@
 //! headers an admitted response gets, or the 429 that replaces it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use limiter_core::{Decision, Error};
+use limiter_core::{Decision, Error, FailureMode};
 
-use crate::config::FailureMode;
 use crate::headers::RATELIMIT_DEGRADED;
+use crate::observe::Judgement;
 use crate::problem::{self, PROBLEM_JSON};
 use crate::rules::EndpointRule;
 
 /// What an admitted response carries.
 pub(crate) enum Stamp {
-    /// The store decided: the policy's fields for this decision.
+    /// A decision (the store's, or a failure mode's): the policy's fields for it, and
+    /// `RateLimit-Degraded` when a failure mode made it.
     Decided {
         rule: Arc<EndpointRule>,
         decision: Decision,
     },
-    /// The store failed and the failure mode admitted the request.
+    /// The store returned an error and the failure mode admitted the request.
     Degraded,
 }
 
 impl Stamp {
     pub(crate) fn write(&self, headers: &mut HeaderMap) {
         match self {
-            Stamp::Decided { rule, decision } => rule.headers.write(decision, headers),
+            Stamp::Decided { rule, decision } => {
+                rule.headers.write(decision, headers);
+                if decision.is_degraded() {
+                    headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
+                }
+            }
             Stamp::Degraded => {
                 headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
             }
@@ -40,33 +47,52 @@ pub(crate) enum Outcome {
     Deny(Response<Bytes>),
 }
 
+/// The response side of a decision, and how it is counted.
 pub(crate) fn outcome(
     rule: &Arc<EndpointRule>,
-    failure_mode: FailureMode,
+    failure_mode: &FailureMode,
     result: Result<Decision, Error>,
-) -> Outcome {
+) -> (Outcome, Judgement) {
     match result {
-        Ok(decision) if decision.is_allowed() => {
-            metrics::counter!("ratelimit_requests_total", "outcome" => "allowed").increment(1);
-            Outcome::Allow(Stamp::Decided {
-                rule: Arc::clone(rule),
-                decision,
-            })
-        }
         Ok(decision) => {
-            metrics::counter!("ratelimit_requests_total", "outcome" => "denied").increment(1);
-            Outcome::Deny(denied(rule, &decision))
+            let degraded = decision.is_degraded();
+            if decision.is_allowed() {
+                let stamp = Stamp::Decided {
+                    rule: Arc::clone(rule),
+                    decision,
+                };
+                (Outcome::Allow(stamp), Judgement::allowed(degraded))
+            } else if degraded && *failure_mode == FailureMode::Closed {
+                // Fail closed says nothing about the policy's windows: the generic
+                // "limiter unavailable" 429, retry at the next health check.
+                let retry = decision.retry_after().unwrap_or(Duration::from_secs(1));
+                (
+                    Outcome::Deny(degraded_denial(retry)),
+                    Judgement::DegradedDenied,
+                )
+            } else {
+                let mut response = denied(rule, &decision);
+                if degraded {
+                    // The local stand-in denied: its own figures, marked as such.
+                    response
+                        .headers_mut()
+                        .insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
+                }
+                (Outcome::Deny(response), Judgement::denied(degraded))
+            }
         }
         Err(err) => {
-            let mode = match failure_mode {
-                FailureMode::Allow => "allow",
-                FailureMode::Deny => "deny",
-            };
-            tracing::warn!(policy = rule.policy.name(), error = %err, failure_mode = mode, "rate-limit store failed; decided by the failure mode");
-            metrics::counter!("ratelimit_degraded_total", "failure_mode" => mode).increment(1);
+            // Only an unguarded store gets here (the in-memory store when full): the
+            // failure mode decides as the guard would, without a local stand-in.
+            tracing::warn!(policy = rule.policy.name(), error = %err, failure_mode = failure_mode.name(), "rate-limit store failed; decided by the failure mode");
+            metrics::counter!("ratelimit_fallback_decisions_total", "mode" => failure_mode.name())
+                .increment(1);
             match failure_mode {
-                FailureMode::Allow => Outcome::Allow(Stamp::Degraded),
-                FailureMode::Deny => Outcome::Deny(degraded_denial()),
+                FailureMode::Open => (Outcome::Allow(Stamp::Degraded), Judgement::DegradedAllowed),
+                FailureMode::Closed | FailureMode::Local { .. } => (
+                    Outcome::Deny(degraded_denial(Duration::from_secs(1))),
+                    Judgement::DegradedDenied,
+                ),
             }
         }
     }
@@ -84,7 +110,7 @@ fn denied(rule: &EndpointRule, decision: &Decision) -> Response<Bytes> {
     response
 }
 
-fn degraded_denial() -> Response<Bytes> {
+fn degraded_denial(retry: Duration) -> Response<Bytes> {
     let mut response = problem_response(problem::plain(
         429,
         "Rate limiter unavailable",
@@ -92,7 +118,9 @@ fn degraded_denial() -> Response<Bytes> {
     ));
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
-    headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    // Whole seconds, rounded up: a client retrying earlier would only be refused again.
+    let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+    headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
     response
 }
 

@@ -6,10 +6,12 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use limiter_core::Store;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::body::ResponseBody;
 use crate::future::{Checked, ResponseFuture};
 use crate::layer::Shared;
+use crate::observe::Observation;
 use crate::outcome::{outcome, Outcome};
 use crate::plan::{plan, Plan};
 
@@ -52,10 +54,17 @@ where
             Plan::Reject(rejection) => return ResponseFuture::answered(rejection.to_response()),
             Plan::Check { rule, key, cost } => (rule, key, cost),
         };
-        let failure_mode = rules.failure_mode;
+        let store = &self.shared.store;
+        let kind = store.kind();
+        let observation = Observation::start(rule, kind, &key);
         // The in-memory store answers synchronously: no allocation, no extra poll.
-        if let Some(result) = self.shared.store.check_now(&rule.policy, &key, cost) {
-            return match outcome(rule, failure_mode, result) {
+        let now = observation
+            .span()
+            .in_scope(|| store.check_now(&rule.policy, &key, cost));
+        if let Some(result) = now {
+            let (outcome, judgement) = outcome(rule, &store.failure_mode(), result);
+            observation.finish(rule, kind, judgement);
+            return match outcome {
                 Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
                 Outcome::Deny(response) => ResponseFuture::answered(response),
             };
@@ -67,8 +76,12 @@ where
         let rule = Arc::clone(rule);
         drop(rules);
         ResponseFuture::checking(Box::pin(async move {
-            let result = shared.store.check(&rule.policy, &key, cost).await;
-            match outcome(&rule, failure_mode, result) {
+            let store = &shared.store;
+            let span = observation.span().clone();
+            let result = store.check(&rule.policy, &key, cost).instrument(span).await;
+            let (outcome, judgement) = outcome(&rule, &store.failure_mode(), result);
+            observation.finish(&rule, kind, judgement);
+            match outcome {
                 Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),
                 Outcome::Deny(response) => Checked::Answered(response),
             }

@@ -1,51 +1,85 @@
 //! [`AnyStore`]: the configured store as one concrete type. The core's `Store` trait
-//! returns `impl Future` and so cannot be a trait object; an enum over the two stores a
+//! returns `impl Future` and so cannot be a trait object; a type over the stores a
 //! configuration can name keeps the layer a single type without generics leaking into
 //! every user's signatures.
 
 use std::time::Duration;
 
-use limiter_core::{Decision, Error, MemoryStore, Policy, RedisStore, Store, StoreError};
+use limiter_core::{
+    BreakerState, Decision, Error, FailureMode, Guarded, InvalidFailureMode, MemoryStore, Policy,
+    RedisStore, Store, StoreError,
+};
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreSetup};
 
-/// The store a configuration names.
+/// The store a configuration names. A Redis store (standalone or cluster) is wrapped in
+/// [`Guarded`]: the store `timeout` bounds every call, a circuit breaker stops calling a
+/// failing Redis, and the failure mode decides meanwhile (such decisions are
+/// [degraded](Decision::is_degraded)). The in-memory store needs no guard; its one
+/// failure (full) is decided by the failure mode in the layer.
 #[derive(Clone)]
-pub enum AnyStore {
-    /// In-process.
+pub struct AnyStore {
+    backend: Backend,
+    kind: &'static str,
+    failure_mode: FailureMode,
+}
+
+#[derive(Clone)]
+enum Backend {
     Memory(MemoryStore),
-    /// Redis (standalone or cluster); each decision is bounded by `timeout`.
-    Redis {
-        /// The connection.
-        store: RedisStore,
-        /// The longest one decision may take.
-        timeout: Duration,
-    },
+    Redis(Guarded<RedisStore>),
+}
+
+/// Why [`AnyStore::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The store cannot be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The failure mode cannot be applied.
+    #[error(transparent)]
+    FailureMode(#[from] InvalidFailureMode),
 }
 
 impl AnyStore {
-    /// Connects to the store `config` describes (as compiled: `${VAR}` already expanded,
+    /// Connects to the store `setup` describes (as compiled: `${VAR}` already expanded,
     /// see [`Rules::store`](crate::Rules::store)).
-    pub async fn connect(config: &StoreConfig) -> Result<AnyStore, StoreError> {
-        match config.clone() {
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use limiter_tower::{config::load_str, AnyStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let loaded = load_str("failure_mode: { mode: local, share: 0.5 }\n", Path::new("p.yaml")).unwrap();
+    /// let store = AnyStore::connect(loaded.rules.store()).await.unwrap();
+    /// assert_eq!(store.kind(), "memory");
+    /// assert_eq!(store.failure_mode().name(), "local");
+    /// # });
+    /// ```
+    pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
+        let failure_mode = setup.failure_mode.to_core();
+        let guard = |store: RedisStore, timeout: Duration| {
+            Guarded::builder(store)
+                .deadline(timeout)
+                .failure_mode(failure_mode)
+                .breaker(setup.breaker.to_core())
+                .build()
+        };
+        let (backend, kind) = match setup.store.clone() {
             StoreConfig::Memory { max_keys } => {
                 let mut builder = MemoryStore::builder();
                 if let Some(max_keys) = max_keys {
                     builder = builder.max_keys(max_keys);
                 }
-                Ok(AnyStore::Memory(builder.build()))
+                (Backend::Memory(builder.build()), "memory")
             }
             StoreConfig::Redis {
                 url,
                 key_prefix,
                 timeout,
             } => {
-                let builder = prefixed(key_prefix);
-                let store = bounded(timeout.0, builder.connect(&url)).await?;
-                Ok(AnyStore::Redis {
-                    store,
-                    timeout: timeout.0,
-                })
+                let store = bounded(prefixed(key_prefix).connect(&url)).await?;
+                (Backend::Redis(guard(store, timeout.0)?), "redis")
             }
             StoreConfig::RedisCluster {
                 nodes,
@@ -53,16 +87,32 @@ impl AnyStore {
                 timeout,
             } => {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
-                let store = bounded(
-                    timeout.0.max(Duration::from_secs(5)),
-                    prefixed(key_prefix).connect_cluster(&nodes),
-                )
-                .await?;
-                Ok(AnyStore::Redis {
-                    store,
-                    timeout: timeout.0,
-                })
+                let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
+                (Backend::Redis(guard(store, timeout.0)?), "redis_cluster")
             }
+        };
+        Ok(AnyStore {
+            backend,
+            kind,
+            failure_mode,
+        })
+    }
+
+    /// `memory`, `redis` or `redis_cluster`: the `store` label of the layer's metrics.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// What decides when the store fails.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.failure_mode
+    }
+
+    /// The circuit breaker's state (Redis stores only).
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(guarded) => Some(guarded.breaker_state()),
         }
     }
 
@@ -74,9 +124,9 @@ impl AnyStore {
         key: &str,
         cost: u64,
     ) -> Option<Result<Decision, Error>> {
-        match self {
-            AnyStore::Memory(store) => Some(store.check_now(policy, key, cost)),
-            AnyStore::Redis { .. } => None,
+        match &self.backend {
+            Backend::Memory(store) => Some(store.check_now(policy, key, cost)),
+            Backend::Redis(_) => None,
         }
     }
 }
@@ -89,29 +139,29 @@ fn prefixed(prefix: Option<String>) -> limiter_core::RedisStoreBuilder {
     }
 }
 
-/// Connecting at start-up gets a generous bound of its own: a first connection is slower
-/// than a decision, but an unreachable Redis must not hang start-up forever.
+/// Connecting at start-up gets a generous bound of its own: a first connection (a
+/// cluster's topology discovery above all) is slower than a decision, but an unreachable
+/// Redis must not hang start-up forever.
 async fn bounded<T>(
-    timeout: Duration,
     fut: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(timeout.max(Duration::from_secs(5)), fut)
+    tokio::time::timeout(Duration::from_secs(5), fut)
         .await
         .map_err(|_| StoreError::Unavailable("timed out connecting".into()))?
 }
 
 impl Store for AnyStore {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        match self {
-            AnyStore::Memory(store) => store.check_now(policy, key, cost),
-            AnyStore::Redis { store, timeout } => {
-                match tokio::time::timeout(*timeout, store.check(policy, key, cost)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Error::Store(StoreError::Unavailable(format!(
-                        "no answer within {timeout:?}"
-                    )))),
-                }
-            }
+        match &self.backend {
+            Backend::Memory(store) => store.check_now(policy, key, cost),
+            Backend::Redis(guarded) => guarded.check(policy, key, cost).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(guarded) => guarded.ping().await,
         }
     }
 }

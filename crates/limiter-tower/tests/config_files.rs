@@ -100,3 +100,44 @@ fn not_yaml_is_an_error_not_a_panic() {
         let _ = error(text);
     }
 }
+
+#[test]
+fn failure_modes_and_breaker_are_read_and_checked() {
+    let setup = |yaml: &str| {
+        load_str(yaml, Path::new("policies.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .rules
+            .store()
+            .clone()
+    };
+    use limiter_tower::config::FailureMode;
+    assert_eq!(setup("{}").failure_mode, FailureMode::Open);
+    assert_eq!(
+        setup("failure_mode: deny\n").failure_mode,
+        FailureMode::Closed
+    );
+    assert_eq!(
+        setup("failure_mode: closed\n").failure_mode,
+        FailureMode::Closed
+    );
+    assert_eq!(
+        setup("failure_mode: { mode: local, share: 0.25 }\n").failure_mode,
+        FailureMode::Local { share: 0.25 }
+    );
+    let breaker = setup("breaker: { failures: 3, probe_interval: 2s }\n").breaker;
+    assert_eq!(breaker.failures, 3);
+    assert_eq!(breaker.probe_interval.0, std::time::Duration::from_secs(2));
+    assert_eq!(breaker.slow_calls, 10, "unset fields keep their defaults");
+
+    let e = error("failure_mode: { mode: local, share: 1.5 }\n");
+    assert!(e.to_string().contains("at most 1"), "{e}");
+    assert_eq!(e.position().map(|p| p.line), Some(1), "{e}");
+    let e = error("failure_mode: local\n");
+    assert!(e.to_string().contains("share"), "{e}");
+    let e = error("failure_mode: maybe\n");
+    assert!(e.to_string().contains("unknown failure mode"), "{e}");
+    let e = error("breaker:\n  failures: 0\n");
+    assert_eq!(e.field(), Some("breaker.failures"), "{e}");
+    let e = error("breaker:\n  probe_interval: 0s\n");
+    assert_eq!(e.field(), Some("breaker.probe_interval"), "{e}");
+}

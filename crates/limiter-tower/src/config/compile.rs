@@ -192,8 +192,11 @@ pub fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<Rules, C
         api_key,
         exempt_cidrs: config.exemptions.cidrs.iter().map(|n| n.trunc()).collect(),
         exempt_users: config.exemptions.users.iter().cloned().collect(),
-        failure_mode: config.failure_mode,
-        store: expand_store(&ctx, &config.store)?,
+        store: StoreSetup {
+            store: expand_store(&ctx, &config.store)?,
+            failure_mode: config.failure_mode,
+            breaker: checked_breaker(&ctx, config.breaker)?,
+        },
     })
 }
 
@@ -255,6 +258,7 @@ fn compile_policy(
         ));
     }
     Ok(EndpointRule {
+        name: Arc::from(policy.name()),
         route: Arc::from(route),
         key: KeyTemplate::new(&config.scopes),
         cost,
@@ -445,6 +449,13 @@ fn to_jwt(a: JwtAlgorithm) -> JwtAlg {
         JwtAlgorithm::ES256 => JwtAlg::ES256,
         JwtAlgorithm::ES384 => JwtAlg::ES384,
         JwtAlgorithm::EdDSA => JwtAlg::EdDSA,
+    }
+}
+
+fn checked_breaker(ctx: &Ctx<'_>, breaker: BreakerSection) -> Result<BreakerSection, ConfigError> {
+    match breaker.invalid_field() {
+        Some((field, message)) => Err(ctx.invalid(None, format!("breaker.{field}"), message)),
+        None => Ok(breaker),
     }
 }
 

@@ -4,6 +4,7 @@
 mod compile;
 mod env;
 mod error;
+mod guard;
 mod load;
 mod model;
 mod reload;

@@ -11,6 +11,8 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
+pub use super::guard::{BreakerSection, FailureMode, StoreSetup};
+
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -18,9 +20,14 @@ pub struct ConfigFile {
     /// Where counters live. Read once at start-up: a reload never reconnects.
     #[serde(default)]
     pub store: StoreConfig,
-    /// What to do when the store fails: admit (`allow`) or refuse (`deny`) the request.
+    /// What decides when the store fails, is slower than its `timeout`, or its circuit
+    /// breaker is open: `open` (admit, the default), `closed` (429), or
+    /// `{ mode: local, share: 0.34 }`. Read at start-up, like `store`.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// The circuit breaker in front of a Redis store. Read at start-up, like `store`.
+    #[serde(default)]
+    pub breaker: BreakerSection,
     /// Which rate-limit response headers to send.
     #[serde(default)]
     pub headers: HeaderStyle,
@@ -63,7 +70,8 @@ pub enum StoreConfig {
         /// Prefix of every key (default `rl:`).
         #[serde(default)]
         key_prefix: Option<String>,
-        /// The longest one decision may take before the failure mode applies.
+        /// The longest one decision may wait for Redis before the failure mode decides
+        /// (default 20ms); a miss counts as a failure for the circuit breaker.
         #[serde(default = "default_store_timeout")]
         timeout: Seconds,
     },
@@ -74,7 +82,8 @@ pub enum StoreConfig {
         /// Prefix of every key (default `rl:`).
         #[serde(default)]
         key_prefix: Option<String>,
-        /// The longest one decision may take before the failure mode applies.
+        /// The longest one decision may wait for Redis before the failure mode decides
+        /// (default 20ms); a miss counts as a failure for the circuit breaker.
         #[serde(default = "default_store_timeout")]
         timeout: Seconds,
     },
@@ -87,18 +96,7 @@ impl Default for StoreConfig {
 }
 
 fn default_store_timeout() -> Seconds {
-    Seconds(Duration::from_millis(100))
-}
-
-/// What a store failure means for the request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureMode {
-    /// Admit the request (fail open).
-    #[default]
-    Allow,
-    /// Refuse it with 429 (fail closed).
-    Deny,
+    Seconds(Duration::from_millis(20))
 }
 
 /// Which headers carry the rate-limit state.
@@ -354,6 +352,19 @@ pub enum Scope {
     Endpoint,
     /// One budget for everyone.
     Global,
+}
+
+impl Scope {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Ip => "ip",
+            Scope::ApiKey => "api_key",
+            Scope::Endpoint => "endpoint",
+            Scope::Global => "global",
+        }
+    }
 }
 
 /// A cost read from a request header.

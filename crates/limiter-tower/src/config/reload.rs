@@ -72,13 +72,12 @@ impl Reloader {
             Ok(false) => {}
             Ok(true) => {
                 tracing::info!(file = %self.path.display(), "rate-limit policies reloaded");
-                metrics::counter!("ratelimit_config_reloads_total", "result" => "applied")
-                    .increment(1);
+                metrics::counter!("ratelimit_config_reloads_total", "result" => "ok").increment(1);
                 self.events.send_modify(|e| e.applied += 1);
             }
             Err(err) => {
                 tracing::error!(error = %err, "rate-limit policy file rejected; the running policies stay in force");
-                metrics::counter!("ratelimit_config_reloads_total", "result" => "rejected")
+                metrics::counter!("ratelimit_config_reloads_total", "result" => "failed")
                     .increment(1);
                 self.events.send_modify(|e| {
                     e.failed += 1;
@@ -100,7 +99,7 @@ impl Reloader {
         }
         let loaded = load_str(&text, &self.path)?;
         if loaded.rules.store() != self.layer.rules().store() {
-            tracing::warn!(file = %self.path.display(), "the store section changed; it takes effect on restart only");
+            tracing::warn!(file = %self.path.display(), "the store, failure_mode or breaker section changed; it takes effect on restart only");
         }
         self.layer.replace_rules(loaded.rules);
         *last = Some(text);

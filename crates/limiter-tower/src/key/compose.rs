@@ -26,6 +26,8 @@ pub struct RequestIdentity<'a> {
 pub struct KeyTemplate {
     scopes: Box<[Scope]>,
     has_ip: bool,
+    /// `user,endpoint`: what traces show of a key.
+    kinds: Box<str>,
 }
 
 impl KeyTemplate {
@@ -34,7 +36,19 @@ impl KeyTemplate {
         KeyTemplate {
             scopes: scopes.into(),
             has_ip: scopes.contains(&Scope::Ip),
+            kinds: scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
         }
+    }
+
+    /// The scope kinds, comma-separated (`user,endpoint`): what a key is made of, never
+    /// what it holds.
+    pub fn kinds(&self) -> &str {
+        &self.kinds
     }
 
     /// Whether any scope needs the token identity.

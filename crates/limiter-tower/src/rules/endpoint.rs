@@ -77,6 +77,9 @@ pub struct Denial {
 pub struct EndpointRule {
     /// The core policy; its name keys the stored counters.
     pub policy: Policy,
+    /// The policy's name again, shared: the `policy` label of the layer's metrics, which
+    /// thus only ever holds names from the configuration.
+    pub name: Arc<str>,
     /// The route template (`*` for the default policy), for the `endpoint` scope.
     pub route: Arc<str>,
     /// How keys are built.

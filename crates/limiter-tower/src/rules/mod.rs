@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 pub use endpoint::{BadCost, Cost, Denial, EndpointRule};
 
-use crate::config::{FailureMode, StoreConfig, TokenFallback};
+use crate::config::{StoreSetup, TokenFallback};
 use crate::key::{ApiKeyReader, ClientIpResolver, JwtVerifier};
 
 /// Which endpoints a route template leads to, by method.
@@ -34,9 +34,8 @@ pub struct Rules {
     pub(crate) api_key: ApiKeyReader,
     pub(crate) exempt_cidrs: Box<[IpNet]>,
     pub(crate) exempt_users: HashSet<String>,
-    pub(crate) failure_mode: FailureMode,
-    /// The store section it was compiled with; a reload cannot change the store.
-    pub(crate) store: StoreConfig,
+    /// The store sections it was compiled with; a reload cannot change the store.
+    pub(crate) store: StoreSetup,
 }
 
 impl Rules {
@@ -60,14 +59,10 @@ impl Rules {
         self.endpoints.iter().chain(self.default.as_ref())
     }
 
-    /// The store section, with `${VAR}` references expanded. A reload keeps the store
-    /// the layer was built with; this tells what the file asks for.
-    pub fn store(&self) -> &StoreConfig {
+    /// The store, failure mode and breaker sections, with `${VAR}` references expanded.
+    /// A reload keeps the store the layer was built with; this tells what the file asks
+    /// for.
+    pub fn store(&self) -> &StoreSetup {
         &self.store
-    }
-
-    /// The configured failure mode.
-    pub fn failure_mode(&self) -> FailureMode {
-        self.failure_mode
     }
 }

@@ -1,0 +1,138 @@
+//! What every decision leaves behind: a `ratelimit.decide` span, one count in
+//! `ratelimit_decisions_total{policy, result}` and its latency in
+//! `ratelimit_decision_duration_seconds{store}`.
+//!
+//! Label values come from the configuration (policy names) or fixed sets (results, store
+//! kinds), never from a request; the span carries the key only as a hash.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tracing::field::Empty;
+use tracing::Span;
+
+use crate::rules::EndpointRule;
+
+/// How a decision went, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Judgement {
+    Allowed,
+    Denied,
+    /// A failure mode admitted the request.
+    DegradedAllowed,
+    /// A failure mode refused the request.
+    DegradedDenied,
+}
+
+impl Judgement {
+    pub(crate) fn allowed(degraded: bool) -> Self {
+        if degraded {
+            Judgement::DegradedAllowed
+        } else {
+            Judgement::Allowed
+        }
+    }
+
+    pub(crate) fn denied(degraded: bool) -> Self {
+        if degraded {
+            Judgement::DegradedDenied
+        } else {
+            Judgement::Denied
+        }
+    }
+
+    /// The `result` label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Judgement::Allowed => "allowed",
+            Judgement::Denied => "denied",
+            Judgement::DegradedAllowed => "degraded_allowed",
+            Judgement::DegradedDenied => "degraded_denied",
+        }
+    }
+
+    fn degraded(self) -> bool {
+        matches!(self, Judgement::DegradedAllowed | Judgement::DegradedDenied)
+    }
+}
+
+/// One decision being observed: its span (entered around the store call) and its clock.
+pub(crate) struct Observation {
+    span: Span,
+    start: Instant,
+}
+
+impl Observation {
+    pub(crate) fn start(rule: &EndpointRule, store: &'static str, key: &str) -> Self {
+        let span = tracing::info_span!(
+            "ratelimit.decide",
+            policy = rule.policy.name(),
+            scopes = rule.key.kinds(),
+            store,
+            key_hash = Empty,
+            result = Empty,
+            latency_us = Empty,
+            degraded = Empty,
+        );
+        // Hashing costs a SHA-256: only when someone records the span.
+        if !span.is_disabled() {
+            span.record("key_hash", key_hash(key).as_str());
+        }
+        Observation {
+            span,
+            start: Instant::now(),
+        }
+    }
+
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    pub(crate) fn finish(self, rule: &EndpointRule, store: &'static str, judgement: Judgement) {
+        let elapsed = self.start.elapsed();
+        metrics::counter!(
+            "ratelimit_decisions_total",
+            "policy" => metrics::SharedString::from(std::sync::Arc::clone(&rule.name)),
+            "result" => judgement.as_str()
+        )
+        .increment(1);
+        metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store)
+            .record(elapsed.as_secs_f64());
+        let span = &self.span;
+        span.record("result", judgement.as_str());
+        span.record(
+            "latency_us",
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+        span.record("degraded", judgement.degraded());
+    }
+}
+
+/// The first 8 bytes of the key's SHA-256, in hex: enough to tell keys apart in traces
+/// and to find one whose value is known, while the trace never holds a user id, address
+/// or API key.
+pub(crate) fn key_hash(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut hex = String::with_capacity(16);
+    for byte in &digest[..8] {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hash_is_short_stable_hex_without_the_key() {
+        let h = key_hash("user:alice:endpoint:GET%20/a");
+        assert_eq!(h.len(), 16);
+        assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(h, key_hash("user:alice:endpoint:GET%20/a"));
+        assert_ne!(h, key_hash("user:bob:endpoint:GET%20/a"));
+        // SHA-256("abc") starts ba7816bf8f01cfea.
+        assert_eq!(key_hash("abc"), "ba7816bf8f01cfea");
+    }
+}
