@@ -7,6 +7,8 @@
 //!
 //! In-memory by default; with `REDIS_URL` set, every instance shares one Redis budget.
 //! `--listen` may be given several times (curl-demo.sh listens on 127.0.0.1 and ::1).
+//! `GET /metrics` serves Prometheus metrics (never rate-limited); `--log-format json`
+//! writes one JSON object per log line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +18,10 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use limiter::telemetry::{self, LogFormat};
 use limiter_tower::config::{self, StoreConfig, StoreSetup};
 use limiter_tower::{AnyStore, RateLimitLayer};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
 /// The HMAC secret of the demo's tokens when `DEMO_JWT_SECRET` is not set.
@@ -26,11 +30,13 @@ const DEMO_SECRET: &str = "demo-secret-do-not-use-in-production";
 struct Args {
     config: PathBuf,
     listen: Vec<SocketAddr>,
+    log_format: LogFormat,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut config = PathBuf::from("config/demo.yaml");
     let mut listen = Vec::new();
+    let mut log_format = LogFormat::Text;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -41,9 +47,10 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--listen {value}: {e}"))?,
             ),
+            "--log-format" => log_format = value.parse()?,
             other => {
                 return Err(format!(
-                    "unknown flag {other}; use --config PATH --listen ADDR"
+                    "unknown flag {other}; use --config PATH --listen ADDR --log-format text|json"
                 ))
             }
         }
@@ -51,7 +58,11 @@ fn parse_args() -> Result<Args, String> {
     if listen.is_empty() {
         listen.push(SocketAddr::from(([127, 0, 0, 1], 3000)));
     }
-    Ok(Args { config, listen })
+    Ok(Args {
+        config,
+        listen,
+        log_format,
+    })
 }
 
 fn app() -> Router {
@@ -93,7 +104,7 @@ async fn store_for(setup: &StoreSetup) -> Result<AnyStore, String> {
         .map_err(|e| format!("store: {e}"))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, metrics: PrometheusHandle) -> Result<(), String> {
     let loaded = config::load(&args.config).map_err(|e| e.to_string())?;
     let store = store_for(loaded.rules.store()).await?;
     tracing::info!(
@@ -106,7 +117,8 @@ async fn run(args: Args) -> Result<(), String> {
         .reloader(&args.config)
         .watch(Duration::from_millis(200))
         .map_err(|e| format!("watching {}: {e}", args.config.display()))?;
-    let app = app().layer(layer);
+    // Merged after the layer: scrapes are never rate-limited.
+    let app = app().layer(layer).merge(telemetry::metrics_router(metrics));
 
     let mut servers = tokio::task::JoinSet::new();
     for addr in &args.listen {
@@ -136,11 +148,6 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -148,10 +155,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if std::env::var_os("DEMO_JWT_SECRET").is_none() {
-        // Before any thread exists: setting the environment is only sound then.
+    let default_secret = std::env::var_os("DEMO_JWT_SECRET").is_none();
+    if default_secret {
+        // Before any thread exists (the runtime's, the metrics upkeep): setting the
+        // environment is only sound then.
         std::env::set_var("DEMO_JWT_SECRET", DEMO_SECRET);
-        tracing::warn!("DEMO_JWT_SECRET not set; using the demo's built-in secret");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -160,11 +168,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(async {
+        init_telemetry(args.log_format)?;
+        let metrics = telemetry::install_prometheus().map_err(|e| format!("metrics: {e}"))?;
+        if default_secret {
+            tracing::warn!("DEMO_JWT_SECRET not set; using the demo's built-in secret");
+        }
+        run(args, metrics).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            eprintln!("demo: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_telemetry(format: LogFormat) -> Result<(), String> {
+    telemetry::init_logs(format, tracing_subscriber::layer::Identity::new())
+        .map_err(|e| format!("logs: {e}"))
 }

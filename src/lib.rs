@@ -8,3 +8,5 @@
 
 pub use limiter_core as core;
 pub use limiter_tower as tower;
+
+pub mod telemetry;

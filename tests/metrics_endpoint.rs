@@ -1,0 +1,241 @@
+//! `/metrics` after real traffic: every metric of the workspace is exported under its
+//! Prometheus name, scrapes are never limited, and no label value comes from a request
+//! (paths, headers, tokens, addresses): each one is from a fixed set or the policy file.
+//!
+//! One test per binary: the Prometheus recorder is process-global.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use limiter::core::BreakerState;
+use limiter::telemetry::{install_prometheus, metrics_router, METRIC_NAMES};
+use redis_harness::RedisServer;
+
+/// Strings each request carries somewhere; none may reach a label.
+const SECRETS: [&str; 4] = [
+    "PATHSECRET41",
+    "APIKEYSECRET42",
+    "TOKENSECRET43",
+    "203.0.113.44",
+];
+
+fn policies(url: &str) -> String {
+    format!(
+        r#"
+store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms }}
+failure_mode: closed
+client_ip: {{ trusted_proxies: ["127.0.0.1/32"] }}
+default_policy: {{ name: fallback-policy, scopes: [ip], limits: [{{ name: m, max: 1, window: 1h }}] }}
+endpoints:
+  - {{ path: "/items/{{id}}", name: items, scopes: [api_key, endpoint], limits: [{{ name: h, max: 3, window: 1h }}] }}
+"#
+    )
+}
+
+async fn serve(
+    yaml: &str,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> (limiter::tower::RateLimitLayer, SocketAddr) {
+    let layer = common::layer(yaml).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // As in the demo: /metrics is merged after the layer, so it is never limited.
+    let app = common::app()
+        .layer(layer.clone())
+        .merge(metrics_router(metrics))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (layer, addr)
+}
+
+async fn traffic(client: &reqwest::Client, addr: SocketAddr) -> u16 {
+    let [path, key, token, ip] = SECRETS;
+    client
+        .get(format!("http://{addr}/items/{path}"))
+        .header("x-api-key", key)
+        .bearer_auth(token)
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `name{a="x",b="y"} value` → (name, [(a, x), (b, y)]).
+fn parse(line: &str) -> (String, Vec<(String, String)>) {
+    let (series, _) = line.rsplit_once(' ').unwrap_or((line, ""));
+    let Some((name, labels)) = series.split_once('{') else {
+        return (series.to_owned(), Vec::new());
+    };
+    let labels = labels
+        .trim_end_matches('}')
+        .split("\",")
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k.to_owned(), v.trim_matches('"').to_owned())
+        })
+        .collect();
+    (name.to_owned(), labels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
+    let handle = install_prometheus().expect("the only recorder of this binary");
+    let mut redis = RedisServer::spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policies.yaml");
+    std::fs::write(&file, policies(&redis.url())).unwrap();
+    let (layer, addr) = serve(&policies(&redis.url()), handle).await;
+    let client = common::client();
+
+    // Allowed then denied by the store, then an unmatched route under the default policy.
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(traffic(&client, addr).await);
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let r = client
+        .get(format!("http://{addr}/elsewhere/TOKENSECRET43"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Reloads: one applied, one rejected.
+    let reloader = layer.reloader(&file);
+    std::fs::write(&file, policies(&redis.url()).replace("max: 3", "max: 4")).unwrap();
+    assert!(reloader.reload().unwrap(), "changed file applied");
+    std::fs::write(&file, "endpoints: 7").unwrap();
+    assert!(reloader.reload().is_err());
+    assert_eq!(layer.generation(), 2);
+
+    // Redis gone: degraded decisions until the breaker opens.
+    redis.kill();
+    for _ in 0..20 {
+        if layer.store().breaker_state() == Some(BreakerState::Open) {
+            break;
+        }
+        assert_eq!(traffic(&client, addr).await, 429, "closed mode");
+    }
+    assert_eq!(layer.store().breaker_state(), Some(BreakerState::Open));
+    assert_eq!(traffic(&client, addr).await, 429);
+
+    // Scrapes are not limited (the default policy allows one request an hour).
+    let mut text = String::new();
+    for _ in 0..3 {
+        let r = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            !r.headers().contains_key("ratelimit"),
+            "scrapes are not limited"
+        );
+        text = r.text().await.unwrap();
+    }
+
+    let series: Vec<_> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(parse)
+        .collect();
+    let names: BTreeSet<String> = series
+        .iter()
+        .map(|(n, _)| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s).filter(|_| n.contains("_seconds")))
+                .unwrap_or(n)
+                .to_owned()
+        })
+        .collect();
+    for name in METRIC_NAMES {
+        assert!(names.contains(*name), "{name} missing from:\n{text}");
+    }
+    for name in &names {
+        assert!(name.starts_with("ratelimit_"), "{name}");
+        assert!(
+            METRIC_NAMES.contains(&name.as_str()),
+            "{name} is not in METRIC_NAMES"
+        );
+    }
+    for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.get(3) {
+            Some(&"counter") => assert!(parts[2].ends_with("_total"), "{line}"),
+            Some(&"histogram") => assert!(parts[2].ends_with("_seconds"), "{line}"),
+            _ => {}
+        }
+    }
+
+    // Every label value is from a closed set or the policy file.
+    let allowed: BTreeSet<&str> = [
+        "items",
+        "fallback-policy", // policy names
+        "allowed",
+        "denied",
+        "degraded_allowed",
+        "degraded_denied", // results
+        "memory",
+        "redis",
+        "redis_cluster", // stores
+        "open",
+        "closed",
+        "local",
+        "half_open", // modes, breaker states
+        "timeout",
+        "unavailable",
+        "protocol",
+        "full", // store errors
+        "ok",
+        "failed", // reloads
+    ]
+    .into();
+    for (name, labels) in &series {
+        for (key, value) in labels {
+            for secret in SECRETS {
+                assert!(!value.contains(secret), "{name}: {key}={value}");
+            }
+            if key == "le" {
+                assert!(
+                    value == "+Inf" || value.parse::<f64>().is_ok(),
+                    "{name}: le={value}"
+                );
+            } else {
+                assert!(
+                    allowed.contains(value.as_str()),
+                    "{name}: {key}={value} is not a fixed value"
+                );
+            }
+        }
+    }
+    for expected in [
+        r#"ratelimit_decisions_total{policy="items",result="allowed"} 3"#,
+        r#"ratelimit_decisions_total{policy="items",result="denied"} 1"#,
+        r#"ratelimit_decisions_total{policy="fallback-policy",result="allowed"} 1"#,
+        r#"ratelimit_config_reloads_total{result="ok"} 1"#,
+        r#"ratelimit_config_reloads_total{result="failed"} 1"#,
+        "ratelimit_config_generation 2",
+        "ratelimit_breaker_state 2",
+        r#"ratelimit_decision_duration_seconds_bucket{store="redis",le="0.000025"}"#,
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(
+        text.contains(r#"ratelimit_decisions_total{policy="items",result="degraded_denied"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ratelimit_fallback_decisions_total{mode="closed"}"#),
+        "{text}"
+    );
+}
