@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of "now" in microseconds since the Unix epoch.
 ///
@@ -23,18 +23,18 @@ pub trait Clock: Send + Sync + 'static {
     fn now_us(&self) -> i64;
 }
 
-/// Wall-clock time read once at start, then advanced by a monotonic clock: it never
-/// jumps when the system clock is stepped, and calendar windows still line up with UTC
-/// to within the drift since start.
+/// Wall-clock time read once at start, then advanced by the OS monotonic clock
+/// ([`Instant`]): it never jumps when the system clock is stepped, and calendar windows
+/// still line up with UTC to within the drift since start.
 ///
-/// The monotonic source is `quanta` (the CPU's invariant TSC where available, calibrated
-/// against the OS clock): a few nanoseconds per read instead of a `clock_gettime` call,
-/// which is a large share of an in-memory decision.
+/// Deliberately not a TSC-based clock (such as `quanta`): those convert cycles to time
+/// with a ratio calibrated at start, and a calibration disturbed by a busy machine skews
+/// every later reading, which a limiter turns into wrong admissions. The OS clock costs a
+/// vDSO call per decision and is right.
 #[derive(Clone, Debug)]
 pub struct MonotonicClock {
     anchor_us: i64,
-    clock: quanta::Clock,
-    start: quanta::Instant,
+    start: Instant,
 }
 
 impl MonotonicClock {
@@ -43,11 +43,9 @@ impl MonotonicClock {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
-        let clock = quanta::Clock::new();
         MonotonicClock {
             anchor_us: i64::try_from(since_epoch.as_micros()).unwrap_or(0),
-            start: clock.now(),
-            clock,
+            start: Instant::now(),
         }
     }
 }
@@ -61,7 +59,7 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline]
     fn now_us(&self) -> i64 {
-        self.anchor_us + (self.clock.now() - self.start).as_micros() as i64
+        self.anchor_us + self.start.elapsed().as_micros() as i64
     }
 }
 

@@ -52,6 +52,41 @@ async fn memory_store_admits_exactly_the_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_stays_exact_among_many_other_keys_and_policies() {
+    // One shared budget hit by 3000 requests interleaved with 30,000 on other keys and
+    // policies (inserts, sweeps, other shards), on the production clock.
+    let store = MemoryStore::builder().shards(4).build();
+    let shared = fresh_policy(vec![Limit::new(500, secs(86_400))]);
+    let others = fresh_policy(vec![
+        Limit::new(2, secs(3600)),
+        Limit::new(5, secs(86_400)).algorithm(Algorithm::SlidingWindow),
+    ]);
+    let tasks: Vec<_> = (0..3000)
+        .map(|i| {
+            let (store, shared, others) = (store.clone(), shared.clone(), others.clone());
+            tokio::spawn(async move {
+                for j in 0..10 {
+                    store
+                        .check(&others, &format!("user-{i}-{j}"), 1)
+                        .await
+                        .unwrap();
+                }
+                store
+                    .check(&shared, "global", 1)
+                    .await
+                    .unwrap()
+                    .is_allowed()
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(allowed, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_admits_exactly_the_limit_from_one_and_two_instances() {
     let server = RedisServer::spawn();
     for algorithm in algorithms() {
