@@ -14,7 +14,7 @@ use redis_harness::{FaultProxy, Mode, RedisServer};
 use support::*;
 
 /// Far above the deadline, far below the faults: finishing within it shows no call waited.
-const BOUND: Duration = Duration::from_secs(2);
+const BOUND: Duration = Duration::from_secs(3);
 
 async fn limiter_through(proxy: &FaultProxy) -> Limiter<Guarded<RedisStore>> {
     let store = RedisStore::builder()
@@ -22,10 +22,11 @@ async fn limiter_through(proxy: &FaultProxy) -> Limiter<Guarded<RedisStore>> {
         .await
         .expect("connect via proxy");
     let guarded = Guarded::builder(store)
-        .deadline(Duration::from_millis(150))
+        .deadline(Duration::from_millis(400))
         .failure_mode(FailureMode::Open)
         .breaker(BreakerConfig {
             failures: 3,
+            slow_calls: 1_000, // a busy test machine must not trip it by slowness alone
             probe_interval: Duration::from_millis(50),
             ..BreakerConfig::default()
         })
@@ -88,9 +89,9 @@ async fn latency_beyond_the_deadline_opens_the_breaker_until_the_network_heals()
     let server = RedisServer::spawn();
     let proxy = FaultProxy::start(("127.0.0.1", server.port()));
     let limiter = limiter_through(&proxy).await;
-    assert!(!decide(&limiter, "before").await.is_degraded());
+    until_recovered(&limiter).await;
 
-    proxy.set_mode(Mode::Delay(Duration::from_millis(400)));
+    proxy.set_mode(Mode::Delay(Duration::from_millis(1500)));
     for i in 0..3 {
         assert!(decide(&limiter, &format!("slow-{i}")).await.is_degraded());
     }
@@ -109,7 +110,7 @@ async fn a_partition_then_refused_connections_then_recovery() {
     let server = RedisServer::spawn();
     let proxy = FaultProxy::start(("127.0.0.1", server.port()));
     let limiter = limiter_through(&proxy).await;
-    assert!(!decide(&limiter, "before").await.is_degraded());
+    until_recovered(&limiter).await;
 
     proxy.set_mode(Mode::Blackhole);
     for i in 0..20 {
