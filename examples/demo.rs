@@ -119,6 +119,11 @@ async fn run(args: Args, metrics: PrometheusHandle) -> Result<(), String> {
         .map_err(|e| format!("watching {}: {e}", args.config.display()))?;
     // Merged after the layer: scrapes are never rate-limited.
     let app = app().layer(layer).merge(telemetry::metrics_router(metrics));
+    // Outermost: the caller's trace is the parent of every span of the request.
+    #[cfg(feature = "otel")]
+    let app = app.layer(axum::middleware::from_fn(
+        limiter::telemetry::otel::continue_trace,
+    ));
 
     let mut servers = tokio::task::JoinSet::new();
     for addr in &args.listen {
@@ -169,12 +174,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        init_telemetry(args.log_format)?;
+        let flush = init_telemetry(args.log_format)?;
         let metrics = telemetry::install_prometheus().map_err(|e| format!("metrics: {e}"))?;
         if default_secret {
             tracing::warn!("DEMO_JWT_SECRET not set; using the demo's built-in secret");
         }
-        run(args, metrics).await
+        let result = run(args, metrics).await;
+        flush.shutdown();
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -186,7 +193,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_telemetry(format: LogFormat) -> Result<(), String> {
+/// What has to be flushed at exit.
+struct Telemetry {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.provider {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("demo: flushing traces: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn init_telemetry(format: LogFormat) -> Result<Telemetry, String> {
     telemetry::init_logs(format, tracing_subscriber::layer::Identity::new())
-        .map_err(|e| format!("logs: {e}"))
+        .map_err(|e| format!("logs: {e}"))?;
+    Ok(Telemetry {})
+}
+
+/// With the `otel` feature, traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+#[cfg(feature = "otel")]
+fn init_telemetry(format: LogFormat) -> Result<Telemetry, String> {
+    use limiter::telemetry::otel;
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+        telemetry::init_logs(format, tracing_subscriber::layer::Identity::new())
+            .map_err(|e| format!("logs: {e}"))?;
+        return Ok(Telemetry { provider: None });
+    }
+    otel::install_propagator();
+    let provider = otel::otlp_provider("limiter-demo")?;
+    telemetry::init_logs(format, otel::layer(&provider)).map_err(|e| format!("logs: {e}"))?;
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
 }

@@ -4,6 +4,8 @@
 
 mod logs;
 mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 
 pub use self::logs::{init_logs, LogFormat};
 pub use self::metrics::{install_prometheus, metrics_router, LATENCY_BUCKETS, METRIC_NAMES};

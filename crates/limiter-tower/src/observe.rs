@@ -101,9 +101,10 @@ impl Observation {
             .record(elapsed.as_secs_f64());
         let span = &self.span;
         span.record("result", judgement.as_str());
+        // Signed: OpenTelemetry has no unsigned integers and would record a u64 as text.
         span.record(
             "latency_us",
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
         );
         span.record("degraded", judgement.degraded());
     }

@@ -1,0 +1,99 @@
+//! OpenTelemetry (feature `otel`): `tracing` spans exported over OTLP/HTTP, and the
+//! caller's W3C `traceparent` continued, so that a `ratelimit.decide` span joins the
+//! trace of the request that caused it, across instances.
+//!
+//! ```no_run
+//! use axum::{middleware, routing::get, Router};
+//! use limiter::telemetry::{init_logs, otel, LogFormat};
+//!
+//! # async fn demo() -> Result<(), String> {
+//! otel::install_propagator();
+//! // OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318) names the collector.
+//! let provider = otel::otlp_provider("my-service")?;
+//! init_logs(LogFormat::Json, otel::layer(&provider))?;
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hi" }))
+//!     // .layer(rate_limit_layer)
+//!     .layer(middleware::from_fn(otel::continue_trace)); // outermost
+//! # let _ = app;
+//! provider.shutdown().map_err(|e| e.to_string())?; // flushes at exit
+//! # Ok(()) }
+//! ```
+
+use axum::extract::Request;
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// Makes W3C Trace Context (`traceparent`, `tracestate`) the global propagator that
+/// [`continue_trace`] reads incoming requests with.
+pub fn install_propagator() {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+}
+
+/// A tracer provider exporting in batches over OTLP/HTTP (protobuf) to
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, as service `service_name`. Call `shutdown` on it at
+/// exit to flush.
+pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| format!("OTLP exporter: {e}"))?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build())
+}
+
+/// The `tracing` layer that turns spans (INFO and above) into OpenTelemetry spans of
+/// `provider`.
+pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("limiter"))
+        .with_filter(LevelFilter::INFO)
+}
+
+/// axum middleware (`middleware::from_fn(continue_trace)`, outermost): runs the request
+/// in an `http.request` span whose parent is the caller's `traceparent`, so every span
+/// below it (the rate limiter's decision among them) is part of the caller's trace.
+/// Without a (valid) `traceparent` a new trace starts.
+pub async fn continue_trace(request: Request, next: Next) -> Response {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&Headers(request.headers()))
+    });
+    // The method only: paths and headers may carry user data.
+    let span = tracing::info_span!("http.request", http.method = %request.method());
+    // Fails only when no OpenTelemetry layer records this span: nothing to join then.
+    let _ = span.set_parent(parent);
+    next.run(request).instrument(span).await
+}
+
+/// Reads propagation fields from request headers.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
