@@ -27,6 +27,30 @@ local DAY = 86400000000
 local function num(x) return string.format('%.0f', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) end
 
+-- gcra.rs: the verdict, held remaining and reset, taken remaining and reset, new TAT.
+local function gcra(key, capacity, emission)
+  local tau = emission * capacity
+  local tat = tonumber(redis.call('GET', key) or now)
+  local start = math.max(tat, now)
+  local increment = emission * cost
+  local new_tat = start + increment
+  local allow_at = new_tat - tau
+  local v
+  if allow_at <= now then v = FITS elseif increment > tau then v = NEVER else v = allow_at - now end
+  local hr, tr = 0, 0
+  if tau - (start - now) > 0 then hr = math.floor((tau - (start - now)) / emission) end
+  if tau - (new_tat - now) > 0 then tr = math.floor((tau - (new_tat - now)) / emission) end
+  return v, hr, math.max(start - now, 0), tr, math.max(new_tat - now, 0), new_tat
+end
+
+-- One GCRA window is the common policy: decide it without the tables below.
+if n == 1 and ARGV[3] == '1' then
+  local v, hr, hs, tr, ts, new_tat = gcra(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
+  if v ~= FITS then return {0, v, hr, hs} end
+  if cost > 0 then redis.call('SET', KEYS[1], num(new_tat), 'PX', ttl_ms(new_tat - now)) end
+  return {1, v, tr, ts}
+end
+
 -- calendar.rs: Period::bounds (created on first use)
 local calendar
 
@@ -43,24 +67,7 @@ for j = 1, n do
   local c1, c2, c3 = 0, 0, 0
 
   if algo == 1 then
-    -- gcra.rs: max is the capacity, w the emission interval.
-    local tau = w * max
-    local tat = tonumber(redis.call('GET', key) or now)
-    local start = math.max(tat, now)
-    local increment = w * cost
-    local new_tat = start + increment
-    local allow_at = new_tat - tau
-    if allow_at <= now then v = FITS elseif increment > tau then v = NEVER else v = allow_at - now end
-    local room = tau - (start - now)
-    hr = 0
-    if room > 0 then hr = math.floor(room / w) end
-    hs = math.max(start - now, 0)
-    room = tau - (new_tat - now)
-    tr = 0
-    if room > 0 then tr = math.floor(room / w) end
-    ts = math.max(new_tat - now, 0)
-    c1 = new_tat
-
+    v, hr, hs, tr, ts, c1 = gcra(key, max, w)
   elseif algo == 2 or algo == 3 then
     -- fixed_window.rs
     local s, e
