@@ -23,7 +23,9 @@ trap 'kill $(cat /tmp/bench-redis-'"$port"'.pid) 2>/dev/null || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "== ours: RedisStore, one multiplexed connection, 10k keys"
-./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 1,16,64
+echo "   (ceiling workload: the quota of the peer's GCRA script; rlf workload: 100/min)"
+./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 1,16,64 ceiling
+./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 64 rlf
 
 echo "== peer: rate-limiter-flexible (Node, ioredis)"
 work=$(mktemp -d)

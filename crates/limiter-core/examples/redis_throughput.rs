@@ -2,13 +2,17 @@
 //! concurrencies, over 10,000 keys (one multiplexed connection: concurrent calls are
 //! pipelined). Used by `scripts/bench-redis.sh`, which runs the peers in the same run.
 //!
-//! `cargo run --release -p limiter-core --example redis_throughput -- redis://127.0.0.1:6395 8 1,16,64`
+//! Two workloads, each matching a peer's: `ceiling` is the quota of the GCRA script in
+//! `redis-ceiling.sh` (100/s, burst 99: keys expire within ~10 ms), `rlf` is
+//! rate-limiter-flexible's (100 per minute: keys live a minute).
+//!
+//! `cargo run --release -p limiter-core --example redis_throughput -- redis://127.0.0.1:6395 8 1,16,64 ceiling`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use limiter_core::{Limit, Policy, RedisStore, Store};
+use limiter_core::{Algorithm, Limit, Policy, RedisStore, Store};
 
 #[tokio::main(worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
