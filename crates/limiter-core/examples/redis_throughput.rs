@@ -27,14 +27,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .split(',')
         .filter_map(|s| s.parse().ok())
         .collect();
+    let workload = args.next().unwrap_or_else(|| "rlf".into());
+    let limit = match workload.as_str() {
+        "ceiling" => {
+            Limit::new(100, Duration::from_secs(1)).algorithm(Algorithm::Gcra { burst: Some(99) })
+        }
+        _ => Limit::new(100, Duration::from_secs(60)),
+    };
     let store = RedisStore::builder().prefix("bench:").connect(&url).await?;
-    // The peers' workload: 100 per minute per key, keys spread over 10k users.
-    let policy = Policy::new("bench", vec![Limit::new(100, Duration::from_secs(60))])?;
+    let policy = Policy::new("bench", vec![limit])?;
     for concurrency in levels {
         let (rate, hist, errors) =
             run(&store, &policy, concurrency, Duration::from_secs(secs)).await;
         println!(
-            "ours RedisStore GCRA conc={concurrency}: {rate:.0} decisions/s p50={:.3}ms p99={:.3}ms errors={errors}",
+            "ours RedisStore GCRA ({workload} workload) conc={concurrency}: {rate:.0} decisions/s p50={:.3}ms p99={:.3}ms errors={errors}",
             hist.value_at_quantile(0.50) as f64 / 1000.0,
             hist.value_at_quantile(0.99) as f64 / 1000.0,
         );
