@@ -192,6 +192,15 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    g.bench_function("ours, 1 hot key, CoarseClock", |b| {
+        b.iter(|| {
+            black_box(
+                coarse
+                    .check_now(&policy3, "user:7", 1)
+                    .map(|d| d.is_allowed()),
+            )
+        })
+    });
     g.finish();
 }
 

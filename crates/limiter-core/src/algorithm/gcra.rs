@@ -54,6 +54,17 @@ impl Gcra {
         } else {
             Verdict::RetryAfterUs((allow_at - now) as u64)
         };
+        if view == View::Verdict {
+            return (
+                WindowState {
+                    limit: self.capacity,
+                    remaining: 0,
+                    reset_after_us: 0,
+                    verdict: verdict.into(),
+                },
+                new_tat,
+            );
+        }
         let backlog = if view.taken(verdict) { new_tat } else { start } - now;
         (self.state(backlog, verdict), new_tat)
     }

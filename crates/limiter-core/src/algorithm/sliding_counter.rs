@@ -19,7 +19,7 @@ pub(crate) fn evaluate(
     cost: u64,
     view: View,
 ) -> (WindowState, (i64, u64, u64)) {
-    let start = now.div_euclid(window) * window;
+    let start = super::fixed_window::epoch_bounds(window, now, stored.map(|(s, _, _)| s)).0;
     let (cur, prev) = match stored {
         Some((s, c, p)) if s == start => (c, p),
         Some((s, c, _)) if s == start - window => (0, c),

@@ -274,28 +274,26 @@ fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64) -> (Decision
         windows.push(state);
         return (Decision::from_windows(windows), expires_at);
     }
-    // Several windows: a first pass decides, a second commits. Evaluating twice is a few
-    // integer operations per window and keeps per-window records off the stack.
-    let mut windows = Windows::new();
+    // Several windows: a first pass decides, a second reports (and commits, when every
+    // window has room). Each window is evaluated twice, but its figures -- a division for
+    // GCRA -- are computed once, and no per-window record is kept between the passes.
     let mut allowed = true;
     for (slot, limit) in slots.iter_mut().zip(limits) {
-        let (state, _) = slot.evaluate(limit, now, cost, View::Held);
-        allowed &= state.verdict == Verdict::Fits;
-        windows.push(state);
+        allowed &= slot.evaluate(limit, now, cost, View::Verdict).0.verdict == Verdict::Fits;
     }
-    if !allowed {
-        return (Decision::from_windows(windows), None);
-    }
+    let view = if allowed { View::Taken } else { View::Held };
+    let commit = allowed && cost > 0;
+    let mut windows = Windows::new();
     let mut longest = 0;
-    for ((slot, limit), window) in slots.iter_mut().zip(limits).zip(windows.iter_mut()) {
-        let (state, commit) = slot.evaluate(limit, now, cost, View::Taken);
-        *window = state;
+    for (slot, limit) in slots.iter_mut().zip(limits) {
+        let (state, change) = slot.evaluate(limit, now, cost, view);
         longest = longest.max(state.reset_after_us);
-        if cost > 0 {
-            slot.commit(commit, now, cost);
+        windows.push(state);
+        if commit {
+            slot.commit(change, now, cost);
         }
     }
-    let expires_at = (cost > 0).then(|| now.saturating_add(longest as i64));
+    let expires_at = commit.then(|| now.saturating_add(longest as i64));
     (Decision::from_windows(windows), expires_at)
 }
 

@@ -63,13 +63,17 @@ impl Slot {
                 (eval, Commit::Gcra { tat })
             }
             Algorithm::FixedWindow | Algorithm::Calendar(_) => {
-                let bounds = match limit.algo() {
-                    Algorithm::Calendar(period) => period.bounds(now),
-                    _ => fixed_window::epoch_bounds(limit.window_us(), now),
-                };
                 let stored = match *self {
                     Slot::Fixed { start, count } => Some((start, count)),
                     _ => None,
+                };
+                let bounds = match limit.algo() {
+                    Algorithm::Calendar(period) => period.bounds(now),
+                    _ => fixed_window::epoch_bounds(
+                        limit.window_us(),
+                        now,
+                        stored.map(|(start, _)| start),
+                    ),
                 };
                 let (eval, count) =
                     fixed_window::evaluate(limit.max(), bounds, stored, now, cost, view);
