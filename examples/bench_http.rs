@@ -1,8 +1,15 @@
-//! The server of `scripts/bench-http.sh`: an axum hello route, bare or behind the layer
-//! on the in-memory store with one global GCRA budget (the key tower_governor's peer
-//! benchmark uses), either admitting everything or denying almost everything.
+//! The server of `scripts/bench-http.sh` and `scripts/bench-tracing.sh`: an axum hello
+//! route, bare or behind the layer with one global GCRA budget (the key
+//! tower_governor's peer benchmark uses): on the in-memory store admitting everything
+//! (`allow`) or denying almost everything (`deny`), or on Redis at `REDIS_URL` admitting
+//! everything (`redis`).
 //!
-//! `MODE=bare|allow|deny PORT=18081 cargo run --release --example bench_http`
+//! `TRACING=info` installs a JSON log subscriber at INFO (writing to a sink, so that the
+//! terminal's cost is left out): every `ratelimit.decide` span is created and its fields
+//! formatted. `TRACING=events` also writes each span as a line when it closes: a log line
+//! per decision. Default `off`: no subscriber.
+//!
+//! `MODE=bare|allow|deny|redis TRACING=off|info|events PORT=18081 cargo run --release --example bench_http`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,12 +18,28 @@ use axum::routing::get;
 use axum::Router;
 use limiter_tower::config::load_str;
 use limiter_tower::{AnyStore, RateLimitLayer};
+use tracing_subscriber::fmt::format::FmtSpan;
 
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
+const REDIS: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\nendpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 const DENY: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: one, max: 1, window: 1000s }] }\n";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let span_events = match std::env::var("TRACING").as_deref() {
+        Ok("off") | Err(_) => None,
+        Ok("info") => Some(FmtSpan::NONE),
+        Ok("events") => Some(FmtSpan::CLOSE),
+        Ok(other) => return Err(format!("TRACING must be off, info or events, not {other}").into()),
+    };
+    if let Some(span_events) = span_events {
+        tracing_subscriber::fmt()
+            .json()
+            .with_span_events(span_events)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .init();
+    }
     let mode = std::env::var("MODE").unwrap_or_else(|_| "bare".into());
     let port: u16 = std::env::var("PORT")
         .ok()
@@ -27,7 +50,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bare" => None,
         "allow" => Some(ALLOW),
         "deny" => Some(DENY),
-        other => return Err(format!("MODE must be bare, allow or deny, not {other}").into()),
+        "redis" => Some(REDIS),
+        other => {
+            return Err(format!("MODE must be bare, allow, deny or redis, not {other}").into())
+        }
     };
     if let Some(yaml) = yaml {
         let loaded = load_str(yaml, Path::new("bench.yaml"))?;

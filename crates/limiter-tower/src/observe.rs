@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use tracing::field::Empty;
+use tracing::field::{Empty, Field, Value};
 use tracing::Span;
 
 use crate::rules::EndpointRule;
@@ -65,20 +65,17 @@ pub(crate) struct Observation {
 
 impl Observation {
     pub(crate) fn start(rule: &EndpointRule, store: &'static str, key: &str) -> Self {
+        // `KeyHash` hashes when formatted, so only when a subscriber records the span.
         let span = tracing::info_span!(
             "ratelimit.decide",
             policy = rule.policy.name(),
             scopes = rule.key.kinds(),
             store,
-            key_hash = Empty,
+            key_hash = %KeyHash(key),
             result = Empty,
             latency_us = Empty,
             degraded = Empty,
         );
-        // Hashing costs a SHA-256: only when someone records the span.
-        if !span.is_disabled() {
-            span.record("key_hash", key_hash(key).as_str());
-        }
         Observation {
             span,
             start: Instant::now(),
@@ -99,14 +96,36 @@ impl Observation {
         .increment(1);
         metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store)
             .record(elapsed.as_secs_f64());
-        let span = &self.span;
-        span.record("result", judgement.as_str());
+        // One call for the three outcome fields: a subscriber may re-encode the span's
+        // fields on every record (the JSON formatter does).
+        let Some(metadata) = self.span.metadata() else {
+            return;
+        };
+        let fields = metadata.fields();
+        let (Some(result), Some(latency), Some(degraded)) = (
+            fields.field("result"),
+            fields.field("latency_us"),
+            fields.field("degraded"),
+        ) else {
+            return;
+        };
         // Signed: OpenTelemetry has no unsigned integers and would record a u64 as text.
-        span.record(
-            "latency_us",
-            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
-        );
-        span.record("degraded", judgement.degraded());
+        let latency_us = i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX);
+        let values: [(&Field, Option<&dyn Value>); 3] = [
+            (&result, Some(&judgement.as_str())),
+            (&latency, Some(&latency_us)),
+            (&degraded, Some(&judgement.degraded())),
+        ];
+        self.span.record_all(&fields.value_set(&values));
+    }
+}
+
+/// Displays as [`key_hash`] of the key, computed only when displayed.
+struct KeyHash<'a>(&'a str);
+
+impl std::fmt::Display for KeyHash<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&key_hash(self.0))
     }
 }
 
