@@ -11,6 +11,8 @@ fn policies(url: &str, failure_mode: &str) -> String {
     format!(
         r#"
 store: {{ kind: redis, url: "{url}", key_prefix: "e2e:", timeout: 500ms }}
+# Generous: a busy test machine must not open the breaker by slowness alone.
+breaker: {{ slow_calls: 1000000 }}
 failure_mode: {failure_mode}
 endpoints:
   - {{ path: /shared, name: shared, scopes: [global], limits: [{{ name: h, max: 25, window: 1h }}, {{ name: d, max: 1000, window: 1d, algorithm: sliding_log }}] }}

@@ -25,10 +25,12 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
+        // `slow_call` sits below the guard's default 5 ms deadline: a call past the
+        // deadline is a failure, so a slow-call threshold above it could never count.
         BreakerConfig {
             failures: 5,
-            slow_calls: 10,
-            slow_call: Duration::from_millis(25),
+            slow_calls: 50,
+            slow_call: Duration::from_millis(2),
             window: Duration::from_secs(10),
             probe_interval: Duration::from_millis(500),
         }
