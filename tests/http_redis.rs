@@ -34,16 +34,31 @@ async fn two_instances_share_one_budget() {
     let (_b, addr_b) = instance(&yaml).await;
     let client = common::client();
 
+    // Ten requests in turn, then fifty at once, alternating between the instances.
+    let mut allowed = [0usize; 2];
+    let mut count = |instance: usize, status: u16, degraded: bool| {
+        assert!(!degraded, "Redis answered every decision");
+        match status {
+            200 => allowed[instance] += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    };
+    for i in 0..10 {
+        let addr = if i % 2 == 0 { addr_a } else { addr_b };
+        let r = get(&client, addr).await;
+        count(
+            i % 2,
+            r.status().as_u16(),
+            r.headers().contains_key("ratelimit-degraded"),
+        );
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..60 {
+    for i in 0..50 {
         let client = client.clone();
         let addr = if i % 2 == 0 { addr_a } else { addr_b };
         tasks.spawn(async move {
-            let r = client
-                .get(format!("http://{addr}/shared"))
-                .send()
-                .await
-                .unwrap();
+            let r = get(&client, addr).await;
             (
                 i % 2,
                 r.status().as_u16(),
@@ -51,15 +66,9 @@ async fn two_instances_share_one_budget() {
             )
         });
     }
-    let mut allowed = [0usize; 2];
     while let Some(joined) = tasks.join_next().await {
         let (instance, status, degraded) = joined.unwrap();
-        assert!(!degraded, "Redis answered every decision");
-        match status {
-            200 => allowed[instance] += 1,
-            429 => {}
-            other => panic!("status {other}"),
-        }
+        count(instance, status, degraded);
     }
     assert_eq!(
         allowed[0] + allowed[1],
@@ -67,8 +76,8 @@ async fn two_instances_share_one_budget() {
         "one budget across both instances: {allowed:?}"
     );
     assert!(
-        allowed[0] > 0 && allowed[1] > 0,
-        "both instances admitted some: {allowed:?}"
+        allowed[0] >= 5 && allowed[1] >= 5,
+        "both instances admitted their turns: {allowed:?}"
     );
 }
 
