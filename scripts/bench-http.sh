@@ -20,20 +20,34 @@ if [ -d "$PEER" ]; then
   THEIRS="$PEER_TARGET/release/tower-governor-http"
 fi
 
+# CPU time (user + system) the server process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Server CPU microseconds per request: steadier than req/s on a shared, noisy machine,
+# because it does not count the time the server waited for a core.
+cpu_per_request() { # ticks_before ticks_after wrk_output
+  local requests
+  requests=$(echo "$3" | awk '/requests in/{print $1}')
+  awk -v a="$1" -v b="$2" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-" }'
+}
+
 measure() { # name binary mode port
   local name=$1 bin=$2 mode=$3 port=$4 pid r
   MODE=$mode PORT=$port "$bin" & pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+  local before after
+  before=$(cpu_ticks "$pid")
   r=$(wrk -t1 -c64 -d"${SECS}s" --latency "http://127.0.0.1:$port/" 2>&1)
+  after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  printf '| %-22s | %10s | %8s | %8s | %8s |\n' "$name" \
+  printf '| %-23s | %10s | %8s | %8s | %8s | %6s |\n' "$name" \
     "$(echo "$r" | awk '/Requests\/sec/{print $2}')" \
     "$(echo "$r" | awk '/ 50%/{print $2}')" "$(echo "$r" | awk '/ 99%/{print $2}')" \
-    "$(echo "$r" | awk '/Non-2xx/{print $NF}')"
+    "$(echo "$r" | awk '/Non-2xx/{print $NF}')" "$(cpu_per_request "$before" "$after" "$r")"
 }
 
-echo "| server                 |      req/s |      p50 |      p99 | non-2xx |"
-echo "|---|---|---|---|---|"
+echo "| server                  |      req/s |      p50 |      p99 | non-2xx | server CPU µs/request |"
+echo "|---|---|---|---|---|---|"
 measure "bare"                   "$OURS" bare  18081
 measure "limiter-tower, allowed" "$OURS" allow 18082
 measure "limiter-tower, denied"  "$OURS" deny  18083

@@ -24,20 +24,34 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --daemon
 trap 'kill "$(cat /tmp/bench-tracing-$RPORT.pid)" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
+# CPU time (user + system) the server process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Server CPU microseconds per request: steadier than req/s on a shared, noisy machine,
+# because it does not count the time the server waited for a core.
+cpu_per_request() { # ticks_before ticks_after wrk_output
+  local requests
+  requests=$(echo "$3" | awk '/requests in/{print $1}')
+  awk -v a="$1" -v b="$2" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-" }'
+}
+
 measure() { # tracing run
   local tracing=$1 run=$2 pid r
   REDIS_URL="redis://127.0.0.1:$RPORT" MODE=redis TRACING=$tracing PORT=$PORT "$BIN" & pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$PORT/" && break; sleep 0.1; done
+  local before after
+  before=$(cpu_ticks "$pid")
   r=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/" 2>&1)
+  after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  printf '| %-8s | %s | %10s | %8s | %8s | %8s |\n' "$tracing" "$run" \
+  printf '| %-8s | %s | %10s | %8s | %8s | %8s | %6s |\n' "$tracing" "$run" \
     "$(echo "$r" | awk '/Requests\/sec/{print $2}')" \
     "$(echo "$r" | awk '/ 50%/{print $2}')" "$(echo "$r" | awk '/ 99%/{print $2}')" \
-    "$(echo "$r" | awk '/Non-2xx/{print $NF}')"
+    "$(echo "$r" | awk '/Non-2xx/{print $NF}')" "$(cpu_per_request "$before" "$after" "$r")"
 }
 
-echo "| tracing  | run |      req/s |      p50 |      p99 | non-2xx |"
-echo "|---|---|---|---|---|---|"
+echo "| tracing  | run |      req/s |      p50 |      p99 | non-2xx | server CPU µs/request |"
+echo "|---|---|---|---|---|---|---|"
 for run in 1 2; do
   measure off "$run"
   measure info "$run"
