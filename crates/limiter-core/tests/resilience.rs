@@ -210,6 +210,37 @@ async fn redis_restarted_empty_recovers_without_restarting_the_application() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_policy_can_name_its_own_failure_mode() {
+    let mut server = RedisServer::spawn();
+    let store = guarded(&server, FailureMode::Open).await;
+    let (search, payments, uploads) = (policy(10), policy(10), policy(10));
+    server.kill();
+    // The guard's default (open) for one policy, closed for another, local for a third.
+    let d = store.check(&search, "u", 1).await.unwrap();
+    assert!(d.is_allowed() && d.is_degraded());
+    let d = store
+        .check_with(&payments, "u", 1, &FailureMode::Closed)
+        .await
+        .unwrap();
+    assert!(!d.is_allowed() && d.is_degraded());
+    let local = FailureMode::Local { share: 0.3 };
+    let mut allowed = 0;
+    for _ in 0..10 {
+        let d = store.check_with(&uploads, "u", 1, &local).await.unwrap();
+        assert!(d.is_degraded());
+        allowed += usize::from(d.is_allowed());
+    }
+    assert_eq!(allowed, 3, "30% of 10, enforced locally");
+    let bad = store
+        .check_with(&uploads, "u", 1, &FailureMode::Local { share: 2.0 })
+        .await;
+    assert!(
+        bad.is_err(),
+        "an invalid share is an error, not a silent default"
+    );
+}
+
 #[tokio::test]
 async fn invalid_local_share_is_a_typed_error() {
     let server = RedisServer::spawn();

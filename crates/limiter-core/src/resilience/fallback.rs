@@ -78,26 +78,21 @@ pub(crate) fn deny(policy: &Policy, retry: Duration) -> Decision {
     })
 }
 
-/// The in-memory stand-in, with each policy scaled to this instance's share.
+/// The in-memory stand-in, with each policy scaled to the share its failure mode names.
+/// Its tables stay empty until a local failure mode first decides.
+#[derive(Default)]
 pub(crate) struct Local {
     store: MemoryStore,
-    share: f64,
-    /// Scaled copies, built once per policy (policies are few; reloads add a handful).
-    scaled: Mutex<HashMap<Policy, Policy>>,
+    /// Scaled copies by (policy, share bits), built once each: policies are few and
+    /// reloads add a handful.
+    scaled: Mutex<HashMap<(Policy, u64), Policy>>,
 }
 
 impl Local {
-    pub(crate) fn new(share: f64) -> Self {
-        Local {
-            store: MemoryStore::new(),
-            share,
-            scaled: Mutex::new(HashMap::new()),
-        }
-    }
-
     pub(crate) fn decide(
         &self,
         policy: &Policy,
+        share: f64,
         key: &str,
         cost: u64,
         retry: Duration,
@@ -105,8 +100,8 @@ impl Local {
         let scaled = self
             .scaled
             .lock()
-            .entry(policy.clone())
-            .or_insert_with(|| scale(policy, self.share))
+            .entry((policy.clone(), share.to_bits()))
+            .or_insert_with(|| scale(policy, share))
             .clone();
         match self.store.check_now(&scaled, key, cost) {
             Ok(mut decision) => {

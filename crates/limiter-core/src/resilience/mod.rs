@@ -68,7 +68,7 @@ struct Inner<S> {
     primary: S,
     deadline: Duration,
     mode: FailureMode,
-    local: Option<fallback::Local>,
+    local: fallback::Local,
     breaker: Breaker,
 }
 
@@ -102,7 +102,40 @@ impl<S: Store> Guarded<S> {
         &self.inner.primary
     }
 
-    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    /// Like [`Store::check`], but with `mode` deciding instead of the guard's default
+    /// failure mode if the store cannot: policies may each have their own. The breaker
+    /// is shared, since it describes the store, not the policy.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::{FailureMode, Guarded, Limit, MemoryStore, Policy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Guarded::builder(MemoryStore::new()).build().unwrap();
+    /// let payments = Policy::new("payments", vec![Limit::new(5, Duration::from_secs(1))]).unwrap();
+    /// let d = store.check_with(&payments, "card-1", 1, &FailureMode::Closed).await.unwrap();
+    /// assert!(d.is_allowed()); // the store answered: the mode did not have to decide
+    /// # });
+    /// ```
+    pub async fn check_with(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        mode: &FailureMode,
+    ) -> Result<Decision, Error> {
+        mode.validate()
+            .map_err(|e| Error::Store(StoreError::Protocol(e.to_string())))?;
+        self.decide(policy, key, cost, mode).await
+    }
+
+    async fn decide(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        mode: &FailureMode,
+    ) -> Result<Decision, Error> {
         if key.is_empty() {
             // Bad input is the caller's error, not a store failure.
             return Err(Error::EmptyKey);
@@ -131,18 +164,17 @@ impl<S: Store> Guarded<S> {
             );
             self.record(CallResult::Failure);
         }
-        Ok(self.fallback(policy, key, cost))
+        Ok(self.fallback(policy, key, cost, mode))
     }
 
-    fn fallback(&self, policy: &Policy, key: &str, cost: u64) -> Decision {
+    fn fallback(&self, policy: &Policy, key: &str, cost: u64, mode: &FailureMode) -> Decision {
         let inner = &self.inner;
-        metrics::counter!("ratelimit_fallback_decisions_total", "mode" => inner.mode.name())
-            .increment(1);
+        metrics::counter!("ratelimit_fallback_decisions_total", "mode" => mode.name()).increment(1);
         let retry = inner.breaker.config().probe_interval;
-        match (&inner.mode, &inner.local) {
-            (FailureMode::Open, _) => fallback::allow(policy),
-            (FailureMode::Local { .. }, Some(local)) => local.decide(policy, key, cost, retry),
-            (FailureMode::Closed | FailureMode::Local { .. }, _) => fallback::deny(policy, retry),
+        match *mode {
+            FailureMode::Open => fallback::allow(policy),
+            FailureMode::Closed => fallback::deny(policy, retry),
+            FailureMode::Local { share } => inner.local.decide(policy, share, key, cost, retry),
         }
     }
 
@@ -210,10 +242,7 @@ impl<S: Store> GuardedBuilder<S> {
     /// Builds the guard; fails for a local share outside (0, 1].
     pub fn build(self) -> Result<Guarded<S>, InvalidFailureMode> {
         self.mode.validate()?;
-        let local = match self.mode {
-            FailureMode::Local { share } => Some(fallback::Local::new(share)),
-            _ => None,
-        };
+        let local = fallback::Local::default();
         Ok(Guarded {
             inner: Arc::new(Inner {
                 primary: self.primary,
@@ -228,7 +257,7 @@ impl<S: Store> GuardedBuilder<S> {
 
 impl<S: Store> Store for Guarded<S> {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        self.decide(policy, key, cost).await
+        self.decide(policy, key, cost, &self.inner.mode).await
     }
 
     async fn ping(&self) -> Result<(), Error> {
