@@ -168,3 +168,59 @@ async fn local_failure_mode_enforces_this_instances_share() {
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_can_override_the_failure_mode() {
+    let mut redis = RedisServer::spawn();
+    let yaml = format!(
+        r#"
+store: {{ kind: redis, url: "{url}", key_prefix: "e2e-modes:", timeout: 500ms }}
+breaker: {{ slow_calls: 1000000 }}
+failure_mode: open
+endpoints:
+  - {{ path: /search, name: search, scopes: [global], limits: [{{ name: h, max: 100, window: 1h }}] }}
+  - {{ path: /pay, name: pay, scopes: [global], failure_mode: closed, limits: [{{ name: h, max: 100, window: 1h }}] }}
+  - {{ path: /upload, name: upload, scopes: [global], failure_mode: {{ mode: local, share: 0.05 }}, limits: [{{ name: h, max: 100, window: 1h }}] }}
+"#,
+        url = redis.url()
+    );
+    let (_layer, addr) = instance(&yaml).await;
+    let client = common::client();
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/pay"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    redis.kill();
+
+    let at = |path: &str| format!("http://{addr}{path}");
+    for _ in 0..10 {
+        let r = client.get(at("/search")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "the file's default: fail open");
+        assert!(r.headers().contains_key("ratelimit-degraded"));
+        let r = client.get(at("/pay")).send().await.unwrap();
+        assert_eq!(r.status(), 429, "this endpoint fails closed");
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    let mut uploads = Vec::new();
+    for _ in 0..10 {
+        uploads.push(
+            client
+                .get(at("/upload"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        uploads.iter().filter(|s| **s == 200).count(),
+        5,
+        "5% of 100 enforced locally: {uploads:?}"
+    );
+}

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use limiter_core::Store;
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -62,7 +61,7 @@ where
             .span()
             .in_scope(|| store.check_now(&rule.policy, &key, cost));
         if let Some(result) = now {
-            let (outcome, judgement) = outcome(rule, &store.failure_mode(), result);
+            let (outcome, judgement) = outcome(rule, &rule.failure_mode, result);
             observation.finish(rule, kind, judgement);
             return match outcome {
                 Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
@@ -78,8 +77,11 @@ where
         ResponseFuture::checking(Box::pin(async move {
             let store = &shared.store;
             let span = observation.span().clone();
-            let result = store.check(&rule.policy, &key, cost).instrument(span).await;
-            let (outcome, judgement) = outcome(&rule, &store.failure_mode(), result);
+            let result = store
+                .check_with(&rule.policy, &key, cost, &rule.failure_mode)
+                .instrument(span)
+                .await;
+            let (outcome, judgement) = outcome(&rule, &rule.failure_mode, result);
             observation.finish(&rule, kind, judgement);
             match outcome {
                 Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),

@@ -150,6 +150,23 @@ async fn bounded<T>(
         .map_err(|_| StoreError::Unavailable("timed out connecting".into()))?
 }
 
+impl AnyStore {
+    /// Decides like [`Store::check`], with `mode` deciding if the store cannot (each
+    /// policy may name its own; the breaker stays shared).
+    pub async fn check_with(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        mode: &FailureMode,
+    ) -> Result<Decision, Error> {
+        match &self.backend {
+            Backend::Memory(store) => store.check_now(policy, key, cost),
+            Backend::Redis(guarded) => guarded.check_with(policy, key, cost, mode).await,
+        }
+    }
+}
+
 impl Store for AnyStore {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         match &self.backend {

@@ -95,6 +95,7 @@ pub fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<Rules, C
             &endpoint.policy(),
             &endpoint.path,
             style,
+            config.failure_mode,
             at.clone(),
             &field,
         )?;
@@ -139,6 +140,7 @@ pub fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<Rules, C
                 &entry.value,
                 UNMATCHED_ROUTE,
                 style,
+                config.failure_mode,
                 position(entry),
                 "default_policy",
             )?;
@@ -205,6 +207,7 @@ fn compile_policy(
     config: &PolicyConfig,
     route: &str,
     style: HeaderStyle,
+    default_mode: FailureMode,
     at: Option<Position>,
     field: &str,
 ) -> Result<EndpointRule, ConfigError> {
@@ -265,6 +268,7 @@ fn compile_policy(
         headers,
         denials,
         policy,
+        failure_mode: config.failure_mode.unwrap_or(default_mode).to_core(),
     })
 }
 

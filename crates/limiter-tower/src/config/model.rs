@@ -295,6 +295,10 @@ pub struct EndpointConfig {
     /// What a unit of quota is, when not one request (`qu` in `RateLimit-Policy`).
     #[serde(default)]
     pub quota_unit: Option<QuotaUnit>,
+    /// What decides for this policy when the store fails; the file's `failure_mode` when
+    /// unset.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
 }
 
 impl EndpointConfig {
@@ -307,6 +311,7 @@ impl EndpointConfig {
             cost: self.cost,
             cost_header: self.cost_header.clone(),
             quota_unit: self.quota_unit,
+            failure_mode: self.failure_mode,
         }
     }
 }
@@ -332,6 +337,10 @@ pub struct PolicyConfig {
     /// What a unit of quota is, when not one request (`qu` in `RateLimit-Policy`).
     #[serde(default)]
     pub quota_unit: Option<QuotaUnit>,
+    /// What decides for this policy when the store fails; the file's `failure_mode` when
+    /// unset.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
 }
 
 fn default_scopes() -> Vec<Scope> {

@@ -90,4 +90,6 @@ pub struct EndpointRule {
     pub headers: PreparedHeaders,
     /// One pair of 429 bodies per window, in policy order.
     pub denials: Box<[Denial]>,
+    /// What decides for this policy when the store fails.
+    pub failure_mode: limiter_core::FailureMode,
 }
