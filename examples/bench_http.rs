@@ -5,11 +5,12 @@
 //! everything (`redis`).
 //!
 //! `TRACING=info` installs a JSON log subscriber at INFO (writing to a sink, so that the
-//! terminal's cost is left out): every `ratelimit.decide` span is created and its fields
-//! formatted. `TRACING=events` also writes each span as a line when it closes: a log line
-//! per decision. Default `off`: no subscriber.
+//! terminal's cost is left out): the DEBUG-level `ratelimit.decide` span is filtered at
+//! its callsite. `TRACING=debug` enables it for `limiter_tower`: every span is created
+//! and its fields formatted. `TRACING=events` also writes each span as a line when it
+//! closes: a log line per decision. Default `off`: no subscriber.
 //!
-//! `MODE=bare|allow|deny|redis TRACING=off|info|events PORT=18081 cargo run --release --example bench_http`
+//! `MODE=bare|allow|deny|redis TRACING=off|info|debug|events PORT=18081 cargo run --release --example bench_http`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,15 +29,18 @@ const DENY: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], li
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let span_events = match std::env::var("TRACING").as_deref() {
         Ok("off") | Err(_) => None,
-        Ok("info") => Some(FmtSpan::NONE),
-        Ok("events") => Some(FmtSpan::CLOSE),
-        Ok(other) => return Err(format!("TRACING must be off, info or events, not {other}").into()),
+        Ok("info") => Some((FmtSpan::NONE, "info")),
+        Ok("debug") => Some((FmtSpan::NONE, "info,limiter_tower=debug")),
+        Ok("events") => Some((FmtSpan::CLOSE, "info,limiter_tower=debug")),
+        Ok(other) => {
+            return Err(format!("TRACING must be off, info, debug or events, not {other}").into())
+        }
     };
-    if let Some(span_events) = span_events {
+    if let Some((span_events, filter)) = span_events {
         tracing_subscriber::fmt()
             .json()
             .with_span_events(span_events)
-            .with_max_level(tracing::Level::INFO)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::sink)
             .init();
     }

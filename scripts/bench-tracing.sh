@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Cost of tracing on the Redis path: examples/bench_http.rs with MODE=redis (the layer,
 # one global GCRA budget on a local redis-server) with TRACING=off (no subscriber),
-# TRACING=info (a JSON subscriber at INFO: every ratelimit.decide span created and its
-# fields formatted) and TRACING=events (also one JSON line per decision, at span close;
-# written to a sink), each run twice, interleaved, with the same wrk settings:
+# TRACING=info (a JSON subscriber at INFO: the DEBUG-level ratelimit.decide span is
+# filtered out), TRACING=debug (the same with limiter_tower at DEBUG: every span created
+# and its fields formatted) and TRACING=events (also one JSON line per decision, at span
+# close; written to a sink), each run twice, interleaved, with the same wrk settings:
 # wrk -t1 -c${CONNS:-32} -d${SECS:-8}s. Prints one table row per run.
-#   bash scripts/bench-tracing.sh
+#   RUNS=5 SECS=4 bash scripts/bench-tracing.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -52,8 +53,9 @@ measure() { # tracing run
 
 echo "| tracing  | run |      req/s |      p50 |      p99 | non-2xx | server CPU µs/request |"
 echo "|---|---|---|---|---|---|---|"
-for run in 1 2; do
+for run in $(seq "${RUNS:-2}"); do
   measure off "$run"
   measure info "$run"
+  measure debug "$run"
   measure events "$run"
 done

@@ -31,7 +31,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
@@ -59,15 +59,20 @@ pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, String> {
         .build())
 }
 
-/// The `tracing` layer that turns spans (INFO and above) into OpenTelemetry spans of
-/// `provider`.
+/// The `tracing` layer that turns spans into OpenTelemetry spans of `provider`: INFO and
+/// above, plus the rate limiter's DEBUG-level `ratelimit.decide` span of every decision
+/// (DEBUG so that logs at INFO do not pay for it).
 pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("limiter"))
-        .with_filter(LevelFilter::INFO)
+        .with_filter(
+            Targets::new()
+                .with_default(LevelFilter::INFO)
+                .with_target("limiter_tower", LevelFilter::DEBUG),
+        )
 }
 
 /// axum middleware (`middleware::from_fn(continue_trace)`, outermost): runs the request

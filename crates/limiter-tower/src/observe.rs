@@ -65,8 +65,11 @@ pub(crate) struct Observation {
 
 impl Observation {
     pub(crate) fn start(rule: &EndpointRule, store: &'static str, key: &str) -> Self {
+        // DEBUG, as tower-http's per-request spans: a service logging at INFO does not
+        // build a span per decision it never prints, while the OpenTelemetry layer
+        // (`telemetry::otel::layer`) enables this target at DEBUG and exports every one.
         // `KeyHash` hashes when formatted, so only when a subscriber records the span.
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "ratelimit.decide",
             policy = rule.policy.name(),
             scopes = rule.key.kinds(),
