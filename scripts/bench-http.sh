@@ -3,6 +3,7 @@
 # (in-memory store, one global GCRA budget) admitting everything and denying almost
 # everything, and the same for tower_governor (../shared/bench/peers/tower-governor-http),
 # all in one run with the same wrk settings: wrk -t1 -c64 -d${SECS:-8}s.
+#   RUNS=5 SECS=4 bash scripts/bench-http.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -48,10 +49,14 @@ measure() { # name binary mode port
 
 echo "| server                  |      req/s |      p50 |      p99 | non-2xx | server CPU µs/request |"
 echo "|---|---|---|---|---|---|"
-measure "bare"                   "$OURS" bare  18081
-measure "limiter-tower, allowed" "$OURS" allow 18082
-measure "limiter-tower, denied"  "$OURS" deny  18083
-if [ -n "${THEIRS:-}" ]; then
-  measure "tower_governor, allowed" "$THEIRS" allow 18084
-  measure "tower_governor, denied"  "$THEIRS" deny  18085
-fi
+# RUNS rounds, each measuring every server once, so that the machine's drift spreads
+# over all of them.
+for _ in $(seq "${RUNS:-1}"); do
+  measure "bare"                   "$OURS" bare  18081
+  measure "limiter-tower, allowed" "$OURS" allow 18082
+  measure "limiter-tower, denied"  "$OURS" deny  18083
+  if [ -n "${THEIRS:-}" ]; then
+    measure "tower_governor, allowed" "$THEIRS" allow 18084
+    measure "tower_governor, denied"  "$THEIRS" deny  18085
+  fi
+done

@@ -91,13 +91,20 @@ impl Observation {
 
     pub(crate) fn finish(self, rule: &EndpointRule, store: &'static str, judgement: Judgement) {
         let elapsed = self.start.elapsed();
-        metrics::counter!(
-            "ratelimit_decisions_total",
-            "policy" => metrics::SharedString::from(std::sync::Arc::clone(&rule.name)),
-            "result" => judgement.as_str()
-        )
-        .increment(1);
-        metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store)
+        rule.metrics.decisions[judgement as usize]
+            .get_or_init(|| {
+                metrics::counter!(
+                    "ratelimit_decisions_total",
+                    "policy" => metrics::SharedString::from(std::sync::Arc::clone(&rule.name)),
+                    "result" => judgement.as_str()
+                )
+            })
+            .increment(1);
+        rule.metrics
+            .latency
+            .get_or_init(
+                || metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store),
+            )
             .record(elapsed.as_secs_f64());
         // One call for the three outcome fields: a subscriber may re-encode the span's
         // fields on every record (the JSON formatter does).

@@ -77,7 +77,10 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
     } else {
         None
     };
-    let ip = client.map(|ip| rules.client_ip.bucket(ip));
+    // Formatting the address allocates: only when the key can contain it.
+    let ip = client
+        .filter(|_| rule.key.needs_ip())
+        .map(|ip| rules.client_ip.bucket(ip));
     let key = rule.key.render(&RequestIdentity {
         user: user.as_deref(),
         ip: ip.as_deref().unwrap_or(UNKNOWN_CLIENT),

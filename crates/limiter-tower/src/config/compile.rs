@@ -269,6 +269,7 @@ fn compile_policy(
         denials,
         policy,
         failure_mode: config.failure_mode.unwrap_or(default_mode).to_core(),
+        metrics: Default::default(),
     })
 }
 

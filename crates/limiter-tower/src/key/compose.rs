@@ -61,6 +61,12 @@ impl KeyTemplate {
         self.scopes.contains(&Scope::ApiKey)
     }
 
+    /// Whether rendering may use the client address: an `ip` scope, or a `user` or
+    /// `api_key` scope that falls back to it.
+    pub fn needs_ip(&self) -> bool {
+        self.has_ip || self.needs_user() || self.needs_api_key()
+    }
+
     /// Renders the key, e.g. `user:alice:endpoint:GET%20/users/%7Bid%7D`. A `user` or
     /// `api_key` scope without a value counts under the client address instead (once,
     /// when the policy has no `ip` scope of its own).

@@ -92,4 +92,17 @@ pub struct EndpointRule {
     pub denials: Box<[Denial]>,
     /// What decides for this policy when the store fails.
     pub failure_mode: limiter_core::FailureMode,
+    /// This policy's metric handles, registered on first use rather than per request
+    /// (a registration builds and hashes the labelled key).
+    pub metrics: RuleMetrics,
+}
+
+/// Metric handles of one policy, created on first use: install the metrics recorder
+/// before the layer serves requests.
+#[derive(Debug, Clone, Default)]
+pub struct RuleMetrics {
+    /// `ratelimit_decisions_total{policy, result}`, one per result.
+    pub decisions: [std::sync::OnceLock<metrics::Counter>; 4],
+    /// `ratelimit_decision_duration_seconds{store}`.
+    pub latency: std::sync::OnceLock<metrics::Histogram>,
 }
