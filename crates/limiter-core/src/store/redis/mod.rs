@@ -102,46 +102,79 @@ impl RedisStore {
         self
     }
 
-    fn key_base(&self, policy: &Policy, key: &str) -> String {
-        let mut base =
-            String::with_capacity(self.prefix.len() + policy.name().len() + key.len() + 8);
-        base.push_str(&self.prefix);
-        base.push('{');
-        base.push_str(policy.name());
-        base.push(':');
-        base.push_str(key);
-        base.push_str("}:");
-        base
-    }
-
     async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         let key = key::normalize(key)?;
-        let base = self.key_base(policy, &key);
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(cost).arg(policy.limits().len());
-        for (i, limit) in policy.limits().iter().enumerate() {
-            let (code, max, window, period) = script_args(limit);
-            invocation.arg(code).arg(max).arg(window).arg(period);
-            let mut name = String::with_capacity(base.len() + 4);
-            name.push_str(&base);
-            let _ = write!(name, "{i}{}", limit.algo().tag());
-            invocation.key(&name);
-            if matches!(limit.algo(), Algorithm::SlidingLog) {
-                name.pop();
-                name.push('m');
-                invocation.key(&name);
-            }
-        }
-        #[cfg(feature = "test-clock")]
-        if let Some(clock) = &self.script_clock {
-            invocation.arg(clock.now_us());
-        }
-        let reply: Vec<i64> = match &self.conn {
-            Connection::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
-            Connection::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        let cmd = self.evalsha(policy, &key, cost);
+        let reply = match &self.conn {
+            Connection::Single(conn) => self.run(&cmd, &mut conn.clone()).await,
+            Connection::Cluster(conn) => self.run(&cmd, &mut conn.clone()).await,
         }
         .map_err(store_error)?;
         parse_reply(policy, &reply)
+    }
+
+    /// `EVALSHA` built directly into one command buffer: a decision is the hot path, and
+    /// a `redis::ScriptInvocation` would copy every key and argument into a vector of
+    /// its own first.
+    fn evalsha(&self, policy: &Policy, key: &str, cost: u64) -> ::redis::Cmd {
+        let limits = policy.limits();
+        let logs = limits
+            .iter()
+            .filter(|l| matches!(l.algo(), Algorithm::SlidingLog))
+            .count();
+        let keys = limits.len() + logs;
+        let mut cmd = ::redis::Cmd::with_capacity(
+            5 + keys + 4 * limits.len(),
+            64 + keys * (self.prefix.len() + policy.name().len() + key.len() + 8),
+        );
+        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(keys);
+        let mut name =
+            String::with_capacity(self.prefix.len() + policy.name().len() + key.len() + 8);
+        name.push_str(&self.prefix);
+        name.push('{');
+        name.push_str(policy.name());
+        name.push(':');
+        name.push_str(key);
+        name.push_str("}:");
+        let base = name.len();
+        for (i, limit) in limits.iter().enumerate() {
+            name.truncate(base);
+            let _ = write!(name, "{i}{}", limit.algo().tag());
+            cmd.arg(&name);
+            if matches!(limit.algo(), Algorithm::SlidingLog) {
+                name.pop();
+                name.push('m');
+                cmd.arg(&name);
+            }
+        }
+        cmd.arg(cost).arg(limits.len());
+        for limit in limits {
+            let (code, max, window, period) = script_args(limit);
+            cmd.arg(code).arg(max).arg(window).arg(period);
+        }
+        #[cfg(feature = "test-clock")]
+        if let Some(clock) = &self.script_clock {
+            cmd.arg(clock.now_us());
+        }
+        cmd
+    }
+
+    /// Runs the script; after `NOSCRIPT` (a restarted or flushed Redis) loads it and
+    /// runs it again.
+    async fn run<C: ::redis::aio::ConnectionLike>(
+        &self,
+        cmd: &::redis::Cmd,
+        conn: &mut C,
+    ) -> ::redis::RedisResult<Vec<i64>> {
+        match cmd.query_async(conn).await {
+            Err(err)
+                if err.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                self.script.prepare_invoke().load_async(conn).await?;
+                cmd.query_async(conn).await
+            }
+            result => result,
+        }
     }
 }
 
