@@ -71,13 +71,21 @@ async fn scripts_run_unchanged_on_a_cluster_and_stay_exact() {
 /// Counts, from a master's own `MONITOR` stream, the first key of every `EVALSHA`.
 fn monitor(url: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<HashMap<String, u64>> {
     let addr = url.trim_start_matches("redis://").to_owned();
+    let mut stream = TcpStream::connect(&addr).expect("monitor connection");
+    stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    // Monitoring has begun once the server answers +OK: no command is missed after that.
+    let mut ok = String::new();
+    reader.read_line(&mut ok).expect("MONITOR reply");
+    assert_eq!(ok.trim_end(), "+OK", "MONITOR on {addr}");
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     std::thread::spawn(move || {
-        let mut stream = TcpStream::connect(&addr).expect("monitor connection");
-        stream.write_all(b"MONITOR\r\n").expect("MONITOR");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut reader = BufReader::new(stream);
         let mut counts = HashMap::new();
         let mut idle_after_stop = 0;
         let mut line = String::new();
