@@ -90,7 +90,7 @@ async fn reloads_the_script_after_a_flush_and_recovers_after_a_restart() {
     // The connection manager reconnects in the background: the first calls may fail,
     // with a typed error; a bounded number of attempts must succeed.
     let mut recovered = false;
-    for _ in 0..50 {
+    for _ in 0..400 {
         match store.check(&policy, "k", 1).await {
             Ok(d) => {
                 assert_eq!(
