@@ -269,11 +269,10 @@ pub struct Exemptions {
     pub users: Vec<String>,
 }
 
+// Repeats `PolicyConfig`'s fields instead of flattening one in: serde cannot combine
+// `flatten` with `deny_unknown_fields`, and a misspelt field must stay an error that
+// names its line.
 /// A limited endpoint: a route, and the policy for it.
-///
-/// It repeats [`PolicyConfig`]'s fields instead of flattening one in: serde cannot
-/// combine `flatten` with `deny_unknown_fields`, and a misspelt field must stay an error
-/// that names its line.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
