@@ -24,7 +24,7 @@ const SECRETS: [&str; 4] = [
 fn policies(url: &str) -> String {
     format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms }}
+store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, local_cache: {{ max_keys: 100 }} }}
 # Generous: a busy test machine must not open the breaker by slowness alone.
 breaker: {{ slow_calls: 1000000 }}
 failure_mode: closed
@@ -94,15 +94,16 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     let (layer, addr) = serve(&policies(&redis.url()), handle).await;
     let client = common::client();
 
-    // Allowed then denied by the store, then an unmatched route under the default policy.
+    // Allowed, denied by the store, denied by the local cache; then an unmatched route
+    // under the default policy.
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..5 {
             v.push(traffic(&client, addr).await);
         }
         v
     };
-    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
     let r = client
         .get(format!("http://{addr}/elsewhere/TOKENSECRET43"))
         .send()
@@ -222,7 +223,8 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     }
     for expected in [
         r#"ratelimit_decisions_total{policy="items",result="allowed"} 3"#,
-        r#"ratelimit_decisions_total{policy="items",result="denied"} 1"#,
+        r#"ratelimit_decisions_total{policy="items",result="denied"} 2"#,
+        r#"ratelimit_local_cache_hits_total{policy="items"} 1"#,
         r#"ratelimit_decisions_total{policy="fallback-policy",result="allowed"} 1"#,
         r#"ratelimit_config_reloads_total{result="ok"} 1"#,
         r#"ratelimit_config_reloads_total{result="failed"} 1"#,

@@ -10,11 +10,12 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 /// equal to the `counter!`/`gauge!`/`histogram!` calls in the sources and to the metrics
 /// the Grafana dashboard (`dashboards/ratelimit.json`) queries.
 pub const METRIC_NAMES: &[&str] = &[
-    // limiter-tower: one per decision, and reloads.
+    // limiter-tower: one per decision, local cache hits, and reloads.
     "ratelimit_decisions_total",
     "ratelimit_decision_duration_seconds",
     "ratelimit_config_reloads_total",
     "ratelimit_config_generation",
+    "ratelimit_local_cache_hits_total",
     // limiter-core's Guarded store around Redis.
     "ratelimit_store_duration_seconds",
     "ratelimit_store_errors_total",

@@ -121,6 +121,8 @@ pub struct Decision {
     pub(crate) denied_by: Option<u8>,
     /// Decided by a failure mode because the store failed (see [`Guarded`](crate::Guarded)).
     pub(crate) degraded: bool,
+    /// Answered by a [`DenialCache`](crate::DenialCache) from a denial it remembered.
+    pub(crate) cached: bool,
     pub(crate) windows: Windows,
 }
 
@@ -142,6 +144,7 @@ impl Decision {
             allowed: denied_by.is_none(),
             denied_by,
             degraded: false,
+            cached: false,
             windows,
         }
     }
@@ -179,6 +182,14 @@ impl Decision {
     /// shared state's.
     pub fn is_degraded(&self) -> bool {
         self.degraded
+    }
+
+    /// Whether the decision was answered by a local cache of denials without asking the
+    /// store (see [`DenialCache`](crate::DenialCache)): a denial the store gave earlier,
+    /// still in force, with its times moved on by the time elapsed since. Such a
+    /// decision is always a denial.
+    pub fn is_cached(&self) -> bool {
+        self.cached
     }
 
     /// Every window's state, in the policy's order.

@@ -1,6 +1,7 @@
 //! What every decision leaves behind: a `ratelimit.decide` span, one count in
 //! `ratelimit_decisions_total{policy, result}` and its latency in
-//! `ratelimit_decision_duration_seconds{store}`.
+//! `ratelimit_decision_duration_seconds{store}`; a denial answered by the local cache of
+//! denials also counts in `ratelimit_local_cache_hits_total{policy}`.
 //!
 //! Label values come from the configuration (policy names) or fixed sets (results, store
 //! kinds), never from a request; the span carries the key only as a hash.
@@ -89,7 +90,14 @@ impl Observation {
         &self.span
     }
 
-    pub(crate) fn finish(self, rule: &EndpointRule, store: &'static str, judgement: Judgement) {
+    /// Records the decision: `cached` when the local cache of denials answered it.
+    pub(crate) fn finish(
+        self,
+        rule: &EndpointRule,
+        store: &'static str,
+        judgement: Judgement,
+        cached: bool,
+    ) {
         let elapsed = self.start.elapsed();
         rule.metrics.decisions[judgement as usize]
             .get_or_init(|| {
@@ -100,6 +108,17 @@ impl Observation {
                 )
             })
             .increment(1);
+        if cached {
+            rule.metrics
+                .local_cache_hits
+                .get_or_init(|| {
+                    metrics::counter!(
+                        "ratelimit_local_cache_hits_total",
+                        "policy" => metrics::SharedString::from(std::sync::Arc::clone(&rule.name))
+                    )
+                })
+                .increment(1);
+        }
         rule.metrics
             .latency
             .get_or_init(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use limiter_core::Decision;
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -61,8 +62,9 @@ where
             .span()
             .in_scope(|| store.check_now(&rule.policy, &key, cost));
         if let Some(result) = now {
+            let cached = result.as_ref().is_ok_and(Decision::is_cached);
             let (outcome, judgement) = outcome(rule, &rule.failure_mode, result);
-            observation.finish(rule, kind, judgement);
+            observation.finish(rule, kind, judgement, cached);
             return match outcome {
                 Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
                 Outcome::Deny(response) => ResponseFuture::answered(response),
@@ -81,8 +83,9 @@ where
                 .check_with(&rule.policy, &key, cost, &rule.failure_mode)
                 .instrument(span)
                 .await;
+            let cached = result.as_ref().is_ok_and(Decision::is_cached);
             let (outcome, judgement) = outcome(&rule, &rule.failure_mode, result);
-            observation.finish(&rule, kind, judgement);
+            observation.finish(&rule, kind, judgement, cached);
             match outcome {
                 Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),
                 Outcome::Deny(response) => Checked::Answered(response),

@@ -6,17 +6,19 @@
 use std::time::Duration;
 
 use limiter_core::{
-    BreakerState, Decision, Error, FailureMode, Guarded, InvalidFailureMode, MemoryStore, Policy,
-    RedisStore, Store, StoreError,
+    BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
+    MemoryStore, Policy, RedisStore, Store, StoreError,
 };
 
-use crate::config::{StoreConfig, StoreSetup};
+use crate::config::{LocalCacheConfig, StoreConfig, StoreSetup};
 
 /// The store a configuration names. A Redis store (standalone or cluster) is wrapped in
 /// [`Guarded`]: the store `timeout` bounds every call, a circuit breaker stops calling a
 /// failing Redis, and the failure mode decides meanwhile (such decisions are
-/// [degraded](Decision::is_degraded)). The in-memory store needs no guard; its one
-/// failure (full) is decided by the failure mode in the layer.
+/// [degraded](Decision::is_degraded)). With `local_cache` set, a [`DenialCache`] wraps
+/// the guard: a remembered denial is answered without Redis, the breaker or the timeout
+/// (such decisions are [cached](Decision::is_cached)). The in-memory store needs neither;
+/// its one failure (full) is decided by the failure mode in the layer.
 #[derive(Clone)]
 pub struct AnyStore {
     backend: Backend,
@@ -28,6 +30,7 @@ pub struct AnyStore {
 enum Backend {
     Memory(MemoryStore),
     Redis(Guarded<RedisStore>),
+    CachedRedis(DenialCache<Guarded<RedisStore>>),
 }
 
 /// Why [`AnyStore::connect`] failed.
@@ -77,18 +80,23 @@ impl AnyStore {
                 url,
                 key_prefix,
                 timeout,
+                local_cache,
             } => {
                 let store = bounded(prefixed(key_prefix).connect(&url)).await?;
-                (Backend::Redis(guard(store, timeout.0)?), "redis")
+                (redis(guard(store, timeout.0)?, local_cache), "redis")
             }
             StoreConfig::RedisCluster {
                 nodes,
                 key_prefix,
                 timeout,
+                local_cache,
             } => {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
-                (Backend::Redis(guard(store, timeout.0)?), "redis_cluster")
+                (
+                    redis(guard(store, timeout.0)?, local_cache),
+                    "redis_cluster",
+                )
             }
         };
         Ok(AnyStore {
@@ -113,11 +121,20 @@ impl AnyStore {
         match &self.backend {
             Backend::Memory(_) => None,
             Backend::Redis(guarded) => Some(guarded.breaker_state()),
+            Backend::CachedRedis(cache) => Some(cache.inner().breaker_state()),
         }
     }
 
-    /// Decides at once when the store needs no I/O (the in-memory store); `None` means
-    /// [`Store::check`] must be awaited.
+    /// The local cache of denials, when `local_cache` is configured.
+    pub fn local_cache(&self) -> Option<&DenialCache<Guarded<RedisStore>>> {
+        match &self.backend {
+            Backend::CachedRedis(cache) => Some(cache),
+            Backend::Memory(_) | Backend::Redis(_) => None,
+        }
+    }
+
+    /// Decides at once when the store needs no I/O (the in-memory store, or a denial the
+    /// local cache remembers); `None` means [`Store::check`] must be awaited.
     pub fn check_now(
         &self,
         policy: &Policy,
@@ -127,7 +144,20 @@ impl AnyStore {
         match &self.backend {
             Backend::Memory(store) => Some(store.check_now(policy, key, cost)),
             Backend::Redis(_) => None,
+            Backend::CachedRedis(cache) => cache.lookup(policy, key, cost).map(Ok),
         }
+    }
+}
+
+/// The guarded Redis store, behind a local cache of denials when one is configured.
+fn redis(guarded: Guarded<RedisStore>, local_cache: Option<LocalCacheConfig>) -> Backend {
+    match local_cache {
+        Some(config) => Backend::CachedRedis(
+            DenialCache::builder(guarded)
+                .max_keys(config.max_keys.get())
+                .build(),
+        ),
+        None => Backend::Redis(guarded),
     }
 }
 
@@ -163,6 +193,10 @@ impl AnyStore {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
             Backend::Redis(guarded) => guarded.check_with(policy, key, cost, mode).await,
+            Backend::CachedRedis(cache) => {
+                let miss = cache.inner().check_with(policy, key, cost, mode);
+                cache.check_or(policy, key, cost, miss).await
+            }
         }
     }
 }
@@ -172,6 +206,7 @@ impl Store for AnyStore {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
             Backend::Redis(guarded) => guarded.check(policy, key, cost).await,
+            Backend::CachedRedis(cache) => cache.check(policy, key, cost).await,
         }
     }
 
@@ -179,6 +214,7 @@ impl Store for AnyStore {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
             Backend::Redis(guarded) => guarded.ping().await,
+            Backend::CachedRedis(cache) => cache.ping().await,
         }
     }
 }

@@ -145,3 +145,72 @@ fn failure_modes_and_breaker_are_read_and_checked() {
     let e = error("breaker:\n  probe_interval: 0s\n");
     assert_eq!(e.field(), Some("breaker.probe_interval"), "{e}");
 }
+
+#[test]
+fn local_cache_is_read_on_redis_stores_and_checked() {
+    use limiter_tower::config::StoreConfig;
+    let store = |yaml: &str| {
+        load_str(yaml, Path::new("policies.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .rules
+            .store()
+            .store
+            .clone()
+    };
+    let local_cache = |yaml: &str| match store(yaml) {
+        StoreConfig::Redis { local_cache, .. } | StoreConfig::RedisCluster { local_cache, .. } => {
+            local_cache.map(|c| c.max_keys.get())
+        }
+        other => panic!("not a Redis store: {other:?}"),
+    };
+    assert_eq!(
+        local_cache("store: { kind: redis, url: \"redis://127.0.0.1:1\" }\n"),
+        None,
+        "off unless configured"
+    );
+    assert_eq!(
+        local_cache(
+            "store:\n  kind: redis\n  url: redis://127.0.0.1:1\n  local_cache: { max_keys: 500 }\n"
+        ),
+        Some(500)
+    );
+    assert_eq!(
+        local_cache(
+            "store: { kind: redis_cluster, nodes: [\"redis://127.0.0.1:1\"], local_cache: {} }\n"
+        ),
+        Some(10_000),
+        "the default bound"
+    );
+
+    // Errors inside `store` are located at the section (serde reads a `kind`-tagged enum
+    // from a buffer without positions), so their messages name the value at fault.
+    let e = error("headers: draft\nstore:\n  kind: redis\n  url: redis://127.0.0.1:1\n  local_cache:\n    max_keys: 0\n");
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    assert_eq!(e.field(), Some("store"), "{e}");
+    // The `store:` line or its first field's, as the YAML parser reports the section.
+    let line = e.position().map(|p| p.line);
+    assert!(matches!(line, Some(2 | 3)), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "policies.yaml:{}: store: local_cache.max_keys must be at least 1",
+            e.position().unwrap()
+        )),
+        "{e}"
+    );
+
+    let e =
+        error("store:\n  kind: redis\n  url: redis://127.0.0.1:1\n  local_cache: { max_key: 5 }\n");
+    assert!(matches!(e.position().map(|p| p.line), Some(1 | 2)), "{e}");
+    assert!(
+        e.to_string()
+            .contains(": store: unknown field `max_key`, expected"),
+        "{e}"
+    );
+    let e = error("store:\n  kind: redis\n  url: redis://127.0.0.1:1\n  local_cache: -3\n");
+    assert!(matches!(e.position().map(|p| p.line), Some(1 | 2)), "{e}");
+
+    // The memory store does not offer it: it would only add a lookup.
+    let e = error("store:\n  kind: memory\n  local_cache: { max_keys: 5 }\n");
+    assert!(e.to_string().contains("unknown field `local_cache`"), "{e}");
+    assert!(matches!(e.position().map(|p| p.line), Some(1 | 2)), "{e}");
+}

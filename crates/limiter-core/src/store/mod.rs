@@ -1,11 +1,13 @@
 //! Where window state lives. One [`Store::check`] call decides every window of a policy
 //! atomically: one critical section in memory, one script round trip on Redis.
 
+mod denial_cache;
 mod memory;
 mod redis;
 
 use std::future::Future;
 
+pub use self::denial_cache::{DenialCache, DenialCacheBuilder};
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 use crate::decision::Decision;

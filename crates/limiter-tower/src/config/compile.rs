@@ -478,15 +478,18 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             url,
             key_prefix,
             timeout,
+            local_cache,
         } => StoreConfig::Redis {
             url: ctx.env("store.url", url)?,
             key_prefix: prefix(key_prefix)?,
             timeout: *timeout,
+            local_cache: *local_cache,
         },
         StoreConfig::RedisCluster {
             nodes,
             key_prefix,
             timeout,
+            local_cache,
         } => StoreConfig::RedisCluster {
             nodes: nodes
                 .iter()
@@ -495,6 +498,7 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
                 .collect::<Result<_, _>>()?,
             key_prefix: prefix(key_prefix)?,
             timeout: *timeout,
+            local_cache: *local_cache,
         },
     })
 }

@@ -4,6 +4,7 @@
 //! [`ConfigFile`] into the rules the layer runs, and reports what does not make sense.
 
 use std::borrow::Cow;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -74,6 +75,10 @@ pub enum StoreConfig {
         /// (default 20ms); a miss counts as a failure for the circuit breaker.
         #[serde(default = "default_store_timeout")]
         timeout: Seconds,
+        /// Remember denials in this process, so that requests from keys over their limit
+        /// are answered 429 without a Redis call until their retry time (off when unset).
+        #[serde(default)]
+        local_cache: Option<LocalCacheConfig>,
     },
     /// A Redis Cluster, reached through any of its nodes.
     RedisCluster {
@@ -86,7 +91,54 @@ pub enum StoreConfig {
         /// (default 20ms); a miss counts as a failure for the circuit breaker.
         #[serde(default = "default_store_timeout")]
         timeout: Seconds,
+        /// Remember denials in this process, so that requests from keys over their limit
+        /// are answered 429 without a Redis call until their retry time (off when unset).
+        #[serde(default)]
+        local_cache: Option<LocalCacheConfig>,
     },
+}
+
+/// The local cache of denials in front of a Redis store (limiter-core's `DenialCache`).
+///
+/// A request denied by Redis is remembered until its retry time; until then the same key
+/// under the same policy (and limits) is denied from memory, without a Redis call, the
+/// circuit breaker or the store timeout. Exact: it only denies what Redis would deny, as
+/// other instances can only consume more meanwhile. Allowed requests and peeks always
+/// reach Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCacheConfig {
+    /// The most (policy, key) denials remembered at once (default 10,000), the least
+    /// used forgotten first.
+    #[serde(
+        default = "default_local_cache_keys",
+        deserialize_with = "local_cache_keys"
+    )]
+    pub max_keys: NonZeroUsize,
+}
+
+/// Names the field in its message: errors inside `store` are located at the section only
+/// (serde buffers a `kind`-tagged enum before reading its fields), so the message has to
+/// say which value is wrong.
+fn local_cache_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NonZeroUsize, D::Error> {
+    let keys = usize::deserialize(deserializer)?;
+    NonZeroUsize::new(keys).ok_or_else(|| {
+        serde::de::Error::custom(
+            "local_cache.max_keys must be at least 1 (leave local_cache out to turn it off)",
+        )
+    })
+}
+
+impl Default for LocalCacheConfig {
+    fn default() -> Self {
+        LocalCacheConfig {
+            max_keys: default_local_cache_keys(),
+        }
+    }
+}
+
+fn default_local_cache_keys() -> NonZeroUsize {
+    NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN)
 }
 
 impl Default for StoreConfig {

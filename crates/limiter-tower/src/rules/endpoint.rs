@@ -105,4 +105,6 @@ pub struct RuleMetrics {
     pub decisions: [std::sync::OnceLock<metrics::Counter>; 4],
     /// `ratelimit_decision_duration_seconds{store}`.
     pub latency: std::sync::OnceLock<metrics::Histogram>,
+    /// `ratelimit_local_cache_hits_total{policy}`: denials answered by the local cache.
+    pub local_cache_hits: std::sync::OnceLock<metrics::Counter>,
 }

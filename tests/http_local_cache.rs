@@ -1,0 +1,124 @@
+//! `local_cache` on a Redis store: a flood from a client over its limit is answered 429
+//! from memory, with the Retry-After Redis gave counted down, every hit counted in
+//! `ratelimit_local_cache_hits_total{policy}`, and Redis asked about once for the flood.
+//!
+//! One test per binary: the Prometheus recorder is process-global.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use limiter::telemetry::install_prometheus;
+use redis_harness::RedisServer;
+
+fn policies(url: &str) -> String {
+    format!(
+        r#"
+store: {{ kind: redis, url: "{url}", key_prefix: "cache:", timeout: 500ms, local_cache: {{ max_keys: 1000 }} }}
+# Generous: a busy test machine must not open the breaker by slowness alone.
+breaker: {{ slow_calls: 1000000 }}
+endpoints:
+  - {{ path: /flood, name: flood, scopes: [api_key], limits: [{{ name: h, max: 2, window: 1h }}] }}
+"#
+    )
+}
+
+/// Script executions Redis has counted (`EVALSHA` and `EVAL`, rejected ones included).
+fn script_calls(server: &RedisServer) -> u64 {
+    let info: String = server.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .flat_map(|l| l.split([':', ',']))
+        .filter_map(|field| {
+            let (name, value) = field.split_once('=')?;
+            matches!(name, "calls" | "rejected_calls").then(|| value.trim().parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+/// The status and `Retry-After` (whole seconds) of one request with `key`.
+async fn get(client: &reqwest::Client, addr: SocketAddr, key: &str) -> (u16, Option<u64>) {
+    let r = client
+        .get(format!("http://{addr}/flood"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    if r.status() == 429 {
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        assert!(r.headers().contains_key("ratelimit"), "{:?}", r.headers());
+        assert!(!r.headers().contains_key("ratelimit-degraded"));
+    }
+    (r.status().as_u16(), retry)
+}
+
+fn hits(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(r#"ratelimit_local_cache_hits_total{policy="flood"} "#))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_a_limited_client_is_answered_from_memory() {
+    let metrics = install_prometheus().expect("the only recorder of this binary");
+    let start = Instant::now();
+    let redis = RedisServer::spawn();
+    let layer = common::layer(&policies(&redis.url())).await;
+    assert!(layer.store().local_cache().is_some());
+    let addr = common::serve(layer.clone(), "127.0.0.1:0").await;
+    let client = common::client();
+
+    for _ in 0..2 {
+        assert_eq!(get(&client, addr, "flooder").await.0, 200);
+    }
+    let before = script_calls(&redis);
+    // GCRA, 2 an hour: the third request may come 30 minutes after the first two.
+    let (status, first) = get(&client, addr, "flooder").await;
+    assert_eq!(status, 429);
+    let first = first.expect("Retry-After");
+    let elapsed = |at: Instant| at.elapsed().as_secs() + 1;
+    assert!(
+        first <= 1800 && first + elapsed(start) >= 1800,
+        "Retry-After {first}"
+    );
+
+    // Sequential, then concurrent: every one denied, counting down from Redis's answer.
+    let flood = Instant::now();
+    for i in 0..200 {
+        let (status, retry) = get(&client, addr, "flooder").await;
+        let retry = retry.expect("Retry-After");
+        assert_eq!(status, 429, "#{i}");
+        assert!(
+            retry <= first && retry + elapsed(flood) >= first,
+            "#{i}: Retry-After {retry}, first {first}"
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let client = client.clone();
+        tasks.spawn(async move { get(&client, addr, "flooder").await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (status, retry) = joined.unwrap();
+        assert_eq!(status, 429);
+        assert!(retry.is_some_and(|r| r <= first), "{retry:?}");
+    }
+    let calls = script_calls(&redis) - before;
+    assert!(calls <= 2, "251 denials made {calls} script calls");
+    assert_eq!(
+        hits(&metrics.render()),
+        250,
+        "every denial after Redis's first was a hit:\n{}",
+        metrics.render()
+    );
+
+    // Another client is unaffected, and its requests are no hits.
+    assert_eq!(get(&client, addr, "someone-else").await.0, 200);
+    assert_eq!(hits(&metrics.render()), 250);
+    assert_eq!(layer.store().local_cache().map(|c| c.len()), Some(1));
+}
