@@ -40,7 +40,7 @@ mod resilience;
 mod store;
 
 pub use calendar::Period;
-pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock};
+pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, Stopwatch};
 pub use decision::{Decision, Verdict, WindowState};
 pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
 pub use key::MAX_KEY_LEN;

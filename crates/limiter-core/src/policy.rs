@@ -1,5 +1,6 @@
 //! What a limit is: [`Limit`], [`Algorithm`], [`Policy`], and their validation.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,6 +205,9 @@ const MAX_UNITS: u64 = 1 << 50;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Policy {
     name: Arc<str>,
+    /// A hash of `name`, computed once: the in-memory store seeds its key hash with it
+    /// instead of hashing the name on every decision.
+    name_hash: u64,
     limits: Arc<[Limit]>,
 }
 
@@ -240,6 +244,7 @@ impl Policy {
             .collect::<Result<Vec<_>, PolicyError>>()?;
         Ok(Policy {
             name: Arc::from(name),
+            name_hash: foldhash::fast::FixedState::with_seed(0x5eed_cafe).hash_one(name),
             limits: limits.into(),
         })
     }
@@ -256,6 +261,10 @@ impl Policy {
 
     pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    pub(crate) fn name_hash(&self) -> u64 {
+        self.name_hash
     }
 }
 

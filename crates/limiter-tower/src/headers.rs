@@ -95,15 +95,16 @@ impl PreparedHeaders {
         }
         if matches!(self.style, HeaderStyle::Draft | HeaderStyle::Both) {
             headers.insert(RATELIMIT_POLICY, self.policy.clone());
-            let mut field = String::with_capacity(self.labels[index].len() + 24);
-            let _ = write!(
-                field,
-                "{};r={};t={}",
-                self.labels[index],
-                window.remaining(),
-                reset
-            );
-            if let Ok(value) = HeaderValue::try_from(field) {
+            // Written with `itoa` rather than `format!`: this runs on every response.
+            let label = &self.labels[index];
+            let mut numbers = itoa::Buffer::new();
+            let mut field = Vec::with_capacity(label.len() + 48);
+            field.extend_from_slice(label.as_bytes());
+            field.extend_from_slice(b";r=");
+            field.extend_from_slice(numbers.format(window.remaining()).as_bytes());
+            field.extend_from_slice(b";t=");
+            field.extend_from_slice(numbers.format(reset).as_bytes());
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(field)) {
                 headers.insert(RATELIMIT, value);
             }
         }

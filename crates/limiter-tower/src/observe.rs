@@ -6,10 +6,9 @@
 //! Label values come from the configuration (policy names) or fixed sets (results, store
 //! kinds), never from a request; the span carries the key only as a hash.
 
-use std::fmt::Write as _;
-use std::time::Instant;
-
+use limiter_core::Stopwatch;
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use tracing::field::{Empty, Field, Value};
 use tracing::Span;
 
@@ -61,7 +60,7 @@ impl Judgement {
 /// One decision being observed: its span (entered around the store call) and its clock.
 pub(crate) struct Observation {
     span: Span,
-    start: Instant,
+    start: Stopwatch,
 }
 
 impl Observation {
@@ -82,7 +81,7 @@ impl Observation {
         );
         Observation {
             span,
-            start: Instant::now(),
+            start: Stopwatch::start(),
         }
     }
 

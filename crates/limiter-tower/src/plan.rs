@@ -1,6 +1,7 @@
 //! The first half of a request: which policy applies, who the client is, what the
 //! request costs, and under which key it counts. Nothing here waits.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub(crate) enum Plan<'r> {
     /// Ask the store for `cost` units of `key` under `rule`.
     Check {
         rule: &'r Arc<EndpointRule>,
-        key: String,
+        key: Cow<'r, str>,
         cost: u64,
     },
 }
@@ -35,9 +36,11 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         return Plan::Pass;
     };
     let headers = req.headers();
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
+    // The client's address only when something asks for it: a `global` or `endpoint`
+    // budget without exempt networks never looks.
+    let client = (rule.key.needs_ip() || !rules.exempt_cidrs.is_empty())
+        .then(|| req.extensions().get::<ConnectInfo<SocketAddr>>())
+        .flatten()
         .map(|ConnectInfo(peer)| rules.client_ip.resolve(peer.ip(), headers));
     if let Some(ip) = client {
         if rules.exempt_cidrs.iter().any(|net| net.contains(&ip)) {
@@ -72,6 +75,13 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         Ok(cost) => cost,
         Err(err) => return Plan::Reject(Rejection::BadCost(err)),
     };
+    if let Some(key) = rule.key.fixed() {
+        return Plan::Check {
+            rule,
+            key: Cow::Borrowed(key),
+            cost,
+        };
+    }
     let api_key = if rule.key.needs_api_key() {
         rules.api_key.read(headers)
     } else {
@@ -88,5 +98,9 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         method: req.method().as_str(),
         route: &rule.route,
     });
-    Plan::Check { rule, key, cost }
+    Plan::Check {
+        rule,
+        key: Cow::Owned(key),
+        cost,
+    }
 }

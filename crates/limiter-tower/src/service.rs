@@ -75,6 +75,7 @@ where
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let rule = Arc::clone(rule);
+        let key = key.into_owned();
         drop(rules);
         ResponseFuture::checking(Box::pin(async move {
             let store = &shared.store;

@@ -19,6 +19,7 @@ impl Gcra {
         self.emission_us * self.capacity as i64
     }
 
+    #[inline]
     fn state(&self, backlog: i64, verdict: Verdict) -> WindowState {
         let room = self.tau() - backlog;
         WindowState {
@@ -54,17 +55,6 @@ impl Gcra {
         } else {
             Verdict::RetryAfterUs((allow_at - now) as u64)
         };
-        if view == View::Verdict {
-            return (
-                WindowState {
-                    limit: self.capacity,
-                    remaining: 0,
-                    reset_after_us: 0,
-                    verdict: verdict.into(),
-                },
-                new_tat,
-            );
-        }
         let backlog = if view.taken(verdict) { new_tat } else { start } - now;
         (self.state(backlog, verdict), new_tat)
     }

@@ -23,9 +23,6 @@ pub(crate) enum View {
     Taken,
     /// Taken if the cost fits, held otherwise: all a single-window policy needs.
     Shown,
-    /// Only the verdict matters (a first pass over several windows); the figures may be
-    /// left out where they cost a division.
-    Verdict,
 }
 
 impl View {
@@ -33,7 +30,7 @@ impl View {
     pub(crate) fn taken(self, verdict: impl Into<PackedVerdict>) -> bool {
         let fits = verdict.into() == Verdict::Fits;
         match self {
-            View::Held | View::Verdict => false,
+            View::Held => false,
             View::Taken => true,
             View::Shown => fits,
         }

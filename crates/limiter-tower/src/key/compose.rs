@@ -28,12 +28,17 @@ pub struct KeyTemplate {
     has_ip: bool,
     /// `user,endpoint`: what traces show of a key.
     kinds: Box<str>,
+    /// The key itself when no scope depends on the request (`global` only): built once.
+    fixed: Option<Box<str>>,
 }
 
 impl KeyTemplate {
     /// A template over `scopes` (in this order).
     pub fn new(scopes: &[Scope]) -> Self {
+        let fixed = (!scopes.is_empty() && scopes.iter().all(|s| *s == Scope::Global))
+            .then(|| Box::from("global"));
         KeyTemplate {
+            fixed,
             scopes: scopes.into(),
             has_ip: scopes.contains(&Scope::Ip),
             kinds: scopes
@@ -65,6 +70,11 @@ impl KeyTemplate {
     /// `api_key` scope that falls back to it.
     pub fn needs_ip(&self) -> bool {
         self.has_ip || self.needs_user() || self.needs_api_key()
+    }
+
+    /// The key when it is the same for every request, so that no request builds it.
+    pub fn fixed(&self) -> Option<&str> {
+        self.fixed.as_deref()
     }
 
     /// Renders the key, e.g. `user:alice:endpoint:GET%20/users/%7Bid%7D`. A `user` or
@@ -138,10 +148,10 @@ mod tests {
             t.render(&id(Some("alice"))),
             "user:alice:endpoint:GET%20/users/%7Bid%7D:ip:192.0.2.1"
         );
-        assert_eq!(
-            KeyTemplate::new(&[Scope::Global]).render(&id(None)),
-            "global"
-        );
+        let global = KeyTemplate::new(&[Scope::Global]);
+        assert_eq!(global.render(&id(None)), "global");
+        assert_eq!(global.fixed(), Some("global"));
+        assert_eq!(t.fixed(), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use hashbrown::HashTable;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use self::slot::Slot;
+use self::slot::{Commit, Slot};
 use super::Store;
 use crate::algorithm::View;
 use crate::clock::{Clock, MonotonicClock};
@@ -53,7 +53,6 @@ pub struct MemoryStore<C: Clock = MonotonicClock> {
 
 struct Inner<C> {
     clock: C,
-    hasher: foldhash::fast::FixedState,
     shards: Box<[Padded<Mutex<Shard>>]>,
     shard_shift: u32,
     max_keys: usize,
@@ -66,6 +65,9 @@ struct Padded<T>(T);
 
 struct Shard {
     table: HashTable<Entry>,
+    /// The latest time a decision in this shard used: time never goes back within a
+    /// shard, even if the clock were to (a TSC read racing a re-base on another CPU).
+    latest: i64,
     /// Sweep when the table reaches this many entries.
     sweep_at: usize,
 }
@@ -128,6 +130,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
             .map(|_| {
                 Padded(Mutex::new(Shard {
                     table: HashTable::new(),
+                    latest: i64::MIN,
                     sweep_at: MIN_SWEEP,
                 }))
             })
@@ -135,7 +138,6 @@ impl<C: Clock> MemoryStoreBuilder<C> {
         MemoryStore {
             inner: Arc::new(Inner {
                 clock: self.clock,
-                hasher: foldhash::fast::FixedState::with_seed(0x5eed_cafe),
                 shards,
                 shard_shift: 64 - self.shards.trailing_zeros(),
                 max_keys: self.max_keys,
@@ -195,13 +197,18 @@ impl<C: Clock> MemoryStore<C> {
 impl<C: Clock> Inner<C> {
     #[inline]
     fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        let hash = self.hasher.hash_one((policy.name(), key));
+        // Seeded with the policy name's hash, computed once: a (policy, key) hash costs
+        // a hash of the key alone.
+        let hash = foldhash::fast::FixedState::with_seed(policy.name_hash()).hash_one(key);
         // The table indexes buckets with the low bits and tags with the top 7: pick
         // shards with the bits just below the tag.
         let index = (hash << 7).checked_shr(self.shard_shift).unwrap_or(0);
         let shard = &self.shards[index as usize];
-        let mut shard = shard.0.lock();
+        // Read before taking the lock, so the lock is held for less time.
         let now = self.clock.now_us();
+        let mut shard = shard.0.lock();
+        let now = now.max(shard.latest);
+        shard.latest = now;
         let limits = policy.limits();
         let name = policy.shared_name();
         let matches =
@@ -274,27 +281,37 @@ fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64) -> (Decision
         windows.push(state);
         return (Decision::from_windows(windows), expires_at);
     }
-    // Several windows: a first pass decides, a second reports (and commits, when every
-    // window has room). Each window is evaluated twice, but its figures -- a division for
-    // GCRA -- are computed once, and no per-window record is kept between the passes.
-    let mut allowed = true;
-    for (slot, limit) in slots.iter_mut().zip(limits) {
-        allowed &= slot.evaluate(limit, now, cost, View::Verdict).0.verdict == Verdict::Fits;
-    }
-    let view = if allowed { View::Taken } else { View::Held };
-    let commit = allowed && cost > 0;
+    // Several windows: evaluate each as if the request were admitted (the common case),
+    // keeping what each would commit; commit all if every window fits. Otherwise nothing
+    // is committed and a second pass reports the windows as they stand.
     let mut windows = Windows::new();
+    let mut commits: SmallVec<[Commit; 3]> = SmallVec::new();
+    let mut allowed = true;
     let mut longest = 0;
     for (slot, limit) in slots.iter_mut().zip(limits) {
-        let (state, change) = slot.evaluate(limit, now, cost, view);
+        let (state, commit) = slot.evaluate(limit, now, cost, View::Taken);
+        allowed &= state.verdict == Verdict::Fits;
         longest = longest.max(state.reset_after_us);
         windows.push(state);
-        if commit {
-            slot.commit(change, now, cost);
-        }
+        commits.push(commit);
     }
-    let expires_at = commit.then(|| now.saturating_add(longest as i64));
-    (Decision::from_windows(windows), expires_at)
+    if allowed {
+        if cost == 0 {
+            return (Decision::from_windows(windows), None);
+        }
+        for (slot, commit) in slots.iter_mut().zip(commits) {
+            slot.commit(commit, now, cost);
+        }
+        return (
+            Decision::from_windows(windows),
+            Some(now.saturating_add(longest as i64)),
+        );
+    }
+    windows.clear();
+    for (slot, limit) in slots.iter_mut().zip(limits) {
+        windows.push(slot.evaluate(limit, now, cost, View::Held).0);
+    }
+    (Decision::from_windows(windows), None)
 }
 
 impl<C: Clock> Store for MemoryStore<C> {
