@@ -5,8 +5,10 @@
 -- Redis TIME; every number stays below 2^53, so Lua's doubles are exact.
 --
 -- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
--- table it creates is an allocation per decision. The calendar helpers are created only
--- when a calendar window is present.
+-- table it creates is an allocation per decision. A policy of one GCRA window is decided
+-- before any is created; the calendar helpers only when a calendar window is present.
+-- Needs Redis 5 or later, which replicates a script's effects rather than the script
+-- (TIME makes it non-deterministic).
 --
 -- ARGV[1] cost, ARGV[2] number of windows, then 4 per window:
 --   algorithm (1 GCRA, 2 fixed, 3 calendar, 4 sliding counter, 5 sliding log),
@@ -14,18 +16,48 @@
 -- KEYS: one per window in order; a sliding log takes two (entries, then its meta hash).
 -- Reply: allowed (1/0), then per window: verdict (-1 fits, -2 never, else retry after us),
 --   remaining, reset after us.
-redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 --[[CLOCK]]
 
 local cost = tonumber(ARGV[1])
+-- Milliseconds added to every TTL: none in production (see `with_script_clock`).
+local TTL_EXTRA = 0
+
+-- One GCRA window, the common policy: gcra() below, inlined, computing only the figures
+-- the reply carries.
+if ARGV[2] == '1' and ARGV[3] == '1' then
+  local capacity, emission = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local tau = emission * capacity
+  local start = tonumber(redis.call('GET', KEYS[1]) or now)
+  if start < now then start = now end
+  local increment = emission * cost
+  local new_tat = start + increment
+  if new_tat - tau > now then
+    local v = new_tat - tau - now
+    if increment > tau then v = -2 end
+    local room = tau - (start - now)
+    local remaining = 0
+    if room > 0 then remaining = math.floor(room / emission) end
+    return {0, v, remaining, start - now}
+  end
+  if cost > 0 then
+    -- new_tat > now here, so the TTL is at least 1 ms.
+    local ttl = math.ceil((new_tat - now) / 1000) + TTL_EXTRA
+    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
+  end
+  local room = tau - (new_tat - now)
+  local remaining = 0
+  if room > 0 then remaining = math.floor(room / emission) end
+  return {1, -1, remaining, new_tat - now}
+end
+
 local n = tonumber(ARGV[2])
 local FITS, NEVER = -1, -2
 local DAY = 86400000000
 
 local function num(x) return string.format('%.0f', x) end
-local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) end
+local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
 -- gcra.rs: the verdict, held remaining and reset, taken remaining and reset, new TAT.
 local function gcra(key, capacity, emission)
@@ -41,14 +73,6 @@ local function gcra(key, capacity, emission)
   if tau - (start - now) > 0 then hr = math.floor((tau - (start - now)) / emission) end
   if tau - (new_tat - now) > 0 then tr = math.floor((tau - (new_tat - now)) / emission) end
   return v, hr, math.max(start - now, 0), tr, math.max(new_tat - now, 0), new_tat
-end
-
--- One GCRA window is the common policy: decide it without the tables below.
-if n == 1 and ARGV[3] == '1' then
-  local v, hr, hs, tr, ts, new_tat = gcra(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
-  if v ~= FITS then return {0, v, hr, hs} end
-  if cost > 0 then redis.call('SET', KEYS[1], num(new_tat), 'PX', ttl_ms(new_tat - now)) end
-  return {1, v, tr, ts}
 end
 
 -- calendar.rs: Period::bounds (created on first use)

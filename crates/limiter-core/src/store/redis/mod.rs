@@ -93,10 +93,7 @@ impl RedisStore {
         // own arithmetic decides (key expiry is tested on the production script).
         let script = SCRIPT
             .replace("--[[CLOCK]]", "now = tonumber(ARGV[#ARGV])")
-            .replace(
-                "return math.max(math.ceil(us / 1000), 1) end",
-                "return math.max(math.ceil(us / 1000), 1) + 600000 end",
-            );
+            .replace("local TTL_EXTRA = 0", "local TTL_EXTRA = 600000");
         self.script = Arc::new(Script::new(&script));
         self.script_clock = Some(Arc::new(clock));
         self
