@@ -1,0 +1,160 @@
+//! In-memory store vs `governor`'s keyed limiter, as ratios that hold on a noisy machine.
+//!
+//! Criterion measures one benchmark for seconds, then the next: on a shared machine the
+//! speed drifts between them by more than the difference measured. Here every round times
+//! each case for a few milliseconds in turn, so each round's ratios compare cases run
+//! moments apart; the table gives the median over the rounds.
+//!
+//! `cargo run --release -p limiter-core --example vs_governor [ROUNDS]`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{Quota, RateLimiter};
+use limiter_core::{Algorithm, Limit, MemoryStore, Policy};
+
+const KEYS: usize = 10_000;
+const CHECKS: u64 = 200_000;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Nanoseconds per check of `CHECKS` checks, split over `threads` threads.
+fn time(threads: u64, check: &(dyn Fn(u64, u64) + Sync)) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in 0..CHECKS / threads {
+                    check(t, i);
+                }
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / CHECKS as f64
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(31);
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("user:{i}")).collect();
+    // Both limiters get the same quota (1M/s per key, burst 1M), so both take the same
+    // decision path: admit.
+    let one = Policy::new("bench", vec![Limit::new(1_000_000, Duration::from_secs(1))]).unwrap();
+    let three = Policy::new(
+        "bench3",
+        vec![
+            Limit::new(1_000_000, Duration::from_secs(1)),
+            Limit::new(60_000_000, Duration::from_secs(60)).algorithm(Algorithm::SlidingWindow),
+            Limit::new(3_600_000_000, Duration::from_secs(3600)).algorithm(Algorithm::FixedWindow),
+        ],
+    )
+    .unwrap();
+    let store = MemoryStore::new();
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000).unwrap());
+    let gov = Arc::new(RateLimiter::keyed(quota));
+    let gov_str: Arc<RateLimiter<String, _, _>> = Arc::new(RateLimiter::keyed(quota));
+    for (i, key) in keys.iter().enumerate() {
+        let _ = store.check_now(&one, key, 1);
+        let _ = store.check_now(&three, key, 1);
+        let _ = gov.check_key(&(i as u64));
+        let _ = gov_str.check_key(key);
+    }
+    let key = |t: u64, i: u64| ((i * 7 + t) % KEYS as u64) as usize;
+
+    type Case<'a> = (&'static str, u64, Box<dyn Fn(u64, u64) + Sync + 'a>);
+    let cases: Vec<Case> = vec![
+        (
+            "governor, 1 hot key",
+            1,
+            Box::new(|_, _| {
+                black_box(gov.check_key(&7).is_ok());
+            }),
+        ),
+        (
+            "ours, 1 window, 1 hot key",
+            1,
+            Box::new(|_, _| {
+                black_box(store.check_now(&one, "user:7", 1).is_ok());
+            }),
+        ),
+        (
+            "ours, 3 windows, 1 hot key",
+            1,
+            Box::new(|_, _| {
+                black_box(store.check_now(&three, "user:7", 1).is_ok());
+            }),
+        ),
+        (
+            "governor, 10k keys (u64)",
+            1,
+            Box::new(|t, i| {
+                black_box(gov.check_key(&(key(t, i) as u64)).is_ok());
+            }),
+        ),
+        (
+            "governor, 10k keys (String)",
+            1,
+            Box::new(|t, i| {
+                black_box(gov_str.check_key(&keys[key(t, i)]).is_ok());
+            }),
+        ),
+        (
+            "ours, 1 window, 10k keys",
+            1,
+            Box::new(|t, i| {
+                black_box(store.check_now(&one, &keys[key(t, i)], 1).is_ok());
+            }),
+        ),
+        (
+            "ours, 3 windows, 10k keys",
+            1,
+            Box::new(|t, i| {
+                black_box(store.check_now(&three, &keys[key(t, i)], 1).is_ok());
+            }),
+        ),
+        (
+            "governor, 10k keys (u64), 2 threads",
+            2,
+            Box::new(|t, i| {
+                black_box(gov.check_key(&(key(t, i) as u64)).is_ok());
+            }),
+        ),
+        (
+            "ours, 1 window, 10k keys, 2 threads",
+            2,
+            Box::new(|t, i| {
+                black_box(store.check_now(&one, &keys[key(t, i)], 1).is_ok());
+            }),
+        ),
+    ];
+    // The peer each case is compared with, by index into `cases`: the same key type.
+    let peer = [0, 0, 0, 3, 3, 4, 4, 7, 7];
+
+    let mut times = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
+        for (i, (_, threads, check)) in cases.iter().enumerate() {
+            times[i].push(time(*threads, check.as_ref()));
+        }
+    }
+    println!("| case | ns/check (median of {rounds} rounds) | ratio to governor (median of per-round ratios) |");
+    println!("|---|---|---|");
+    for (i, (name, _, _)) in cases.iter().enumerate() {
+        let ratios = times[i]
+            .iter()
+            .zip(&times[peer[i]])
+            .map(|(ours, theirs)| ours / theirs)
+            .collect();
+        println!(
+            "| {name} | {:.1} | {:.2}x |",
+            median(times[i].clone()),
+            median(ratios)
+        );
+    }
+}
