@@ -3,6 +3,10 @@
 # run: the one-Redis-core ceiling (redis-benchmark running a GCRA script) and
 # rate-limiter-flexible (Node). Prints result lines; BENCHMARKS.md records them.
 #   bash scripts/bench-redis.sh            (SECS=8 per level by default)
+# The ceiling moves by a factor of two between minutes on a shared machine, so the script
+# ends with ROUNDS (default 7) paired rounds: the peer's GCRA ceiling (the same
+# redis-benchmark command redis-ceiling.sh runs) and ours at concurrency 64, back to back
+# on one Redis, with the median of the per-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -32,3 +36,18 @@ work=$(mktemp -d)
 cp "$peers/rlf/package.json" "$peers/rlf/bench.js" "$work/"
 (cd "$work" && npm install -q --no-audit --no-fund >/dev/null 2>&1 && PORT=$port SECS=$secs node bench.js)
 rm -rf "$work"
+
+echo "== paired rounds: the peer's GCRA ceiling (redis-benchmark -c 50 -P 16), then ours at concurrency 64"
+sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$peers/gcra.lua")")
+ratios=()
+for r in $(seq "${ROUNDS:-7}"); do
+  ceiling=$(redis-benchmark -p "$port" -n 200000 -c 50 -r 10000 -P 16 -q \
+    EVALSHA "$sha" 1 key:__rand_int__ 10000 990000 1 | tr '\r' '\n' |
+    grep -oE '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1)
+  ours=$(./target/release/examples/redis_throughput "redis://127.0.0.1:$port" 3 64 ceiling |
+    grep -oE 'conc=64: [0-9]+' | cut -d' ' -f2)
+  ratio=$(awk -v a="$ours" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')
+  ratios+=("$ratio")
+  echo "round $r: ceiling ${ceiling}/s, ours ${ours}/s, ratio $ratio"
+done
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print "median ratio to the ceiling: " a[int((NR + 1) / 2)] }'
