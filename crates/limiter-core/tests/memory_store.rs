@@ -1,5 +1,6 @@
 //! In-memory store specifics: memory comes back after a burst of distinct keys, and the
-//! key cap refuses new keys (never existing ones) when nothing has expired.
+//! key cap refuses new keys (never existing ones) when nothing has expired; time never
+//! goes back within the store, whatever the clock does.
 
 mod support;
 
@@ -90,5 +91,47 @@ async fn usage_survives_a_policy_change_with_the_same_name() {
         d.windows()[0].remaining(),
         12,
         "the 8 already counted still count"
+    );
+}
+
+/// A clock that can be set anywhere, backwards included: what a misbehaving time source
+/// (or a TSC read racing a re-base on another CPU) could do.
+#[derive(Clone)]
+struct SettableClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl limiter_core::Clock for SettableClock {
+    fn now_us(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn time_never_goes_back_within_the_store_even_if_the_clock_does() {
+    let clock = SettableClock(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+        T0 + 1_500_000,
+    )));
+    let store = MemoryStore::builder()
+        .clock(clock.clone())
+        .shards(1)
+        .build();
+    let policy = fresh_policy(vec![
+        Limit::new(2, secs(1)).algorithm(Algorithm::FixedWindow)
+    ]);
+    for _ in 0..2 {
+        assert!(store.check(&policy, "k", 1).await.unwrap().is_allowed());
+    }
+    // Back into the previous window: read as that window, the count would start from 0
+    // and admit a third request within one second.
+    clock
+        .0
+        .store(T0 + 500_000, std::sync::atomic::Ordering::SeqCst);
+    let denied = store.check(&policy, "k", 1).await.unwrap();
+    assert!(
+        !denied.is_allowed(),
+        "no window is reopened by a clock going back"
+    );
+    assert_eq!(
+        denied.retry_after(),
+        Some(std::time::Duration::from_millis(500))
     );
 }
