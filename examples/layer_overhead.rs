@@ -1,0 +1,109 @@
+//! What the layer costs per request in process, without sockets: an axum hello route
+//! bare, behind `RateLimitLayer` (in-memory store, one global GCRA budget admitting
+//! everything) and behind `tower_governor` (its global key, its headers on), each request
+//! built, routed, answered and dropped on one thread.
+//!
+//! End to end (`scripts/bench-http.sh`) the kernel's TCP path is most of a request and the
+//! machine's noise hides differences of a few hundred nanoseconds; here only the router
+//! and the middleware run. Rounds alternate the three servers; the table gives medians.
+//!
+//! `cargo run --release --example layer_overhead [ROUNDS]`
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use limiter_tower::config::load_str;
+use limiter_tower::{AnyStore, RateLimitLayer};
+use tower::ServiceExt;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::GlobalKeyExtractor;
+use tower_governor::GovernorLayer;
+
+const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
+const REQUESTS: u32 = 50_000;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Nanoseconds per request through `app`.
+async fn time(app: &Router) -> f64 {
+    let peer = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000)));
+    let start = Instant::now();
+    for _ in 0..REQUESTS {
+        let req = Request::builder()
+            .uri("/")
+            .extension(peer)
+            .body(Body::empty())
+            .expect("a valid request");
+        let response = app.clone().oneshot(req).await.expect("infallible");
+        assert!(response.status().is_success());
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(REQUESTS)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21);
+    let bare = Router::new().route("/", get(|| async { "hello" }));
+    let loaded = load_str(ALLOW, Path::new("bench.yaml"))?;
+    let store = AnyStore::connect(loaded.rules.store()).await?;
+    let ours = bare.clone().layer(RateLimitLayer::new(loaded.rules, store));
+    let governor = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(1_000_000_000)
+        .key_extractor(GlobalKeyExtractor)
+        .use_headers()
+        .finish()
+        .ok_or("tower_governor rejected its configuration")?;
+    let theirs = bare.clone().layer(GovernorLayer::new(Arc::new(governor)));
+
+    let apps = [
+        ("bare", &bare),
+        ("limiter-tower", &ours),
+        ("tower_governor", &theirs),
+    ];
+    let mut times = vec![Vec::with_capacity(rounds); apps.len()];
+    for _ in 0..rounds {
+        for (i, (_, app)) in apps.iter().enumerate() {
+            times[i].push(time(app).await);
+        }
+    }
+    let per_round = |i: usize| -> Vec<f64> {
+        times[i]
+            .iter()
+            .zip(&times[0])
+            .map(|(with, bare)| with - bare)
+            .collect()
+    };
+    println!("| server | ns/request (median of {rounds} rounds) | added to bare, ns (median of per-round differences) |");
+    println!("|---|---|---|");
+    for (i, (name, _)) in apps.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} | {:.0} |",
+            median(times[i].clone()),
+            median(per_round(i))
+        );
+    }
+    let ratio: Vec<f64> = per_round(1)
+        .iter()
+        .zip(per_round(2))
+        .map(|(ours, theirs)| ours / theirs)
+        .collect();
+    println!(
+        "\nlimiter-tower's added cost / tower_governor's (median of per-round ratios): {:.2}",
+        median(ratio)
+    );
+    Ok(())
+}
