@@ -21,7 +21,8 @@ mod tsc;
 /// assert_eq!(clock.now_us(), 2_500_000);
 /// ```
 pub trait Clock: Send + Sync + 'static {
-    /// Microseconds since the Unix epoch. Must never go backwards.
+    /// Microseconds since the Unix epoch. Should never go backwards; the in-memory store
+    /// does not rely on it (time never goes back within a shard, whatever the clock says).
     fn now_us(&self) -> i64;
 }
 
@@ -33,7 +34,9 @@ pub trait Clock: Send + Sync + 'static {
 /// `tsc` clocksource), reads are extrapolated from the counter for at most a millisecond
 /// past an OS reading, which costs about a third of a `clock_gettime` call; see the
 /// `tsc` module for why this, unlike a TSC clock calibrated once at start (such as
-/// `quanta`), cannot run ahead of the OS clock. Elsewhere every read asks the OS.
+/// `quanta`), cannot run ahead of the OS clock. Reads on different threads may disagree
+/// by a couple of microseconds while a new OS reading is published. Elsewhere every read
+/// asks the OS.
 ///
 /// ```
 /// use limiter_core::{Clock, MonotonicClock};

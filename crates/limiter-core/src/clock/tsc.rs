@@ -28,8 +28,11 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-/// Nanoseconds since a process-wide origin: never decreasing, and never ahead of
-/// [`Instant`] (the OS monotonic clock) when read from one thread.
+/// Nanoseconds since a process-wide origin, never ahead of [`Instant`] (the OS monotonic
+/// clock). One thread's reads never decrease while it re-bases itself; when another
+/// thread publishes a new base, a read may fall back by at most the lag of a base (about
+/// 2 µs). Callers that need strict monotonicity keep the latest value they used (the
+/// in-memory store does, per shard; [`Stopwatch`](super::Stopwatch) saturates at zero).
 #[inline]
 pub(super) fn monotonic_ns() -> u64 {
     let time = time();
