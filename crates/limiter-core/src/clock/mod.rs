@@ -34,8 +34,8 @@ pub trait Clock: Send + Sync + 'static {
 /// `tsc` clocksource), reads are extrapolated from the counter for at most a millisecond
 /// past an OS reading, which costs about a third of a `clock_gettime` call; see the
 /// `tsc` module for why this, unlike a TSC clock calibrated once at start (such as
-/// `quanta`), cannot run ahead of the OS clock. Reads on different threads may disagree
-/// by a couple of microseconds while a new OS reading is published. Elsewhere every read
+/// `quanta`), cannot run ahead of the OS clock. Successive reads may disagree by up to
+/// about a microsecond (an extrapolated read lags a little, an OS read does not). Elsewhere every read
 /// asks the OS.
 ///
 /// ```
