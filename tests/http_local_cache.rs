@@ -24,19 +24,6 @@ endpoints:
     )
 }
 
-/// Script executions Redis has counted (`EVALSHA` and `EVAL`, rejected ones included).
-fn script_calls(server: &RedisServer) -> u64 {
-    let info: String = server.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .flat_map(|l| l.split([':', ',']))
-        .filter_map(|field| {
-            let (name, value) = field.split_once('=')?;
-            matches!(name, "calls" | "rejected_calls").then(|| value.trim().parse::<u64>().ok())?
-        })
-        .sum()
-}
-
 /// The status and `Retry-After` (whole seconds) of one request with `key`.
 async fn get(client: &reqwest::Client, addr: SocketAddr, key: &str) -> (u16, Option<u64>) {
     let r = client
@@ -76,7 +63,7 @@ async fn a_flood_from_a_limited_client_is_answered_from_memory() {
     for _ in 0..2 {
         assert_eq!(get(&client, addr, "flooder").await.0, 200);
     }
-    let before = script_calls(&redis);
+    let before = redis.script_calls();
     // GCRA, 2 an hour: the third request may come 30 minutes after the first two.
     let (status, first) = get(&client, addr, "flooder").await;
     assert_eq!(status, 429);
@@ -108,7 +95,7 @@ async fn a_flood_from_a_limited_client_is_answered_from_memory() {
         assert_eq!(status, 429);
         assert!(retry.is_some_and(|r| r <= first), "{retry:?}");
     }
-    let calls = script_calls(&redis) - before;
+    let calls = redis.script_calls() - before;
     assert!(calls <= 2, "251 denials made {calls} script calls");
     assert_eq!(
         hits(&metrics.render()),

@@ -170,19 +170,6 @@ fn exact_on_a_multi_window_policy() {
     ]);
 }
 
-/// Script executions Redis has counted (`EVALSHA` and `EVAL`, rejected ones included).
-fn script_calls(server: &RedisServer) -> u64 {
-    let info: String = server.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .flat_map(|l| l.split([':', ',']))
-        .filter_map(|field| {
-            let (name, value) = field.split_once('=')?;
-            matches!(name, "calls" | "rejected_calls").then(|| value.trim().parse::<u64>().ok())?
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn a_flood_of_denials_on_redis_costs_about_one_script_call() {
     let server = RedisServer::spawn();
@@ -190,7 +177,7 @@ async fn a_flood_of_denials_on_redis_costs_about_one_script_call() {
     let policy = fresh_policy(vec![Limit::new(1, secs(3600)).named("hour")]);
     assert!(cache.check(&policy, "flood", 1).await.unwrap().is_allowed());
 
-    let before = script_calls(&server);
+    let before = server.script_calls();
     for i in 0..1000 {
         let d = cache.check(&policy, "flood", 1).await.unwrap();
         assert!(!d.is_allowed(), "#{i}");
@@ -206,7 +193,7 @@ async fn a_flood_of_denials_on_redis_costs_about_one_script_call() {
         );
         assert_eq!(d.denied_by(), Some(0));
     }
-    let flood = script_calls(&server) - before;
+    let flood = server.script_calls() - before;
     assert!(flood <= 2, "1000 denials made {flood} script calls");
 
     // A larger cost is denied from memory too; another key is unaffected.
@@ -215,12 +202,12 @@ async fn a_flood_of_denials_on_redis_costs_about_one_script_call() {
     assert!(!cache.check(&policy, "other", 1).await.unwrap().is_cached());
 
     // A peek reaches Redis, and reports Redis's figures.
-    let before = script_calls(&server);
+    let before = server.script_calls();
     let peek = cache.check(&policy, "flood", 0).await.unwrap();
     assert!(!peek.is_cached());
     assert_eq!(peek.windows()[0].remaining(), 0);
     assert_eq!(
-        script_calls(&server) - before,
+        server.script_calls() - before,
         1,
         "the peek was one script call"
     );

@@ -147,6 +147,25 @@ impl AnyStore {
             Backend::CachedRedis(cache) => cache.lookup(policy, key, cost).map(Ok),
         }
     }
+
+    /// Decides like [`Store::check`], with `mode` deciding if the store cannot (each
+    /// policy may name its own; the breaker stays shared).
+    pub async fn check_with(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        mode: &FailureMode,
+    ) -> Result<Decision, Error> {
+        match &self.backend {
+            Backend::Memory(store) => store.check_now(policy, key, cost),
+            Backend::Redis(guarded) => guarded.check_with(policy, key, cost, mode).await,
+            Backend::CachedRedis(cache) => {
+                let miss = cache.inner().check_with(policy, key, cost, mode);
+                cache.check_or(policy, key, cost, miss).await
+            }
+        }
+    }
 }
 
 /// The guarded Redis store, behind a local cache of denials when one is configured.
@@ -178,27 +197,6 @@ async fn bounded<T>(
     tokio::time::timeout(Duration::from_secs(5), fut)
         .await
         .map_err(|_| StoreError::Unavailable("timed out connecting".into()))?
-}
-
-impl AnyStore {
-    /// Decides like [`Store::check`], with `mode` deciding if the store cannot (each
-    /// policy may name its own; the breaker stays shared).
-    pub async fn check_with(
-        &self,
-        policy: &Policy,
-        key: &str,
-        cost: u64,
-        mode: &FailureMode,
-    ) -> Result<Decision, Error> {
-        match &self.backend {
-            Backend::Memory(store) => store.check_now(policy, key, cost),
-            Backend::Redis(guarded) => guarded.check_with(policy, key, cost, mode).await,
-            Backend::CachedRedis(cache) => {
-                let miss = cache.inner().check_with(policy, key, cost, mode);
-                cache.check_or(policy, key, cost, miss).await
-            }
-        }
-    }
 }
 
 impl Store for AnyStore {

@@ -207,6 +207,29 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("redis {args:?} failed: {e}"))
     }
 
+    /// Script executions this server has counted (`EVALSHA` and `EVAL`, rejected ones
+    /// included), from `INFO commandstats`: how many decisions reached Redis.
+    ///
+    /// ```no_run
+    /// let server = redis_harness::RedisServer::spawn();
+    /// assert_eq!(server.script_calls(), 0);
+    /// ```
+    ///
+    /// # Panics
+    /// When the command fails.
+    pub fn script_calls(&self) -> u64 {
+        let info: String = self.cmd(&["INFO", "commandstats"]);
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .flat_map(|l| l.split([':', ',']))
+            .filter_map(|field| {
+                let (name, value) = field.split_once('=')?;
+                matches!(name, "calls" | "rejected_calls")
+                    .then(|| value.trim().parse::<u64>().ok())?
+            })
+            .sum()
+    }
+
     /// Runs one command on a fresh connection with a bounded reply wait, for polling
     /// loops that must tolerate a node that is down or stalled.
     pub(crate) fn probe<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
