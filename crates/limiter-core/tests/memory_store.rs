@@ -94,6 +94,31 @@ async fn usage_survives_a_policy_change_with_the_same_name() {
     );
 }
 
+#[tokio::test]
+async fn usage_survives_a_change_in_the_number_of_windows() {
+    let clock = ManualClock::new(T0);
+    let store = memory_store(&clock);
+    let per_minute = || Limit::new(10, secs(60));
+    let policy = |limits| limiter_core::Policy::new("resized", limits).unwrap();
+    let one = policy(vec![per_minute()]);
+    let two = policy(vec![per_minute(), Limit::new(100, secs(3600))]);
+    for _ in 0..3 {
+        store.check(&one, "u", 1).await.unwrap();
+    }
+    // A peek under the new shape moves the state and keeps it, though it consumes nothing.
+    let d = store.check(&two, "u", 0).await.unwrap();
+    assert_eq!(d.windows()[0].remaining(), 7, "the 3 counted still count");
+    assert_eq!(d.windows()[1].remaining(), 100, "a new window starts full");
+    store.check(&two, "u", 2).await.unwrap();
+    let d = store.check(&one, "u", 0).await.unwrap();
+    assert_eq!(
+        d.windows()[0].remaining(),
+        5,
+        "and back to one window: 5 counted"
+    );
+    assert_eq!(store.len(), 1, "one entry, whichever shape it has now");
+}
+
 /// A clock that can be set anywhere, backwards included: what a misbehaving time source
 /// (or a TSC read racing a re-base on another CPU) could do.
 #[derive(Clone)]

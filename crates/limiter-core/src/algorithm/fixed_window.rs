@@ -9,6 +9,7 @@ use crate::decision::{Verdict, WindowState};
 /// Evaluates `cost` in the window `[start, end)` holding `now`, given the stored
 /// `(start, count)`. Returns the window as `view` asks and the count to store if the cost
 /// is consumed.
+#[inline]
 pub(crate) fn evaluate(
     max: u64,
     (start, end): (i64, i64),

@@ -63,8 +63,13 @@ struct Inner<C> {
 #[repr(align(128))]
 struct Padded<T>(T);
 
+/// One-window entries and several-window entries live in separate tables, so that each
+/// holds its windows inline: a 3-window entry read from one allocation, not from an
+/// entry plus a separately allocated slot array (a second, dependent cache miss), while
+/// the common one-window entry stays small.
 struct Shard {
-    table: HashTable<Entry>,
+    narrow: HashTable<Entry<1>>,
+    wide: HashTable<Entry<WIDE>>,
     /// The latest time a decision in this shard used: time never goes back within a
     /// shard, even if the clock were to (a TSC read racing a re-base on another CPU).
     latest: i64,
@@ -72,15 +77,38 @@ struct Shard {
     sweep_at: usize,
 }
 
-struct Entry {
+/// The windows a `wide` entry holds inline; policies with more spill to the heap.
+const WIDE: usize = 3;
+
+struct Entry<const N: usize> {
     hash: u64,
     policy: Arc<str>,
     /// Keys up to 24 bytes are stored inline: comparing them costs no pointer chase.
     key: CompactString,
     /// When every window is back to full capacity: the entry can then be dropped.
     expires_at: i64,
-    slots: SmallVec<[Slot; 1]>,
+    slots: SmallVec<[Slot; N]>,
 }
+
+impl<const N: usize> Entry<N> {
+    #[inline]
+    fn is(&self, policy: &Arc<str>, key: &str) -> bool {
+        self.key == key && (Arc::ptr_eq(&self.policy, policy) || self.policy == *policy)
+    }
+}
+
+/// One decision's inputs, once the shard is chosen and the time read.
+struct Request<'a> {
+    policy: &'a Policy,
+    key: &'a str,
+    hash: u64,
+    now: i64,
+    cost: u64,
+}
+
+/// A shard's two tables, the one a policy's entries belong in first.
+type Tables<'a, const N: usize, const M: usize> =
+    (&'a mut HashTable<Entry<N>>, &'a mut HashTable<Entry<M>>);
 
 const MIN_SWEEP: usize = 64;
 
@@ -129,7 +157,8 @@ impl<C: Clock> MemoryStoreBuilder<C> {
         let shards = (0..self.shards)
             .map(|_| {
                 Padded(Mutex::new(Shard {
-                    table: HashTable::new(),
+                    narrow: HashTable::new(),
+                    wide: HashTable::new(),
                     latest: i64::MIN,
                     sweep_at: MIN_SWEEP,
                 }))
@@ -206,15 +235,44 @@ impl<C: Clock> Inner<C> {
         let shard = &self.shards[index as usize];
         // Read before taking the lock, so the lock is held for less time.
         let now = self.clock.now_us();
-        let mut shard = shard.0.lock();
+        let mut guard = shard.0.lock();
+        let shard = &mut *guard;
         let now = now.max(shard.latest);
         shard.latest = now;
+        let request = Request {
+            policy,
+            key,
+            hash,
+            now,
+            cost,
+        };
+        if policy.limits().len() == 1 {
+            self.check_in(shard, |s| (&mut s.narrow, &mut s.wide), request)
+        } else {
+            self.check_in(shard, |s| (&mut s.wide, &mut s.narrow), request)
+        }
+    }
+
+    /// Decides in the table `tables` puts first; the other one holds the key's state if a
+    /// reload changed the policy's number of windows since, and that state moves over.
+    #[inline(always)]
+    fn check_in<const N: usize, const M: usize>(
+        &self,
+        shard: &mut Shard,
+        tables: for<'a> fn(&'a mut Shard) -> Tables<'a, N, M>,
+        request: Request<'_>,
+    ) -> Result<Decision, Error> {
+        let Request {
+            policy,
+            key,
+            hash,
+            now,
+            cost,
+        } = request;
         let limits = policy.limits();
         let name = policy.shared_name();
-        let matches =
-            |e: &Entry| e.key == key && (Arc::ptr_eq(&e.policy, name) || e.policy == *name);
-
-        if let Some(entry) = shard.table.find_mut(hash, matches) {
+        let (own, other) = tables(shard);
+        if let Some(entry) = own.find_mut(hash, |e| e.is(name, key)) {
             if entry.slots.len() != limits.len() {
                 entry.slots.resize(limits.len(), Slot::Vacant);
             }
@@ -225,43 +283,61 @@ impl<C: Clock> Inner<C> {
             return Ok(decision);
         }
 
-        let mut slots: SmallVec<[Slot; 1]> = SmallVec::from_elem(Slot::Vacant, limits.len());
+        let moved = match other.find_entry(hash, |e| e.is(name, key)) {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        };
+        let (mut slots, kept_until): (SmallVec<[Slot; N]>, _) = match moved {
+            Some(entry) => (entry.slots.into_iter().collect(), Some(entry.expires_at)),
+            None => (SmallVec::new(), None),
+        };
+        slots.resize(limits.len(), Slot::Vacant);
         let (decision, expires_at) = decide(&mut slots, policy, now, cost);
-        // Only a consumed cost creates state; peeks and denials of new keys leave none.
-        if let Some(expires_at) = expires_at {
+        // Only a consumed cost creates state (peeks and denials of new keys leave none);
+        // a moved entry is kept whatever the decision.
+        let Some(expires_at) = expires_at.or(kept_until) else {
+            return Ok(decision);
+        };
+        if kept_until.is_none() {
             if self.len.load(Ordering::Relaxed) >= self.max_keys {
-                self.sweep(&mut shard, now);
+                self.sweep(shard, now);
                 if self.len.load(Ordering::Relaxed) >= self.max_keys {
                     return Err(StoreError::Full(self.max_keys).into());
                 }
             }
-            if shard.table.len() >= shard.sweep_at {
-                self.sweep(&mut shard, now);
+            if shard.narrow.len() + shard.wide.len() >= shard.sweep_at {
+                self.sweep(shard, now);
             }
-            let entry = Entry {
-                hash,
-                policy: Arc::clone(policy.shared_name()),
-                key: CompactString::from(key),
-                expires_at,
-                slots,
-            };
-            shard.table.insert_unique(hash, entry, |e| e.hash);
             self.len.fetch_add(1, Ordering::Relaxed);
         }
+        let entry = Entry {
+            hash,
+            policy: Arc::clone(name),
+            key: CompactString::from(key),
+            expires_at,
+            slots,
+        };
+        tables(shard).0.insert_unique(hash, entry, |e| e.hash);
         Ok(decision)
     }
 
     fn sweep(&self, shard: &mut Shard, now: i64) -> usize {
-        let before = shard.table.len();
-        shard.table.retain(|e| e.expires_at > now);
-        let removed = before - shard.table.len();
+        let removed = sweep_table(&mut shard.narrow, now) + sweep_table(&mut shard.wide, now);
         self.len.fetch_sub(removed, Ordering::Relaxed);
-        shard.sweep_at = (shard.table.len() * 2).max(MIN_SWEEP);
-        if shard.table.capacity() > 4 * shard.table.len().max(MIN_SWEEP) {
-            shard.table.shrink_to_fit(|e| e.hash);
-        }
+        shard.sweep_at = ((shard.narrow.len() + shard.wide.len()) * 2).max(MIN_SWEEP);
         removed
     }
+}
+
+/// Drops the entries expired at `now` and gives memory back when the table is mostly
+/// empty; returns how many were dropped.
+fn sweep_table<const N: usize>(table: &mut HashTable<Entry<N>>, now: i64) -> usize {
+    let before = table.len();
+    table.retain(|e| e.expires_at > now);
+    if table.capacity() > 4 * table.len().max(MIN_SWEEP) {
+        table.shrink_to_fit(|e| e.hash);
+    }
+    before - table.len()
 }
 
 /// Evaluates every window, then consumes from all of them or none. Returns the decision
@@ -299,8 +375,8 @@ fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64) -> (Decision
         if cost == 0 {
             return (Decision::from_windows(windows), None);
         }
-        for (slot, commit) in slots.iter_mut().zip(commits) {
-            slot.commit(commit, now, cost);
+        for (slot, commit) in slots.iter_mut().zip(&commits) {
+            slot.commit(*commit, now, cost);
         }
         return (
             Decision::from_windows(windows),

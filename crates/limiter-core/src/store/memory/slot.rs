@@ -114,6 +114,7 @@ impl Slot {
     }
 
     /// Applies an admitted request's commit.
+    #[inline(always)]
     pub(super) fn commit(&mut self, commit: Commit, now: i64, cost: u64) {
         match commit {
             Commit::Gcra { tat } => *self = Slot::Gcra { tat },
