@@ -85,37 +85,67 @@ impl PreparedHeaders {
 
     /// Writes the fields for `decision` into `headers`.
     pub fn write(&self, decision: &Decision, headers: &mut HeaderMap) {
-        let Some(index) = effective_window(decision) else {
-            return;
-        };
-        let window = decision.windows()[index];
-        let mut reset = ceil_secs(window.reset_after());
-        if let Some(retry) = decision.retry_after() {
-            reset = reset.max(ceil_secs(retry));
+        if let Some(figures) = Figures::of(decision) {
+            self.write_figures(&figures, headers);
         }
+    }
+
+    /// Writes the fields for a decision's [`Figures`] into `headers`.
+    pub(crate) fn write_figures(&self, figures: &Figures, headers: &mut HeaderMap) {
         if matches!(self.style, HeaderStyle::Draft | HeaderStyle::Both) {
             headers.insert(RATELIMIT_POLICY, self.policy.clone());
             // Written with `itoa` rather than `format!`: this runs on every response.
-            let label = &self.labels[index];
+            let label = &self.labels[usize::from(figures.window)];
             let mut numbers = itoa::Buffer::new();
             let mut field = Vec::with_capacity(label.len() + 48);
             field.extend_from_slice(label.as_bytes());
             field.extend_from_slice(b";r=");
-            field.extend_from_slice(numbers.format(window.remaining()).as_bytes());
+            field.extend_from_slice(numbers.format(figures.remaining).as_bytes());
             field.extend_from_slice(b";t=");
-            field.extend_from_slice(numbers.format(reset).as_bytes());
+            field.extend_from_slice(numbers.format(figures.reset).as_bytes());
             if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(field)) {
                 headers.insert(RATELIMIT, value);
             }
         }
         if matches!(self.style, HeaderStyle::Legacy | HeaderStyle::Both) {
-            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(window.limit()));
-            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(window.remaining()));
-            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(figures.limit));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(figures.remaining));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(figures.reset));
         }
-        if let Some(retry) = decision.retry_after() {
-            headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(retry).max(1)));
+        if let Some(retry) = figures.retry {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry));
         }
+    }
+}
+
+/// What a response's fields say about a decision: its effective window's figures, in
+/// the whole seconds the fields use. A few words, taken when the decision is made, so
+/// that an admitted request's future carries these rather than the whole decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Figures {
+    /// The [`effective_window`]'s index in the policy.
+    window: u8,
+    limit: u64,
+    remaining: u64,
+    /// Seconds until the window resets (or, when denied, until the retry if later).
+    reset: u64,
+    /// Seconds to wait before retrying, at least 1, when denied with a retry time.
+    retry: Option<u64>,
+}
+
+impl Figures {
+    /// The figures of `decision`; `None` when it reports no window.
+    pub(crate) fn of(decision: &Decision) -> Option<Self> {
+        let index = effective_window(decision)?;
+        let window = decision.windows()[index];
+        let retry = decision.retry_after().map(ceil_secs);
+        Some(Figures {
+            window: u8::try_from(index).ok()?,
+            limit: window.limit(),
+            remaining: window.remaining(),
+            reset: ceil_secs(window.reset_after()).max(retry.unwrap_or(0)),
+            retry: retry.map(|secs| secs.max(1)),
+        })
     }
 }
 

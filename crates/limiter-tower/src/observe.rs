@@ -3,8 +3,16 @@
 //! `ratelimit_decision_duration_seconds{store}`; a denial answered by the local cache of
 //! denials also counts in `ratelimit_local_cache_hits_total{policy}`.
 //!
+//! In-process decisions (the in-memory store) take tens of nanoseconds, about what
+//! timing one costs (two clock reads): their latency is recorded for one decision in
+//! [`TIMED_ONE_IN`] on each thread (and for every decision whose span is recorded), so
+//! the histogram keeps their distribution while its count is not theirs; the decision
+//! counter counts them all.
+//!
 //! Label values come from the configuration (policy names) or fixed sets (results, store
 //! kinds), never from a request; the span carries the key only as a hash.
+
+use std::cell::Cell;
 
 use limiter_core::Stopwatch;
 use sha2::{Digest, Sha256};
@@ -57,36 +65,73 @@ impl Judgement {
     }
 }
 
-/// One decision being observed: its span (entered around the store call) and its clock.
+/// Of in-process decisions, the share whose latency is recorded: one in this many.
+pub(crate) const TIMED_ONE_IN: u32 = 64;
+
+/// Whether this thread's next in-process decision is one to time.
+fn time_this_one() -> bool {
+    thread_local!(static DECISIONS: Cell<u32> = const { Cell::new(0) });
+    DECISIONS.with(|n| {
+        let next = n.get().wrapping_add(1);
+        n.set(next);
+        next % TIMED_ONE_IN == 0
+    })
+}
+
+/// One decision being observed: its span (entered around the store call) and, when it is
+/// timed, its clock.
 pub(crate) struct Observation {
     span: Span,
-    start: Stopwatch,
+    start: Option<Stopwatch>,
 }
 
 impl Observation {
-    pub(crate) fn start(rule: &EndpointRule, store: &'static str, key: &str) -> Self {
+    pub(crate) fn start(
+        rule: &EndpointRule,
+        store: &'static str,
+        in_process: bool,
+        key: &str,
+    ) -> Self {
         // DEBUG, as tower-http's per-request spans: a service logging at INFO does not
         // build a span per decision it never prints, while the OpenTelemetry layer
         // (`telemetry::otel::layer`) enables this target at DEBUG and exports every one.
         // `KeyHash` hashes when formatted, so only when a subscriber records the span.
-        let span = tracing::debug_span!(
-            "ratelimit.decide",
-            policy = rule.policy.name(),
-            scopes = rule.key.kinds(),
-            store,
-            key_hash = %KeyHash(key),
-            result = Empty,
-            latency_us = Empty,
-            degraded = Empty,
-        );
+        // Asked first: a disabled `debug_span!` still formats its fields for the `log`
+        // crate when `tracing`'s `log` feature is on and no subscriber is set.
+        let span = if tracing::span_enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!(
+                "ratelimit.decide",
+                policy = rule.policy.name(),
+                scopes = rule.key.kinds(),
+                store,
+                key_hash = %KeyHash(key),
+                result = Empty,
+                latency_us = Empty,
+                degraded = Empty,
+            )
+        } else {
+            Span::none()
+        };
+        let timed = !in_process || !span.is_disabled() || time_this_one();
         Observation {
             span,
-            start: Stopwatch::start(),
+            start: timed.then(Stopwatch::start),
         }
     }
 
     pub(crate) fn span(&self) -> &Span {
         &self.span
+    }
+
+    /// Runs `f` inside the span when a subscriber records it. A span nobody records is
+    /// not entered: with `tracing`'s `log` feature on (axum's default `tower-log` turns
+    /// it on) and no subscriber set, entering and leaving each format a log record.
+    pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.span.is_disabled() {
+            f()
+        } else {
+            self.span.in_scope(f)
+        }
     }
 
     /// Records the decision: `cached` when the local cache of denials answered it.
@@ -97,7 +142,7 @@ impl Observation {
         judgement: Judgement,
         cached: bool,
     ) {
-        let elapsed = self.start.elapsed();
+        let elapsed = self.start.map(|start| start.elapsed());
         rule.metrics.decisions[judgement as usize]
             .get_or_init(|| {
                 metrics::counter!(
@@ -118,12 +163,18 @@ impl Observation {
                 })
                 .increment(1);
         }
+        let Some(elapsed) = elapsed else {
+            return;
+        };
         rule.metrics
             .latency
             .get_or_init(
                 || metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store),
             )
             .record(elapsed.as_secs_f64());
+        if self.span.is_disabled() {
+            return;
+        }
         // One call for the three outcome fields: a subscriber may re-encode the span's
         // fields on every record (the JSON formatter does).
         let Some(metadata) = self.span.metadata() else {
@@ -172,6 +223,13 @@ pub(crate) fn key_hash(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_in_process_decision_in_64_is_timed_on_each_thread() {
+        let timed = || (0..TIMED_ONE_IN * 10).filter(|_| time_this_one()).count();
+        assert_eq!(timed(), 10);
+        assert_eq!(std::thread::spawn(timed).join().unwrap(), 10);
+    }
 
     #[test]
     fn key_hash_is_short_stable_hex_without_the_key() {

@@ -9,7 +9,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use limiter_core::{Decision, Error, FailureMode};
 
-use crate::headers::RATELIMIT_DEGRADED;
+use crate::headers::{Figures, RATELIMIT_DEGRADED};
 use crate::observe::Judgement;
 use crate::problem::{self, PROBLEM_JSON};
 use crate::rules::EndpointRule;
@@ -20,7 +20,8 @@ pub(crate) enum Stamp {
     /// `RateLimit-Degraded` when a failure mode made it.
     Decided {
         rule: Arc<EndpointRule>,
-        decision: Decision,
+        figures: Option<Figures>,
+        degraded: bool,
     },
     /// The store returned an error and the failure mode admitted the request.
     Degraded,
@@ -29,9 +30,15 @@ pub(crate) enum Stamp {
 impl Stamp {
     pub(crate) fn write(&self, headers: &mut HeaderMap) {
         match self {
-            Stamp::Decided { rule, decision } => {
-                rule.headers.write(decision, headers);
-                if decision.is_degraded() {
+            Stamp::Decided {
+                rule,
+                figures,
+                degraded,
+            } => {
+                if let Some(figures) = figures {
+                    rule.headers.write_figures(figures, headers);
+                }
+                if *degraded {
                     headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
                 }
             }
@@ -59,7 +66,8 @@ pub(crate) fn outcome(
             if decision.is_allowed() {
                 let stamp = Stamp::Decided {
                     rule: Arc::clone(rule),
-                    decision,
+                    figures: Figures::of(&decision),
+                    degraded,
                 };
                 (Outcome::Allow(stamp), Judgement::allowed(degraded))
             } else if degraded && *failure_mode == FailureMode::Closed {

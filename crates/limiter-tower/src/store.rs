@@ -111,6 +111,12 @@ impl AnyStore {
         self.kind
     }
 
+    /// Whether every decision is made in this process (the in-memory store), in tens
+    /// of nanoseconds.
+    pub(crate) fn is_in_process(&self) -> bool {
+        matches!(self.backend, Backend::Memory(_))
+    }
+
     /// What decides when the store fails.
     pub fn failure_mode(&self) -> FailureMode {
         self.failure_mode
