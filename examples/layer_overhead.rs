@@ -8,6 +8,10 @@
 //! and the middleware run. Rounds alternate the three servers; the table gives medians.
 //!
 //! `cargo run --release --example layer_overhead [ROUNDS]`
+//!
+//! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor` runs one server alone
+//! and prints nothing: `scripts/bench-instructions.sh` counts its instructions per
+//! request under callgrind, a measure this machine's noise does not move.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,10 +56,12 @@ async fn time(app: &Router) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(21);
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(21);
+    let only = match args.get(2).map(String::as_str) {
+        Some("--only") => args.get(3).cloned(),
+        _ => None,
+    };
     let bare = Router::new().route("/", get(|| async { "hello" }));
     let loaded = load_str(ALLOW, Path::new("bench.yaml"))?;
     let store = AnyStore::connect(loaded.rules.store()).await?;
@@ -74,6 +80,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("limiter-tower", &ours),
         ("tower_governor", &theirs),
     ];
+    if let Some(name) = only {
+        let (_, app) = apps
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or("--only takes bare, limiter-tower or tower_governor")?;
+        for _ in 0..rounds {
+            time(app).await;
+        }
+        return Ok(());
+    }
     let mut times = vec![Vec::with_capacity(rounds); apps.len()];
     for _ in 0..rounds {
         for (i, (_, app)) in apps.iter().enumerate() {
