@@ -73,7 +73,7 @@ struct Shard {
     /// The latest time a decision in this shard used: time never goes back within a
     /// shard, even if the clock were to (a TSC read racing a re-base on another CPU).
     latest: i64,
-    /// Sweep when the table reaches this many entries.
+    /// Sweep when the two tables together hold this many entries.
     sweep_at: usize,
 }
 
@@ -288,7 +288,12 @@ impl<C: Clock> Inner<C> {
             Err(_) => None,
         };
         let (mut slots, kept_until): (SmallVec<[Slot; N]>, _) = match moved {
-            Some(entry) => (entry.slots.into_iter().collect(), Some(entry.expires_at)),
+            // Windows past the policy's count are dropped here, before collecting, so a
+            // one-window entry never keeps a spilled array.
+            Some(entry) => (
+                entry.slots.into_iter().take(limits.len()).collect(),
+                Some(entry.expires_at),
+            ),
             None => (SmallVec::new(), None),
         };
         slots.resize(limits.len(), Slot::Vacant);
