@@ -13,6 +13,8 @@
 -- ARGV[1] cost, ARGV[2] number of windows, then 4 per window:
 --   algorithm (1 GCRA, 2 fixed, 3 calendar, 4 sliding counter, 5 sliding log),
 --   max (GCRA: capacity), window in us (GCRA: emission interval), calendar period code.
+-- A policy of one GCRA window is sent shorter: ARGV[2] 'g', ARGV[3] capacity, ARGV[4]
+--   emission interval (every argument is a string Redis parses and Lua interns).
 -- KEYS: one per window in order; a sliding log takes two (entries, then its meta hash).
 -- Reply: allowed (1/0), then per window: verdict (-1 fits, -2 never, else retry after us),
 --   remaining, reset after us.
@@ -26,8 +28,8 @@ local TTL_EXTRA = 0
 
 -- One GCRA window, the common policy: gcra() below, inlined, computing only the figures
 -- the reply carries.
-if ARGV[2] == '1' and ARGV[3] == '1' then
-  local capacity, emission = tonumber(ARGV[4]), tonumber(ARGV[5])
+if ARGV[2] == 'g' then
+  local capacity, emission = tonumber(ARGV[3]), tonumber(ARGV[4])
   local tau = emission * capacity
   local start = tonumber(redis.call('GET', KEYS[1]) or now)
   if start < now then start = now end
@@ -44,7 +46,9 @@ if ARGV[2] == '1' and ARGV[3] == '1' then
   if cost > 0 then
     -- new_tat > now here, so the TTL is at least 1 ms.
     local ttl = math.ceil((new_tat - now) / 1000) + TTL_EXTRA
-    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
+    -- A number, not string.format: Redis writes a Lua number given to redis.call with
+    -- 17 significant digits (not Lua's 14), exact for these integers below 2^53.
+    redis.call('SET', KEYS[1], new_tat, 'PX', ttl)
   end
   local room = tau - (new_tat - now)
   local remaining = 0

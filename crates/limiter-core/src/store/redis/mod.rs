@@ -144,10 +144,19 @@ impl RedisStore {
                 cmd.arg(&name);
             }
         }
-        cmd.arg(cost).arg(limits.len());
-        for limit in limits {
-            let (code, max, window, period) = script_args(limit);
-            cmd.arg(code).arg(max).arg(window).arg(period);
+        cmd.arg(cost);
+        match limits {
+            // The script's shorter form for its fast path: fewer arguments to parse.
+            [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => {
+                cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
+            }
+            _ => {
+                cmd.arg(limits.len());
+                for limit in limits {
+                    let (code, max, window, period) = script_args(limit);
+                    cmd.arg(code).arg(max).arg(window).arg(period);
+                }
+            }
         }
         #[cfg(feature = "test-clock")]
         if let Some(clock) = &self.script_clock {
