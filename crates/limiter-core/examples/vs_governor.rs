@@ -6,9 +6,6 @@
 //! moments apart; the table gives the median over the rounds.
 //!
 //! `cargo run --release -p limiter-core --example vs_governor [ROUNDS]`
-//!
-//! `vs_governor ROUNDS --only N` runs case N alone (numbered from 0 as in the table) and
-//! prints nothing: for a profiler.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -40,12 +37,10 @@ fn time(threads: u64, check: &(dyn Fn(u64, u64) -> bool + Sync)) -> (f64, u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(31);
-    let only: Option<usize> = match args.get(2).map(String::as_str) {
-        Some("--only") => args.get(3).and_then(|n| n.parse().ok()),
-        _ => None,
-    };
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(31);
     let keys: Vec<String> = (0..KEYS).map(|i| format!("user:{i}")).collect();
     // Both limiters get the same quota: 1000/s per key with a burst of 4 billion, so that
     // every check of a run is admitted (even the hot key's millions) and both take the
@@ -201,13 +196,6 @@ fn main() {
     // The peer each case is compared with, by index into `cases`: the same key type.
     let peer = [0, 0, 0, 3, 3, 5, 5, 6, 6, 6, 10, 10, 11];
 
-    if let Some(case) = only {
-        let (_, threads, check) = &cases[case];
-        for _ in 0..rounds {
-            time(*threads, check.as_ref());
-        }
-        return;
-    }
     let mut times = vec![Vec::with_capacity(rounds); cases.len()];
     let mut admitted = vec![0; cases.len()];
     for _ in 0..rounds {

@@ -96,8 +96,10 @@ impl Observation {
         // build a span per decision it never prints, while the OpenTelemetry layer
         // (`telemetry::otel::layer`) enables this target at DEBUG and exports every one.
         // `KeyHash` hashes when formatted, so only when a subscriber records the span.
-        // Asked first: a disabled `debug_span!` still formats its fields for the `log`
-        // crate when `tracing`'s `log` feature is on and no subscriber is set.
+        // Asked first: with `tracing`'s `log` feature on (axum's default `tower-log`
+        // turns it on) and no subscriber set, a disabled `debug_span!` still formats its
+        // fields for the `log` crate, and entering, leaving and recording it log too.
+        // `Span::none()` does none of that (and `finish` finds no fields to record).
         let span = if tracing::span_enabled!(tracing::Level::DEBUG) {
             tracing::debug_span!(
                 "ratelimit.decide",
@@ -121,17 +123,6 @@ impl Observation {
 
     pub(crate) fn span(&self) -> &Span {
         &self.span
-    }
-
-    /// Runs `f` inside the span when a subscriber records it. A span nobody records is
-    /// not entered: with `tracing`'s `log` feature on (axum's default `tower-log` turns
-    /// it on) and no subscriber set, entering and leaving each format a log record.
-    pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
-        if self.span.is_disabled() {
-            f()
-        } else {
-            self.span.in_scope(f)
-        }
     }
 
     /// Records the decision: `cached` when the local cache of denials answered it.
@@ -172,9 +163,6 @@ impl Observation {
                 || metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store),
             )
             .record(elapsed.as_secs_f64());
-        if self.span.is_disabled() {
-            return;
-        }
         // One call for the three outcome fields: a subscriber may re-encode the span's
         // fields on every record (the JSON formatter does).
         let Some(metadata) = self.span.metadata() else {

@@ -58,7 +58,9 @@ where
         let kind = store.kind();
         let observation = Observation::start(rule, kind, store.is_in_process(), &key);
         // The in-memory store answers synchronously: no allocation, no extra poll.
-        let now = observation.in_scope(|| store.check_now(&rule.policy, &key, cost));
+        let now = observation
+            .span()
+            .in_scope(|| store.check_now(&rule.policy, &key, cost));
         if let Some(result) = now {
             let cached = result.as_ref().is_ok_and(Decision::is_cached);
             let (outcome, judgement) = outcome(rule, &rule.failure_mode, result);

@@ -28,15 +28,18 @@ pub struct KeyTemplate {
     has_ip: bool,
     /// `user,endpoint`: what traces show of a key.
     kinds: Box<str>,
-    /// The key itself when no scope depends on the request (`global` only): built once.
-    fixed: Option<Box<str>>,
+    /// The key itself when no scope depends on the request (`global` only).
+    fixed: Option<&'static str>,
 }
+
+/// The `global` scope's part of a key, and the whole key when it is the only scope.
+const GLOBAL: &str = "global";
 
 impl KeyTemplate {
     /// A template over `scopes` (in this order).
     pub fn new(scopes: &[Scope]) -> Self {
-        let fixed = (!scopes.is_empty() && scopes.iter().all(|s| *s == Scope::Global))
-            .then(|| Box::from("global"));
+        let fixed =
+            (!scopes.is_empty() && scopes.iter().all(|s| *s == Scope::Global)).then_some(GLOBAL);
         KeyTemplate {
             fixed,
             scopes: scopes.into(),
@@ -74,7 +77,7 @@ impl KeyTemplate {
 
     /// The key when it is the same for every request, so that no request builds it.
     pub fn fixed(&self) -> Option<&str> {
-        self.fixed.as_deref()
+        self.fixed
     }
 
     /// Renders the key, e.g. `user:alice:endpoint:GET%20/users/%7Bid%7D`. A `user` or
@@ -108,7 +111,7 @@ impl KeyTemplate {
                     push_escaped(&mut key, id.route);
                     continue;
                 }
-                Scope::Global => ("global", None),
+                Scope::Global => (GLOBAL, None),
             };
             separate(&mut key);
             key.push_str(name);
