@@ -7,6 +7,9 @@
 # ends with ROUNDS (default 7) paired rounds: the peer's GCRA ceiling (the same
 # redis-benchmark command redis-ceiling.sh runs) and ours at concurrency 64, back to back
 # on one Redis, with the median of the per-round ratios.
+# Ours runs twice at each step: with a one-thread client (THREADS=1, as the peers'
+# clients are) and with a two-worker runtime (THREADS=2: its threads and Redis contend
+# for the machine's two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -28,8 +31,10 @@ for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep
 
 echo "== ours: RedisStore, one multiplexed connection, 10k keys"
 echo "   (ceiling workload: the quota of the peer's GCRA script; rlf workload: 100/min)"
-./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 1,16,64 ceiling
-./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 64 rlf
+for threads in 1 2; do
+  THREADS=$threads ./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 1,16,64 ceiling
+  THREADS=$threads ./target/release/examples/redis_throughput "redis://127.0.0.1:$port" "$secs" 64 rlf
+done
 
 echo "== peer: rate-limiter-flexible (Node, ioredis)"
 work=$(mktemp -d)
@@ -39,15 +44,24 @@ rm -rf "$work"
 
 echo "== paired rounds: the peer's GCRA ceiling (redis-benchmark -c 50 -P 16), then ours at concurrency 64"
 sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$peers/gcra.lua")")
-ratios=()
+ratios1=()
+ratios2=()
+ours() {
+  THREADS=$1 ./target/release/examples/redis_throughput "redis://127.0.0.1:$port" 3 64 ceiling |
+    grep -oE 'conc=64: [0-9]+' | cut -d' ' -f2
+}
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 for r in $(seq "${ROUNDS:-7}"); do
   ceiling=$(redis-benchmark -p "$port" -n 200000 -c 50 -r 10000 -P 16 -q \
     EVALSHA "$sha" 1 key:__rand_int__ 10000 990000 1 | tr '\r' '\n' |
     grep -oE '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1)
-  ours=$(./target/release/examples/redis_throughput "redis://127.0.0.1:$port" 3 64 ceiling |
-    grep -oE 'conc=64: [0-9]+' | cut -d' ' -f2)
-  ratio=$(awk -v a="$ours" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')
-  ratios+=("$ratio")
-  echo "round $r: ceiling ${ceiling}/s, ours ${ours}/s, ratio $ratio"
+  one=$(ours 1)
+  two=$(ours 2)
+  r1=$(awk -v a="$one" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')
+  r2=$(awk -v a="$two" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')
+  ratios1+=("$r1")
+  ratios2+=("$r2")
+  echo "round $r: ceiling ${ceiling}/s, ours (1 thread) ${one}/s = $r1, ours (2 workers) ${two}/s = $r2"
 done
-printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print "median ratio to the ceiling: " a[int((NR + 1) / 2)] }'
+echo "median ratio to the ceiling, 1-thread client: $(printf '%s\n' "${ratios1[@]}" | median)"
+echo "median ratio to the ceiling, 2-worker client: $(printf '%s\n' "${ratios2[@]}" | median)"

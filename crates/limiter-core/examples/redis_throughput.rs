@@ -6,6 +6,11 @@
 //! `redis-ceiling.sh` (100/s, burst 99: keys expire within ~10 ms), `rlf` is
 //! rate-limiter-flexible's (100 per minute: keys live a minute).
 //!
+//! The client runs on a current-thread Tokio runtime by default, as the peers do
+//! (redis-benchmark and Node are single-threaded): on a 2-core machine that leaves Redis
+//! a core of its own. `THREADS=2` runs it on a two-worker runtime instead, where the
+//! client's threads and Redis contend for the two cores.
+//!
 //! `cargo run --release -p limiter-core --example redis_throughput -- redis://127.0.0.1:6395 8 1,16,64 ceiling`
 
 use std::sync::Arc;
@@ -14,8 +19,24 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use limiter_core::{Algorithm, Limit, Policy, RedisStore, Store};
 
-#[tokio::main(worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let runtime = match threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(bench(threads.max(1)))
+}
+
+async fn bench(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
@@ -40,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (rate, hist, errors) =
             run(&store, &policy, concurrency, Duration::from_secs(secs)).await;
         println!(
-            "ours RedisStore GCRA ({workload} workload) conc={concurrency}: {rate:.0} decisions/s p50={:.3}ms p99={:.3}ms errors={errors}",
+            "ours RedisStore GCRA ({workload} workload, client threads={threads}) conc={concurrency}: {rate:.0} decisions/s p50={:.3}ms p99={:.3}ms errors={errors}",
             hist.value_at_quantile(0.50) as f64 / 1000.0,
             hist.value_at_quantile(0.99) as f64 / 1000.0,
         );
