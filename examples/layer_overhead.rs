@@ -9,6 +9,11 @@
 //!
 //! `cargo run --release --example layer_overhead [ROUNDS]`
 //!
+//! `THREADS=2` runs each server on two threads at once, each with its own current-thread
+//! runtime, sharing the server as a multi-threaded runtime's workers do: what is shared
+//! between threads (the budget's state, counted references) then costs what it costs
+//! under contention. Times are per request on one thread (wall time / requests each).
+//!
 //! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor` runs one server alone
 //! and prints nothing: `scripts/bench-instructions.sh` counts its instructions per
 //! request under callgrind, a measure this machine's noise does not move.
@@ -38,8 +43,31 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Nanoseconds per request through `app`.
-async fn time(app: &Router) -> f64 {
+/// Nanoseconds per request through `app`, with `threads` threads sending requests at once.
+fn time(app: &Router, threads: usize) -> f64 {
+    let start = std::sync::Barrier::new(threads);
+    let elapsed: Vec<f64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("a runtime");
+                    start.wait();
+                    runtime.block_on(requests(app))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("no panic"))
+            .collect()
+    });
+    elapsed.iter().copied().fold(0.0, f64::max)
+}
+
+/// Nanoseconds per request of `REQUESTS` requests through `app` in turn.
+async fn requests(app: &Router) -> f64 {
     let peer = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000)));
     let start = Instant::now();
     for _ in 0..REQUESTS {
@@ -56,6 +84,11 @@ async fn time(app: &Router) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(21);
     let only = match args.get(2).map(String::as_str) {
@@ -86,14 +119,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .find(|(n, _)| *n == name)
             .ok_or("--only takes bare, limiter-tower or tower_governor")?;
         for _ in 0..rounds {
-            time(app).await;
+            time(app, threads);
         }
         return Ok(());
     }
     let mut times = vec![Vec::with_capacity(rounds); apps.len()];
     for _ in 0..rounds {
         for (i, (_, app)) in apps.iter().enumerate() {
-            times[i].push(time(app).await);
+            times[i].push(time(app, threads));
         }
     }
     let per_round = |i: usize| -> Vec<f64> {
@@ -103,6 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|(with, bare)| with - bare)
             .collect()
     };
+    println!("{threads} thread(s)\n");
     println!("| server | ns/request (median of {rounds} rounds) | added to bare, ns (median of per-round differences) |");
     println!("|---|---|---|");
     for (i, (name, _)) in apps.iter().enumerate() {

@@ -94,15 +94,21 @@ impl PreparedHeaders {
     pub(crate) fn write_figures(&self, figures: &Figures, headers: &mut HeaderMap) {
         if matches!(self.style, HeaderStyle::Draft | HeaderStyle::Both) {
             headers.insert(RATELIMIT_POLICY, self.policy.clone());
-            // Written with `itoa` rather than `format!`: this runs on every response.
+            // Written with `itoa` rather than `format!`: this runs on every response. The
+            // vector is allocated at its exact length, so that `Bytes` takes it over as
+            // it is (a vector with spare capacity costs `Bytes` a second allocation).
             let label = &self.labels[usize::from(figures.window)];
-            let mut numbers = itoa::Buffer::new();
-            let mut field = Vec::with_capacity(label.len() + 48);
+            let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
+            let (remaining, reset) = (
+                remaining.format(figures.remaining),
+                reset.format(figures.reset),
+            );
+            let mut field = Vec::with_capacity(label.len() + 6 + remaining.len() + reset.len());
             field.extend_from_slice(label.as_bytes());
             field.extend_from_slice(b";r=");
-            field.extend_from_slice(numbers.format(figures.remaining).as_bytes());
+            field.extend_from_slice(remaining.as_bytes());
             field.extend_from_slice(b";t=");
-            field.extend_from_slice(numbers.format(figures.reset).as_bytes());
+            field.extend_from_slice(reset.as_bytes());
             if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(field)) {
                 headers.insert(RATELIMIT, value);
             }
