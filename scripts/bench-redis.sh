@@ -51,14 +51,15 @@ ours() {
     grep -oE 'conc=64: [0-9]+' | cut -d' ' -f2
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 for r in $(seq "${ROUNDS:-7}"); do
   ceiling=$(redis-benchmark -p "$port" -n 200000 -c 50 -r 10000 -P 16 -q \
     EVALSHA "$sha" 1 key:__rand_int__ 10000 990000 1 | tr '\r' '\n' |
     grep -oE '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1)
   one=$(ours 1)
   two=$(ours 2)
-  r1=$(awk -v a="$one" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')
-  r2=$(awk -v a="$two" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')
+  r1=$(ratio "$one" "$ceiling")
+  r2=$(ratio "$two" "$ceiling")
   ratios1+=("$r1")
   ratios2+=("$r2")
   echo "round $r: ceiling ${ceiling}/s, ours (1 thread) ${one}/s = $r1, ours (2 workers) ${two}/s = $r2"
