@@ -1,7 +1,6 @@
 //! The second half of a request: from the store's answer (or failure) to either the
 //! headers an admitted response gets, or the 429 that replaces it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,42 +8,31 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use limiter_core::{Decision, Error, FailureMode};
 
-use crate::headers::{Figures, RATELIMIT_DEGRADED};
+use crate::headers::{Fields, Figures, RATELIMIT_DEGRADED};
 use crate::observe::Judgement;
 use crate::problem::{self, PROBLEM_JSON};
 use crate::rules::EndpointRule;
 
-/// What an admitted response carries.
-pub(crate) enum Stamp {
-    /// A decision (the store's, or a failure mode's): the policy's fields for it, and
-    /// `RateLimit-Degraded` when a failure mode made it.
-    Decided {
-        rule: Arc<EndpointRule>,
-        figures: Option<Figures>,
-        degraded: bool,
-    },
-    /// The store returned an error and the failure mode admitted the request.
-    Degraded,
+/// What an admitted response carries: the policy's fields for its decision, and
+/// `RateLimit-Degraded` when a failure mode made it.
+pub(crate) struct Stamp {
+    fields: Option<Fields>,
+    degraded: bool,
 }
 
 impl Stamp {
-    pub(crate) fn write(&self, headers: &mut HeaderMap) {
-        match self {
-            Stamp::Decided {
-                rule,
-                figures,
-                degraded,
-            } => {
-                if let Some(figures) = figures {
-                    rule.headers.write_figures(figures, headers);
-                }
-                if *degraded {
-                    headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
-                }
-            }
-            Stamp::Degraded => {
-                headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
-            }
+    /// The store returned an error and the failure mode admitted the request.
+    const DEGRADED: Stamp = Stamp {
+        fields: None,
+        degraded: true,
+    };
+
+    pub(crate) fn write(self, headers: &mut HeaderMap) {
+        if let Some(fields) = self.fields {
+            fields.write(headers);
+        }
+        if self.degraded {
+            headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
         }
     }
 }
@@ -56,7 +44,7 @@ pub(crate) enum Outcome {
 
 /// The response side of a decision, and how it is counted.
 pub(crate) fn outcome(
-    rule: &Arc<EndpointRule>,
+    rule: &EndpointRule,
     failure_mode: &FailureMode,
     result: Result<Decision, Error>,
 ) -> (Outcome, Judgement) {
@@ -64,9 +52,8 @@ pub(crate) fn outcome(
         Ok(decision) => {
             let degraded = decision.is_degraded();
             if decision.is_allowed() {
-                let stamp = Stamp::Decided {
-                    rule: Arc::clone(rule),
-                    figures: Figures::of(&decision),
+                let stamp = Stamp {
+                    fields: Figures::of(&decision).map(|f| rule.headers.render(&f)),
                     degraded,
                 };
                 (Outcome::Allow(stamp), Judgement::allowed(degraded))
@@ -96,7 +83,7 @@ pub(crate) fn outcome(
             metrics::counter!("ratelimit_fallback_decisions_total", "mode" => failure_mode.name())
                 .increment(1);
             match failure_mode {
-                FailureMode::Open => (Outcome::Allow(Stamp::Degraded), Judgement::DegradedAllowed),
+                FailureMode::Open => (Outcome::Allow(Stamp::DEGRADED), Judgement::DegradedAllowed),
                 FailureMode::Closed | FailureMode::Local { .. } => (
                     Outcome::Deny(degraded_denial(Duration::from_secs(1))),
                     Judgement::DegradedDenied,
