@@ -2,6 +2,7 @@
 //! or a response the layer wrote itself.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::body::ResponseBody;
+use crate::body::BodyKind;
 use crate::outcome::Stamp;
 
 /// What a decision that had to wait for the store (Redis) leads to.
@@ -24,9 +25,11 @@ type BoxedCheck<O> = Pin<Box<dyn Future<Output = Checked<O>> + Send>>;
 
 pin_project! {
     /// Response future of [`RateLimitService`](crate::RateLimitService).
-    pub struct ResponseFuture<F: Future> {
+    pub struct ResponseFuture<F: Future, M> {
         #[pin]
         state: State<F>,
+        // `fn() -> M`: the kind is a type-level choice, not something the future owns.
+        kind: PhantomData<fn() -> M>,
     }
 }
 
@@ -42,57 +45,64 @@ pin_project! {
     }
 }
 
-impl<F: Future> ResponseFuture<F> {
+impl<F: Future, M> ResponseFuture<F, M> {
     pub(crate) fn called(fut: F, stamp: Option<Stamp>) -> Self {
-        ResponseFuture {
-            state: State::Called { fut, stamp },
-        }
+        ResponseFuture::new(State::Called { fut, stamp })
     }
 
     pub(crate) fn answered(response: Response<Bytes>) -> Self {
-        ResponseFuture {
-            state: State::Answered {
-                response: Some(response),
-            },
-        }
+        ResponseFuture::new(State::Answered {
+            response: Some(response),
+        })
     }
 
     pub(crate) fn checking(fut: BoxedCheck<F::Output>) -> Self {
+        ResponseFuture::new(State::Checking { fut })
+    }
+
+    fn new(state: State<F>) -> Self {
         ResponseFuture {
-            state: State::Checking { fut },
+            state,
+            kind: PhantomData,
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E, M> Future for ResponseFuture<F, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    M: BodyKind<B>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<M::Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Called { fut, stamp } => {
                 let response = ready!(fut.poll(cx))?;
-                Poll::Ready(Ok(stamped(response, stamp.take())))
+                Poll::Ready(Ok(stamped::<B, M>(response, stamp.take())))
             }
             StateProj::Answered { response } => {
                 let response = response
                     .take()
                     .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::full)))
+                Poll::Ready(Ok(response.map(M::written)))
             }
             StateProj::Checking { fut } => match ready!(fut.as_mut().poll(cx)) {
-                Checked::Called(output, stamp) => Poll::Ready(Ok(stamped(output?, Some(stamp)))),
-                Checked::Answered(response) => Poll::Ready(Ok(response.map(ResponseBody::full))),
+                Checked::Called(output, stamp) => {
+                    Poll::Ready(Ok(stamped::<B, M>(output?, Some(stamp))))
+                }
+                Checked::Answered(response) => Poll::Ready(Ok(response.map(M::written))),
             },
         }
     }
 }
 
-fn stamped<B>(mut response: Response<B>, stamp: Option<Stamp>) -> Response<ResponseBody<B>> {
+fn stamped<B, M: BodyKind<B>>(
+    mut response: Response<B>,
+    stamp: Option<Stamp>,
+) -> Response<M::Body> {
     if let Some(stamp) = stamp {
         stamp.write(response.headers_mut());
     }
-    response.map(ResponseBody::inner)
+    response.map(M::inner)
 }

@@ -1,5 +1,6 @@
 //! [`RateLimitLayer`]: wraps services in [`RateLimitService`].
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
+use crate::body::{AnyBody, SameBody};
 use crate::config::{self, ConfigError, Reloader};
 use crate::rules::Rules;
 use crate::service::RateLimitService;
@@ -54,22 +56,30 @@ pub enum LayerError {
 /// # let _ = app;
 /// # });
 /// ```
-#[derive(Clone)]
-pub struct RateLimitLayer {
+///
+/// `M` says how responses carry their bodies: by default ([`SameBody`]) in the
+/// service's own body type, which must be `From<Bytes>` (axum's `Body` is) so that the
+/// layer can write its 429s in it; [`any_body`](Self::any_body) takes any body type.
+pub struct RateLimitLayer<M = SameBody> {
     shared: Arc<Shared>,
+    kind: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for RateLimitLayer<M> {
+    fn clone(&self) -> Self {
+        RateLimitLayer::sharing(Arc::clone(&self.shared))
+    }
 }
 
 impl RateLimitLayer {
     /// Enforces `rules` on `store`.
     pub fn new(rules: Rules, store: AnyStore) -> Self {
         metrics::gauge!("ratelimit_config_generation").set(1.0);
-        RateLimitLayer {
-            shared: Arc::new(Shared {
-                rules: ArcSwap::from_pointee(rules),
-                store,
-                generation: AtomicU64::new(1),
-            }),
-        }
+        RateLimitLayer::sharing(Arc::new(Shared {
+            rules: ArcSwap::from_pointee(rules),
+            store,
+            generation: AtomicU64::new(1),
+        }))
     }
 
     /// Loads the policy file at `path` and connects to the store it names.
@@ -77,6 +87,42 @@ impl RateLimitLayer {
         let loaded = config::load(path.as_ref())?;
         let store = AnyStore::connect(loaded.rules.store()).await?;
         Ok(RateLimitLayer::new(loaded.rules, store))
+    }
+}
+
+impl<M> RateLimitLayer<M> {
+    fn sharing(shared: Arc<Shared>) -> Self {
+        RateLimitLayer {
+            shared,
+            kind: PhantomData,
+        }
+    }
+
+    /// The same layer (rules, store, reloads) for services of any body type: responses
+    /// carry a [`ResponseBody`](crate::ResponseBody), the service's body or the layer's.
+    ///
+    /// ```
+    /// # use std::path::Path;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Empty;
+    /// use limiter_tower::{AnyStore, RateLimitLayer};
+    /// use tower::{service_fn, Layer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let yaml = "endpoints:\n  - { name: all, path: /, scopes: [global], limits: [{ name: burst, max: 1, window: 60s }] }\n";
+    /// # let loaded = limiter_tower::config::load_str(yaml, Path::new("inline.yaml")).unwrap();
+    /// # let store = AnyStore::connect(loaded.rules.store()).await.unwrap();
+    /// // `Empty` is not `From<Bytes>`: the layer's 429s need a body type of their own.
+    /// let service = service_fn(|_: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
+    /// });
+    /// let service = RateLimitLayer::new(loaded.rules, store).any_body().layer(service);
+    /// # let _ = service;
+    /// # });
+    /// ```
+    pub fn any_body(&self) -> RateLimitLayer<AnyBody> {
+        RateLimitLayer::sharing(Arc::clone(&self.shared))
     }
 
     /// The rules in force now.
@@ -100,7 +146,10 @@ impl RateLimitLayer {
 
     /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).
     pub fn reloader(&self, path: impl Into<PathBuf>) -> Reloader {
-        Reloader::new(self.clone(), path.into())
+        Reloader::new(
+            RateLimitLayer::sharing(Arc::clone(&self.shared)),
+            path.into(),
+        )
     }
 
     /// The store.
@@ -109,8 +158,8 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimitService<S>;
+impl<S, M> Layer<S> for RateLimitLayer<M> {
+    type Service = RateLimitService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimitService::new(inner, Arc::clone(&self.shared))

@@ -23,7 +23,7 @@ mod rules;
 mod service;
 mod store;
 
-pub use body::ResponseBody;
+pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
 pub use config::ConfigError;
 pub use future::ResponseFuture;
 pub use layer::{LayerError, RateLimitLayer};

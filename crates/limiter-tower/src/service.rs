@@ -1,5 +1,6 @@
 //! [`RateLimitService`]: the middleware itself.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -8,7 +9,7 @@ use limiter_core::Decision;
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::body::ResponseBody;
+use crate::body::{BodyKind, SameBody};
 use crate::future::{Checked, ResponseFuture};
 use crate::layer::Shared;
 use crate::observe::Observation;
@@ -17,30 +18,43 @@ use crate::plan::{plan, Plan};
 
 /// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
 ///
-/// Built by [`RateLimitLayer`](crate::RateLimitLayer); see there for an example.
-#[derive(Clone)]
-pub struct RateLimitService<S> {
+/// Built by [`RateLimitLayer`](crate::RateLimitLayer); see there for an example. `M`
+/// says how responses carry their bodies ([`SameBody`](crate::SameBody) or
+/// [`AnyBody`](crate::AnyBody)).
+pub struct RateLimitService<S, M = SameBody> {
     inner: S,
     shared: Arc<Shared>,
+    kind: PhantomData<fn() -> M>,
 }
 
-impl<S> RateLimitService<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        RateLimitService { inner, shared }
+impl<S: Clone, M> Clone for RateLimitService<S, M> {
+    fn clone(&self) -> Self {
+        RateLimitService::new(self.inner.clone(), Arc::clone(&self.shared))
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S>
+impl<S, M> RateLimitService<S, M> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        RateLimitService {
+            inner,
+            shared,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S, M>
 where
+    M: BodyKind<ResBody>,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Send + 'static,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<M::Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
