@@ -14,7 +14,10 @@
 //! between threads (the budget's state, counted references) then costs what it costs
 //! under contention. Times are per request on one thread (wall time / requests each).
 //!
-//! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor` runs one server alone
+//! `identity-layer` is the route behind `Router::layer` with a layer that does nothing: the
+//! part of a layer's cost that is axum's, the same for both layers.
+//!
+//! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor|identity-layer` runs one server alone
 //! and prints nothing: `scripts/bench-instructions.sh` counts its instructions per
 //! request under callgrind, a measure this machine's noise does not move.
 
@@ -107,17 +110,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .finish()
         .ok_or("tower_governor rejected its configuration")?;
     let theirs = bare.clone().layer(GovernorLayer::new(Arc::new(governor)));
+    // What `Router::layer` costs with a layer that does nothing: axum wraps and boxes
+    // each route's service again, whatever the layer. Both layers pay this.
+    let floor = bare.clone().layer(tower::layer::util::Identity::new());
 
     let apps = [
         ("bare", &bare),
         ("limiter-tower", &ours),
         ("tower_governor", &theirs),
+        ("identity-layer", &floor),
     ];
     if let Some(name) = only {
         let (_, app) = apps
             .iter()
             .find(|(n, _)| *n == name)
-            .ok_or("--only takes bare, limiter-tower or tower_governor")?;
+            .ok_or("--only takes bare, limiter-tower, tower_governor or identity-layer")?;
         for _ in 0..rounds {
             time(app, threads);
         }
@@ -129,13 +136,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             times[i].push(time(app, threads));
         }
     }
-    let per_round = |i: usize| -> Vec<f64> {
+    // Per round, server `i`'s time less server `base`'s.
+    let above = |i: usize, base: usize| -> Vec<f64> {
         times[i]
             .iter()
-            .zip(&times[0])
-            .map(|(with, bare)| with - bare)
+            .zip(&times[base])
+            .map(|(with, without)| with - without)
             .collect()
     };
+    let per_round = |i: usize| above(i, 0);
     println!("{threads} thread(s)\n");
     println!("| server | ns/request (median of {rounds} rounds) | added to bare, ns (median of per-round differences) |");
     println!("|---|---|---|");
@@ -154,6 +163,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "\nlimiter-tower's added cost / tower_governor's (median of per-round ratios): {:.2}",
         median(ratio)
+    );
+    let own: Vec<f64> = above(1, 3)
+        .iter()
+        .zip(above(2, 3))
+        .map(|(ours, theirs)| ours / theirs)
+        .collect();
+    println!(
+        "the same above the identity layer (each layer's own work): {:.2}",
+        median(own)
     );
     Ok(())
 }

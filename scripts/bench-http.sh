@@ -16,7 +16,6 @@ cargo build --release -q --example bench_http
 OURS="$TARGET/release/examples/bench_http"
 if [ -d "$PEER" ]; then
   PEER_TARGET=$(mktemp -d)
-  trap 'rm -rf "$PEER_TARGET"' EXIT
   CARGO_TARGET_DIR="$PEER_TARGET" cargo build --release -q --manifest-path "$PEER/Cargo.toml"
   THEIRS="$PEER_TARGET/release/tower-governor-http"
 fi
@@ -38,6 +37,9 @@ measure() { # name binary mode port
     "$(echo "$r" | awk '/Non-2xx/{print $NF}')" "$(cpu_per_request "$before" "$after" "$r")"
 }
 
+table=$(mktemp)
+trap 'rm -rf "${PEER_TARGET:-}" "$table"' EXIT
+{
 echo "| server                  |      req/s |      p50 |      p99 | non-2xx | server CPU µs/request |"
 echo "|---|---|---|---|---|---|"
 # RUNS rounds, each measuring every server once, so that the machine's drift spreads
@@ -51,3 +53,27 @@ for _ in $(seq "${RUNS:-1}"); do
     measure "tower_governor, denied"  "$THEIRS" deny  18085
   fi
 done
+} | tee "$table"
+
+# Ratios of req/s within each round, then their median (and range) over the rounds.
+echo
+awk -F'|' '
+  NR > 2 { name = $2; gsub(/^ +| +$/, "", name); rps[name, ++n[name]] = $3 + 0 }
+  function median(a, k,   i, j, t) {
+    for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+  }
+  function ratio(label, top, bottom,   k, i, r) {
+    k = n[top]; if (!k || !n[bottom]) return
+    for (i = 1; i <= k; i++) r[i] = rps[top, i] / rps[bottom, i]
+    m = median(r, k)
+    printf "%-44s %.3f (%.3f-%.3f over %d rounds)\n", label ":", m, r[1], r[k], k
+  }
+  END {
+    ratio("limiter-tower allowed / bare", "limiter-tower, allowed", "bare")
+    ratio("limiter-tower denied / bare", "limiter-tower, denied", "bare")
+    ratio("tower_governor allowed / bare", "tower_governor, allowed", "bare")
+    ratio("tower_governor denied / bare", "tower_governor, denied", "bare")
+    ratio("limiter-tower / tower_governor, allowing", "limiter-tower, allowed", "tower_governor, allowed")
+    ratio("limiter-tower / tower_governor, denying", "limiter-tower, denied", "tower_governor, denied")
+  }' "$table"

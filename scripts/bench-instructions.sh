@@ -5,6 +5,8 @@
 # cache miss, an atomic or a TSC read costs many cycles in one instruction, so read it
 # next to the timed tables in BENCHMARKS.md.
 #   bash scripts/bench-instructions.sh
+# The identity layer is the route behind Router::layer with a layer that does nothing:
+# axum's share of any layer's cost (it wraps and boxes each route's service again).
 # Each server runs alone (examples/layer_overhead --only), once with one round of 50,000
 # requests and once with two; the difference is one round's work, so set-up cancels out.
 # Counted against us: valgrind runs code about 50x slower while the TSC keeps real time,
@@ -32,11 +34,15 @@ per_request() { # server -> instructions per request
 bare=$(per_request bare)
 ours=$(per_request limiter-tower)
 theirs=$(per_request tower_governor)
-echo "| server | instructions/request | added to bare |"
-echo "|---|---|---|"
-echo "| bare | $bare | 0 |"
-echo "| limiter-tower | $ours | $((ours - bare)) |"
-echo "| tower_governor | $theirs | $((theirs - bare)) |"
+floor=$(per_request identity-layer)
+echo "| server | instructions/request | added to bare | added to the identity layer |"
+echo "|---|---|---|---|"
+echo "| bare | $bare | 0 | |"
+echo "| identity layer (axum's share) | $floor | $((floor - bare)) | 0 |"
+echo "| limiter-tower | $ours | $((ours - bare)) | $((ours - floor)) |"
+echo "| tower_governor | $theirs | $((theirs - bare)) | $((theirs - floor)) |"
 echo
 awk -v a=$((ours - bare)) -v b=$((theirs - bare)) \
   'BEGIN { printf "limiter-tower'\''s added instructions / tower_governor'\''s: %.2f\n", a / b }'
+awk -v a=$((ours - floor)) -v b=$((theirs - floor)) \
+  'BEGIN { printf "the same above the identity layer (each layer'\''s own work): %.2f\n", a / b }'
