@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::body::BodyKind;
+use crate::body::{BodyKind, SameBody};
 use crate::outcome::Stamp;
 
 /// What a decision that had to wait for the store (Redis) leads to.
@@ -25,7 +25,7 @@ type BoxedCheck<O> = Pin<Box<dyn Future<Output = Checked<O>> + Send>>;
 
 pin_project! {
     /// Response future of [`RateLimitService`](crate::RateLimitService).
-    pub struct ResponseFuture<F: Future, M> {
+    pub struct ResponseFuture<F: Future, M = SameBody> {
         #[pin]
         state: State<F>,
         // `fn() -> M`: the kind is a type-level choice, not something the future owns.
