@@ -4,6 +4,10 @@
 # everything, and the same for tower_governor (../shared/bench/peers/tower-governor-http),
 # all in one run with the same wrk settings: wrk -t1 -c64 -d${SECS:-8}s.
 #   RUNS=5 SECS=4 bash scripts/bench-http.sh
+# PAIR=allow measures only the two layers admitting everything, in alternating order
+# (ours first in odd rounds, tower_governor first in even ones), for many short rounds:
+# the closest comparison of the two that this machine's drift allows.
+#   PAIR=allow RUNS=40 SECS=2 bash scripts/bench-http.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -44,7 +48,18 @@ echo "| server                  |      req/s |      p50 |      p99 | non-2xx | s
 echo "|---|---|---|---|---|---|"
 # RUNS rounds, each measuring every server once, so that the machine's drift spreads
 # over all of them.
-for _ in $(seq "${RUNS:-1}"); do
+for round in $(seq "${RUNS:-1}"); do
+  if [ "${PAIR:-}" = allow ]; then
+    [ -n "${THEIRS:-}" ] || { echo "PAIR=allow needs the peer at $PEER" >&2; exit 1; }
+    if [ $((round % 2)) = 1 ]; then
+      measure "limiter-tower, allowed"  "$OURS" allow 18082
+      measure "tower_governor, allowed" "$THEIRS" allow 18084
+    else
+      measure "tower_governor, allowed" "$THEIRS" allow 18084
+      measure "limiter-tower, allowed"  "$OURS" allow 18082
+    fi
+    continue
+  fi
   measure "bare"                   "$OURS" bare  18081
   measure "limiter-tower, allowed" "$OURS" allow 18082
   measure "limiter-tower, denied"  "$OURS" deny  18083
@@ -63,11 +78,11 @@ awk -F'|' '
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
-  function ratio(label, top, bottom,   k, i, r) {
+  function ratio(label, top, bottom,   k, i, r, above) {
     k = n[top]; if (!k || !n[bottom]) return
-    for (i = 1; i <= k; i++) r[i] = rps[top, i] / rps[bottom, i]
+    for (i = 1; i <= k; i++) { r[i] = rps[top, i] / rps[bottom, i]; above += r[i] > 1 }
     m = median(r, k)
-    printf "%-44s %.3f (%.3f-%.3f over %d rounds)\n", label ":", m, r[1], r[k], k
+    printf "%-44s %.3f (%.3f-%.3f over %d rounds, above 1 in %d)\n", label ":", m, r[1], r[k], k, above
   }
   END {
     ratio("limiter-tower allowed / bare", "limiter-tower, allowed", "bare")
