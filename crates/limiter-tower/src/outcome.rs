@@ -46,14 +46,14 @@ pub(crate) enum Outcome {
 pub(crate) fn outcome(
     rule: &EndpointRule,
     failure_mode: &FailureMode,
-    result: Result<Decision, Error>,
+    result: &Result<Decision, Error>,
 ) -> (Outcome, Judgement) {
     match result {
         Ok(decision) => {
             let degraded = decision.is_degraded();
             if decision.is_allowed() {
                 let stamp = Stamp {
-                    fields: Figures::of(&decision).map(|f| rule.headers.render(&f)),
+                    fields: Figures::of(decision).map(|f| rule.headers.render(&f)),
                     degraded,
                 };
                 (Outcome::Allow(stamp), Judgement::allowed(degraded))
@@ -66,7 +66,7 @@ pub(crate) fn outcome(
                     Judgement::DegradedDenied,
                 )
             } else {
-                let mut response = denied(rule, &decision);
+                let mut response = denied(rule, decision);
                 if degraded {
                     // The local stand-in denied: its own figures, marked as such.
                     response

@@ -77,7 +77,7 @@ where
             .in_scope(|| store.check_now(&rule.policy, &key, cost));
         if let Some(result) = now {
             let cached = result.as_ref().is_ok_and(Decision::is_cached);
-            let (outcome, judgement) = outcome(rule, &rule.failure_mode, result);
+            let (outcome, judgement) = outcome(rule, &rule.failure_mode, &result);
             observation.finish(rule, kind, judgement, cached);
             return match outcome {
                 Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
@@ -99,7 +99,7 @@ where
                 .instrument(span)
                 .await;
             let cached = result.as_ref().is_ok_and(Decision::is_cached);
-            let (outcome, judgement) = outcome(&rule, &rule.failure_mode, result);
+            let (outcome, judgement) = outcome(&rule, &rule.failure_mode, &result);
             observation.finish(&rule, kind, judgement, cached);
             match outcome {
                 Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),
