@@ -172,9 +172,9 @@ impl Fields {
 /// layer's added cost went from 1.15–1.26x tower_governor's (four runs) to 1.00–1.06x
 /// (two runs, `THREADS=2 layer_overhead 15`, together with rendering the fields at the
 /// decision, which takes the rules' `Arc` out of the response future); a copy per
-/// response instead (an allocation) made the one-thread case 1.10–1.21x. The price: each distinct value is
-/// kept until the process exits, a few dozen bytes per window; reloading a file whose
-/// policies did not change adds nothing.
+/// response instead (an allocation) made the one-thread case 1.10–1.21x. The price:
+/// each distinct value is kept until the process exits, a few dozen bytes per window;
+/// reloading a file whose policies did not change adds nothing.
 fn interned(field: String) -> &'static str {
     static FIELDS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
     // A poisoned set is still a set of valid strings: keep using it.
