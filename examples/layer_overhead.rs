@@ -14,11 +14,11 @@
 //! between threads (the budget's state, counted references) then costs what it costs
 //! under contention. Times are per request on one thread (wall time / requests each).
 //!
-//! `identity-layer` is the route behind `Router::layer` with a layer that does nothing: the
-//! part of a layer's cost that is axum's, the same for both layers.
+//! `identity-layer` is the route behind `Router::layer` with a layer that does nothing:
+//! the part of a layer's cost that is axum's, the same for both layers.
 //!
-//! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor|identity-layer` runs one server alone
-//! and prints nothing: `scripts/bench-instructions.sh` counts its instructions per
+//! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor|identity-layer` runs
+//! one server alone and prints nothing: `scripts/bench-instructions.sh` counts its instructions per
 //! request under callgrind, a measure this machine's noise does not move.
 
 use std::net::SocketAddr;
