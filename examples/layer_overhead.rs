@@ -18,8 +18,9 @@
 //! the part of a layer's cost that is axum's, the same for both layers.
 //!
 //! `layer_overhead ROUNDS --only bare|limiter-tower|tower_governor|identity-layer` runs
-//! one server alone and prints nothing: `scripts/bench-instructions.sh` counts its instructions per
-//! request under callgrind, a measure this machine's noise does not move.
+//! one server alone and prints nothing: `scripts/bench-instructions.sh` counts its
+//! instructions per request under callgrind, a measure this machine's noise does not
+//! move.
 
 use std::net::SocketAddr;
 use std::path::Path;
