@@ -8,10 +8,18 @@
 # (ours first in odd rounds, tower_governor first in even ones), for many short rounds:
 # the closest comparison of the two that this machine's drift allows.
 #   PAIR=allow RUNS=40 SECS=2 bash scripts/bench-http.sh
+# PIN=1 gives each server one tokio worker pinned to CPU 1 and wrk CPU 0 (taskset): no
+# thread migrates and none contends for the budget, so req/s is one core's cost per
+# request, the layer's own work included. Combines with PAIR=allow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
 command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+SERVER_ON=() CLIENT_ON=()
+if [ "${PIN:-}" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs two CPUs" >&2; exit 1; }
+  SERVER_ON=(env TOKIO_WORKER_THREADS=1 taskset -c 1) CLIENT_ON=(taskset -c 0)
+fi
 PEER=${PEER:-../shared/bench/peers/tower-governor-http}
 SECS=${SECS:-8}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -28,11 +36,11 @@ fi
 
 measure() { # name binary mode port
   local name=$1 bin=$2 mode=$3 port=$4 pid r
-  MODE=$mode PORT=$port "$bin" & pid=$!
+  MODE=$mode PORT=$port "${SERVER_ON[@]}" "$bin" & pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
   local before after
   before=$(cpu_ticks "$pid")
-  r=$(wrk -t1 -c64 -d"${SECS}s" --latency "http://127.0.0.1:$port/" 2>&1)
+  r=$("${CLIENT_ON[@]}" wrk -t1 -c64 -d"${SECS}s" --latency "http://127.0.0.1:$port/" 2>&1)
   after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   printf '| %-23s | %10s | %8s | %8s | %8s | %6s |\n' "$name" \
