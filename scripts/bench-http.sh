@@ -8,9 +8,11 @@
 # (ours first in odd rounds, tower_governor first in even ones), for many short rounds:
 # the closest comparison of the two that this machine's drift allows.
 #   PAIR=allow RUNS=40 SECS=2 bash scripts/bench-http.sh
+# PAIR=bare does the same with both binaries serving the bare route: a check that the
+# two servers differ only by their layer (its ratio should be 1).
 # PIN=1 gives each server one tokio worker pinned to CPU 1 and wrk CPU 0 (taskset): no
 # thread migrates and none contends for the budget, so req/s is one core's cost per
-# request, the layer's own work included. Combines with PAIR=allow.
+# request, the layer's own work included. Combines with PAIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -57,14 +59,19 @@ echo "|---|---|---|---|---|---|"
 # RUNS rounds, each measuring every server once, so that the machine's drift spreads
 # over all of them.
 for round in $(seq "${RUNS:-1}"); do
-  if [ "${PAIR:-}" = allow ]; then
-    [ -n "${THEIRS:-}" ] || { echo "PAIR=allow needs the peer at $PEER" >&2; exit 1; }
+  if [ -n "${PAIR:-}" ]; then
+    [ -n "${THEIRS:-}" ] || { echo "PAIR needs the peer at $PEER" >&2; exit 1; }
+    case $PAIR in
+      allow) mine="limiter-tower, allowed" peers="tower_governor, allowed" ;;
+      bare) mine="bare" peers="tower_governor's bare" ;;
+      *) echo "PAIR must be allow or bare, not $PAIR" >&2; exit 1 ;;
+    esac
     if [ $((round % 2)) = 1 ]; then
-      measure "limiter-tower, allowed"  "$OURS" allow 18082
-      measure "tower_governor, allowed" "$THEIRS" allow 18084
+      measure "$mine"  "$OURS" "$PAIR" 18082
+      measure "$peers" "$THEIRS" "$PAIR" 18084
     else
-      measure "tower_governor, allowed" "$THEIRS" allow 18084
-      measure "limiter-tower, allowed"  "$OURS" allow 18082
+      measure "$peers" "$THEIRS" "$PAIR" 18084
+      measure "$mine"  "$OURS" "$PAIR" 18082
     fi
     continue
   fi
@@ -99,4 +106,5 @@ awk -F'|' '
     ratio("tower_governor denied / bare", "tower_governor, denied", "bare")
     ratio("limiter-tower / tower_governor, allowing", "limiter-tower, allowed", "tower_governor, allowed")
     ratio("limiter-tower / tower_governor, denying", "limiter-tower, denied", "tower_governor, denied")
+    ratio("our bare server / tower_governor'"'"'s", "bare", "tower_governor'"'"'s bare")
   }' "$table"
