@@ -123,6 +123,8 @@ pub struct Decision {
     pub(crate) degraded: bool,
     /// Answered by a [`DenialCache`](crate::DenialCache) from a denial it remembered.
     pub(crate) cached: bool,
+    /// Admitted in this process from units a [`Leased`](crate::Leased) store reserved.
+    pub(crate) leased: bool,
     pub(crate) windows: Windows,
 }
 
@@ -145,6 +147,7 @@ impl Decision {
             denied_by,
             degraded: false,
             cached: false,
+            leased: false,
             windows,
         }
     }
@@ -190,6 +193,13 @@ impl Decision {
     /// decision is always a denial.
     pub fn is_cached(&self) -> bool {
         self.cached
+    }
+
+    /// Whether the decision was admitted in this process from units that a
+    /// [`Leased`](crate::Leased) store had reserved in the shared store beforehand,
+    /// without a store round trip. Such a decision is always an admission.
+    pub fn is_leased(&self) -> bool {
+        self.leased
     }
 
     /// Every window's state, in the policy's order.

@@ -47,5 +47,6 @@ pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Limit, Policy, MAX_WINDOWS};
 pub use resilience::{BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder};
-pub use store::{DenialCache, DenialCacheBuilder};
+pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
+pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};
 pub use store::{MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store};

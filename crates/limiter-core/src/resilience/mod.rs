@@ -16,7 +16,7 @@ pub use self::fallback::FailureMode;
 use crate::decision::Decision;
 use crate::error::{Error, InvalidFailureMode, StoreError};
 use crate::policy::Policy;
-use crate::store::Store;
+use crate::store::{LeaseStore, Store};
 
 /// A store guarded by a deadline, a circuit breaker and a [`FailureMode`].
 ///
@@ -140,31 +140,52 @@ impl<S: Store> Guarded<S> {
             // Bad input is the caller's error, not a store failure.
             return Err(Error::EmptyKey);
         }
-        let inner = &self.inner;
-        if inner.breaker.state() != BreakerState::Open {
-            let start = Instant::now();
-            let outcome =
-                tokio::time::timeout(inner.deadline, inner.primary.check(policy, key, cost)).await;
-            let elapsed = start.elapsed();
-            metrics::histogram!("ratelimit_store_duration_seconds").record(elapsed.as_secs_f64());
-            let failure = match outcome {
-                Ok(Ok(decision)) => {
-                    self.record(CallResult::Success { elapsed });
-                    return Ok(decision);
-                }
-                Ok(Err(Error::Store(err))) => store_error_kind(&err),
-                Ok(Err(other)) => return Err(other),
-                Err(_) => "timeout",
-            };
-            metrics::counter!("ratelimit_store_errors_total", "kind" => failure).increment(1);
-            tracing::warn!(
-                kind = failure,
-                policy = policy.name(),
-                "rate-limit store call failed"
-            );
-            self.record(CallResult::Failure);
+        match self
+            .call(policy, || self.inner.primary.check(policy, key, cost))
+            .await
+        {
+            Ok(decision) => Ok(decision),
+            Err(Error::Store(_)) => Ok(self.fallback(policy, key, cost, mode)),
+            Err(other) => Err(other),
         }
-        Ok(self.fallback(policy, key, cost, mode))
+    }
+
+    /// Runs one call to the primary under the deadline and the breaker, recording its
+    /// outcome: a store failure, a missed deadline or an open breaker is a
+    /// [`StoreError`] (the caller's failure mode decides what follows); other errors
+    /// (bad input) pass through.
+    async fn call<T, F>(&self, policy: &Policy, call: impl FnOnce() -> F) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
+        let inner = &self.inner;
+        if inner.breaker.state() == BreakerState::Open {
+            return Err(StoreError::Unavailable("circuit breaker open".into()).into());
+        }
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(inner.deadline, call()).await;
+        let elapsed = start.elapsed();
+        metrics::histogram!("ratelimit_store_duration_seconds").record(elapsed.as_secs_f64());
+        let (failure, err) = match outcome {
+            Ok(Ok(value)) => {
+                self.record(CallResult::Success { elapsed });
+                return Ok(value);
+            }
+            Ok(Err(Error::Store(err))) => (store_error_kind(&err), err),
+            Ok(Err(other)) => return Err(other),
+            Err(_) => (
+                "timeout",
+                StoreError::Unavailable(format!("no answer within {:?}", inner.deadline)),
+            ),
+        };
+        metrics::counter!("ratelimit_store_errors_total", "kind" => failure).increment(1);
+        tracing::warn!(
+            kind = failure,
+            policy = policy.name(),
+            "rate-limit store call failed"
+        );
+        self.record(CallResult::Failure);
+        Err(err.into())
     }
 
     fn fallback(&self, policy: &Policy, key: &str, cost: u64, mode: &FailureMode) -> Decision {
@@ -262,5 +283,34 @@ impl<S: Store> Store for Guarded<S> {
 
     async fn ping(&self) -> Result<(), Error> {
         self.inner.primary.ping().await
+    }
+}
+
+/// Takes and refunds go through the deadline and the breaker like checks, but a failure
+/// is returned, not decided by the failure mode: [`Leased`](crate::Leased) then decides
+/// the request through [`Store::check`], where the failure mode applies.
+impl<S: LeaseStore> LeaseStore for Guarded<S> {
+    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<(Decision, i64), Error> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        self.call(policy, || self.inner.primary.take(policy, key, units))
+            .await
+    }
+
+    async fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> Result<(), Error> {
+        self.call(policy, || {
+            self.inner
+                .primary
+                .refund(policy, key, taken, unused, taken_at_us)
+        })
+        .await
     }
 }

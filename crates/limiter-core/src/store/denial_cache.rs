@@ -27,13 +27,11 @@
 //! two clocks' offset does not matter.
 
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use quick_cache::sync::Cache;
-use quick_cache::Equivalent;
 
+use super::policy_key::{PolicyKey, PolicyKeyRef};
 use super::Store;
 use crate::clock::{Clock, MonotonicClock};
 use crate::decision::{Decision, Verdict};
@@ -93,7 +91,7 @@ impl<S: Store, C: Clock> Clone for DenialCache<S, C> {
 struct Inner<S, C> {
     store: S,
     clock: C,
-    denials: Cache<CacheKey, Arc<Denial>>,
+    denials: Cache<PolicyKey, Arc<Denial>>,
 }
 
 /// A remembered denial.
@@ -107,36 +105,6 @@ struct Denial {
     /// The policy the store decided under; its limits must match for a hit.
     policy: Policy,
     decision: Decision,
-}
-
-/// The map's key: policy name and rate-limit key. Hashed as the two strings, so that a
-/// [`Probe`] of borrowed strings finds it without allocating.
-#[derive(PartialEq, Eq)]
-struct CacheKey {
-    policy: Arc<str>,
-    key: CompactString,
-}
-
-impl Hash for CacheKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Probe {
-            policy: &self.policy,
-            key: &self.key,
-        }
-        .hash(state);
-    }
-}
-
-#[derive(Hash)]
-struct Probe<'a> {
-    policy: &'a str,
-    key: &'a str,
-}
-
-impl Equivalent<CacheKey> for Probe<'_> {
-    fn equivalent(&self, other: &CacheKey) -> bool {
-        self.policy == &*other.policy && self.key == other.key.as_str()
-    }
 }
 
 /// Configures a [`DenialCache`].
@@ -299,10 +267,7 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
             // A peek reports the state and must see the store's own figures.
             return None;
         }
-        let probe = Probe {
-            policy: policy.name(),
-            key,
-        };
+        let probe = PolicyKeyRef::new(policy, key);
         let denial = self.inner.denials.get(&probe)?;
         if now >= denial.until_us || denial.policy.limits() != policy.limits() {
             // Expired, or made under limits since reloaded: of no further use.
@@ -328,10 +293,7 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
         if decision.is_allowed() {
             // The key has room again (for some cost): a remembered denial is likely stale.
             // Dropping one that was still valid only costs a store call later.
-            self.inner.denials.remove(&Probe {
-                policy: policy.name(),
-                key,
-            });
+            self.inner.denials.remove(&PolicyKeyRef::new(policy, key));
             return;
         }
         let Some(retry) = decision.retry_after() else {
@@ -348,13 +310,9 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
             policy: policy.clone(),
             decision: decision.clone(),
         };
-        self.inner.denials.insert(
-            CacheKey {
-                policy: Arc::clone(policy.shared_name()),
-                key: CompactString::from(key),
-            },
-            Arc::new(denial),
-        );
+        self.inner
+            .denials
+            .insert(PolicyKey::new(policy, key), Arc::new(denial));
     }
 }
 

@@ -1,13 +1,18 @@
 //! Where window state lives. One [`Store::check`] call decides every window of a policy
 //! atomically: one critical section in memory, one script round trip on Redis.
 
+mod batched;
 mod denial_cache;
+mod leased;
 mod memory;
+mod policy_key;
 mod redis;
 
 use std::future::Future;
 
+pub use self::batched::{Batched, BatchedBuilder};
 pub use self::denial_cache::{DenialCache, DenialCacheBuilder};
+pub use self::leased::{LeaseStats, Leased, LeasedBuilder};
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 use crate::decision::Decision;
@@ -49,5 +54,53 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
         (**self).ping()
+    }
+}
+
+/// A store that can reserve units for admission elsewhere and take back what was not
+/// used: what [`Leased`] needs of the store it wraps. Implemented by [`RedisStore`],
+/// [`Batched`] and [`Guarded`](crate::Guarded) over either.
+pub trait LeaseStore: Store {
+    /// Decides `units` for `key` like [`Store::check`], and also returns the store's
+    /// clock (µs) at the decision, which a later [`refund`](LeaseStore::refund) names.
+    fn take(
+        &self,
+        policy: &Policy,
+        key: &str,
+        units: u64,
+    ) -> impl Future<Output = Result<(Decision, i64), Error>> + Send;
+
+    /// Gives back `unused` of the `taken` units that an admitted [`take`](LeaseStore::take)
+    /// at store time `taken_at_us` consumed, in each window where the algorithm can tell
+    /// them apart from later usage (never more than was taken).
+    fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+impl<S: LeaseStore> LeaseStore for std::sync::Arc<S> {
+    fn take(
+        &self,
+        policy: &Policy,
+        key: &str,
+        units: u64,
+    ) -> impl Future<Output = Result<(Decision, i64), Error>> + Send {
+        (**self).take(policy, key, units)
+    }
+
+    fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).refund(policy, key, taken, unused, taken_at_us)
     }
 }

@@ -5,27 +5,38 @@
 //!
 //! ```text
 //! <prefix>{<policy>:<identity>}:<window index><algorithm tag>
-//!   e.g. rl:{api:user-42}:0g   GCRA: string, the theoretical arrival time (us)
+//!   e.g. rl:{api:user-42}:0g   GCRA: string "<tat>:<emission>", e.g.
+//!                              "1795445091905492:12000000"
 //!        rl:{api:user-42}:1s   sliding counter: hash s (window start), c, p (counts)
 //!        rl:{api:user-42}:2f   fixed / calendar window: hash s (window start), n (count)
 //!        rl:{api:user-42}:3l   sliding log: zset, member "seq:cost" scored by time (us)
 //!        rl:{api:user-42}:3m   its meta hash: n (sum of costs), q (member sequence)
 //! ```
+//!
+//! The GCRA value is the theoretical arrival time and the emission interval it was
+//! written under, both integer microseconds in decimal (exact below 2^53, the script's
+//! doubles). The interval lets a policy reload that changes the rate keep the units used:
+//! the script re-expresses the backlog `tat - now` under the new interval (`backlog /
+//! old * new`, as `Gcra::rebase` does in memory) and writes it back. A value holding only
+//! the arrival time (written before the interval was stored) reads under the current
+//! interval. Every key's TTL is when its state no longer matters: for GCRA, the backlog.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::Script;
+mod batch;
+mod refund;
+mod scripts;
 
-use super::Store;
+pub(crate) use self::batch::{BatchEntry, Decided};
+use self::scripts::{ScriptClock, Scripts};
+use super::{LeaseStore, Store};
 use crate::decision::{Decision, Verdict, WindowState, Windows};
 use crate::error::{Error, StoreError};
 use crate::key;
 use crate::policy::{Algorithm, Limit, Policy};
-
-const SCRIPT: &str = include_str!("decide.lua");
 
 /// A store on Redis (standalone or Cluster): exact across any number of instances.
 ///
@@ -51,9 +62,22 @@ const SCRIPT: &str = include_str!("decide.lua");
 pub struct RedisStore {
     conn: Connection,
     prefix: Arc<str>,
-    script: Arc<Script>,
+    scripts: Arc<Scripts>,
     #[cfg(feature = "test-clock")]
     script_clock: Option<Arc<dyn crate::Clock>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let connection = match self.conn {
+            Connection::Single(_) => "standalone",
+            Connection::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("connection", &connection)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -91,10 +115,7 @@ impl RedisStore {
         // Redis expires keys on its own clock, which the injected one outruns or lags:
         // under the test clock keys live ten minutes longer, so that only the script's
         // own arithmetic decides (key expiry is tested on the production script).
-        let script = SCRIPT
-            .replace("--[[CLOCK]]", "now = tonumber(ARGV[#ARGV])")
-            .replace("local TTL_EXTRA = 0", "local TTL_EXTRA = 600000");
-        self.script = Arc::new(Script::new(&script));
+        self.scripts = Arc::new(Scripts::new(ScriptClock::Injected));
         self.script_clock = Some(Arc::new(clock));
         self
     }
@@ -103,8 +124,14 @@ impl RedisStore {
         let key = key::normalize(key)?;
         let cmd = self.evalsha(policy, &key, cost);
         let reply = match &self.conn {
-            Connection::Single(conn) => self.run(&cmd, &mut conn.clone()).await,
-            Connection::Cluster(conn) => self.run(&cmd, &mut conn.clone()).await,
+            Connection::Single(conn) => {
+                self.run(&self.scripts.decide, &cmd, &mut conn.clone())
+                    .await
+            }
+            Connection::Cluster(conn) => {
+                self.run(&self.scripts.decide, &cmd, &mut conn.clone())
+                    .await
+            }
         }
         .map_err(store_error)?;
         parse_reply(policy, &reply)
@@ -115,16 +142,24 @@ impl RedisStore {
     /// its own first.
     fn evalsha(&self, policy: &Policy, key: &str, cost: u64) -> ::redis::Cmd {
         let limits = policy.limits();
-        let logs = limits
-            .iter()
-            .filter(|l| matches!(l.algo(), Algorithm::SlidingLog))
-            .count();
-        let keys = limits.len() + logs;
+        let keys = key_count(policy);
         let mut cmd = ::redis::Cmd::with_capacity(
             5 + keys + 4 * limits.len(),
             64 + keys * (self.prefix.len() + policy.name().len() + key.len() + 8),
         );
-        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(keys);
+        cmd.arg("EVALSHA")
+            .arg(self.scripts.decide.get_hash())
+            .arg(keys);
+        self.push_keys(&mut cmd, policy, key);
+        cmd.arg(cost);
+        push_policy_args(&mut cmd, policy);
+        #[cfg(feature = "test-clock")]
+        self.push_script_clock(&mut cmd);
+        cmd
+    }
+
+    /// The keys of `key`'s windows under `policy`, in the scripts' order.
+    fn push_keys(&self, cmd: &mut ::redis::Cmd, policy: &Policy, key: &str) {
         let mut name =
             String::with_capacity(self.prefix.len() + policy.name().len() + key.len() + 8);
         name.push_str(&self.prefix);
@@ -134,7 +169,7 @@ impl RedisStore {
         name.push_str(key);
         name.push_str("}:");
         let base = name.len();
-        for (i, limit) in limits.iter().enumerate() {
+        for (i, limit) in policy.limits().iter().enumerate() {
             name.truncate(base);
             let _ = write!(name, "{i}{}", limit.algo().tag());
             cmd.arg(&name);
@@ -144,31 +179,20 @@ impl RedisStore {
                 cmd.arg(&name);
             }
         }
-        cmd.arg(cost);
-        match limits {
-            // The script's shorter form for its fast path: fewer arguments to parse.
-            [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => {
-                cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
-            }
-            _ => {
-                cmd.arg(limits.len());
-                for limit in limits {
-                    let (code, max, window, period) = script_args(limit);
-                    cmd.arg(code).arg(max).arg(window).arg(period);
-                }
-            }
-        }
-        #[cfg(feature = "test-clock")]
+    }
+
+    #[cfg(feature = "test-clock")]
+    fn push_script_clock(&self, cmd: &mut ::redis::Cmd) {
         if let Some(clock) = &self.script_clock {
             cmd.arg(clock.now_us());
         }
-        cmd
     }
 
     /// Runs the script; after `NOSCRIPT` (a restarted or flushed Redis) loads it and
     /// runs it again.
     async fn run<C: ::redis::aio::ConnectionLike>(
         &self,
+        script: &::redis::Script,
         cmd: &::redis::Cmd,
         conn: &mut C,
     ) -> ::redis::RedisResult<Vec<i64>> {
@@ -176,11 +200,47 @@ impl RedisStore {
             Err(err)
                 if err.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
             {
-                self.script.prepare_invoke().load_async(conn).await?;
+                script.prepare_invoke().load_async(conn).await?;
                 cmd.query_async(conn).await
             }
             result => result,
         }
+    }
+}
+
+/// Keys a decision of `policy` sends: one per window, two for a sliding log.
+fn key_count(policy: &Policy) -> usize {
+    policy.limits().len()
+        + policy
+            .limits()
+            .iter()
+            .filter(|l| matches!(l.algo(), Algorithm::SlidingLog))
+            .count()
+}
+
+/// decide.lua's arguments after the cost: the short form for one GCRA window, otherwise
+/// the window count and four arguments per window.
+fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
+    match policy.limits() {
+        // The script's shorter form for its fast path: fewer arguments to parse.
+        [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => {
+            cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
+        }
+        limits => {
+            cmd.arg(limits.len());
+            for limit in limits {
+                let (code, max, window, period) = script_args(limit);
+                cmd.arg(code).arg(max).arg(window).arg(period);
+            }
+        }
+    }
+}
+
+/// How many arguments [`push_policy_args`] sends.
+fn policy_arg_count(policy: &Policy) -> usize {
+    match policy.limits() {
+        [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => 3,
+        limits => 1 + 4 * limits.len(),
     }
 }
 
@@ -249,7 +309,7 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             conn,
             prefix: self.prefix.into(),
-            script: Arc::new(Script::new(SCRIPT)),
+            scripts: Arc::new(Scripts::new(ScriptClock::Redis)),
             #[cfg(feature = "test-clock")]
             script_clock: None,
         })
@@ -289,5 +349,32 @@ impl Store for RedisStore {
             Connection::Cluster(conn) => ping.query_async::<()>(&mut conn.clone()).await,
         }
         .map_err(store_error)
+    }
+}
+
+impl LeaseStore for RedisStore {
+    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<Decided, Error> {
+        let key = key::normalize(key)?;
+        let entry = BatchEntry {
+            policy,
+            key: &key,
+            costs: &[units],
+        };
+        let mut decided = self.decide_batch(std::slice::from_ref(&entry)).await?;
+        decided
+            .pop()
+            .ok_or_else(|| StoreError::Protocol("batch script replied nothing".into()).into())
+    }
+
+    async fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> Result<(), Error> {
+        self.refund_units(policy, key, taken, unused, taken_at_us)
+            .await
     }
 }

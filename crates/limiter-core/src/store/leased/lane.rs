@@ -1,0 +1,196 @@
+//! One (policy, key)'s local state under [`Leased`](super::Leased): the lease it holds,
+//! its recent demand, and what the store last said about its room.
+
+use compact_str::CompactString;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant};
+
+use super::LeaseConfig;
+use crate::decision::Decision;
+use crate::policy::Policy;
+
+/// A key's lane: its lease and the requests waiting for one.
+pub(super) struct Lane {
+    pub(super) policy: Policy,
+    pub(super) key: CompactString,
+    /// How long a lease of this policy may be used after it was asked for.
+    pub(super) lifetime: Duration,
+    pub(super) state: Mutex<LaneState>,
+    /// Wakes the requests that wait for a take in flight.
+    pub(super) taken: Notify,
+}
+
+pub(super) struct LaneState {
+    pub(super) lease: Option<Lease>,
+    /// A take is in flight: other requests wait for it instead of all asking the store.
+    pub(super) taking: bool,
+    demand: Demand,
+    /// The units the tightest window had left above its reserve at the latest decision
+    /// the store made for this key; `None` before the first.
+    room: Option<u64>,
+}
+
+/// Units a lease holds for local admission.
+pub(super) struct Lease {
+    pub(super) id: u64,
+    /// Units not yet admitted.
+    pub(super) left: u64,
+    /// Units the take consumed (the asking request's cost included).
+    pub(super) taken: u64,
+    /// The store's clock at the take, which a refund names.
+    pub(super) taken_at_us: i64,
+    /// Read before the take was sent: the store decided at this moment or later.
+    pub(super) asked_at: Instant,
+    pub(super) expires_at: Instant,
+    /// The store's decision on the take; local decisions are it, moved on.
+    decision: Decision,
+}
+
+/// Units requested in the current and the previous period of one lease lifetime.
+struct Demand {
+    period_start: Instant,
+    current: u64,
+    previous: u64,
+}
+
+impl Lane {
+    pub(super) fn new(policy: &Policy, key: &str, config: &LeaseConfig, now: Instant) -> Lane {
+        Lane {
+            policy: policy.clone(),
+            key: CompactString::from(key),
+            lifetime: config.lifetime_for(policy),
+            state: Mutex::new(LaneState {
+                lease: None,
+                taking: false,
+                demand: Demand {
+                    period_start: now,
+                    current: 0,
+                    previous: 0,
+                },
+                room: None,
+            }),
+            taken: Notify::new(),
+        }
+    }
+}
+
+impl LaneState {
+    /// Counts a request's cost towards the key's demand.
+    pub(super) fn count(&mut self, now: Instant, cost: u64, lifetime: Duration) {
+        let demand = &mut self.demand;
+        let elapsed = now.saturating_duration_since(demand.period_start);
+        if elapsed >= lifetime {
+            // A period with no request in between leaves no demand behind.
+            demand.previous = if elapsed >= 2 * lifetime {
+                0
+            } else {
+                demand.current
+            };
+            demand.current = 0;
+            demand.period_start = now;
+        }
+        demand.current = demand.current.saturating_add(cost);
+    }
+
+    /// Admits `cost` from the lease if it is still valid and holds enough; the decision
+    /// and how long ago the lease was asked for.
+    pub(super) fn admit(&mut self, now: Instant, cost: u64) -> Option<(Decision, Duration)> {
+        let lease = self.lease.as_mut()?;
+        if now >= lease.expires_at || lease.left < cost {
+            return None;
+        }
+        lease.left -= cost;
+        Some((
+            lease.view(now),
+            now.saturating_duration_since(lease.asked_at),
+        ))
+    }
+
+    /// How many units beyond `cost` a take should reserve now; 0 for none. A lease covers
+    /// the key's demand over one lifetime, and at most half of the room above the
+    /// reserve that the store last reported (other instances share that room, and the
+    /// reserve, the last part of every window, is always decided by the store).
+    pub(super) fn lease_size(&self, cost: u64, config: &LeaseConfig) -> u64 {
+        let Some(room) = self.room else {
+            return 0;
+        };
+        let demand = self.demand.current.max(self.demand.previous);
+        if demand < config.min_demand {
+            return 0;
+        }
+        let size = demand
+            .min(room.saturating_sub(cost) / 2)
+            .min(config.max_units);
+        if size < config.min_units {
+            0
+        } else {
+            size
+        }
+    }
+
+    /// Learns the key's room from a decision the store made.
+    pub(super) fn observe(&mut self, decision: &Decision, reserve: f64) {
+        if decision.is_degraded() || decision.is_cached() || decision.is_leased() {
+            return;
+        }
+        self.room = decision
+            .windows()
+            .iter()
+            .map(|w| {
+                let keep = (w.limit() as f64 * reserve).ceil() as u64;
+                w.remaining().saturating_sub(keep)
+            })
+            .min();
+    }
+
+    /// Installs a new lease; returns the one it replaces.
+    pub(super) fn install(&mut self, lease: Lease) -> Option<Lease> {
+        self.lease.replace(lease)
+    }
+
+    /// Takes the lease `id` out if it is still the lane's.
+    pub(super) fn end(&mut self, id: u64) -> Option<Lease> {
+        if self.lease.as_ref().is_some_and(|l| l.id == id) {
+            self.lease.take()
+        } else {
+            None
+        }
+    }
+}
+
+impl Lease {
+    pub(super) fn new(
+        id: u64,
+        units: u64,
+        taken: u64,
+        taken_at_us: i64,
+        asked_at: Instant,
+        lifetime: Duration,
+        decision: Decision,
+    ) -> Lease {
+        Lease {
+            id,
+            left: units,
+            taken,
+            taken_at_us,
+            asked_at,
+            expires_at: asked_at + lifetime,
+            decision,
+        }
+    }
+
+    /// The decision for a request admitted from this lease at `now`: the take's, with the
+    /// lease's units still available and the reset times moved on.
+    pub(super) fn view(&self, now: Instant) -> Decision {
+        let elapsed = u64::try_from(now.saturating_duration_since(self.asked_at).as_micros())
+            .unwrap_or(u64::MAX);
+        let mut decision = self.decision.clone();
+        decision.leased = true;
+        for window in decision.windows.iter_mut() {
+            window.remaining = window.remaining.saturating_add(self.left).min(window.limit);
+            window.reset_after_us = window.reset_after_us.saturating_sub(elapsed);
+        }
+        decision
+    }
+}

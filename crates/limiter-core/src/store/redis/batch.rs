@@ -1,0 +1,110 @@
+//! Many decisions in one script call: `batch.lua`, the wrapper that runs `decide.lua` for
+//! every cost of every entry.
+
+use super::{
+    key_count, parse_reply, policy_arg_count, push_policy_args, store_error, Connection, RedisStore,
+};
+use crate::decision::Decision;
+use crate::error::{Error, StoreError};
+use crate::policy::Policy;
+
+/// Every cost, in arrival order, for one (normalized) key under one policy.
+pub(crate) struct BatchEntry<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) key: &'a str,
+    pub(crate) costs: &'a [u64],
+}
+
+/// A decision and the store time (Redis `TIME`, µs) it was made at.
+pub(crate) type Decided = (Decision, i64);
+
+impl RedisStore {
+    /// Decides every entry's costs, entries in order and each entry's costs in order,
+    /// each exactly as [`Store::check`](crate::Store::check) would one by one. Returns
+    /// one decision per cost, in that order.
+    ///
+    /// On a standalone Redis the whole batch is one call. On a Cluster a script's keys
+    /// must share a slot, so each entry (whose keys share a hash tag) is its own call;
+    /// the calls travel together over the cluster connection's pipelined connections.
+    pub(crate) async fn decide_batch(
+        &self,
+        entries: &[BatchEntry<'_>],
+    ) -> Result<Vec<Decided>, Error> {
+        match &self.conn {
+            Connection::Single(conn) => self.call_batch(entries, &mut conn.clone()).await,
+            Connection::Cluster(conn) => {
+                let calls = entries.iter().map(|entry| {
+                    let mut conn = conn.clone();
+                    async move {
+                        self.call_batch(std::slice::from_ref(entry), &mut conn)
+                            .await
+                    }
+                });
+                let mut decided = Vec::with_capacity(entries.len());
+                for result in futures_util::future::join_all(calls).await {
+                    decided.extend(result?);
+                }
+                Ok(decided)
+            }
+        }
+    }
+
+    async fn call_batch<C: redis::aio::ConnectionLike>(
+        &self,
+        entries: &[BatchEntry<'_>],
+        conn: &mut C,
+    ) -> Result<Vec<Decided>, Error> {
+        let cmd = self.batch_cmd(entries);
+        let reply = self
+            .run(&self.scripts.batch, &cmd, conn)
+            .await
+            .map_err(store_error)?;
+        parse_batch(entries, &reply)
+    }
+
+    fn batch_cmd(&self, entries: &[BatchEntry<'_>]) -> redis::Cmd {
+        let keys: usize = entries.iter().map(|e| key_count(e.policy)).sum();
+        let mut cmd = redis::Cmd::with_capacity(4 + keys * 2 + entries.len() * 8, 64 * keys);
+        cmd.arg("EVALSHA")
+            .arg(self.scripts.batch.get_hash())
+            .arg(keys);
+        for entry in entries {
+            self.push_keys(&mut cmd, entry.policy, entry.key);
+        }
+        cmd.arg(entries.len());
+        for entry in entries {
+            cmd.arg(key_count(entry.policy))
+                .arg(policy_arg_count(entry.policy))
+                .arg(entry.costs.len());
+            for cost in entry.costs {
+                cmd.arg(*cost);
+            }
+            push_policy_args(&mut cmd, entry.policy);
+        }
+        #[cfg(feature = "test-clock")]
+        self.push_script_clock(&mut cmd);
+        cmd
+    }
+}
+
+fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>, Error> {
+    let Some((&now, mut rest)) = reply.split_first() else {
+        return Err(StoreError::Protocol("batch script replied nothing".into()).into());
+    };
+    let mut decided = Vec::with_capacity(entries.iter().map(|e| e.costs.len()).sum());
+    for entry in entries {
+        let len = 1 + 3 * entry.policy.limits().len();
+        for _ in entry.costs {
+            if rest.len() < len {
+                return Err(StoreError::Protocol("batch script replied too little".into()).into());
+            }
+            let (one, more) = rest.split_at(len);
+            decided.push((parse_reply(entry.policy, one)?, now));
+            rest = more;
+        }
+    }
+    if !rest.is_empty() {
+        return Err(StoreError::Protocol("batch script replied too much".into()).into());
+    }
+    Ok(decided)
+}
