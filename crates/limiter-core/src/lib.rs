@@ -45,7 +45,7 @@ pub use decision::{Decision, Verdict, WindowState};
 pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
-pub use policy::{Algorithm, Limit, Policy, MAX_WINDOWS};
+pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};
 pub use resilience::{BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder};
 pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};

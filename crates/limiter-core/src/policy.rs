@@ -209,6 +209,31 @@ pub struct Policy {
     /// instead of hashing the name on every decision.
     name_hash: u64,
     limits: Arc<[Limit]>,
+    leasing: Leasing,
+}
+
+/// Whether and how a [`Leased`](crate::Leased) store may lease a policy's keys.
+///
+/// ```
+/// use std::time::Duration;
+/// use limiter_core::{Leasing, Limit, Policy};
+///
+/// let policy = Policy::new("pay", vec![Limit::new(10, Duration::from_secs(60))])
+///     .unwrap()
+///     .with_leasing(Leasing::Off);
+/// assert_eq!(policy.leasing(), Leasing::Off);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Leasing {
+    /// As the store is configured (the default).
+    #[default]
+    Store,
+    /// Never: the store decides every request of this policy.
+    Off,
+    /// With this lifetime instead of the store's (still at most 1/20 of the policy's
+    /// shortest window).
+    Lifetime(Duration),
 }
 
 impl Policy {
@@ -246,7 +271,20 @@ impl Policy {
             name: Arc::from(name),
             name_hash: foldhash::fast::FixedState::with_seed(0x5eed_cafe).hash_one(name),
             limits: limits.into(),
+            leasing: Leasing::Store,
         })
+    }
+
+    /// Sets whether and how a [`Leased`](crate::Leased) store may lease this policy's
+    /// keys (default [`Leasing::Store`]). Stores without leases ignore it.
+    pub fn with_leasing(mut self, leasing: Leasing) -> Self {
+        self.leasing = leasing;
+        self
+    }
+
+    /// Whether and how this policy's keys may be leased.
+    pub fn leasing(&self) -> Leasing {
+        self.leasing
     }
 
     /// The policy's name; part of every storage key, so usage survives a policy reload.

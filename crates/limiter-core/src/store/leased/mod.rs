@@ -21,7 +21,7 @@ use super::policy_key::{PolicyKey, PolicyKeyRef};
 use super::{LeaseStore, Store};
 use crate::decision::Decision;
 use crate::error::Error;
-use crate::policy::Policy;
+use crate::policy::{Leasing, Policy};
 
 /// A [`LeaseStore`] wrapper that admits requests for hot keys from quota leased in the
 /// shared store.
@@ -108,15 +108,21 @@ pub(crate) struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// The lifetime of a policy's leases: the configured one, at most 1/20 of the
-    /// shortest window, so that units consumed early stay a small part of any window.
+    /// The lifetime of a policy's leases: the configured one (or the policy's own), at
+    /// most 1/20 of the shortest window, so that units consumed early stay a small part
+    /// of any window; zero when the policy is never leased.
     fn lifetime_for(&self, policy: &Policy) -> Duration {
+        let lifetime = match policy.leasing() {
+            Leasing::Off => return Duration::ZERO,
+            Leasing::Lifetime(lifetime) => lifetime,
+            _ => self.lifetime,
+        };
         policy
             .limits()
             .iter()
             .map(|l| l.window() / 20)
             .min()
-            .map_or(self.lifetime, |w| w.min(self.lifetime))
+            .map_or(lifetime, |w| w.min(lifetime))
     }
 }
 
@@ -220,7 +226,8 @@ impl<S: LeaseStore> Leased<S> {
         }
     }
 
-    /// The lifetime of `policy`'s leases (see [`LeasedBuilder::lifetime`]).
+    /// The lifetime of `policy`'s leases (see [`LeasedBuilder::lifetime`] and
+    /// [`Policy::with_leasing`]); zero for a policy never leased.
     pub fn lifetime(&self, policy: &Policy) -> Duration {
         self.shared.config.lifetime_for(policy)
     }
@@ -234,11 +241,11 @@ impl<S: LeaseStore> Leased<S> {
         let lanes = &self.shared.lanes;
         let probe = PolicyKeyRef::new(policy, key);
         if let Some(lane) = lanes.get(&probe) {
-            if lane.policy.limits() == policy.limits() {
+            if lane.policy == *policy {
                 return lane;
             }
         }
-        // New, or made under limits since reloaded: the old lane's lease still ends and
+        // New, or made under a policy since reloaded: the old lane's lease still ends and
         // is given back under the limits it was taken with.
         let lane = Arc::new(Lane::new(policy, key, &self.shared.config, now));
         lanes.insert(PolicyKey::new(policy, key), Arc::clone(&lane));
@@ -246,8 +253,9 @@ impl<S: LeaseStore> Leased<S> {
     }
 
     async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        if cost == 0 || key.is_empty() {
-            // A peek reports the store's own figures; an empty key is the store's error.
+        if cost == 0 || key.is_empty() || policy.leasing() == Leasing::Off {
+            // A peek reports the store's own figures; an empty key is the store's error;
+            // a policy never leased needs no state here.
             return self.shared.store.check(policy, key, cost).await;
         }
         let lane = self.lane(policy, key, Instant::now());
@@ -273,7 +281,12 @@ impl<S: LeaseStore> Leased<S> {
                         Step::Wait
                     }
                 } else {
-                    match state.lease_size(cost, &self.shared.config) {
+                    let units = if lane.lifetime.is_zero() {
+                        0
+                    } else {
+                        state.lease_size(cost, &self.shared.config)
+                    };
+                    match units {
                         0 => Step::Check,
                         units => {
                             state.taking = true;
