@@ -1,6 +1,7 @@
 //! Hot reload on a live server: no request fails while policies are swapped under load,
-//! usage survives a changed limit, an invalid file keeps the running policies, and the
-//! watcher follows write-and-rename, ConfigMap-style symlink swaps and SIGHUP.
+//! usage survives a changed limit (in units, for GCRA too, on both stores), an invalid
+//! file keeps the running policies, and the watcher follows write-and-rename,
+//! ConfigMap-style symlink swaps and SIGHUP.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use limiter::tower::config::{ReloadEvent, Reloader};
 use limiter::tower::RateLimitLayer;
+use redis_harness::RedisServer;
 use tokio::sync::watch;
 
 fn policy(max: u64) -> String {
@@ -108,6 +110,55 @@ async fn reload_under_load_fails_no_request_and_keeps_usage() {
     assert!(reloader.reload().unwrap());
     let statuses: Vec<u16> = futures_statuses(&client, &url, 5).await;
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+}
+
+/// `max` per minute on the default algorithm (GCRA), after the `store` section given.
+fn gcra_policy(store: &str, max: u64) -> String {
+    format!(
+        "{store}endpoints:\n  - {{ path: /a, name: a, scopes: [global], limits: [{{ name: m, max: {max}, window: 60s }}] }}\n"
+    )
+}
+
+/// GCRA keeps time, not counts: the usage must be re-read in units when the rate changes.
+async fn gcra_reload_keeps_units(store: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policies.yaml");
+    std::fs::write(&path, gcra_policy(store, 5)).unwrap();
+    let layer = from_file(&path).await;
+    let reloader = layer.reloader(&path);
+    let addr = common::serve(layer, "127.0.0.1:0").await;
+    let (client, url) = (common::client(), format!("http://{addr}/a"));
+    let statuses = futures_statuses(&client, &url, 6).await;
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 429]);
+
+    std::fs::write(&path, gcra_policy(store, 8)).unwrap();
+    assert!(reloader.reload().unwrap());
+    let statuses = futures_statuses(&client, &url, 4).await;
+    assert_eq!(statuses, vec![200, 200, 200, 429], "5 of 8 used: 3 more");
+
+    // 8 used: lowered to 6, none; raised back to 10, two.
+    std::fs::write(&path, gcra_policy(store, 6)).unwrap();
+    assert!(reloader.reload().unwrap());
+    assert_eq!(get(&client, &url).await, 429);
+    std::fs::write(&path, gcra_policy(store, 10)).unwrap();
+    assert!(reloader.reload().unwrap());
+    let statuses = futures_statuses(&client, &url, 3).await;
+    assert_eq!(statuses, vec![200, 200, 429], "8 of 10 used: 2 more");
+}
+
+#[tokio::test]
+async fn raised_gcra_limit_gives_its_headroom_at_once() {
+    gcra_reload_keeps_units("").await;
+}
+
+#[tokio::test]
+async fn raised_gcra_limit_gives_its_headroom_at_once_on_redis() {
+    let redis = RedisServer::spawn();
+    let store = format!(
+        "store: {{ kind: redis, url: \"{}\", key_prefix: \"reload:\" }}\n",
+        redis.url()
+    );
+    gcra_reload_keeps_units(&store).await;
 }
 
 async fn futures_statuses(client: &reqwest::Client, url: &str, n: usize) -> Vec<u16> {

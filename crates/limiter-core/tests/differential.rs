@@ -1,12 +1,14 @@
-//! Differential property test: random sequences of (key, cost, time step) give identical
-//! decisions on the in-memory store (Rust algorithms) and on Redis (the Lua script), for
-//! every algorithm and for a policy mixing them all.
+//! Differential property test: random sequences of (key, cost, time step, policy reload)
+//! give identical decisions on the in-memory store (Rust algorithms) and on Redis (the
+//! Lua script), for every algorithm and for a policy mixing them all. A reload swaps in
+//! the policy with every `max` (and GCRA `burst`) changed, under the same name, so that
+//! state written under one rate is read under another.
 
 mod support;
 
 use std::time::Duration;
 
-use limiter_core::{Algorithm, Limit, ManualClock, Period, Store};
+use limiter_core::{Algorithm, Limit, ManualClock, Period, Policy, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis_harness::RedisServer;
@@ -17,7 +19,38 @@ struct Op {
     key: u8,
     cost: u64,
     step_us: u64,
+    /// Reload to this variant of the policy (see `variants`) before deciding.
+    reload: Option<usize>,
 }
+
+/// The policy as given, then with every `max` halved, raised by half (GCRA `burst` kept,
+/// so only the emission interval changes), and doubled (`burst` too).
+fn variants(limits: &[Limit]) -> Vec<Vec<Limit>> {
+    let scale = |x: u64, (num, den): (u64, u64)| (x * num / den).max(1);
+    [None, Some((1, 2)), Some((3, 2)), Some((2, 1))]
+        .into_iter()
+        .enumerate()
+        .map(|(i, factor)| {
+            limits
+                .iter()
+                .map(|l| {
+                    let Some(factor) = factor else {
+                        return l.clone();
+                    };
+                    let algorithm = match l.algo() {
+                        Algorithm::Gcra { burst: Some(b) } if i != 2 => Algorithm::Gcra {
+                            burst: Some(scale(b, factor)),
+                        },
+                        other => other,
+                    };
+                    Limit::new(scale(l.max(), factor), l.window()).algorithm(algorithm)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+const VARIANTS: usize = 4;
 
 fn ops(max_cost: u64, window_us: u64) -> impl Strategy<Value = (u64, Vec<Op>)> {
     let op = (
@@ -30,8 +63,14 @@ fn ops(max_cost: u64, window_us: u64) -> impl Strategy<Value = (u64, Vec<Op>)> {
             // Whole tenths of the window, so that entries expire exactly on a boundary.
             3 => (0..20u64).prop_map(move |tenths| tenths * window_us / 10),
         ],
+        prop_oneof![6 => Just(None), 1 => (0..VARIANTS).prop_map(Some)],
     )
-        .prop_map(|(key, cost, step_us)| Op { key, cost, step_us });
+        .prop_map(|(key, cost, step_us, reload)| Op {
+            key,
+            cost,
+            step_us,
+            reload,
+        });
     // A random start offset so that window boundaries fall anywhere, or exactly on one.
     let offset = prop_oneof![0..86_400_000_000u64, Just(0)];
     (offset, prop::collection::vec(op, 1..60))
@@ -43,7 +82,14 @@ fn check_algorithm(limits: Vec<Limit>) {
         .enable_all()
         .build()
         .unwrap();
-    let max_cost = limits.iter().map(|l| l.capacity()).max().unwrap_or(1) + 1;
+    let variants = variants(&limits);
+    let max_cost = variants
+        .iter()
+        .flatten()
+        .map(|l| l.capacity())
+        .max()
+        .unwrap_or(1)
+        + 1;
     let window_us = limits
         .iter()
         .map(|l| l.window().as_micros() as u64)
@@ -55,11 +101,15 @@ fn check_algorithm(limits: Vec<Limit>) {
     });
     let result = runner.run(&ops(max_cost, window_us), |(offset, ops)| {
         rt.block_on(async {
-            let policy = fresh_policy(limits.clone());
+            let mut policy = fresh_policy(limits.clone());
             let clock = ManualClock::new(T0 + offset as i64);
             let memory = memory_store(&clock);
             let redis = redis_store_on_clock(&server, &clock).await;
             for (i, op) in ops.iter().enumerate() {
+                if let Some(v) = op.reload {
+                    policy = Policy::new(policy.name(), variants[v].clone())
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
                 clock.advance(Duration::from_micros(op.step_us));
                 let key = format!("k{}", op.key);
                 let m = memory.check(&policy, &key, op.cost).await;

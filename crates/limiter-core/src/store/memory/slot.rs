@@ -12,8 +12,11 @@ use crate::policy::{Algorithm, Limit};
 pub(super) enum Slot {
     #[default]
     Vacant,
+    /// The theoretical arrival time and the emission interval it was written under: a
+    /// reload that changes the rate re-expresses it in units (`Gcra::rebase`).
     Gcra {
         tat: i64,
+        emission_us: i64,
     },
     Fixed {
         start: i64,
@@ -32,7 +35,7 @@ pub(super) enum Slot {
 /// window never clones a log.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Commit {
-    Gcra { tat: i64 },
+    Gcra { tat: i64, emission_us: i64 },
     Fixed { start: i64, count: u64 },
     Counter { start: i64, cur: u64, prev: u64 },
     AppendLog,
@@ -51,16 +54,32 @@ impl Slot {
     ) -> (WindowState, Commit) {
         match limit.algo() {
             Algorithm::Gcra { .. } => {
-                let tat = match *self {
-                    Slot::Gcra { tat } => Some(tat),
-                    _ => None,
-                };
                 let gcra = Gcra {
                     emission_us: limit.emission_us(),
                     capacity: limit.capacity(),
                 };
+                let tat = match self {
+                    Slot::Gcra { tat, emission_us } => {
+                        if *emission_us != gcra.emission_us {
+                            // Written under another rate (a reload): converted once, in
+                            // place, whatever the verdict, as decide.lua writes it back.
+                            // From then on the new rate drains it, and later decisions
+                            // compare two equal intervals and convert nothing.
+                            *tat = gcra.rebase(*tat, *emission_us, now);
+                            *emission_us = gcra.emission_us;
+                        }
+                        Some(*tat)
+                    }
+                    _ => None,
+                };
                 let (eval, tat) = gcra.evaluate(tat, now, cost, view);
-                (eval, Commit::Gcra { tat })
+                (
+                    eval,
+                    Commit::Gcra {
+                        tat,
+                        emission_us: gcra.emission_us,
+                    },
+                )
             }
             Algorithm::FixedWindow | Algorithm::Calendar(_) => {
                 let stored = match *self {
@@ -117,7 +136,7 @@ impl Slot {
     #[inline(always)]
     pub(super) fn commit(&mut self, commit: Commit, now: i64, cost: u64) {
         match commit {
-            Commit::Gcra { tat } => *self = Slot::Gcra { tat },
+            Commit::Gcra { tat, emission_us } => *self = Slot::Gcra { tat, emission_us },
             Commit::Fixed { start, count } => *self = Slot::Fixed { start, count },
             Commit::Counter { start, cur, prev } => *self = Slot::Counter { start, cur, prev },
             Commit::AppendLog => {

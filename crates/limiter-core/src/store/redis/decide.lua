@@ -16,6 +16,10 @@
 -- A policy of one GCRA window is sent shorter: ARGV[2] 'g', ARGV[3] capacity, ARGV[4]
 --   emission interval (every argument is a string Redis parses and Lua interns).
 -- KEYS: one per window in order; a sliding log takes two (entries, then its meta hash).
+--   A GCRA key holds the string "tat:emission" (both integer us, as %.0f writes them):
+--   the emission interval the tat was written under, so that a reload changing the rate
+--   re-expresses the backlog in units (gcra.rs, Gcra::rebase) instead of misreading it.
+--   A legacy value, the tat alone, reads under the current emission.
 -- Reply: allowed (1/0), then per window: verdict (-1 fits, -2 never, else retry after us),
 --   remaining, reset after us.
 local t = redis.call('TIME')
@@ -31,8 +35,28 @@ local TTL_EXTRA = 0
 if ARGV[2] == 'g' then
   local capacity, emission = tonumber(ARGV[3]), tonumber(ARGV[4])
   local tau = emission * capacity
-  local start = tonumber(redis.call('GET', KEYS[1]) or now)
-  if start < now then start = now end
+  local start = now
+  local rebased = false
+  local stored = redis.call('GET', KEYS[1])
+  if stored then
+    -- "tat:emission", or a legacy tat alone; unreadable counts as no state.
+    local sep = string.find(stored, ':', 1, true)
+    local tat = tonumber(sep and string.sub(stored, 1, sep - 1) or stored)
+    if tat and tat > now then
+      start = tat
+      local from = sep and tonumber(string.sub(stored, sep + 1))
+      if from and from > 0 and from ~= emission then
+        -- Gcra::rebase: whole units exactly, the fraction of one scaled and rounded up,
+        -- capped at 2^52 us; the same operations as the Rust, so the same microsecond.
+        local backlog = tat - now
+        local part = math.fmod(backlog, from)
+        backlog = (backlog - part) / from * emission
+        if part > 0 then backlog = backlog + math.ceil(part * emission / from) end
+        start = now + math.min(backlog, 4503599627370496)
+        rebased = true
+      end
+    end
+  end
   local increment = emission * cost
   local new_tat = start + increment
   if new_tat - tau > now then
@@ -41,14 +65,23 @@ if ARGV[2] == 'g' then
     local room = tau - (start - now)
     local remaining = 0
     if room > 0 then remaining = math.floor(room / emission) end
+    if rebased then
+      -- Written back converted, as the in-memory store keeps it: the new rate drains it
+      -- from now on, and its TTL is the new backlog's (a lowered rate lengthens it).
+      redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
+        math.ceil((start - now) / 1000) + TTL_EXTRA)
+    end
     return {0, v, remaining, start - now}
   end
   if cost > 0 then
-    -- new_tat > now here, so the TTL is at least 1 ms.
+    -- new_tat > now here, so the TTL is at least 1 ms. %.0f: exact for these integers
+    -- below 2^53 (Lua's own tostring keeps only 14 digits); ARGV[4] is already the
+    -- emission's decimal text.
     local ttl = math.ceil((new_tat - now) / 1000) + TTL_EXTRA
-    -- A number, not string.format: Redis writes a Lua number given to redis.call with
-    -- 17 significant digits (not Lua's 14), exact for these integers below 2^53.
-    redis.call('SET', KEYS[1], new_tat, 'PX', ttl)
+    redis.call('SET', KEYS[1], string.format('%.0f:%s', new_tat, ARGV[4]), 'PX', ttl)
+  elseif rebased then
+    redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
+      math.ceil((start - now) / 1000) + TTL_EXTRA)
   end
   local room = tau - (new_tat - now)
   local remaining = 0
@@ -64,10 +97,29 @@ local function num(x) return string.format('%.0f', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
 -- gcra.rs: the verdict, held remaining and reset, taken remaining and reset, new TAT.
-local function gcra(key, capacity, emission)
+-- The stored value as in the fast path above; `text` is the emission's ARGV text.
+local function gcra(key, capacity, emission, text)
   local tau = emission * capacity
-  local tat = tonumber(redis.call('GET', key) or now)
-  local start = math.max(tat, now)
+  local start = now
+  local stored = redis.call('GET', key)
+  if stored then
+    local sep = string.find(stored, ':', 1, true)
+    local tat = tonumber(sep and string.sub(stored, 1, sep - 1) or stored)
+    if tat and tat > now then
+      start = tat
+      local from = sep and tonumber(string.sub(stored, sep + 1))
+      if from and from > 0 and from ~= emission then
+        -- Gcra::rebase, written back at once whatever the verdict (a commit below
+        -- overwrites it), as the in-memory store converts its slot in place.
+        local backlog = tat - now
+        local part = math.fmod(backlog, from)
+        backlog = (backlog - part) / from * emission
+        if part > 0 then backlog = backlog + math.ceil(part * emission / from) end
+        start = now + math.min(backlog, 4503599627370496)
+        redis.call('SET', key, num(start) .. ':' .. text, 'PX', ttl_ms(start - now))
+      end
+    end
+  end
   local increment = emission * cost
   local new_tat = start + increment
   local allow_at = new_tat - tau
@@ -95,7 +147,7 @@ for j = 1, n do
   local c1, c2, c3 = 0, 0, 0
 
   if algo == 1 then
-    v, hr, hs, tr, ts, c1 = gcra(key, max, w)
+    v, hr, hs, tr, ts, c1 = gcra(key, max, w, ARGV[b + 3])
   elseif algo == 2 or algo == 3 then
     -- fixed_window.rs
     local s, e
@@ -249,7 +301,7 @@ if allowed and cost > 0 then
     local o = 3 * (j - 1)
     local c1, c2, c3 = commit[o + 1], commit[o + 2], commit[o + 3]
     if algo == 1 then
-      redis.call('SET', key, num(c1), 'PX', ttl_ms(c1 - now))
+      redis.call('SET', key, num(c1) .. ':' .. ARGV[b + 3], 'PX', ttl_ms(c1 - now))
     elseif algo == 2 or algo == 3 then
       redis.call('HSET', key, 's', num(c1), 'n', num(c2))
       redis.call('PEXPIRE', key, ttl_ms(c3 - now))
