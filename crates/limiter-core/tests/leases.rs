@@ -22,7 +22,11 @@ type Instance = Leased<Guarded<Batched>>;
 /// One instance: its own connection, batching, a guard with a deadline long enough for
 /// a loaded test machine (and calls counted slow only past it), and leases.
 fn instance(redis: RedisStore, mode: FailureMode, deadline: Duration) -> Instance {
-    let guarded = Guarded::builder(Batched::builder(redis).build())
+    Leased::builder(guarded(redis, mode, deadline)).build()
+}
+
+fn guarded(redis: RedisStore, mode: FailureMode, deadline: Duration) -> Guarded<Batched> {
+    Guarded::builder(Batched::builder(redis).build())
         .deadline(deadline)
         .breaker(BreakerConfig {
             slow_call: deadline,
@@ -30,8 +34,7 @@ fn instance(redis: RedisStore, mode: FailureMode, deadline: Duration) -> Instanc
         })
         .failure_mode(mode)
         .build()
-        .unwrap();
-    Leased::builder(guarded).build()
+        .unwrap()
 }
 
 async fn instances(server: &RedisServer, n: usize) -> Vec<Instance> {
@@ -237,11 +240,14 @@ fn recorded_traffic(len: usize) -> Vec<String> {
 async fn decisions_stay_within_one_percent_of_pure_redis() {
     let server = RedisServer::spawn();
     let pure = redis_store(&server).await;
-    let wrapped = instance(
+    // Ten times the default speculation, so that even these small limits are leased.
+    let wrapped = Leased::builder(guarded(
         redis_store(&server).await,
         FailureMode::Closed,
         Duration::from_secs(2),
-    );
+    ))
+    .speculation(0.05)
+    .build();
     let traffic = recorded_traffic(4000);
     let mut drift = 0;
     let mut requests = 0;

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::redis::{BatchEntry, Decided};
+use super::redis::{BatchEntry, BatchOp, Decided};
 use super::{LeaseStore, RedisStore, Store};
 use crate::decision::Decision;
 use crate::error::{Error, StoreError};
@@ -32,6 +32,10 @@ use crate::policy::Policy;
 /// - **Coalesces hot keys**: decisions for the same policy and key in one batch are one
 ///   entry carrying every cost; the script decides them in arrival order, so a burst on
 ///   one key admits exactly what one-by-one calls would, in one round trip.
+/// - **Refunds travel too**: a [`Leased`](crate::Leased) store's refunds are entries of
+///   the next batch.
+/// - **Observable**: the decisions each call carried go to the `ratelimit_batch_decisions`
+///   histogram.
 /// - **Cluster**: a script's keys must share a slot, so each entry is its own call, all
 ///   sent together.
 ///
@@ -72,12 +76,24 @@ struct BatchConfig {
     queue: usize,
 }
 
-/// One decision waiting for its batch.
+/// One decision or refund waiting for its batch.
 struct Job {
     policy: Policy,
     key: CompactString,
-    cost: u64,
-    reply: oneshot::Sender<Result<Decided, Error>>,
+    work: Work,
+}
+
+enum Work {
+    Decide {
+        cost: u64,
+        reply: oneshot::Sender<Result<Decided, Error>>,
+    },
+    Refund {
+        taken: u64,
+        unused: u64,
+        taken_at: i64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
 }
 
 /// Configures a [`Batched`] store.
@@ -109,21 +125,45 @@ impl Batched {
 
     /// Decides `cost` for `key` in the next batch, with the store time of the decision.
     async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decided, Error> {
-        let key = key::normalize(key)?;
         let (reply, answer) = oneshot::channel();
+        self.enqueue(policy, key, Work::Decide { cost, reply })
+            .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Sends a lease refund in the next batch.
+    async fn give_back(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at: i64,
+    ) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Refund {
+            taken,
+            unused,
+            taken_at,
+            reply,
+        };
+        self.enqueue(policy, key, work).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn enqueue(&self, policy: &Policy, key: &str, work: Work) -> Result<(), Error> {
+        let key = key::normalize(key)?;
         let job = Job {
             policy: policy.clone(),
             key: CompactString::from(key.as_ref()),
-            cost,
-            reply,
+            work,
         };
         let queue = self.shared.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(self.shared.config.queue);
             tokio::spawn(collect(self.shared.store.clone(), rx, self.shared.config));
             tx
         });
-        queue.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        queue.send(job).await.map_err(|_| stopped())
     }
 }
 
@@ -230,51 +270,86 @@ async fn call_slot(
     }
 }
 
-/// One entry of a batch: the job whose policy and key it is, the costs in arrival order,
-/// and the job each cost is for.
+/// One entry of a batch: the job whose policy and key it is, the costs in arrival order
+/// and the job each cost is for (a refund: its job alone, no cost).
 type Group = (usize, SmallVec<[u64; 4]>, SmallVec<[usize; 4]>);
 
-/// Sends one batch: jobs for the same (policy, key) become one entry with their costs in
-/// arrival order; every job gets its own cost's decision.
+/// Sends one batch: decisions for the same (policy, key) become one entry with their
+/// costs in arrival order, each refund an entry of its own; every job gets its answer.
 async fn send(store: RedisStore, jobs: Vec<Job>, permit: OwnedSemaphorePermit) {
     let mut index: HashMap<(&Policy, &str), usize> = HashMap::with_capacity(jobs.len());
     let mut groups: Vec<Group> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        let at = *index
-            .entry((&job.policy, job.key.as_str()))
-            .or_insert_with(|| {
-                groups.push((i, SmallVec::new(), SmallVec::new()));
-                groups.len() - 1
-            });
-        groups[at].1.push(job.cost);
-        groups[at].2.push(i);
+        match job.work {
+            Work::Decide { cost, .. } => {
+                let at = *index
+                    .entry((&job.policy, job.key.as_str()))
+                    .or_insert_with(|| {
+                        groups.push((i, SmallVec::new(), SmallVec::new()));
+                        groups.len() - 1
+                    });
+                groups[at].1.push(cost);
+                groups[at].2.push(i);
+            }
+            Work::Refund { .. } => groups.push((i, SmallVec::new(), SmallVec::new())),
+        }
     }
     let entries: Vec<BatchEntry<'_>> = groups
         .iter()
-        .map(|(first, costs, _)| BatchEntry {
-            policy: &jobs[*first].policy,
-            key: &jobs[*first].key,
-            costs,
+        .map(|(first, costs, _)| {
+            let job = &jobs[*first];
+            let op = match job.work {
+                Work::Decide { .. } => BatchOp::Decide(costs),
+                Work::Refund {
+                    taken,
+                    unused,
+                    taken_at,
+                    ..
+                } => BatchOp::Refund {
+                    taken,
+                    unused,
+                    taken_at,
+                },
+            };
+            BatchEntry {
+                policy: &job.policy,
+                key: &job.key,
+                op,
+            }
         })
         .collect();
+    metrics::histogram!("ratelimit_batch_decisions").record(jobs.len() as f64);
     let result = store.decide_batch(&entries).await;
     drop(permit);
     drop(entries);
     drop(index);
-    let mut replies: Vec<Option<oneshot::Sender<Result<Decided, Error>>>> =
-        jobs.into_iter().map(|job| Some(job.reply)).collect();
-    match result {
-        Ok(decided) => {
-            let order = groups.iter().flat_map(|(_, _, jobs)| jobs.iter().copied());
-            for (job, decision) in order.zip(decided) {
-                if let Some(reply) = replies[job].take() {
-                    // A caller that gave up has dropped its receiver: nothing to tell.
-                    let _ = reply.send(Ok(decision));
+    let mut decided = match result {
+        Ok(decided) => Ok(decided.into_iter()),
+        Err(err) => Err(err),
+    };
+    let mut answers: Vec<Option<Result<Decided, Error>>> = Vec::new();
+    answers.resize_with(jobs.len(), || None);
+    if let Ok(decided) = &mut decided {
+        let order = groups.iter().flat_map(|(_, _, jobs)| jobs.iter().copied());
+        for (job, decision) in order.zip(decided) {
+            answers[job] = Some(Ok(decision));
+        }
+    }
+    // A caller that gave up has dropped its receiver: there is nothing to tell it.
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        match (job.work, &decided) {
+            (Work::Decide { reply, .. }, Ok(_)) => {
+                if let Some(answer) = answer {
+                    let _ = reply.send(answer);
                 }
             }
-        }
-        Err(err) => {
-            for reply in replies.iter_mut().filter_map(Option::take) {
+            (Work::Decide { reply, .. }, Err(err)) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            (Work::Refund { reply, .. }, Ok(_)) => {
+                let _ = reply.send(Ok(()));
+            }
+            (Work::Refund { reply, .. }, Err(err)) => {
                 let _ = reply.send(Err(err.clone()));
             }
         }
@@ -304,8 +379,6 @@ impl LeaseStore for Batched {
         unused: u64,
         taken_at_us: i64,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.shared
-            .store
-            .refund(policy, key, taken, unused, taken_at_us)
+        self.give_back(policy, key, taken, unused, taken_at_us)
     }
 }

@@ -16,6 +16,10 @@ pub(super) struct Lane {
     pub(super) key: CompactString,
     /// How long a lease of this policy may be used after it was asked for.
     pub(super) lifetime: Duration,
+    /// The most units a lease may hold beyond the requests waiting for it: a share of
+    /// the policy's smallest capacity, which bounds what a lease can leave unused when
+    /// its key's traffic stops.
+    speculative_cap: u64,
     pub(super) state: Mutex<LaneState>,
     /// Wakes the requests that wait for a take in flight.
     pub(super) taken: Notify,
@@ -25,6 +29,8 @@ pub(super) struct LaneState {
     pub(super) lease: Option<Lease>,
     /// A take is in flight: other requests wait for it instead of all asking the store.
     pub(super) taking: bool,
+    /// Units of the requests waiting for the take in flight: the next lease covers them.
+    pub(super) waiting: u64,
     demand: Demand,
     /// The units the tightest window had left above its reserve at the latest decision
     /// the store made for this key; `None` before the first.
@@ -55,14 +61,24 @@ struct Demand {
 }
 
 impl Lane {
+    /// See [`LaneState::lease_size`].
+    pub(super) fn lease_size(&self, state: &LaneState, cost: u64, config: &LeaseConfig) -> u64 {
+        if self.lifetime.is_zero() {
+            return 0;
+        }
+        state.lease_size(cost, self.speculative_cap, config)
+    }
+
     pub(super) fn new(policy: &Policy, key: &str, config: &LeaseConfig, now: Instant) -> Lane {
         Lane {
             policy: policy.clone(),
             key: CompactString::from(key),
             lifetime: config.lifetime_for(policy),
+            speculative_cap: config.speculative_cap(policy),
             state: Mutex::new(LaneState {
                 lease: None,
                 taking: false,
+                waiting: 0,
                 demand: Demand {
                     period_start: now,
                     current: 0,
@@ -107,21 +123,28 @@ impl LaneState {
         ))
     }
 
-    /// How many units beyond `cost` a take should reserve now; 0 for none. A lease covers
-    /// the key's demand over one lifetime, and at most half of the room above the
-    /// reserve that the store last reported (other instances share that room, and the
-    /// reserve, the last part of every window, is always decided by the store).
-    pub(super) fn lease_size(&self, cost: u64, config: &LeaseConfig) -> u64 {
-        let Some(room) = self.room else {
+    /// How many units beyond `cost` a take should reserve now; 0 for none.
+    ///
+    /// A lease covers the requests waiting for the take in flight (beyond what the
+    /// current lease still holds for them): they will use it. Beyond those, it may hold
+    /// one lifetime of the key's recent demand, speculatively, but at most `cap` units
+    /// and half of the room left (other instances share that room): speculative units
+    /// are what a lease can leave unused when traffic stops, so the cap bounds the
+    /// under-admission. Nothing is leased from the reserve, the last part of every
+    /// window, which the store always decides.
+    pub(super) fn lease_size(&self, cost: u64, cap: u64, config: &LeaseConfig) -> u64 {
+        let Some(room) = self.room.map(|room| room.saturating_sub(cost)) else {
             return 0;
         };
+        let held = self.lease.as_ref().map_or(0, |l| l.left);
+        let waiting = self.waiting.saturating_sub(held).min(room);
         let demand = self.demand.current.max(self.demand.previous);
-        if demand < config.min_demand {
-            return 0;
-        }
-        let size = demand
-            .min(room.saturating_sub(cost) / 2)
-            .min(config.max_units);
+        let speculative = if demand >= config.min_demand {
+            demand.min(cap).min((room - waiting) / 2)
+        } else {
+            0
+        };
+        let size = (waiting + speculative).min(config.max_units);
         if size < config.min_units {
             0
         } else {

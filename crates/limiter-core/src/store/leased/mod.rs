@@ -26,28 +26,32 @@ use crate::policy::{Leasing, Policy};
 /// A [`LeaseStore`] wrapper that admits requests for hot keys from quota leased in the
 /// shared store.
 ///
-/// - **Leases**: when a key is in demand (at least
-///   [`min_demand`](LeasedBuilder::min_demand) units per lease lifetime), a request
-///   reserves extra units with its own, in every window of the policy in one atomic
-///   store call; requests that follow are admitted from them in process
-///   ([`Decision::is_leased`]). Over-admission is impossible by construction: every unit
-///   admitted here was consumed in the shared store first.
+/// - **Leases**: when requests for a key wait for a store call already in flight for
+///   it, or the key is in demand (at least [`min_demand`](LeasedBuilder::min_demand)
+///   units per lease lifetime), a request reserves extra units with its own, in every
+///   window of the policy in one atomic store call; the requests that follow are admitted
+///   from them in process ([`Decision::is_leased`]). Over-admission is impossible by
+///   construction: every unit admitted here was consumed in the shared store first.
 /// - **Short-lived**: a lease is used at most its lifetime after it was asked for: the
 ///   configured [`lifetime`](LeasedBuilder::lifetime) (default 100 ms), and at most
 ///   1/20 of the policy's shortest window. Then its unused units are given back
 ///   ([`LeaseStore::refund`]): counters and GCRA take them back exactly, a sliding log
 ///   shrinks the lease's entry; a window that has moved on keeps nothing to return.
-/// - **Sized to demand and headroom**: a lease covers one lifetime of the key's recent
-///   demand, at most half of the room the store last reported above a reserve (by
-///   default the last 10% of every window's capacity, which is always decided by the
-///   store), and at most [`max_units`](LeasedBuilder::max_units). Keys without demand,
-///   and keys near their limit, are decided by the store as before.
+/// - **Sized to demand and headroom**: a lease covers the requests waiting for it, and
+///   speculatively one lifetime of the key's recent demand, but at most a share of the
+///   policy's capacity ([`speculation`](LeasedBuilder::speculation), default 0.5%: what
+///   a lease can leave unused when traffic stops) and half of the room the store last
+///   reported above a reserve (by default the last 10% of every window's capacity,
+///   which is always decided by the store). Keys near their limit are decided by the
+///   store as before.
 /// - **No thundering herd**: while one request of a key takes a lease, the others wait
 ///   for it instead of all asking the store; those it does not cover then ask the store.
 /// - **Bounded memory**: per-key state lives in a cache of at most
 ///   [`max_bytes`](LeasedBuilder::max_bytes) (default 100 MB). Evicting a key's state
 ///   never admits anything: a lease evicted early is still given back at its expiry, and
 ///   the key's next request asks the store.
+/// - **Observable**: [`stats`](Leased::stats), and the counters `ratelimit_leases_total`,
+///   `ratelimit_lease_refunded_units_total` and `ratelimit_lease_refund_failures_total`.
 /// - **Store failures**: a take that fails is decided by [`Store::check`] on the wrapped
 ///   store, so the failure mode of a [`Guarded`](crate::Guarded) store decides as
 ///   before; leases already held keep admitting until they expire (their units were
@@ -101,6 +105,7 @@ struct Shared<S> {
 pub(crate) struct LeaseConfig {
     lifetime: Duration,
     reserve: f64,
+    speculation: f64,
     min_demand: u64,
     min_units: u64,
     max_units: u64,
@@ -108,6 +113,17 @@ pub(crate) struct LeaseConfig {
 }
 
 impl LeaseConfig {
+    /// The most speculative units of a policy's leases (see `LaneState::lease_size`).
+    fn speculative_cap(&self, policy: &Policy) -> u64 {
+        let capacity = policy
+            .limits()
+            .iter()
+            .map(|l| l.capacity())
+            .min()
+            .unwrap_or(0);
+        (capacity as f64 * self.speculation) as u64
+    }
+
     /// The lifetime of a policy's leases: the configured one (or the policy's own), at
     /// most 1/20 of the shortest window, so that units consumed early stay a small part
     /// of any window; zero when the policy is never leased.
@@ -164,8 +180,10 @@ struct Stats {
 impl Stats {
     fn lease_ended(&self, refunded: u64, ok: bool) {
         if ok {
+            metrics::counter!("ratelimit_lease_refunded_units_total").increment(refunded);
             self.refunded_units.fetch_add(refunded, Ordering::Relaxed);
         } else {
+            metrics::counter!("ratelimit_lease_refund_failures_total").increment(1);
             self.failed_refunds.fetch_add(1, Ordering::Relaxed);
         }
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -192,16 +210,17 @@ impl Weighter<PolicyKey, Arc<Lane>> for LaneWeight {
 
 impl<S: LeaseStore> Leased<S> {
     /// Starts configuring leases in front of `store`: 100 ms lifetime, 10% reserve,
-    /// leases for keys asking for at least 4 units per lifetime, of 2 to 10,000 units,
-    /// 100 MB of key state.
+    /// speculative units up to 0.5% of capacity for keys asking for at least 2 units per
+    /// lifetime, leases of up to 10,000 units, 100 MB of key state.
     pub fn builder(store: S) -> LeasedBuilder<S> {
         LeasedBuilder {
             store,
             config: LeaseConfig {
                 lifetime: Duration::from_millis(100),
                 reserve: 0.1,
-                min_demand: 4,
-                min_units: 2,
+                speculation: 0.005,
+                min_demand: 2,
+                min_units: 1,
                 max_units: 10_000,
                 max_bytes: 100_000_000,
             },
@@ -259,13 +278,13 @@ impl<S: LeaseStore> Leased<S> {
             return self.shared.store.check(policy, key, cost).await;
         }
         let lane = self.lane(policy, key, Instant::now());
-        let mut waited = false;
+        let mut rounds = 0;
         loop {
             let mut notified = std::pin::pin!(lane.taken.notified());
             let step = {
                 let mut state = lane.state.lock();
                 let now = Instant::now();
-                if !waited {
+                if rounds == 0 {
                     state.count(now, cost, lane.lifetime);
                 }
                 if let Some((decision, age)) = state.admit(now, cost) {
@@ -274,19 +293,15 @@ impl<S: LeaseStore> Leased<S> {
                     return Ok(decision);
                 }
                 if state.taking {
-                    if waited {
-                        Step::Check
-                    } else {
+                    if rounds < MAX_WAITS {
+                        state.waiting += cost;
                         notified.as_mut().enable();
                         Step::Wait
+                    } else {
+                        Step::Check
                     }
                 } else {
-                    let units = if lane.lifetime.is_zero() {
-                        0
-                    } else {
-                        state.lease_size(cost, &self.shared.config)
-                    };
-                    match units {
+                    match lane.lease_size(&state, cost, &self.shared.config) {
                         0 => Step::Check,
                         units => {
                             state.taking = true;
@@ -297,8 +312,10 @@ impl<S: LeaseStore> Leased<S> {
             };
             match step {
                 Step::Wait => {
+                    let waiting = Waiting { lane: &lane, cost };
                     notified.await;
-                    waited = true;
+                    drop(waiting);
+                    rounds += 1;
                 }
                 Step::Take(units) => {
                     if let Some(decision) = self.take(&lane, cost, units).await? {
@@ -351,6 +368,7 @@ impl<S: LeaseStore> Leased<S> {
         };
         drop(taking);
         let stats = &self.shared.stats;
+        metrics::counter!("ratelimit_leases_total").increment(1);
         stats.leases.fetch_add(1, Ordering::Relaxed);
         stats.outstanding.fetch_add(1, Ordering::AcqRel);
         if let Some(old) = replaced {
@@ -406,6 +424,23 @@ enum Step {
     Check,
 }
 
+/// How many takes a request waits for before it asks the store itself: each wait is one
+/// store round trip.
+const MAX_WAITS: u32 = 2;
+
+/// A request waiting for a take; it stops counting as waiting however the wait ends.
+struct Waiting<'a> {
+    lane: &'a Lane,
+    cost: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.lane.state.lock();
+        state.waiting = state.waiting.saturating_sub(self.cost);
+    }
+}
+
 /// A take in flight for a lane; when it ends, however it ends (a dropped future
 /// included), the lane takes no more and its waiters are woken.
 struct Taking<'a> {
@@ -447,8 +482,21 @@ impl<S: LeaseStore> LeasedBuilder<S> {
         self
     }
 
-    /// The units a key must be asked for within one lease lifetime before it is leased
-    /// (default 4; at least 1).
+    /// The share of a policy's smallest capacity that one lease may hold beyond the
+    /// requests waiting for it (default 0.005; clamped to [0, 1]). Those units are what a
+    /// lease can leave unused if its key's traffic stops: with `n` instances, at most
+    /// `n` times this share of the limit goes unused until the leases end.
+    pub fn speculation(mut self, share: f64) -> Self {
+        self.config.speculation = if share.is_nan() {
+            0.005
+        } else {
+            share.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// The units a key must be asked for within one lease lifetime before a lease holds
+    /// units speculatively (default 2; at least 1).
     pub fn min_demand(mut self, units: u64) -> Self {
         self.config.min_demand = units.max(1);
         self

@@ -1,6 +1,7 @@
-//! Many decisions in one script call: `batch.lua`, the wrapper that runs `decide.lua` for
-//! every cost of every entry.
+//! Many decisions and refunds in one script call: `batch.lua`, the wrapper that runs
+//! `decide.lua` for every cost of every decision entry and `refund.lua` for every refund.
 
+use super::refund::{push_refund_args, refund_arg_count};
 use super::{
     key_count, parse_reply, policy_arg_count, push_policy_args, store_error, Connection, RedisStore,
 };
@@ -8,20 +9,44 @@ use crate::decision::Decision;
 use crate::error::{Error, StoreError};
 use crate::policy::Policy;
 
-/// Every cost, in arrival order, for one (normalized) key under one policy.
+/// One entry of a batch, for one (normalized) key under one policy.
 pub(crate) struct BatchEntry<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) key: &'a str,
-    pub(crate) costs: &'a [u64],
+    pub(crate) op: BatchOp<'a>,
+}
+
+/// What an entry does.
+pub(crate) enum BatchOp<'a> {
+    /// Decides every cost, in order (at least one).
+    Decide(&'a [u64]),
+    /// Gives back `unused` of the `taken` units an admitted decision consumed at store
+    /// time `taken_at` (see `refund.lua`).
+    Refund {
+        taken: u64,
+        unused: u64,
+        taken_at: i64,
+    },
+}
+
+impl BatchEntry<'_> {
+    /// The costs decided: a refund decides none.
+    fn costs(&self) -> &[u64] {
+        match self.op {
+            BatchOp::Decide(costs) => costs,
+            BatchOp::Refund { .. } => &[],
+        }
+    }
 }
 
 /// A decision and the store time (Redis `TIME`, µs) it was made at.
 pub(crate) type Decided = (Decision, i64);
 
 impl RedisStore {
-    /// Decides every entry's costs, entries in order and each entry's costs in order,
-    /// each exactly as [`Store::check`](crate::Store::check) would one by one. Returns
-    /// one decision per cost, in that order.
+    /// Runs every entry in order: each cost of a decision entry decided exactly as
+    /// [`Store::check`](crate::Store::check) would one by one, each refund as
+    /// [`LeaseStore::refund`](crate::LeaseStore::refund) would. Returns one decision per
+    /// cost, in that order.
     ///
     /// On a standalone Redis the whole batch is one call. On a Cluster a script's keys
     /// must share a slot, so each entry (whose keys share a hash tag) is its own call;
@@ -73,13 +98,27 @@ impl RedisStore {
         }
         cmd.arg(entries.len());
         for entry in entries {
-            cmd.arg(key_count(entry.policy))
-                .arg(policy_arg_count(entry.policy))
-                .arg(entry.costs.len());
-            for cost in entry.costs {
-                cmd.arg(*cost);
+            match entry.op {
+                BatchOp::Decide(costs) => {
+                    cmd.arg(key_count(entry.policy))
+                        .arg(policy_arg_count(entry.policy))
+                        .arg(costs.len());
+                    for cost in costs {
+                        cmd.arg(*cost);
+                    }
+                    push_policy_args(&mut cmd, entry.policy);
+                }
+                BatchOp::Refund {
+                    taken,
+                    unused,
+                    taken_at,
+                } => {
+                    cmd.arg(key_count(entry.policy))
+                        .arg(refund_arg_count(entry.policy))
+                        .arg(0);
+                    push_refund_args(&mut cmd, entry.policy, taken, unused, taken_at);
+                }
             }
-            push_policy_args(&mut cmd, entry.policy);
         }
         #[cfg(feature = "test-clock")]
         self.push_script_clock(&mut cmd);
@@ -91,10 +130,10 @@ fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>
     let Some((&now, mut rest)) = reply.split_first() else {
         return Err(StoreError::Protocol("batch script replied nothing".into()).into());
     };
-    let mut decided = Vec::with_capacity(entries.iter().map(|e| e.costs.len()).sum());
+    let mut decided = Vec::with_capacity(entries.iter().map(|e| e.costs().len()).sum());
     for entry in entries {
         let len = 1 + 3 * entry.policy.limits().len();
-        for _ in entry.costs {
+        for _ in entry.costs() {
             if rest.len() < len {
                 return Err(StoreError::Protocol("batch script replied too little".into()).into());
             }

@@ -30,7 +30,7 @@ mod batch;
 mod refund;
 mod scripts;
 
-pub(crate) use self::batch::{BatchEntry, Decided};
+pub(crate) use self::batch::{BatchEntry, BatchOp, Decided};
 use self::scripts::{ScriptClock, Scripts};
 use super::{LeaseStore, Store};
 use crate::decision::{Decision, Verdict, WindowState, Windows};
@@ -358,7 +358,7 @@ impl LeaseStore for RedisStore {
         let entry = BatchEntry {
             policy,
             key: &key,
-            costs: &[units],
+            op: BatchOp::Decide(&[units]),
         };
         let mut decided = self.decide_batch(std::slice::from_ref(&entry)).await?;
         decided
@@ -374,7 +374,18 @@ impl LeaseStore for RedisStore {
         unused: u64,
         taken_at_us: i64,
     ) -> Result<(), Error> {
-        self.refund_units(policy, key, taken, unused, taken_at_us)
+        let key = key::normalize(key)?;
+        let entry = BatchEntry {
+            policy,
+            key: &key,
+            op: BatchOp::Refund {
+                taken,
+                unused,
+                taken_at: taken_at_us,
+            },
+        };
+        self.decide_batch(std::slice::from_ref(&entry))
             .await
+            .map(drop)
     }
 }

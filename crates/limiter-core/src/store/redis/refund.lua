@@ -1,4 +1,4 @@
--- Gives back what a lease took and did not use: `unused` of the `taken` units that an
+-- Gives back what a lease took and did not use (run inside batch.lua): `unused` of the `taken` units that an
 -- admitted decide.lua call consumed at time `taken_at`, in every window of the policy, as
 -- far as each algorithm can tell those units apart from later usage. A window that has
 -- moved on since the lease was taken keeps nothing to give back; a refund never gives

@@ -1,5 +1,5 @@
-//! The store's Lua scripts, as sent to Redis: `decide.lua` alone, `decide.lua` inside the
-//! batch wrapper, and the lease refund.
+//! The store's Lua scripts, as sent to Redis: `decide.lua` alone, and the batch wrapper
+//! running `decide.lua` and `refund.lua` for many entries.
 
 use redis::Script;
 
@@ -11,7 +11,6 @@ const REFUND: &str = include_str!("refund.lua");
 pub(super) struct Scripts {
     pub(super) decide: Script,
     pub(super) batch: Script,
-    pub(super) refund: Script,
 }
 
 /// Where the scripts read "now" from.
@@ -27,47 +26,56 @@ pub(super) enum ScriptClock {
 
 impl Scripts {
     pub(super) fn new(clock: ScriptClock) -> Scripts {
-        let (decide, refund) = (clocked(DECIDE, clock), clocked(REFUND, clock));
-        // The embedded decide reads the batch's time: one TIME call per batch.
-        let embedded = replace_marker(
-            DECIDE,
-            "local t = redis.call('TIME')",
-            "local t = batch_time",
-        );
-        let embedded = replace_marker(&embedded, "--[[CLOCK]]", "now = batch_now");
-        let batch = replace_marker(BATCH, "--[[DECIDE]]", &embedded);
-        let batch = match clock {
-            ScriptClock::Redis => batch,
-            #[cfg(feature = "test-clock")]
-            ScriptClock::Injected => with_test_ttls(&replace_marker(
-                &batch,
-                "--[[BATCH_CLOCK]]",
-                "batch_now = tonumber(ARGV[#ARGV])",
-            )),
-        };
+        let (now, batch_now) = clock.lines();
+        let decide = replace_marker(DECIDE, "--[[CLOCK]]", now);
+        let batch = replace_marker(BATCH, "--[[DECIDE]]", &embedded(DECIDE));
+        let batch = replace_marker(&batch, "--[[REFUND]]", &embedded(REFUND));
+        let batch = replace_marker(&batch, "--[[BATCH_CLOCK]]", batch_now);
         Scripts {
-            decide: Script::new(&decide),
-            batch: Script::new(&batch),
-            refund: Script::new(&refund),
+            decide: Script::new(&with_ttls(&decide, clock)),
+            batch: Script::new(&with_ttls(&batch, clock)),
         }
     }
 }
 
-fn clocked(script: &str, clock: ScriptClock) -> String {
-    match clock {
-        ScriptClock::Redis => script.to_owned(),
-        #[cfg(feature = "test-clock")]
-        ScriptClock::Injected => with_test_ttls(&replace_marker(
-            script,
-            "--[[CLOCK]]",
-            "now = tonumber(ARGV[#ARGV])",
-        )),
+impl ScriptClock {
+    /// What replaces the clock markers of a stand-alone script and of the batch script.
+    fn lines(self) -> (&'static str, &'static str) {
+        match self {
+            ScriptClock::Redis => ("", ""),
+            #[cfg(feature = "test-clock")]
+            ScriptClock::Injected => (
+                "now = tonumber(ARGV[#ARGV])",
+                "batch_now = tonumber(ARGV[#ARGV])",
+            ),
+        }
     }
 }
 
-#[cfg(feature = "test-clock")]
-fn with_test_ttls(script: &str) -> String {
-    replace_marker(script, "local TTL_EXTRA = 0", "local TTL_EXTRA = 600000")
+/// A script's text as the body of a function of the batch script: it reads the batch's
+/// time, one TIME call and one instant for the whole batch.
+fn embedded(script: &str) -> String {
+    let script = replace_marker(
+        script,
+        "local t = redis.call('TIME')",
+        "local t = batch_time",
+    );
+    replace_marker(&script, "--[[CLOCK]]", "now = batch_now")
+}
+
+/// Under the injected clock, every TTL is ten minutes longer.
+fn with_ttls(script: &str, clock: ScriptClock) -> String {
+    match clock {
+        ScriptClock::Redis => script.to_owned(),
+        #[cfg(feature = "test-clock")]
+        ScriptClock::Injected => {
+            assert!(
+                script.contains("local TTL_EXTRA = 0"),
+                "script marker TTL_EXTRA missing"
+            );
+            script.replace("local TTL_EXTRA = 0", "local TTL_EXTRA = 600000")
+        }
+    }
 }
 
 /// Replaces the one occurrence of `marker`. The scripts are constants of this crate, so a
