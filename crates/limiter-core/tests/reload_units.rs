@@ -202,3 +202,23 @@ async fn redis_ttl_follows_a_lowered_rate() {
         );
     }
 }
+
+#[tokio::test]
+async fn memory_store_keeps_a_lowered_rates_longer_backlog_through_sweeps() {
+    let clock = ManualClock::new(T0);
+    let store = memory_store(&clock);
+    let name = fresh_policy(vec![Limit::new(1, WINDOW)]).name().to_owned();
+    let eight = Policy::new(&name, vec![Limit::new(8, WINDOW)]).unwrap();
+    for _ in 0..5 {
+        assert!(store.check(&eight, "k", 1).await.unwrap().is_allowed());
+    }
+    // 5 of 8 per minute: the state would expire after 37.5 s. Under 4 per minute the
+    // same 5 units are a 75 s backlog; a denial must keep the entry that long.
+    let four = Policy::new(&name, vec![Limit::new(4, WINDOW)]).unwrap();
+    assert!(!store.check(&four, "k", 1).await.unwrap().is_allowed());
+    clock.advance(Duration::from_secs(40));
+    store.purge_expired();
+    // 35 s of backlog left: 2⅓ units used of 4, room for one more.
+    let (admitted, _) = admit_all(&store, &four, "k").await;
+    assert_eq!(admitted, 1, "the sweep kept the usage");
+}

@@ -277,8 +277,16 @@ impl<C: Clock> Inner<C> {
                 entry.slots.resize(limits.len(), Slot::Vacant);
             }
             let (decision, expires_at) = decide(&mut entry.slots, policy, now, cost);
-            if let Some(expires_at) = expires_at {
-                entry.expires_at = expires_at;
+            match expires_at {
+                Some(expires_at) => entry.expires_at = expires_at,
+                None => {
+                    // Nothing consumed, but a reload may have re-read the state under a
+                    // lower rate (a longer GCRA backlog): the entry lives as long as
+                    // what it holds.
+                    let held = decision.windows.iter().map(|w| w.reset_after_us).max();
+                    let until = now.saturating_add(held.unwrap_or(0) as i64);
+                    entry.expires_at = entry.expires_at.max(until);
+                }
             }
             return Ok(decision);
         }
