@@ -5,12 +5,16 @@
 //!
 //! `skewed_mix REDIS_URL SECS MODE WORKLOAD`
 //! - MODE: `plain` (one script call per decision, today's path), `batched`, `leased`
-//!   (batched + leases), `all` (batched + leases + denial cache).
+//!   (batched + leases), `all` (batched + leases + denial cache), `memory` (the
+//!   in-memory store, for the `hot` workload's comparison).
 //! - WORKLOAD: `peer` (limitador's run: one instance, 100 per 60 s fixed window, 64
-//!   concurrent tasks) or `issue` (two instances with their own connections, 500 per
-//!   hour sliding window and 20,000 per day fixed window, 64 concurrent tasks in all), or
+//!   concurrent tasks) or `issue` (two instances with their own connections, 6,000 per
+//!   minute fixed window and 100,000 per hour sliding window, 64 concurrent tasks in
+//!   all), or
 //!   `cold` (one instance, users uniform over 10 million, so every key is new: nothing
-//!   for leases or caches, 100 per minute GCRA).
+//!   for leases or caches, 100 per minute GCRA), or `hot` (one key, one task deciding in a
+//!   loop, 10 million per hour, fixed window: a hot key under a lease against the in-memory
+//!   store).
 //!
 //! Prints one line of `key=value` fields. "exact" is what exact limits admit for the
 //! requests made: per user, the requests or the limit, whichever is smaller (the run is
@@ -25,12 +29,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use limiter_core::{
     Algorithm, Batched, BreakerConfig, Decision, DenialCache, Error, Guarded, Leased, Limit,
-    Policy, RedisStore, Store,
+    MemoryStore, Policy, RedisStore, Store,
 };
 
 /// The stacks compared, as one type.
 #[derive(Clone)]
 enum Stack {
+    Memory(MemoryStore),
     Plain(RedisStore),
     Batched(Batched),
     Leased(Arc<Leased<Guarded<Batched>>>),
@@ -40,6 +45,7 @@ enum Stack {
 impl Stack {
     async fn check(&self, policy: &Policy, key: &str) -> Result<Decision, Error> {
         match self {
+            Stack::Memory(s) => s.check(policy, key, 1).await,
             Stack::Plain(s) => s.check(policy, key, 1).await,
             Stack::Batched(s) => s.check(policy, key, 1).await,
             Stack::Leased(s) => s.check(policy, key, 1).await,
@@ -63,6 +69,7 @@ async fn stack(url: &str, mode: &str) -> Result<Stack, Box<dyn std::error::Error
         Ok(Leased::builder(guarded).build())
     };
     Ok(match mode {
+        "memory" => Stack::Memory(MemoryStore::new()),
         "plain" => Stack::Plain(redis.clone()),
         "batched" => Stack::Batched(Batched::builder(redis.clone()).build()),
         "leased" => Stack::Leased(Arc::new(leased()?)),
@@ -107,17 +114,27 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "issue" => (
             2,
             vec![
-                Limit::new(500, Duration::from_secs(3600)).algorithm(Algorithm::SlidingWindow),
-                Limit::new(20_000, Duration::from_secs(86_400)).algorithm(Algorithm::FixedWindow),
+                Limit::new(6_000, Duration::from_secs(60)).algorithm(Algorithm::FixedWindow),
+                Limit::new(100_000, Duration::from_secs(3600)).algorithm(Algorithm::SlidingWindow),
             ],
-            500,
-            3600,
+            6_000,
+            60,
         ),
         "cold" => (1, vec![Limit::new(100, Duration::from_secs(60))], 100, 0),
-        other => return Err(format!("workload {other}: peer, issue or cold").into()),
+        "hot" => (
+            1,
+            vec![
+                Limit::new(10_000_000, Duration::from_secs(3600)).algorithm(Algorithm::FixedWindow)
+            ],
+            10_000_000,
+            3600,
+        ),
+        other => return Err(format!("workload {other}: peer, issue, cold or hot").into()),
     };
     let policy = Policy::new(&format!("{workload}-{mode}-{unique}"), limits)?;
     let cold = workload == "cold";
+    let hot = workload == "hot";
+    let tasks: u64 = if hot { 1 } else { 64 };
     let mut stacks = Vec::new();
     for _ in 0..instances {
         stacks.push(stack(&url, &mode).await?);
@@ -127,7 +144,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let (calls_before, cmds_before) = redis_calls(&url).await?;
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
-    let tasks: Vec<_> = (0..64u64)
+    let tasks: Vec<_> = (0..tasks)
         .map(|t| {
             let (stack, policy) = (stacks[t as usize % instances].clone(), policy.clone());
             tokio::spawn(async move {
@@ -141,7 +158,9 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    let user = if cold {
+                    let user = if hot {
+                        0
+                    } else if cold {
                         ((seed >> 8) % 10_000_000) as u32
                     } else if seed % 100 < 80 {
                         ((seed >> 8) % 1000) as u32
@@ -206,7 +225,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         let leased = match stack {
             Stack::Leased(s) => Some(s.stats()),
             Stack::All(s) => Some(s.inner().stats()),
-            Stack::Plain(_) | Stack::Batched(_) => None,
+            Stack::Memory(_) | Stack::Plain(_) | Stack::Batched(_) => None,
         };
         if let Some(stats) = leased {
             println!(

@@ -167,6 +167,15 @@ impl Batched {
     }
 }
 
+impl std::fmt::Debug for Batched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("store", &self.shared.store)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
 fn stopped() -> Error {
     Error::Store(StoreError::Unavailable(
         "the batching task has stopped (its runtime shut down)".into(),

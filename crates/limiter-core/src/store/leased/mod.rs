@@ -90,6 +90,16 @@ impl<S: LeaseStore> Clone for Leased<S> {
     }
 }
 
+impl<S: LeaseStore + std::fmt::Debug> std::fmt::Debug for Leased<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leased")
+            .field("store", &self.shared.store)
+            .field("config", &self.shared.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared<S> {
     store: Arc<S>,
     config: LeaseConfig,
