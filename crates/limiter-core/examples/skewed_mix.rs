@@ -13,7 +13,7 @@
 //!   all), or
 //!   `cold` (one instance, users uniform over 10 million, so every key is new: nothing
 //!   for leases or caches, 100 per minute GCRA), or `hot` (one key, one task deciding in a
-//!   loop, 10 million per hour, fixed window: a hot key under a lease against the in-memory
+//!   loop, a billion per hour, fixed window: a hot key under a lease against the in-memory
 //!   store).
 //!
 //! Prints one line of `key=value` fields. "exact" is what exact limits admit for the
@@ -123,10 +123,9 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "cold" => (1, vec![Limit::new(100, Duration::from_secs(60))], 100, 0),
         "hot" => (
             1,
-            vec![
-                Limit::new(10_000_000, Duration::from_secs(3600)).algorithm(Algorithm::FixedWindow)
-            ],
-            10_000_000,
+            vec![Limit::new(1_000_000_000, Duration::from_secs(3600))
+                .algorithm(Algorithm::FixedWindow)],
+            1_000_000_000,
             3600,
         ),
         other => return Err(format!("workload {other}: peer, issue, cold or hot").into()),

@@ -23,12 +23,13 @@ use crate::policy::Policy;
 ///
 /// - **Batches**: a background task collects the decisions waiting to be sent and
 ///   decides them in one script call, each exactly as a call of its own would (the batch
-///   script runs the single-decision script for each). A batch closes when
-///   [`max_batch`](BatchedBuilder::max_batch) decisions are waiting, or
-///   [`linger`](BatchedBuilder::linger) after its first one, unless every one of the
-///   [`max_in_flight`](BatchedBuilder::max_in_flight) calls is still out, in which case it
-///   keeps growing until one comes back: an idle process sends each decision at once, a
-///   busy one sends fewer, larger calls.
+///   script runs the single-decision script for each). With no call out, a decision is
+///   sent at once (with whatever else is already queued): an idle process adds no
+///   latency. Behind a call already out, a batch closes when
+///   [`max_batch`](BatchedBuilder::max_batch) decisions are waiting or
+///   [`linger`](BatchedBuilder::linger) after its first one, and while every one of the
+///   [`max_in_flight`](BatchedBuilder::max_in_flight) calls is out it keeps growing until
+///   one comes back: a busy process sends fewer, larger calls.
 /// - **Coalesces hot keys**: decisions for the same policy and key in one batch are one
 ///   entry carrying every cost; the script decides them in arrival order, so a burst on
 ///   one key admits exactly what one-by-one calls would, in one round trip.
@@ -189,9 +190,9 @@ impl BatchedBuilder {
         self
     }
 
-    /// How long a batch waits for more decisions after its first (default 20 µs). The
-    /// wait yields to other tasks rather than sleeping, since timers are coarser than
-    /// this; zero sends what is queued at once.
+    /// How long a batch waits for more decisions after its first while another call is
+    /// out (default 20 µs). The wait yields to other tasks rather than sleeping, since
+    /// timers are coarser than this; zero sends what is queued at once.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
         self
@@ -230,7 +231,9 @@ async fn collect(store: RedisStore, mut queue: mpsc::Receiver<Job>, config: Batc
         let mut jobs = Vec::with_capacity(config.max_batch.min(64));
         jobs.push(first);
         take_queued(&mut queue, &mut jobs, config.max_batch);
-        if jobs.len() < config.max_batch && !config.linger.is_zero() {
+        // Linger only behind a call already out: an idle process sends at once.
+        let busy = calls.available_permits() < config.max_in_flight;
+        if busy && jobs.len() < config.max_batch && !config.linger.is_zero() {
             let until = Instant::now() + config.linger;
             while jobs.len() < config.max_batch && Instant::now() < until {
                 tokio::task::yield_now().await;
