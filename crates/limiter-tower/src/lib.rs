@@ -30,4 +30,4 @@ pub use layer::{LayerError, RateLimitLayer};
 pub use rejection::Rejection;
 pub use rules::{BadCost, Cost, Denial, EndpointRule, Rules};
 pub use service::RateLimitService;
-pub use store::{AnyStore, ConnectError};
+pub use store::{AnyStore, ConnectError, RedisStack};

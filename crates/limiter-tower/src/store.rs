@@ -6,19 +6,27 @@
 use std::time::Duration;
 
 use limiter_core::{
-    BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
-    MemoryStore, Policy, RedisStore, Store, StoreError,
+    Batched, BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
+    LeaseStats, LeaseStore, Leased, MemoryStore, Policy, RedisStore, Store, StoreError,
 };
 
-use crate::config::{LocalCacheConfig, StoreConfig, StoreSetup};
+use crate::config::{BatchConfig, LeasesConfig, LocalCacheConfig, StoreConfig, StoreSetup};
 
-/// The store a configuration names. A Redis store (standalone or cluster) is wrapped in
-/// [`Guarded`]: the store `timeout` bounds every call, a circuit breaker stops calling a
-/// failing Redis, and the failure mode decides meanwhile (such decisions are
-/// [degraded](Decision::is_degraded)). With `local_cache` set, a [`DenialCache`] wraps
-/// the guard: a remembered denial is answered without Redis, the breaker or the timeout
-/// (such decisions are [cached](Decision::is_cached)). The in-memory store needs neither;
-/// its one failure (full) is decided by the failure mode in the layer.
+/// The store a configuration names. A Redis store (standalone or cluster) is the stack
+/// of limiter-core wrappers its sections ask for, outermost first:
+///
+/// - [`DenialCache`], with `local_cache`: a remembered denial is answered without Redis,
+///   the breaker or the timeout (such decisions are [cached](Decision::is_cached));
+/// - [`Leased`], with `leases`: hot keys are admitted in process from units reserved in
+///   Redis first ([leased](Decision::is_leased) decisions);
+/// - [`Guarded`], always: the store `timeout` bounds every call, a circuit breaker stops
+///   calling a failing Redis, and the failure mode decides meanwhile (such decisions are
+///   [degraded](Decision::is_degraded));
+/// - [`Batched`], unless `batch: off`: concurrent decisions share one script call;
+/// - the [`RedisStore`].
+///
+/// The in-memory store needs none of them; its one failure (full) is decided by the
+/// failure mode in the layer.
 #[derive(Clone)]
 pub struct AnyStore {
     backend: Backend,
@@ -29,9 +37,42 @@ pub struct AnyStore {
 #[derive(Clone)]
 enum Backend {
     Memory(MemoryStore),
-    Redis(Guarded<RedisStore>),
-    CachedRedis(DenialCache<Guarded<RedisStore>>),
+    Redis(RedisStack),
+    CachedRedis(DenialCache<RedisStack>),
 }
+
+/// A Redis store as configured below its local cache of denials: [`Leased`] (with
+/// `leases`) over [`Guarded`] over [`Batched`] (unless `batch: off`) over the
+/// [`RedisStore`]. What [`AnyStore::local_cache`] wraps.
+#[derive(Clone)]
+pub struct RedisStack {
+    top: Top,
+}
+
+#[derive(Clone)]
+enum Top {
+    Guarded(Guarded<Wire>),
+    Leased(Leased<PolicyMode>),
+}
+
+/// The Redis store, behind [`Batched`] or not: one type either way.
+#[derive(Clone)]
+enum Wire {
+    Direct(RedisStore),
+    Batched(Batched),
+}
+
+tokio::task_local! {
+    /// The failure mode of the decision in progress, for the checks [`Leased`] makes on
+    /// the guard: the `Store` trait it calls has no way to carry one.
+    static MODE: FailureMode;
+}
+
+/// The guard as [`Leased`] calls it: a check it makes (keys not leased, leases not
+/// granted) is decided, when Redis cannot, by the failure mode of the request's policy
+/// ([`MODE`]) rather than the guard's default, exactly as without leases.
+#[derive(Clone)]
+struct PolicyMode(Guarded<Wire>);
 
 /// Why [`AnyStore::connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +98,34 @@ impl AnyStore {
     /// let store = AnyStore::connect(loaded.rules.store()).await.unwrap();
     /// assert_eq!(store.kind(), "memory");
     /// assert_eq!(store.failure_mode().name(), "local");
+    /// assert!(!store.is_batched() && store.lease_stats().is_none());
     /// # });
     /// ```
     pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
         let failure_mode = setup.failure_mode.to_core();
-        let guard = |store: RedisStore, timeout: Duration| {
-            Guarded::builder(store)
-                .deadline(timeout)
+        let stack = |store: RedisStore, redis: Layers| -> Result<Backend, ConnectError> {
+            let wire = match redis.batch {
+                Some(batch) => Wire::Batched(batched(store, batch)),
+                None => Wire::Direct(store),
+            };
+            let guarded = Guarded::builder(wire)
+                .deadline(redis.timeout)
                 .failure_mode(failure_mode)
                 .breaker(setup.breaker.to_core())
-                .build()
+                .build()?;
+            let top = match redis.leases {
+                Some(leases) => Top::Leased(leased(PolicyMode(guarded), leases)),
+                None => Top::Guarded(guarded),
+            };
+            let stack = RedisStack { top };
+            Ok(match redis.local_cache {
+                Some(config) => Backend::CachedRedis(
+                    DenialCache::builder(stack)
+                        .max_keys(config.max_keys.get())
+                        .build(),
+                ),
+                None => Backend::Redis(stack),
+            })
         };
         let (backend, kind) = match setup.store.clone() {
             StoreConfig::Memory { max_keys } => {
@@ -81,22 +140,35 @@ impl AnyStore {
                 key_prefix,
                 timeout,
                 local_cache,
+                batch,
+                leases,
             } => {
                 let store = bounded(prefixed(key_prefix).connect(&url)).await?;
-                (redis(guard(store, timeout.0)?, local_cache), "redis")
+                let layers = Layers {
+                    timeout: timeout.0,
+                    local_cache,
+                    batch,
+                    leases,
+                };
+                (stack(store, layers)?, "redis")
             }
             StoreConfig::RedisCluster {
                 nodes,
                 key_prefix,
                 timeout,
                 local_cache,
+                batch,
+                leases,
             } => {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
-                (
-                    redis(guard(store, timeout.0)?, local_cache),
-                    "redis_cluster",
-                )
+                let layers = Layers {
+                    timeout: timeout.0,
+                    local_cache,
+                    batch,
+                    leases,
+                };
+                (stack(store, layers)?, "redis_cluster")
             }
         };
         Ok(AnyStore {
@@ -122,17 +194,31 @@ impl AnyStore {
         self.failure_mode
     }
 
-    /// The circuit breaker's state (Redis stores only).
-    pub fn breaker_state(&self) -> Option<BreakerState> {
+    fn redis(&self) -> Option<&RedisStack> {
         match &self.backend {
             Backend::Memory(_) => None,
-            Backend::Redis(guarded) => Some(guarded.breaker_state()),
-            Backend::CachedRedis(cache) => Some(cache.inner().breaker_state()),
+            Backend::Redis(stack) => Some(stack),
+            Backend::CachedRedis(cache) => Some(cache.inner()),
         }
     }
 
+    /// The circuit breaker's state (Redis stores only).
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        self.redis().map(RedisStack::breaker_state)
+    }
+
+    /// Whether decisions reach Redis in batches (Redis stores without `batch: off`).
+    pub fn is_batched(&self) -> bool {
+        self.redis().is_some_and(RedisStack::is_batched)
+    }
+
+    /// What the quota leases have done so far, when `leases` is configured.
+    pub fn lease_stats(&self) -> Option<LeaseStats> {
+        self.redis().and_then(RedisStack::lease_stats)
+    }
+
     /// The local cache of denials, when `local_cache` is configured.
-    pub fn local_cache(&self) -> Option<&DenialCache<Guarded<RedisStore>>> {
+    pub fn local_cache(&self) -> Option<&DenialCache<RedisStack>> {
         match &self.backend {
             Backend::CachedRedis(cache) => Some(cache),
             Backend::Memory(_) | Backend::Redis(_) => None,
@@ -165,7 +251,7 @@ impl AnyStore {
     ) -> Result<Decision, Error> {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
-            Backend::Redis(guarded) => guarded.check_with(policy, key, cost, mode).await,
+            Backend::Redis(stack) => stack.check_with(policy, key, cost, mode).await,
             Backend::CachedRedis(cache) => {
                 let miss = cache.inner().check_with(policy, key, cost, mode);
                 cache.check_or(policy, key, cost, miss).await
@@ -174,16 +260,51 @@ impl AnyStore {
     }
 }
 
-/// The guarded Redis store, behind a local cache of denials when one is configured.
-fn redis(guarded: Guarded<RedisStore>, local_cache: Option<LocalCacheConfig>) -> Backend {
-    match local_cache {
-        Some(config) => Backend::CachedRedis(
-            DenialCache::builder(guarded)
-                .max_keys(config.max_keys.get())
-                .build(),
-        ),
-        None => Backend::Redis(guarded),
+/// The sections of a Redis store that shape its stack.
+struct Layers {
+    timeout: Duration,
+    local_cache: Option<LocalCacheConfig>,
+    batch: Option<BatchConfig>,
+    leases: Option<LeasesConfig>,
+}
+
+/// Settings left out keep limiter-core's defaults.
+fn batched(store: RedisStore, config: BatchConfig) -> Batched {
+    let mut builder = Batched::builder(store);
+    if let Some(max_batch) = config.max_batch {
+        builder = builder.max_batch(max_batch.get());
     }
+    if let Some(linger) = config.linger {
+        builder = builder.linger(linger.0);
+    }
+    if let Some(max_in_flight) = config.max_in_flight {
+        builder = builder.max_in_flight(max_in_flight.get());
+    }
+    builder.build()
+}
+
+/// Settings left out keep limiter-core's defaults.
+fn leased(store: PolicyMode, config: LeasesConfig) -> Leased<PolicyMode> {
+    let mut builder = Leased::builder(store);
+    if let Some(lifetime) = config.lifetime {
+        builder = builder.lifetime(lifetime.0);
+    }
+    if let Some(reserve) = config.reserve {
+        builder = builder.reserve(reserve);
+    }
+    if let Some(speculation) = config.speculation {
+        builder = builder.speculation(speculation);
+    }
+    if let Some(min_demand) = config.min_demand {
+        builder = builder.min_demand(min_demand);
+    }
+    if let Some(max_units) = config.max_units {
+        builder = builder.max_units(max_units);
+    }
+    if let Some(max_memory) = config.max_memory {
+        builder = builder.max_bytes(max_memory.0);
+    }
+    builder.build()
 }
 
 fn prefixed(prefix: Option<String>) -> limiter_core::RedisStoreBuilder {
@@ -209,7 +330,7 @@ impl Store for AnyStore {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
-            Backend::Redis(guarded) => guarded.check(policy, key, cost).await,
+            Backend::Redis(stack) => stack.check(policy, key, cost).await,
             Backend::CachedRedis(cache) => cache.check(policy, key, cost).await,
         }
     }
@@ -217,8 +338,131 @@ impl Store for AnyStore {
     async fn ping(&self) -> Result<(), Error> {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(guarded) => guarded.ping().await,
+            Backend::Redis(stack) => stack.ping().await,
             Backend::CachedRedis(cache) => cache.ping().await,
+        }
+    }
+}
+
+impl RedisStack {
+    fn guard(&self) -> &Guarded<Wire> {
+        match &self.top {
+            Top::Guarded(guarded) => guarded,
+            Top::Leased(leased) => &leased.inner().0,
+        }
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.guard().breaker_state()
+    }
+
+    /// Whether decisions reach Redis in batches.
+    pub fn is_batched(&self) -> bool {
+        matches!(self.guard().primary(), Wire::Batched(_))
+    }
+
+    /// What the quota leases have done so far, when `leases` is configured.
+    pub fn lease_stats(&self) -> Option<LeaseStats> {
+        match &self.top {
+            Top::Guarded(_) => None,
+            Top::Leased(leased) => Some(leased.stats()),
+        }
+    }
+
+    /// Decides like [`Store::check`], with `mode` deciding if Redis cannot, leased or not.
+    pub async fn check_with(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        mode: &FailureMode,
+    ) -> Result<Decision, Error> {
+        match &self.top {
+            Top::Guarded(guarded) => guarded.check_with(policy, key, cost, mode).await,
+            Top::Leased(leased) => MODE.scope(*mode, leased.check(policy, key, cost)).await,
+        }
+    }
+}
+
+impl Store for RedisStack {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        match &self.top {
+            Top::Guarded(guarded) => guarded.check(policy, key, cost).await,
+            Top::Leased(leased) => leased.check(policy, key, cost).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.guard().ping().await
+    }
+}
+
+impl Store for PolicyMode {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        match MODE.try_with(|mode| *mode) {
+            Ok(mode) => self.0.check_with(policy, key, cost, &mode).await,
+            Err(_) => self.0.check(policy, key, cost).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.0.ping().await
+    }
+}
+
+impl LeaseStore for PolicyMode {
+    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<(Decision, i64), Error> {
+        self.0.take(policy, key, units).await
+    }
+
+    async fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> Result<(), Error> {
+        self.0.refund(policy, key, taken, unused, taken_at_us).await
+    }
+}
+
+impl Store for Wire {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        match self {
+            Wire::Direct(store) => store.check(policy, key, cost).await,
+            Wire::Batched(store) => store.check(policy, key, cost).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        match self {
+            Wire::Direct(store) => store.ping().await,
+            Wire::Batched(store) => store.ping().await,
+        }
+    }
+}
+
+impl LeaseStore for Wire {
+    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<(Decision, i64), Error> {
+        match self {
+            Wire::Direct(store) => store.take(policy, key, units).await,
+            Wire::Batched(store) => store.take(policy, key, units).await,
+        }
+    }
+
+    async fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> Result<(), Error> {
+        match self {
+            Wire::Direct(store) => store.refund(policy, key, taken, unused, taken_at_us).await,
+            Wire::Batched(store) => store.refund(policy, key, taken, unused, taken_at_us).await,
         }
     }
 }

@@ -214,3 +214,215 @@ fn local_cache_is_read_on_redis_stores_and_checked() {
     assert!(e.to_string().contains("unknown field `local_cache`"), "{e}");
     assert!(matches!(e.position().map(|p| p.line), Some(1 | 2)), "{e}");
 }
+
+/// The `batch` and `leases` sections of a Redis store, as compiled.
+fn throughput(
+    yaml: &str,
+) -> (
+    Option<limiter_tower::config::BatchConfig>,
+    Option<limiter_tower::config::LeasesConfig>,
+) {
+    use limiter_tower::config::StoreConfig;
+    let loaded = load_str(yaml, Path::new("policies.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    match loaded.rules.store().store.clone() {
+        StoreConfig::Redis { batch, leases, .. }
+        | StoreConfig::RedisCluster { batch, leases, .. } => (batch, leases),
+        other => panic!("not a Redis store: {other:?}"),
+    }
+}
+
+#[test]
+fn batching_is_on_and_leases_off_unless_configured() {
+    use limiter_tower::config::{BatchConfig, ByteSize, LeasesConfig};
+    use std::time::Duration;
+    let (batch, leases) = throughput("store: { kind: redis, url: \"redis://127.0.0.1:1\" }\n");
+    assert_eq!(
+        batch,
+        Some(BatchConfig::default()),
+        "batching is on by default, with limiter-core's settings"
+    );
+    assert_eq!(leases, None, "leases are off by default");
+
+    for off in ["off", "false", "\"off\""] {
+        let yaml =
+            format!("store: {{ kind: redis, url: \"redis://127.0.0.1:1\", batch: {off} }}\n");
+        assert_eq!(throughput(&yaml).0, None, "batch: {off}");
+    }
+    for on in ["on", "true", "{}"] {
+        let yaml =
+            format!("store:\n  kind: redis_cluster\n  nodes: [\"redis://127.0.0.1:1\"]\n  batch: {on}\n  leases: {on}\n");
+        let (batch, leases) = throughput(&yaml);
+        assert_eq!(batch, Some(BatchConfig::default()), "batch: {on}");
+        assert_eq!(leases, Some(LeasesConfig::default()), "leases: {on}");
+    }
+    let (batch, leases) = throughput(
+        "store:\n  kind: redis\n  url: redis://127.0.0.1:1\n  batch: { max_batch: 64, linger: 50us, max_in_flight: 4 }\n  leases:\n    lifetime: 50ms\n    reserve: 0.2\n    speculation: 0.05\n    min_demand: 8\n    max_units: 500\n    max_memory: 64MiB\n",
+    );
+    let batch = batch.unwrap();
+    assert_eq!(batch.max_batch.map(|n| n.get()), Some(64));
+    assert_eq!(batch.linger.map(|l| l.0), Some(Duration::from_micros(50)));
+    assert_eq!(batch.max_in_flight.map(|n| n.get()), Some(4));
+    let leases = leases.unwrap();
+    assert_eq!(
+        leases.lifetime.map(|l| l.0),
+        Some(Duration::from_millis(50))
+    );
+    assert_eq!(leases.reserve, Some(0.2));
+    assert_eq!(leases.speculation, Some(0.05));
+    assert_eq!((leases.min_demand, leases.max_units), (Some(8), Some(500)));
+    assert_eq!(leases.max_memory, Some(ByteSize(64 << 20)));
+    let (batch, leases) = throughput(
+        "store: { kind: redis, url: \"redis://127.0.0.1:1\", batch: { linger: 0s }, leases: { max_memory: 100MB, reserve: 0 } }\n",
+    );
+    let batch = batch.unwrap();
+    assert_eq!(
+        batch.linger.map(|l| l.0),
+        Some(Duration::ZERO),
+        "no linger at all"
+    );
+    assert_eq!(batch.max_batch, None, "unset: limiter-core's default");
+    let leases = leases.unwrap();
+    assert_eq!(leases.max_memory, Some(ByteSize(100_000_000)));
+    assert_eq!(leases.reserve, Some(0.0));
+    assert_eq!(leases.lifetime, None, "unset: limiter-core's default");
+}
+
+#[test]
+fn bad_batch_and_lease_values_name_the_field() {
+    // Inside `store`, errors are located at the section (see the local_cache test above),
+    // so each message names the value at fault.
+    for (section, message) in [
+        (
+            "batch: { max_batch: 0 }",
+            "batch.max_batch must be at least 1",
+        ),
+        (
+            "batch: { max_in_flight: 0 }",
+            "batch.max_in_flight must be at least 1",
+        ),
+        ("batch: { linger: 5ms }", "batch.linger must be at most 1ms"),
+        ("batch: { linger: soon }", "batch.linger: invalid duration"),
+        ("batch: { max_bach: 5 }", "unknown field `max_bach`"),
+        (
+            "batch: sometimes",
+            "batch: expected `off`, `on` or a map of settings",
+        ),
+        (
+            "leases: { reserve: 1 }",
+            "leases.reserve must be at least 0 and below 1, not 1",
+        ),
+        (
+            "leases: { reserve: -0.1 }",
+            "leases.reserve must be at least 0 and below 1",
+        ),
+        (
+            "leases: { lifetime: 0s }",
+            "leases.lifetime must be longer than zero",
+        ),
+        (
+            "leases: { speculation: 1.5 }",
+            "leases.speculation must be from 0 to 1, not 1.5",
+        ),
+        (
+            "leases: { min_demand: 0 }",
+            "leases.min_demand must be at least 1",
+        ),
+        ("leases: { max_units: -3 }", "leases.max_units: invalid"),
+        (
+            "leases: { max_units: 0 }",
+            "leases.max_units must be at least 1",
+        ),
+        (
+            "leases: { max_memory: 0 }",
+            "leases.max_memory must be above zero",
+        ),
+        (
+            "leases: { max_memory: 10 parsecs }",
+            "leases.max_memory: invalid size \"10 parsecs\"",
+        ),
+        ("leases: { lifetme: 5ms }", "unknown field `lifetme`"),
+    ] {
+        let yaml = format!(
+            "headers: draft\nstore:\n  kind: redis\n  url: redis://127.0.0.1:1\n  {section}\n"
+        );
+        let e = error(&yaml);
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{section}: {e}");
+        assert_eq!(e.field(), Some("store"), "{section}: {e}");
+        assert!(
+            matches!(e.position().map(|p| p.line), Some(2 | 3)),
+            "{section}: {e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("policies.yaml:{}: store: ", e.position().unwrap())),
+            "{section}: {text}"
+        );
+        assert!(text.contains(message), "{section}: {text}");
+    }
+    // The memory store has neither.
+    let e = error("store:\n  kind: memory\n  leases: on\n");
+    assert!(e.to_string().contains("unknown field `leases`"), "{e}");
+}
+
+#[test]
+fn a_policy_may_turn_leases_off_or_set_its_own_lifetime() {
+    use limiter_core::Leasing;
+    use std::time::Duration;
+    let yaml = "\
+store: { kind: redis, url: \"redis://127.0.0.1:1\", leases: on }
+default_policy: { name: rest, leases: off, limits: [{ name: m, max: 100, window: 60s }] }
+endpoints:
+  - { path: /a, name: a, limits: [{ name: m, max: 100, window: 60s }] }
+  - { path: /b, name: b, leases: off, limits: [{ name: m, max: 100, window: 60s }] }
+  - { path: /c, name: c, leases: { lifetime: 50ms }, limits: [{ name: m, max: 100, window: 60s }] }
+  - { path: /d, name: d, leases: on, limits: [{ name: m, max: 100, window: 60s }] }
+  - { path: /e, name: e, leases: false, limits: [{ name: m, max: 100, window: 60s }] }
+  - { path: /f, name: f, leases: {}, limits: [{ name: m, max: 100, window: 60s }] }
+";
+    let loaded = load_str(yaml, Path::new("policies.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let leasing: Vec<(String, Leasing)> = loaded
+        .rules
+        .policies()
+        .map(|r| (r.name.to_string(), r.policy.leasing()))
+        .collect();
+    assert_eq!(
+        leasing,
+        [
+            ("a".to_owned(), Leasing::Store),
+            ("b".to_owned(), Leasing::Off),
+            ("c".to_owned(), Leasing::Lifetime(Duration::from_millis(50))),
+            ("d".to_owned(), Leasing::Store),
+            ("e".to_owned(), Leasing::Off),
+            ("f".to_owned(), Leasing::Store),
+            ("rest".to_owned(), Leasing::Off),
+        ]
+    );
+
+    // Outside `store`, errors name the line and the field itself.
+    let e = error("endpoints:\n  - path: /a\n    name: a\n    limits: [{ name: m, max: 1, window: 60s }]\n  - path: /b\n    name: b\n    leases:\n      lifetime: 0s\n    limits: [{ name: m, max: 1, window: 60s }]\n");
+    assert_eq!(e.field(), Some("endpoints[1].leases.lifetime"), "{e}");
+    assert_eq!(e.position().map(|p| p.line), Some(8), "{e}");
+    assert!(e.to_string().contains("must be longer than zero"), "{e}");
+    let e = error("endpoints:\n  - path: /a\n    name: a\n    leases: { lifetme: 5ms }\n    limits: [{ name: m, max: 1, window: 60s }]\n");
+    assert_eq!(e.position().map(|p| p.line), Some(4), "{e}");
+    assert!(e.field().unwrap().starts_with("endpoints[0].leases"), "{e}");
+    assert!(e.to_string().contains("unknown field `lifetme`"), "{e}");
+    let e = error("default_policy:\n  name: d\n  leases: sometimes\n  limits: [{ name: m, max: 1, window: 60s }]\n");
+    assert_eq!(e.position().map(|p| p.line), Some(3), "{e}");
+    assert_eq!(e.field(), Some("default_policy.leases"), "{e}");
+    assert!(e.to_string().contains("expected `off`, `on`"), "{e}");
+}
+
+#[test]
+fn durations_take_microseconds() {
+    let loaded = load_str(
+        "endpoints:\n  - { path: /a, name: a, limits: [{ name: m, max: 1, window: 1500000us }] }\n",
+        Path::new("policies.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rule = loaded.rules.policies().next().unwrap();
+    assert_eq!(
+        rule.policy.limits()[0].window(),
+        std::time::Duration::from_millis(1500)
+    );
+}

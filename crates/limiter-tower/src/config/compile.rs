@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::{HeaderName, Method};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey};
-use limiter_core::{Algorithm, Limit, Period, Policy};
+use limiter_core::{Algorithm, Leasing, Limit, Period, Policy};
 use serde_saphyr::Spanned;
 
 use super::env::expand_env;
@@ -221,7 +221,8 @@ fn compile_policy(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let policy = Policy::new(&config.name, limits)
-        .map_err(|e| ctx.invalid(at.clone(), format!("{field}.name"), e))?;
+        .map_err(|e| ctx.invalid(at.clone(), format!("{field}.name"), e))?
+        .with_leasing(config.leases.map_or(Leasing::Store, PolicyLeases::to_core));
     let cost = match (&config.cost, &config.cost_header) {
         (Some(_), Some(_)) => {
             return Err(ctx.invalid(
@@ -479,17 +480,23 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             key_prefix,
             timeout,
             local_cache,
+            batch,
+            leases,
         } => StoreConfig::Redis {
             url: ctx.env("store.url", url)?,
             key_prefix: prefix(key_prefix)?,
             timeout: *timeout,
             local_cache: *local_cache,
+            batch: *batch,
+            leases: *leases,
         },
         StoreConfig::RedisCluster {
             nodes,
             key_prefix,
             timeout,
             local_cache,
+            batch,
+            leases,
         } => StoreConfig::RedisCluster {
             nodes: nodes
                 .iter()
@@ -499,6 +506,8 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             key_prefix: prefix(key_prefix)?,
             timeout: *timeout,
             local_cache: *local_cache,
+            batch: *batch,
+            leases: *leases,
         },
     })
 }

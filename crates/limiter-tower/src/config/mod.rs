@@ -9,6 +9,7 @@ mod load;
 mod model;
 mod reload;
 mod schema;
+mod throughput;
 
 pub use compile::compile;
 pub use error::{ConfigError, Position};

@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
 pub use super::guard::{BreakerSection, FailureMode, StoreSetup};
+use super::throughput::Switchable;
+pub use super::throughput::{BatchConfig, ByteSize, LeasesConfig, PolicyLeases};
 
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -55,7 +57,7 @@ pub struct ConfigFile {
 }
 
 /// The store behind every policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreConfig {
     /// In this process only: each instance counts on its own.
@@ -79,6 +81,20 @@ pub enum StoreConfig {
         /// are answered 429 without a Redis call until their retry time (off when unset).
         #[serde(default)]
         local_cache: Option<LocalCacheConfig>,
+        /// Send the concurrent decisions of this process to Redis together, one script
+        /// call for many (on unless `off`): adds at most `linger` to a decision under
+        /// load, nothing when idle.
+        #[serde(
+            default = "super::throughput::batch_on",
+            deserialize_with = "super::throughput::batch"
+        )]
+        #[schemars(with = "Switchable<BatchConfig>")]
+        batch: Option<BatchConfig>,
+        /// Quota leases for hot keys (off unless set): units reserved in Redis first and
+        /// admitted in this process, never more than Redis counted.
+        #[serde(default, deserialize_with = "super::throughput::leases")]
+        #[schemars(with = "Switchable<LeasesConfig>")]
+        leases: Option<LeasesConfig>,
     },
     /// A Redis Cluster, reached through any of its nodes.
     RedisCluster {
@@ -95,6 +111,20 @@ pub enum StoreConfig {
         /// are answered 429 without a Redis call until their retry time (off when unset).
         #[serde(default)]
         local_cache: Option<LocalCacheConfig>,
+        /// Send the concurrent decisions of this process to Redis together, one script
+        /// call for many (on unless `off`): adds at most `linger` to a decision under
+        /// load, nothing when idle.
+        #[serde(
+            default = "super::throughput::batch_on",
+            deserialize_with = "super::throughput::batch"
+        )]
+        #[schemars(with = "Switchable<BatchConfig>")]
+        batch: Option<BatchConfig>,
+        /// Quota leases for hot keys (off unless set): units reserved in Redis first and
+        /// admitted in this process, never more than Redis counted.
+        #[serde(default, deserialize_with = "super::throughput::leases")]
+        #[schemars(with = "Switchable<LeasesConfig>")]
+        leases: Option<LeasesConfig>,
     },
 }
 
@@ -354,6 +384,10 @@ pub struct EndpointConfig {
     /// unset.
     #[serde(default)]
     pub failure_mode: Option<FailureMode>,
+    /// Whether this policy's keys may be leased, over the store's `leases` section:
+    /// `off`, `on` (the default) or `{ lifetime: 50ms }`. Reloaded with the policy.
+    #[serde(default)]
+    pub leases: Option<PolicyLeases>,
 }
 
 impl EndpointConfig {
@@ -367,6 +401,7 @@ impl EndpointConfig {
             cost_header: self.cost_header.clone(),
             quota_unit: self.quota_unit,
             failure_mode: self.failure_mode,
+            leases: self.leases,
         }
     }
 }
@@ -396,6 +431,10 @@ pub struct PolicyConfig {
     /// unset.
     #[serde(default)]
     pub failure_mode: Option<FailureMode>,
+    /// Whether this policy's keys may be leased, over the store's `leases` section:
+    /// `off`, `on` (the default) or `{ lifetime: 50ms }`. Reloaded with the policy.
+    #[serde(default)]
+    pub leases: Option<PolicyLeases>,
 }
 
 fn default_scopes() -> Vec<Scope> {
@@ -522,7 +561,8 @@ pub enum PeriodName {
     Month,
 }
 
-/// A duration written as `90s`, `15m`, `1h 30m`, `1d`, or a number of seconds.
+/// A duration written as `90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`, or a number of
+/// seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
 
@@ -550,7 +590,7 @@ impl JsonSchema for Seconds {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: `90s`, `15m`, `1h 30m`, `1d`, `250ms`, or whole seconds.",
+            "description": "A duration: `90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`, or whole seconds.",
             "oneOf": [
                 { "type": "integer", "minimum": 0 },
                 { "type": "string", "pattern": "^\\s*[0-9]" }
