@@ -1,6 +1,7 @@
-//! `/metrics` after real traffic: every metric of the workspace is exported under its
-//! Prometheus name, scrapes are never limited, and no label value comes from a request
-//! (paths, headers, tokens, addresses): each one is from a fixed set or the policy file.
+//! `/metrics` after real traffic (batched, with leases on a hot key): every metric of the
+//! workspace is exported under its Prometheus name, scrapes are never limited, and no
+//! label value comes from a request (paths, headers, tokens, addresses): each one is from
+//! a fixed set or the policy file.
 //!
 //! One test per binary: the Prometheus recorder is process-global.
 
@@ -24,14 +25,15 @@ const SECRETS: [&str; 4] = [
 fn policies(url: &str) -> String {
     format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, local_cache: {{ max_keys: 100 }} }}
+store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, local_cache: {{ max_keys: 100 }}, leases: {{ lifetime: 500ms }} }}
 # Generous: a busy test machine must not open the breaker by slowness alone.
 breaker: {{ slow_calls: 1000000 }}
 failure_mode: closed
 client_ip: {{ trusted_proxies: ["127.0.0.1/32"] }}
-default_policy: {{ name: fallback-policy, scopes: [ip], limits: [{{ name: m, max: 1, window: 1h }}] }}
+default_policy: {{ name: fallback-policy, scopes: [ip], leases: off, limits: [{{ name: m, max: 1, window: 1h }}] }}
 endpoints:
-  - {{ path: "/items/{{id}}", name: items, scopes: [api_key, endpoint], limits: [{{ name: h, max: 3, window: 1h }}] }}
+  - {{ path: "/items/{{id}}", name: items, scopes: [api_key, endpoint], leases: off, limits: [{{ name: h, max: 3, window: 1h }}] }}
+  - {{ path: /hot, name: hot, scopes: [global], limits: [{{ name: h, max: 1000000, window: 1h }}] }}
 "#
     )
 }
@@ -64,6 +66,34 @@ async fn traffic(client: &reqwest::Client, addr: SocketAddr) -> u16 {
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// Requests one hot key enough for leases to be taken (`/hot`, one budget for all).
+async fn hot_traffic(client: &reqwest::Client, addr: SocketAddr) {
+    for _ in 0..20 {
+        let r = client
+            .get(format!("http://{addr}/hot"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// Waits until `done` holds of the layer's lease counts.
+async fn leases(
+    layer: &limiter::tower::RateLimitLayer,
+    done: impl Fn(&limiter::core::LeaseStats) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = layer.store().lease_stats().expect("leases are configured");
+        if done(&stats) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// `name{a="x",b="y"} value` → (name, [(a, x), (b, y)]).
@@ -111,6 +141,13 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // A hot key: leases taken, and once they expire their unused units given back.
+    hot_traffic(&client, addr).await;
+    leases(&layer, |s| {
+        s.leases > 0 && s.outstanding == 0 && s.refunded_units > 0
+    })
+    .await;
+
     // Reloads: one applied, one rejected.
     let reloader = layer.reloader(&file);
     std::fs::write(&file, policies(&redis.url()).replace("max: 3", "max: 4")).unwrap();
@@ -119,7 +156,10 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     assert!(reloader.reload().is_err());
     assert_eq!(layer.generation(), 2);
 
-    // Redis gone: degraded decisions until the breaker opens.
+    // Redis gone, with a lease out (whose refund then fails): degraded decisions until
+    // the breaker opens.
+    hot_traffic(&client, addr).await;
+    assert!(layer.store().lease_stats().unwrap().outstanding > 0);
     redis.kill();
     for _ in 0..20 {
         if layer.store().breaker_state() == Some(BreakerState::Open) {
@@ -129,6 +169,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     }
     assert_eq!(layer.store().breaker_state(), Some(BreakerState::Open));
     assert_eq!(traffic(&client, addr).await, 429);
+    leases(&layer, |s| s.outstanding == 0 && s.failed_refunds > 0).await;
 
     // Scrapes are not limited (the default policy allows one request an hour).
     let mut text = String::new();
@@ -156,7 +197,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         .map(|(n, _)| {
             ["_bucket", "_sum", "_count"]
                 .iter()
-                .find_map(|s| n.strip_suffix(s).filter(|_| n.contains("_seconds")))
+                .find_map(|s| n.strip_suffix(s).filter(|base| METRIC_NAMES.contains(base)))
                 .unwrap_or(n)
                 .to_owned()
         })
@@ -175,7 +216,11 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.get(3) {
             Some(&"counter") => assert!(parts[2].ends_with("_total"), "{line}"),
-            Some(&"histogram") => assert!(parts[2].ends_with("_seconds"), "{line}"),
+            // Durations in seconds; batch sizes in decisions.
+            Some(&"histogram") => assert!(
+                parts[2].ends_with("_seconds") || parts[2] == "ratelimit_batch_decisions",
+                "{line}"
+            ),
             _ => {}
         }
     }
@@ -183,6 +228,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     // Every label value is from a closed set or the policy file.
     let allowed: BTreeSet<&str> = [
         "items",
+        "hot",
         "fallback-policy", // policy names
         "allowed",
         "denied",

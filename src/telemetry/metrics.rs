@@ -22,6 +22,11 @@ pub const METRIC_NAMES: &[&str] = &[
     "ratelimit_fallback_decisions_total",
     "ratelimit_breaker_state",
     "ratelimit_breaker_transitions_total",
+    // limiter-core's Batched and Leased stores (store.batch, store.leases).
+    "ratelimit_batch_decisions",
+    "ratelimit_leases_total",
+    "ratelimit_lease_refunded_units_total",
+    "ratelimit_lease_refund_failures_total",
 ];
 
 /// Upper bounds (seconds) of the latency histograms: a decision takes tens of
@@ -31,6 +36,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25,
 ];
+
+/// Upper bounds of the `ratelimit_batch_decisions` histogram: decisions per Redis call,
+/// 1 when idle, up to `store.batch.max_batch` (256 by default) under load.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// Installs the Prometheus recorder as the process's global `metrics` recorder.
 /// Fails when a recorder is already installed.
@@ -43,6 +52,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("ratelimit_batch_decisions".into()),
+            BATCH_BUCKETS,
+        )?
         .install_recorder()
 }
 
