@@ -5,7 +5,9 @@
 //! cargo run --release --example demo -- --config config/demo.yaml --listen 127.0.0.1:3000
 //! ```
 //!
-//! In-memory by default; with `REDIS_URL` set, every instance shares one Redis budget.
+//! In-memory by default; with `REDIS_URL` set, the policy file's store is used as written
+//! (config/demo.yaml: Redis at `${REDIS_URL}` with batching, leases for hot keys and the
+//! local cache of denials), and every instance shares one Redis budget.
 //! `--listen` may be given several times (curl-demo.sh listens on 127.0.0.1 and ::1).
 //! `GET /metrics` serves Prometheus metrics (never rate-limited); `--log-format json`
 //! writes one JSON object per log line.
@@ -90,16 +92,20 @@ fn app() -> Router {
         )
 }
 
-async fn store_for(setup: &StoreSetup) -> Result<AnyStore, String> {
+/// The store the demo runs on: the policy file's, as written, when `REDIS_URL` is set
+/// (config/demo.yaml names a Redis store at `${REDIS_URL}` with its timeout, local cache,
+/// batching and leases); otherwise the embedded in-memory store, so that the same file
+/// runs without a Redis.
+async fn store_for(setup: &StoreSetup, file: &std::path::Path) -> Result<AnyStore, String> {
+    let redis_url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
     let mut setup = setup.clone();
-    if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
-        setup.store = StoreConfig::Redis {
-            url,
-            key_prefix: Some("demo:".into()),
-            timeout: config::Seconds(Duration::from_millis(200)),
-            // Off, as the benchmarks that run the demo on Redis measured it.
-            local_cache: None,
-        };
+    match (&setup.store, redis_url) {
+        (StoreConfig::Memory { .. }, Some(_)) => tracing::warn!(
+            file = %file.display(),
+            "REDIS_URL is set but the policy file names the memory store: running in memory"
+        ),
+        (StoreConfig::Memory { .. }, None) | (_, Some(_)) => {}
+        (_, None) => setup.store = StoreConfig::Memory { max_keys: None },
     }
     AnyStore::connect(&setup)
         .await
@@ -108,10 +114,13 @@ async fn store_for(setup: &StoreSetup) -> Result<AnyStore, String> {
 
 async fn run(args: Args, metrics: PrometheusHandle) -> Result<(), String> {
     let loaded = config::load(&args.config).map_err(|e| e.to_string())?;
-    let store = store_for(loaded.rules.store()).await?;
+    let store = store_for(loaded.rules.store(), &args.config).await?;
     tracing::info!(
         store = store.kind(),
         failure_mode = store.failure_mode().name(),
+        local_cache = store.local_cache().is_some(),
+        batched = store.is_batched(),
+        leases = store.lease_stats().is_some(),
         "store ready"
     );
     let layer = RateLimitLayer::new(loaded.rules, store);
