@@ -85,6 +85,7 @@ fn app() -> Router {
         )
         .route("/export", post(ok("export started")))
         .route("/upload", post(ok("uploaded")))
+        .route("/catalog", get(ok("catalog")))
         .route("/status", get(ok("status")))
         .route(
             "/health",

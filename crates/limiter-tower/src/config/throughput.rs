@@ -89,7 +89,7 @@ fn linger<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Seconds>,
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeasesConfig {
-    /// The longest a lease admits after it was asked for (default 100ms; for each policy
+    /// The longest a lease admits after it was asked for (default 250ms; for each policy
     /// also at most 1/20 of its shortest window). Its unused units are then given back.
     #[serde(default, deserialize_with = "store_lifetime")]
     pub lifetime: Option<Seconds>,

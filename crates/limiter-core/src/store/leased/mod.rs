@@ -33,7 +33,7 @@ use crate::policy::{Leasing, Policy};
 ///   from them in process ([`Decision::is_leased`]). Over-admission is impossible by
 ///   construction: every unit admitted here was consumed in the shared store first.
 /// - **Short-lived**: a lease is used at most its lifetime after it was asked for: the
-///   configured [`lifetime`](LeasedBuilder::lifetime) (default 100 ms), and at most
+///   configured [`lifetime`](LeasedBuilder::lifetime) (default 250 ms), and at most
 ///   1/20 of the policy's shortest window. Then its unused units are given back
 ///   ([`LeaseStore::refund`]): counters and GCRA take them back exactly, a sliding log
 ///   shrinks the lease's entry; a window that has moved on keeps nothing to return.
@@ -219,14 +219,14 @@ impl Weighter<PolicyKey, Arc<Lane>> for LaneWeight {
 }
 
 impl<S: LeaseStore> Leased<S> {
-    /// Starts configuring leases in front of `store`: 100 ms lifetime, 10% reserve,
+    /// Starts configuring leases in front of `store`: 250 ms lifetime, 10% reserve,
     /// speculative units up to 0.5% of capacity for keys asking for at least 2 units per
     /// lifetime, leases of up to 10,000 units, 100 MB of key state.
     pub fn builder(store: S) -> LeasedBuilder<S> {
         LeasedBuilder {
             store,
             config: LeaseConfig {
-                lifetime: Duration::from_millis(100),
+                lifetime: Duration::from_millis(250),
                 reserve: 0.1,
                 speculation: 0.005,
                 min_demand: 2,
@@ -474,7 +474,7 @@ impl<S> Shared<S> {
 }
 
 impl<S: LeaseStore> LeasedBuilder<S> {
-    /// The longest a lease admits after it was asked for (default 100 ms); for each
+    /// The longest a lease admits after it was asked for (default 250 ms); for each
     /// policy also at most 1/20 of its shortest window.
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.config.lifetime = lifetime;
