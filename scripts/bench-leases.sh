@@ -30,10 +30,9 @@ out=$(mktemp -d)
 run() { # workload mode round
   local s=$secs
   [ "$1" = hot ] && s=3
-  ./target/release/examples/skewed_mix "redis://127.0.0.1:$port" "$s" "$2" "$1" |
-    head -1 >"$out/$1.$2.$3"
+  ./target/release/examples/skewed_mix "redis://127.0.0.1:$port" "$s" "$2" "$1" >"$out/$1.$2.$3"
 }
-field() { grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2; }
+field() { grep -m1 -oE "(^| )$1=[^ ]+" "$2" | cut -d= -f2; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 med() { # workload mode field
   for f in "$out/$1.$2".*; do field "$3" "$f"; done | tr -d 'ms%' | median

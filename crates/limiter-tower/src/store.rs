@@ -52,7 +52,7 @@ pub struct RedisStack {
 #[derive(Clone)]
 enum Top {
     Guarded(Guarded<Wire>),
-    Leased(Leased<PolicyMode>),
+    Leased(Leased<Guarded<Wire>>),
 }
 
 /// The Redis store, behind [`Batched`] or not: one type either way.
@@ -61,18 +61,6 @@ enum Wire {
     Direct(RedisStore),
     Batched(Batched),
 }
-
-tokio::task_local! {
-    /// The failure mode of the decision in progress, for the checks [`Leased`] makes on
-    /// the guard: the `Store` trait it calls has no way to carry one.
-    static MODE: FailureMode;
-}
-
-/// The guard as [`Leased`] calls it: a check it makes (keys not leased, leases not
-/// granted) is decided, when Redis cannot, by the failure mode of the request's policy
-/// ([`MODE`]) rather than the guard's default, exactly as without leases.
-#[derive(Clone)]
-struct PolicyMode(Guarded<Wire>);
 
 /// Why [`AnyStore::connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +102,7 @@ impl AnyStore {
                 .breaker(setup.breaker.to_core())
                 .build()?;
             let top = match redis.leases {
-                Some(leases) => Top::Leased(leased(PolicyMode(guarded), leases)),
+                Some(leases) => Top::Leased(leased(guarded, leases)),
                 None => Top::Guarded(guarded),
             };
             let stack = RedisStack { top };
@@ -284,7 +272,7 @@ fn batched(store: RedisStore, config: BatchConfig) -> Batched {
 }
 
 /// Settings left out keep limiter-core's defaults.
-fn leased(store: PolicyMode, config: LeasesConfig) -> Leased<PolicyMode> {
+fn leased(store: Guarded<Wire>, config: LeasesConfig) -> Leased<Guarded<Wire>> {
     let mut builder = Leased::builder(store);
     if let Some(lifetime) = config.lifetime {
         builder = builder.lifetime(lifetime.0);
@@ -348,7 +336,7 @@ impl RedisStack {
     fn guard(&self) -> &Guarded<Wire> {
         match &self.top {
             Top::Guarded(guarded) => guarded,
-            Top::Leased(leased) => &leased.inner().0,
+            Top::Leased(leased) => leased.inner(),
         }
     }
 
@@ -380,7 +368,12 @@ impl RedisStack {
     ) -> Result<Decision, Error> {
         match &self.top {
             Top::Guarded(guarded) => guarded.check_with(policy, key, cost, mode).await,
-            Top::Leased(leased) => MODE.scope(*mode, leased.check(policy, key, cost)).await,
+            Top::Leased(leased) => {
+                // What leases leave to Redis is decided, when Redis cannot, by the
+                // request's own failure mode, exactly as without leases.
+                let miss = || leased.inner().check_with(policy, key, cost, mode);
+                leased.check_or(policy, key, cost, miss).await
+            }
         }
     }
 }
@@ -395,36 +388,6 @@ impl Store for RedisStack {
 
     async fn ping(&self) -> Result<(), Error> {
         self.guard().ping().await
-    }
-}
-
-impl Store for PolicyMode {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        match MODE.try_with(|mode| *mode) {
-            Ok(mode) => self.0.check_with(policy, key, cost, &mode).await,
-            Err(_) => self.0.check(policy, key, cost).await,
-        }
-    }
-
-    async fn ping(&self) -> Result<(), Error> {
-        self.0.ping().await
-    }
-}
-
-impl LeaseStore for PolicyMode {
-    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<(Decision, i64), Error> {
-        self.0.take(policy, key, units).await
-    }
-
-    async fn refund(
-        &self,
-        policy: &Policy,
-        key: &str,
-        taken: u64,
-        unused: u64,
-        taken_at_us: i64,
-    ) -> Result<(), Error> {
-        self.0.refund(policy, key, taken, unused, taken_at_us).await
     }
 }
 

@@ -281,11 +281,40 @@ impl<S: LeaseStore> Leased<S> {
         lane
     }
 
-    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    /// Decides like [`Store::check`], but where the wrapped store would be asked to decide
+    /// the request itself (the key is not leased, or a take was not granted or failed),
+    /// awaits `miss` instead: for calls the `Store` trait cannot express, such as
+    /// [`Guarded::check_with`](crate::Guarded::check_with) and its per-policy failure
+    /// mode. `miss` must decide `cost` for `key` under `policy` on the wrapped store; it
+    /// is called at most once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::{FailureMode, Guarded, Leased, Limit, Policy, RedisStore};
+    ///
+    /// # async fn demo(redis: RedisStore) -> Result<(), limiter_core::Error> {
+    /// let store = Leased::builder(Guarded::builder(redis).build().unwrap()).build();
+    /// let pay = Policy::new("pay", vec![Limit::new(100, Duration::from_secs(60))]).unwrap();
+    /// let mode = FailureMode::Closed;
+    /// let miss = || store.inner().check_with(&pay, "card-1", 1, &mode);
+    /// let decision = store.check_or(&pay, "card-1", 1, miss).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn check_or<F, Fut>(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        miss: F,
+    ) -> Result<Decision, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Decision, Error>>,
+    {
         if cost == 0 || key.is_empty() || policy.leasing() == Leasing::Off {
             // A peek reports the store's own figures; an empty key is the store's error;
             // a policy never leased needs no state here.
-            return self.shared.store.check(policy, key, cost).await;
+            return miss().await;
         }
         let lane = self.lane(policy, key, Instant::now());
         let mut rounds = 0;
@@ -331,9 +360,9 @@ impl<S: LeaseStore> Leased<S> {
                     if let Some(decision) = self.take(&lane, cost, units).await? {
                         return Ok(decision);
                     }
-                    return self.check_store(&lane, cost).await;
+                    return self.check_store(&lane, miss).await;
                 }
-                Step::Check => return self.check_store(&lane, cost).await,
+                Step::Check => return self.check_store(&lane, miss).await,
             }
         }
     }
@@ -408,12 +437,15 @@ impl<S: LeaseStore> Leased<S> {
         Ok(Some(mine))
     }
 
-    async fn check_store(&self, lane: &Lane, cost: u64) -> Result<Decision, Error> {
-        let decision = self
-            .shared
-            .store
-            .check(&lane.policy, &lane.key, cost)
-            .await?;
+    async fn check_store<Fut>(
+        &self,
+        lane: &Lane,
+        miss: impl FnOnce() -> Fut,
+    ) -> Result<Decision, Error>
+    where
+        Fut: Future<Output = Result<Decision, Error>>,
+    {
+        let decision = miss().await?;
         lane.state
             .lock()
             .observe(&decision, self.shared.config.reserve);
@@ -550,7 +582,8 @@ impl<S: LeaseStore> LeasedBuilder<S> {
 
 impl<S: LeaseStore> Store for Leased<S> {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        self.decide(policy, key, cost).await
+        let miss = || self.shared.store.check(policy, key, cost);
+        self.check_or(policy, key, cost, miss).await
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
