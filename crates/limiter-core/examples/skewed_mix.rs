@@ -16,7 +16,7 @@
 //!   loop, a billion per hour, fixed window: a hot key under a lease against the in-memory
 //!   store).
 //!
-//! Prints one line of `key=value` fields. "exact" is what exact limits admit for the
+//! `CONC` sets the concurrent tasks (default 64). Prints one line of `key=value` fields. "exact" is what exact limits admit for the
 //! requests made: per user, the requests or the limit, whichever is smaller (the run is
 //! started where no window boundary falls inside it). "over" counts admissions beyond it.
 //! Redis commands come from `INFO commandstats`: `calls` counts the script calls
@@ -133,7 +133,14 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy::new(&format!("{workload}-{mode}-{unique}"), limits)?;
     let cold = workload == "cold";
     let hot = workload == "hot";
-    let tasks: u64 = if hot { 1 } else { 64 };
+    let tasks: u64 = if hot {
+        1
+    } else {
+        std::env::var("CONC")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(64)
+    };
     let mut stacks = Vec::new();
     for _ in 0..instances {
         stacks.push(stack(&url, &mode).await?);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use limiter_core::{
     Algorithm, Batched, BreakerConfig, FailureMode, Guarded, LeaseStats, Leased, Limit, Limiter,
-    Policy, RedisStore, Store,
+    Period, Policy, RedisStore, Store,
 };
 use redis_harness::{RedisCluster, RedisServer};
 use support::*;
@@ -251,7 +251,11 @@ async fn decisions_stay_within_one_percent_of_pure_redis() {
     let traffic = recorded_traffic(4000);
     let mut drift = 0;
     let mut requests = 0;
-    for algorithm in algorithms() {
+    // Calendar windows too: both stores see the same minute boundaries.
+    for algorithm in algorithms()
+        .into_iter()
+        .chain([Algorithm::Calendar(Period::Minute)])
+    {
         let policy = fresh_policy(vec![
             Limit::new(40, secs(2)).algorithm(algorithm),
             Limit::new(150, secs(20)).algorithm(algorithm),
