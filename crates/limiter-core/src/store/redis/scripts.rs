@@ -52,15 +52,16 @@ impl ScriptClock {
     }
 }
 
-/// A script's text as the body of a function of the batch script: it reads the batch's
-/// time, one TIME call and one instant for the whole batch.
+/// A script's text as the body of a function of the batch script: it takes the batch's
+/// time, one TIME call and one instant for the whole batch, read and converted once.
 fn embedded(script: &str) -> String {
+    let script = replace_marker(script, "local t = redis.call('TIME')\n", "");
     let script = replace_marker(
-        script,
-        "local t = redis.call('TIME')",
-        "local t = batch_time",
+        &script,
+        "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])",
+        "local now = batch_now",
     );
-    replace_marker(&script, "--[[CLOCK]]", "now = batch_now")
+    replace_marker(&script, "--[[CLOCK]]", "")
 }
 
 /// Under the injected clock, every TTL is ten minutes longer.
