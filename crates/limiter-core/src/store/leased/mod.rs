@@ -316,16 +316,24 @@ impl<S: LeaseStore> Leased<S> {
             // a policy never leased needs no state here.
             return miss().await;
         }
-        let lane = self.lane(policy, key, Instant::now());
+        let now = Instant::now();
+        let lane = self.lane(policy, key, now);
+        {
+            // The hot path: admitted from the lease held, under one lock.
+            let mut state = lane.state.lock();
+            state.count(now, cost, lane.lifetime);
+            if let Some((decision, age)) = state.admit(now, cost) {
+                drop(state);
+                self.shared.record_local(age);
+                return Ok(decision);
+            }
+        }
         let mut rounds = 0;
         loop {
             let mut notified = std::pin::pin!(lane.taken.notified());
             let step = {
                 let mut state = lane.state.lock();
                 let now = Instant::now();
-                if rounds == 0 {
-                    state.count(now, cost, lane.lifetime);
-                }
                 if let Some((decision, age)) = state.admit(now, cost) {
                     drop(state);
                     self.shared.record_local(age);
