@@ -247,18 +247,27 @@ mod tests {
     fn reads_never_lead_the_os_clock_nor_go_back() {
         let mut last = 0;
         let mut reads = 0u64;
-        let deadline = Instant::now() + std::time::Duration::from_millis(300);
-        while Instant::now() < deadline {
+        let start = Instant::now();
+        let calibrated = || {
+            time()
+                .tsc
+                .as_ref()
+                .is_none_or(|tsc| tsc.reach.load(Ordering::Relaxed) > 0)
+        };
+        // Reads for 300 ms, and on until the ratio is calibrated: on a loaded machine
+        // measuring it within its tolerance can take longer (bounded at 20 s).
+        loop {
             last = last.max(checked_read(last));
             reads += 1;
+            let elapsed = start.elapsed();
+            if elapsed >= std::time::Duration::from_millis(300)
+                && (calibrated() || elapsed >= std::time::Duration::from_secs(20))
+            {
+                break;
+            }
         }
         assert!(reads > 1_000);
-        if let Some(tsc) = &time().tsc {
-            assert!(
-                tsc.reach.load(Ordering::Relaxed) > 0,
-                "calibrated within 300 ms"
-            );
-        }
+        assert!(calibrated(), "calibrated within 20 s of reads");
     }
 
     /// With several threads re-basing, every read keeps to the bound against the latest

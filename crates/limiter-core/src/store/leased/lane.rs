@@ -217,3 +217,127 @@ impl Lease {
         decision
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use super::*;
+    use crate::decision::{Decision, Verdict, WindowState, Windows};
+    use crate::policy::Limit;
+
+    fn lane(capacity: u64) -> Lane {
+        let policy = Policy::new(
+            "p",
+            vec![Limit::new(capacity, StdDuration::from_secs(3600))],
+        )
+        .unwrap();
+        Lane::new(&policy, "k", &LeaseConfig::default(), Instant::now())
+    }
+
+    /// A decision of the store leaving `remaining` of `limit`.
+    fn decided(limit: u64, remaining: u64) -> Decision {
+        let mut windows = Windows::new();
+        windows.push(WindowState {
+            limit,
+            remaining,
+            reset_after_us: 0,
+            verdict: Verdict::Fits.into(),
+        });
+        Decision::from_windows(windows)
+    }
+
+    #[test]
+    fn nothing_is_leased_before_the_store_reported_the_room() {
+        let lane = lane(10_000);
+        let mut state = lane.state.lock();
+        state.count(Instant::now(), 100, lane.lifetime);
+        state.waiting = 50;
+        assert_eq!(lane.lease_size(&state, 1, &LeaseConfig::default()), 0);
+    }
+
+    #[test]
+    fn waiting_requests_are_covered_and_speculation_is_capped() {
+        let config = LeaseConfig::default();
+        // 0.5% of 10,000: at most 50 units beyond the requests waiting.
+        let lane = lane(10_000);
+        let mut state = lane.state.lock();
+        state.observe(&decided(10_000, 9_000), config.reserve);
+        assert_eq!(
+            lane.lease_size(&state, 1, &config),
+            0,
+            "no demand, no waiters"
+        );
+        state.waiting = 30;
+        assert_eq!(lane.lease_size(&state, 1, &config), 30, "waiters only");
+        state.count(Instant::now(), 500, lane.lifetime);
+        assert_eq!(
+            lane.lease_size(&state, 1, &config),
+            30 + 50,
+            "waiters and the cap"
+        );
+    }
+
+    #[test]
+    fn the_reserve_is_never_leased_and_the_room_is_halved() {
+        let config = LeaseConfig::default();
+        let lane = lane(10_000);
+        let mut state = lane.state.lock();
+        state.count(Instant::now(), 500, lane.lifetime);
+        // 1,010 left of 10,000: 10 above the reserve of 1,000, so (10 - 1) / 2 = 4.
+        state.observe(&decided(10_000, 1_010), config.reserve);
+        assert_eq!(lane.lease_size(&state, 1, &config), 4);
+        // Inside the reserve: the store decides, waiters or not.
+        state.observe(&decided(10_000, 900), config.reserve);
+        state.waiting = 20;
+        assert_eq!(lane.lease_size(&state, 1, &config), 0);
+    }
+
+    #[test]
+    fn small_limits_lease_only_for_waiting_requests() {
+        let config = LeaseConfig::default();
+        let lane = lane(100);
+        let mut state = lane.state.lock();
+        state.count(Instant::now(), 1_000, lane.lifetime);
+        state.observe(&decided(100, 80), config.reserve);
+        assert_eq!(
+            lane.lease_size(&state, 1, &config),
+            0,
+            "0.5% of 100 is no unit"
+        );
+        state.waiting = 5;
+        assert_eq!(lane.lease_size(&state, 1, &config), 5);
+    }
+
+    #[test]
+    fn demand_is_counted_per_lifetime_and_forgotten_after_a_quiet_one() {
+        let lane = lane(10_000);
+        let mut state = lane.state.lock();
+        let start = Instant::now();
+        state.count(start, 7, lane.lifetime);
+        state.count(start + lane.lifetime, 3, lane.lifetime);
+        assert_eq!((state.demand.previous, state.demand.current), (7, 3));
+        state.count(start + lane.lifetime * 4, 1, lane.lifetime);
+        assert_eq!((state.demand.previous, state.demand.current), (0, 1));
+    }
+
+    #[test]
+    fn a_lease_admits_until_it_is_spent_or_expired() {
+        let lane = lane(10_000);
+        let mut state = lane.state.lock();
+        let asked = Instant::now();
+        let lease = Lease::new(1, 3, 4, 0, asked, lane.lifetime, decided(10_000, 100));
+        assert!(state.install(lease).is_none());
+        let (decision, _) = state.admit(asked, 2).unwrap();
+        assert!(decision.is_leased() && decision.is_allowed());
+        assert_eq!(
+            decision.windows()[0].remaining(),
+            101,
+            "the store's and the lease's"
+        );
+        assert!(state.admit(asked, 2).is_none(), "one unit left");
+        assert!(state.admit(asked + lane.lifetime, 1).is_none(), "expired");
+        assert_eq!(state.end(1).map(|l| l.left), Some(1));
+        assert!(state.end(1).is_none(), "ends once");
+    }
+}

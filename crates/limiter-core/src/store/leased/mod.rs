@@ -122,6 +122,20 @@ pub(crate) struct LeaseConfig {
     max_bytes: u64,
 }
 
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            lifetime: Duration::from_millis(250),
+            reserve: 0.1,
+            speculation: 0.005,
+            min_demand: 2,
+            min_units: 1,
+            max_units: 10_000,
+            max_bytes: 100_000_000,
+        }
+    }
+}
+
 impl LeaseConfig {
     /// The most speculative units of a policy's leases (see `LaneState::lease_size`).
     fn speculative_cap(&self, policy: &Policy) -> u64 {
@@ -225,15 +239,7 @@ impl<S: LeaseStore> Leased<S> {
     pub fn builder(store: S) -> LeasedBuilder<S> {
         LeasedBuilder {
             store,
-            config: LeaseConfig {
-                lifetime: Duration::from_millis(250),
-                reserve: 0.1,
-                speculation: 0.005,
-                min_demand: 2,
-                min_units: 1,
-                max_units: 10_000,
-                max_bytes: 100_000_000,
-            },
+            config: LeaseConfig::default(),
         }
     }
 
