@@ -2,8 +2,9 @@
 -- decides it alone (an entry's costs in arrival order, so that a burst on one key costs
 -- one entry and admits what one-by-one calls would, in that order), and lease refunds,
 -- as refund.lua makes them. The two scripts' texts are the bodies of `decide` and
--- `refund` below (KEYS and ARGV are their parameters), reading the batch's time instead
--- of their own: one TIME call, and one instant per batch.
+-- `refund` below, reading the batch's time instead of their own (one TIME call, and one
+-- instant per batch) and this call's KEYS and ARGV from an offset (`KEYS[i]` reads
+-- `KEYS[key_base + i]`): no table is built per entry.
 --
 -- ARGV[1] number of entries; then per entry: its key count, its argument count, its cost
 --   count, the costs, the arguments. A decision's arguments are what decide.lua takes
@@ -14,32 +15,40 @@ local batch_time = redis.call('TIME')
 local batch_now = tonumber(batch_time[1]) * 1000000 + tonumber(batch_time[2])
 --[[BATCH_CLOCK]]
 
-local function decide(KEYS, ARGV)
+local function decide(key_base, arg_base)
 --[[DECIDE]]
 end
 
-local function refund(KEYS, ARGV)
+local function refund(key_base, arg_base)
 --[[REFUND]]
 end
 
 local reply = {batch_now}
+local replied = 1
+local function answer(values)
+  for i = 1, #values do reply[replied + i] = values[i] end
+  replied = replied + #values
+end
+
 local key_at, arg_at = 1, 2
 for _ = 1, tonumber(ARGV[1]) do
   local key_count = tonumber(ARGV[arg_at])
   local arg_count = tonumber(ARGV[arg_at + 1])
   local cost_count = tonumber(ARGV[arg_at + 2])
   local costs_at = arg_at + 3
-  local keys, args = {}, {}
-  for i = 1, key_count do keys[i] = KEYS[key_at + i - 1] end
   if cost_count == 0 then
-    for i = 1, arg_count do args[i] = ARGV[costs_at + i - 1] end
-    refund(keys, args)
+    refund(key_at - 1, costs_at - 1)
+  elseif cost_count == 1 then
+    answer(decide(key_at - 1, costs_at - 1))
   else
-    for i = 1, arg_count do args[i + 1] = ARGV[costs_at + cost_count + i - 1] end
-    for c = 0, cost_count - 1 do
-      args[1] = ARGV[costs_at + c]
-      local answer = decide(keys, args)
-      for i = 1, #answer do reply[#reply + 1] = answer[i] end
+    -- decide.lua reads its cost just before its arguments: each cost in turn goes into
+    -- the last cost's slot.
+    local costs = {}
+    for c = 1, cost_count do costs[c] = ARGV[costs_at + c - 1] end
+    local slot = costs_at + cost_count - 1
+    for c = 1, cost_count do
+      ARGV[slot] = costs[c]
+      answer(decide(key_at - 1, slot - 1))
     end
   end
   key_at = key_at + key_count

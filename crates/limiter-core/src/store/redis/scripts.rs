@@ -53,7 +53,8 @@ impl ScriptClock {
 }
 
 /// A script's text as the body of a function of the batch script: it takes the batch's
-/// time, one TIME call and one instant for the whole batch, read and converted once.
+/// time (one TIME call and one instant for the whole batch, read and converted once), and
+/// reads the batch's KEYS and ARGV from the entry's offsets (`key_base`, `arg_base`).
 fn embedded(script: &str) -> String {
     let script = replace_marker(script, "local t = redis.call('TIME')\n", "");
     let script = replace_marker(
@@ -61,7 +62,14 @@ fn embedded(script: &str) -> String {
         "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])",
         "local now = batch_now",
     );
-    replace_marker(&script, "--[[CLOCK]]", "")
+    let script = replace_marker(&script, "--[[CLOCK]]", "");
+    assert!(
+        !script.contains("#ARGV") && !script.contains("#KEYS"),
+        "an embedded script reads KEYS and ARGV from offsets, not their length"
+    );
+    script
+        .replace("KEYS[", "KEYS[key_base + ")
+        .replace("ARGV[", "ARGV[arg_base + ")
 }
 
 /// Under the injected clock, every TTL is ten minutes longer.
