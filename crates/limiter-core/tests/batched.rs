@@ -196,3 +196,31 @@ async fn batching_on_a_cluster_stays_exact() {
         .count();
     assert_eq!((hot, cold), (100, 500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_makes_callers_wait_and_loses_nothing() {
+    let server = RedisServer::spawn();
+    // One decision queued and one per call at most: every caller waits its turn.
+    let store = Batched::builder(redis_store(&server).await)
+        .queue(1)
+        .max_batch(1)
+        .max_in_flight(1)
+        .linger(Duration::ZERO)
+        .build();
+    let policy = fresh_policy(vec![Limit::new(3, secs(3600))]);
+    // Loads the script (its first call is answered NOSCRIPT, then retried).
+    store.check(&policy, "warm-up", 1).await.unwrap();
+    let before = server.script_calls();
+    let keys: Vec<String> = (0..400).map(|i| format!("k{}", i % 50)).collect();
+    let decisions = join_all(keys.iter().map(|key| store.check(&policy, key, 1))).await;
+    let admitted = decisions
+        .iter()
+        .filter(|d| d.as_ref().unwrap().is_allowed())
+        .count();
+    assert_eq!(admitted, 50 * 3, "each of 50 keys admits its 3 of 8");
+    assert_eq!(
+        server.script_calls() - before,
+        400,
+        "one call per decision at max_batch 1"
+    );
+}
