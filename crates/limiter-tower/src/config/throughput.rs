@@ -38,9 +38,11 @@ pub struct BatchConfig {
     /// `0s` sends what is queued at once.
     #[serde(default, deserialize_with = "linger")]
     pub linger: Option<Seconds>,
-    /// Batch calls out at once (default 2); while all are out the next batch grows.
+    /// Batch calls out at once (default 1); while all are out the next batch grows. With
+    /// one, every key's requests are decided in arrival order; with more, calls (and two
+    /// requests of one key in them) may overtake each other.
     #[serde(default, deserialize_with = "max_in_flight")]
-    #[schemars(extend("default" = 2))]
+    #[schemars(extend("default" = 1))]
     pub max_in_flight: Option<NonZeroUsize>,
 }
 
