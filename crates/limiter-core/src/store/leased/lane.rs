@@ -167,6 +167,12 @@ impl LaneState {
             .min();
     }
 
+    /// Forgets the room last reported, so that no take is tried until the store decides
+    /// a request again.
+    pub(super) fn forget_room(&mut self) {
+        self.room = None;
+    }
+
     /// Installs a new lease; returns the one it replaces.
     pub(super) fn install(&mut self, lease: Lease) -> Option<Lease> {
         self.lease.replace(lease)
@@ -253,6 +259,11 @@ mod tests {
         let mut state = lane.state.lock();
         state.count(Instant::now(), 100, lane.lifetime);
         state.waiting = 50;
+        assert_eq!(lane.lease_size(&state, 1, &LeaseConfig::default()), 0);
+        // Known, then forgotten after a failed take: no take until the store answers.
+        state.observe(&decided(10_000, 9_000), 0.1);
+        assert!(lane.lease_size(&state, 1, &LeaseConfig::default()) > 0);
+        state.forget_room();
         assert_eq!(lane.lease_size(&state, 1, &LeaseConfig::default()), 0);
     }
 

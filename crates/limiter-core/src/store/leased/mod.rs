@@ -395,7 +395,12 @@ impl<S: LeaseStore> Leased<S> {
         let (decision, taken_at_us) =
             match self.shared.store.take(&lane.policy, &lane.key, taken).await {
                 Ok(taken) => taken,
-                Err(Error::Store(_)) => return Ok(None),
+                Err(Error::Store(_)) => {
+                    // No more takes until the store has answered a request again: during
+                    // an outage each request then waits for one failing call, not two.
+                    lane.state.lock().forget_room();
+                    return Ok(None);
+                }
                 Err(other) => return Err(other),
             };
         let reserve = self.shared.config.reserve;
