@@ -157,6 +157,12 @@ impl LaneState {
         if decision.is_degraded() || decision.is_cached() || decision.is_leased() {
             return;
         }
+        self.learn_room(decision, reserve);
+    }
+
+    /// Takes the key's room from `decision`'s windows, whatever made it: a take's decision
+    /// as its requester sees it (the lease's units counted as room) included.
+    pub(super) fn learn_room(&mut self, decision: &Decision, reserve: f64) {
         self.room = decision
             .windows()
             .iter()

@@ -420,8 +420,8 @@ impl<S: LeaseStore> Leased<S> {
         );
         let (mine, replaced) = {
             let mut state = lane.state.lock();
-            state.observe(&lease_decision(&lease), reserve);
             let mine = lease.view(asked_at);
+            state.learn_room(&mine, reserve);
             (mine, state.install(lease))
         };
         drop(taking);
@@ -470,13 +470,6 @@ impl<S: LeaseStore> Leased<S> {
             .observe(&decision, self.shared.config.reserve);
         Ok(decision)
     }
-}
-
-/// What a lease's take tells of the key's room: the store's decision, as the store made it.
-fn lease_decision(lease: &Lease) -> Decision {
-    let mut decision = lease.view(lease.asked_at);
-    decision.leased = false;
-    decision
 }
 
 enum Step {
