@@ -183,14 +183,11 @@ impl Fields {
 ///
 /// `RateLimit-Policy` goes on every response, so its value is cloned per request. A
 /// clone of a heap-backed [`HeaderValue`] counts a reference, a cache line that every
-/// request writes twice, traded between cores when two threads serve requests; a
-/// `'static` one costs nothing to clone. With two threads through one server the
-/// layer's added cost went from 1.15–1.26x tower_governor's (four runs) to 1.00–1.06x
-/// (two runs, `THREADS=2 layer_overhead 15`, together with rendering the fields at the
-/// decision, which takes the rules' `Arc` out of the response future); a copy per
-/// response instead (an allocation) made the one-thread case 1.10–1.21x. The price:
-/// each distinct value is kept until the process exits, a few dozen bytes per window;
-/// reloading a file whose policies did not change adds nothing.
+/// request writes twice, traded between cores when several threads serve requests; a
+/// `'static` one costs nothing to clone, and a copy per response would cost an
+/// allocation (BENCHMARKS.md has the measurements). The price: each distinct value is
+/// kept until the process exits, a few dozen bytes per window; reloading a file whose
+/// policies did not change adds nothing.
 fn interned(field: String) -> &'static str {
     static FIELDS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
     // A poisoned set is still a set of valid strings: keep using it.

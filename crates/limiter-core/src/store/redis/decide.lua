@@ -6,8 +6,8 @@
 --
 -- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
 -- table it creates is an allocation per decision. A policy of one GCRA window is decided
--- after only the one helper both GCRA paths share is created (about 0.06 us); the
--- calendar helpers only when a calendar window is present.
+-- after only the one helper both GCRA paths share is created; the calendar helpers
+-- only when a calendar window is present, the sliding algorithms' only when one is.
 -- Needs Redis 5 or later, which replicates a script's effects rather than the script
 -- (TIME makes it non-deterministic).
 --
