@@ -49,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--listen {value}: {e}"))?,
             ),
-            "--log-format" => log_format = value.parse()?,
+            "--log-format" => log_format = value.parse().map_err(|e| format!("{e}"))?,
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --config PATH --listen ADDR --log-format text|json"
@@ -225,7 +225,7 @@ impl Telemetry {
 #[cfg(not(feature = "otel"))]
 fn init_telemetry(format: LogFormat) -> Result<Telemetry, String> {
     telemetry::init_logs(format, tracing_subscriber::layer::Identity::new())
-        .map_err(|e| format!("logs: {e}"))?;
+        .map_err(|e| e.to_string())?;
     Ok(Telemetry {})
 }
 
@@ -235,12 +235,12 @@ fn init_telemetry(format: LogFormat) -> Result<Telemetry, String> {
     use limiter::telemetry::otel;
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
         telemetry::init_logs(format, tracing_subscriber::layer::Identity::new())
-            .map_err(|e| format!("logs: {e}"))?;
+            .map_err(|e| e.to_string())?;
         return Ok(Telemetry { provider: None });
     }
     otel::install_propagator();
-    let provider = otel::otlp_provider("limiter-demo")?;
-    telemetry::init_logs(format, otel::layer(&provider)).map_err(|e| format!("logs: {e}"))?;
+    let provider = otel::otlp_provider("limiter-demo").map_err(|e| e.to_string())?;
+    telemetry::init_logs(format, otel::layer(&provider)).map_err(|e| e.to_string())?;
     Ok(Telemetry {
         provider: Some(provider),
     })

@@ -7,6 +7,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::{TelemetryError, UnknownLogFormat};
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
@@ -18,20 +20,29 @@ pub enum LogFormat {
 }
 
 impl FromStr for LogFormat {
-    type Err = String;
+    type Err = UnknownLogFormat;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("log format {other:?}: expected text or json")),
+            other => Err(UnknownLogFormat(other.to_owned())),
         }
     }
 }
 
 /// Installs the global subscriber: logs in `format`, plus `extra` (e.g. the OpenTelemetry
 /// layer of [`otel`](crate::telemetry::otel)). Fails when one is already installed.
-pub fn init_logs<L>(format: LogFormat, extra: L) -> Result<(), String>
+///
+/// ```
+/// use limiter::telemetry::{init_logs, LogFormat, TelemetryError};
+/// use tracing_subscriber::layer::Identity;
+///
+/// init_logs(LogFormat::Json, Identity::new()).unwrap();
+/// let again = init_logs(LogFormat::Text, Identity::new());
+/// assert!(matches!(again, Err(TelemetryError::SubscriberInstalled(_))));
+/// ```
+pub fn init_logs<L>(format: LogFormat, extra: L) -> Result<(), TelemetryError>
 where
     L: Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
@@ -40,7 +51,7 @@ where
         .with(extra)
         .with(log_layer(format, std::io::stdout).with_filter(filter))
         .try_init()
-        .map_err(|e| e.to_string())
+        .map_err(TelemetryError::from)
 }
 
 /// The log lines in `format`, written to `writer`.
@@ -110,6 +121,9 @@ mod tests {
     fn log_formats_parse_and_reject_unknown_names() {
         assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
         assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
-        assert!("xml".parse::<LogFormat>().is_err());
+        assert_eq!(
+            "xml".parse::<LogFormat>(),
+            Err(UnknownLogFormat("xml".into()))
+        );
     }
 }

@@ -2,10 +2,12 @@
 //! route, logs as text or JSON, and (feature `otel`) OpenTelemetry traces over OTLP that
 //! continue the caller's W3C `traceparent`.
 
+mod error;
 mod logs;
 mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
 
+pub use self::error::{TelemetryError, UnknownLogFormat};
 pub use self::logs::{init_logs, LogFormat};
 pub use self::metrics::{install_prometheus, metrics_router, LATENCY_BUCKETS, METRIC_NAMES};

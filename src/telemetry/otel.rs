@@ -6,7 +6,7 @@
 //! use axum::{middleware, routing::get, Router};
 //! use limiter::telemetry::{init_logs, otel, LogFormat};
 //!
-//! # async fn demo() -> Result<(), String> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! otel::install_propagator();
 //! // OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318) names the collector.
 //! let provider = otel::otlp_provider("my-service")?;
@@ -16,7 +16,7 @@
 //!     // .layer(rate_limit_layer)
 //!     .layer(middleware::from_fn(otel::continue_trace)); // outermost
 //! # let _ = app;
-//! provider.shutdown().map_err(|e| e.to_string())?; // flushes at exit
+//! provider.shutdown()?; // flushes at exit
 //! # Ok(()) }
 //! ```
 
@@ -35,6 +35,8 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+use super::TelemetryError;
+
 /// Makes W3C Trace Context (`traceparent`, `tracestate`) the global propagator that
 /// [`continue_trace`] reads incoming requests with.
 pub fn install_propagator() {
@@ -44,11 +46,10 @@ pub fn install_propagator() {
 /// A tracer provider exporting in batches over OTLP/HTTP (protobuf) to
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`, as service `service_name`. Call `shutdown` on it at
 /// exit to flush.
-pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, String> {
+pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .build()
-        .map_err(|e| format!("OTLP exporter: {e}"))?;
+        .build()?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(

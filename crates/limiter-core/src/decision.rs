@@ -70,6 +70,9 @@ pub struct WindowState {
     pub(crate) limit: u64,
     pub(crate) remaining: u64,
     pub(crate) reset_after_us: u64,
+    /// Microseconds until the window holds one unit more than `remaining`; 0 when it
+    /// holds its full capacity and nothing can be added.
+    pub(crate) next_unit_us: u64,
     pub(crate) verdict: PackedVerdict,
 }
 
@@ -87,6 +90,14 @@ impl WindowState {
     /// Time until the window holds its full capacity again.
     pub fn reset_after(&self) -> Duration {
         Duration::from_micros(self.reset_after_us)
+    }
+
+    /// Time until the window holds one unit more than [`remaining`](Self::remaining), if
+    /// nothing consumes meanwhile: when a denied request of cost 1 would fit, or when an
+    /// admitted client has more than it was told. `None` when the window holds its full
+    /// capacity (nothing more can become available).
+    pub fn next_unit_after(&self) -> Option<Duration> {
+        (self.next_unit_us > 0).then(|| Duration::from_micros(self.next_unit_us))
     }
 
     /// How this window stands on the request's cost.

@@ -3,6 +3,20 @@
 //!
 //! `RateLimit-Policy` never changes for a policy, so it is rendered once when the
 //! configuration loads; only the numbers of `RateLimit` are written per response.
+//!
+//! `RateLimit`'s `t` is the draft's (since draft 10): the seconds until more quota than
+//! `r` is available, not until the window is whole again. Draft 10 words it "the number
+//! of seconds until additional quota [...] is made available", draft 11 "the number of
+//! seconds within which the client can use no more than the available quota"; both name
+//! the same instant, when the window holds `r + 1` units if nothing consumes meanwhile
+//! ([`WindowState::next_unit_after`](limiter_core::WindowState::next_unit_after)). So on a denial of one unit `t` is `Retry-After`;
+//! on an admitted response with `r > 0` it is when the window gains its next unit (a
+//! GCRA's next drained unit, a sliding window's oldest request leaving, a fixed or
+//! calendar window's end), not when it is full. Rounded up, as `Retry-After` is: a client
+//! waiting `t` is never early. A window already holding its whole capacity gains nothing,
+//! and its `t` is left out (the parameter is optional). `X-RateLimit-Reset` keeps its
+//! legacy meaning: seconds until the window is whole again (when denied, at least
+//! `Retry-After`).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -110,17 +124,19 @@ impl PreparedHeaders {
             // vector is allocated at its exact length, so that `Bytes` takes it over as
             // it is (a vector with spare capacity costs `Bytes` a second allocation).
             let label = &self.labels[usize::from(figures.window)];
-            let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
-            let (remaining, reset) = (
-                remaining.format(figures.remaining),
-                reset.format(figures.reset),
-            );
-            let mut field = Vec::with_capacity(label.len() + 6 + remaining.len() + reset.len());
+            let (mut remaining, mut next) = (itoa::Buffer::new(), itoa::Buffer::new());
+            let remaining = remaining.format(figures.remaining);
+            // `t`: seconds until more than `r` is available (see the module docs).
+            let next = figures.next.map(|secs| next.format(secs));
+            let t_len = next.map_or(0, |t| 3 + t.len());
+            let mut field = Vec::with_capacity(label.len() + 3 + remaining.len() + t_len);
             field.extend_from_slice(label.as_bytes());
             field.extend_from_slice(b";r=");
             field.extend_from_slice(remaining.as_bytes());
-            field.extend_from_slice(b";t=");
-            field.extend_from_slice(reset.as_bytes());
+            if let Some(next) = next {
+                field.extend_from_slice(b";t=");
+                field.extend_from_slice(next.as_bytes());
+            }
             (
                 self.policy.clone(),
                 HeaderValue::from_maybe_shared(Bytes::from(field)).ok(),
@@ -167,14 +183,11 @@ impl Fields {
 ///
 /// `RateLimit-Policy` goes on every response, so its value is cloned per request. A
 /// clone of a heap-backed [`HeaderValue`] counts a reference, a cache line that every
-/// request writes twice, traded between cores when two threads serve requests; a
-/// `'static` one costs nothing to clone. With two threads through one server the
-/// layer's added cost went from 1.15–1.26x tower_governor's (four runs) to 1.00–1.06x
-/// (two runs, `THREADS=2 layer_overhead 15`, together with rendering the fields at the
-/// decision, which takes the rules' `Arc` out of the response future); a copy per
-/// response instead (an allocation) made the one-thread case 1.10–1.21x. The price:
-/// each distinct value is kept until the process exits, a few dozen bytes per window;
-/// reloading a file whose policies did not change adds nothing.
+/// request writes twice, traded between cores when several threads serve requests; a
+/// `'static` one costs nothing to clone, and a copy per response would cost an
+/// allocation (BENCHMARKS.md has the measurements). The price: each distinct value is
+/// kept until the process exits, a few dozen bytes per window; reloading a file whose
+/// policies did not change adds nothing.
 fn interned(field: String) -> &'static str {
     static FIELDS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
     // A poisoned set is still a set of valid strings: keep using it.
@@ -196,8 +209,12 @@ pub(crate) struct Figures {
     window: u8,
     limit: u64,
     remaining: u64,
-    /// Seconds until the window resets (or, when denied, until the retry if later).
+    /// `X-RateLimit-Reset`: seconds until the window resets (or, when denied, until the
+    /// retry if later).
     reset: u64,
+    /// `RateLimit`'s `t`: seconds until the window holds more than `remaining`; `None`
+    /// when it holds its whole capacity.
+    next: Option<u64>,
     /// Seconds to wait before retrying, at least 1, when denied with a retry time.
     retry: Option<u64>,
 }
@@ -213,6 +230,7 @@ impl Figures {
             limit: window.limit(),
             remaining: window.remaining(),
             reset: ceil_secs(window.reset_after()).max(retry.unwrap_or(0)),
+            next: window.next_unit_after().map(ceil_secs),
             retry: retry.map(|secs| secs.max(1)),
         })
     }
@@ -244,7 +262,7 @@ pub fn ceil_secs(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use limiter_core::{Limit, MemoryStore, Store};
+    use limiter_core::{Algorithm, Limit, ManualClock, MemoryStore, Period, Store};
 
     fn policy() -> Policy {
         Policy::new(
@@ -309,5 +327,118 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("\"burst\";r=0;t="));
+    }
+
+    /// `RateLimit`'s `r` and `t`.
+    fn r_and_t(headers: &HeaderMap) -> (u64, Option<u64>) {
+        let field = headers[RATELIMIT].to_str().unwrap();
+        let param = |name: &str| {
+            field
+                .split(';')
+                .find_map(|p| p.strip_prefix(name))
+                .map(|v| v.parse::<u64>().unwrap())
+        };
+        (param("r=").unwrap(), param("t="))
+    }
+
+    /// Every algorithm's 5 per minute, as a demo user would configure it.
+    fn five_per_minute() -> [Limit; 5] {
+        let minute = Duration::from_secs(60);
+        [
+            Limit::new(5, minute),
+            Limit::new(5, minute).algorithm(Algorithm::SlidingLog),
+            Limit::new(5, minute).algorithm(Algorithm::SlidingWindow),
+            Limit::new(5, minute).algorithm(Algorithm::FixedWindow),
+            Limit::per_calendar(5, Period::Minute),
+        ]
+    }
+
+    /// 7 s into a minute, so that fixed and calendar windows are part-way through.
+    const START_US: i64 = 1_700_000_040_000_000 + 7_000_000;
+
+    /// Replays `requests` requests 1 s apart on a fresh store, then returns the store,
+    /// its clock and the headers of the last response.
+    async fn replay(
+        policy: &Policy,
+        style: HeaderStyle,
+        requests: usize,
+    ) -> (MemoryStore<ManualClock>, ManualClock, HeaderMap, Decision) {
+        let clock = ManualClock::new(START_US);
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let prepared = PreparedHeaders::new(policy, None, style).unwrap();
+        let mut last = None;
+        for i in 0..requests {
+            if i > 0 {
+                clock.advance(Duration::from_secs(1));
+            }
+            last = Some(store.check(policy, "k", 1).await.unwrap());
+        }
+        let decision = last.unwrap();
+        let mut headers = HeaderMap::new();
+        prepared.write(&decision, &mut headers);
+        (store, clock, headers, decision)
+    }
+
+    /// The draft's `t`: after `t - 1` s, no more than `r` units fit; after `t` s, `r + 1`
+    /// do. For every algorithm, on admitted responses and on the 429 that follows the
+    /// fifth request, where `t` is also `Retry-After`.
+    #[tokio::test]
+    async fn t_is_the_wait_until_more_than_r_is_available() {
+        for limit in five_per_minute() {
+            let algo = format!("{:?}", limit.algo());
+            let policy = Policy::new("p", vec![limit.named("burst")]).unwrap();
+            for requests in 1..=6 {
+                let (store, clock, headers, decision) =
+                    replay(&policy, HeaderStyle::Draft, requests).await;
+                assert_eq!(decision.is_allowed(), requests <= 5, "{algo} #{requests}");
+                let (r, t) = r_and_t(&headers);
+                let t = t.unwrap_or_else(|| panic!("{algo} #{requests}: no t"));
+                if !decision.is_allowed() {
+                    assert_eq!(r, 0, "{algo}");
+                    assert_eq!(headers[RETRY_AFTER], t.to_string().as_str(), "{algo}");
+                }
+                clock.advance(Duration::from_secs(t - 1));
+                let early = store.check(&policy, "k", r + 1).await.unwrap();
+                assert!(!early.is_allowed(), "{algo} #{requests}: r={r} t={t}");
+                clock.advance(Duration::from_secs(1));
+                let due = store.check(&policy, "k", r + 1).await.unwrap();
+                assert!(due.is_allowed(), "{algo} #{requests}: r={r} t={t}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_whole_window_has_no_t_and_legacy_reset_is_the_whole_window() {
+        let policy = Policy::new(
+            "p",
+            vec![Limit::new(5, Duration::from_secs(60)).named("burst")],
+        )
+        .unwrap();
+        let prepared = PreparedHeaders::new(&policy, None, HeaderStyle::Draft).unwrap();
+        let store = MemoryStore::new();
+        let mut headers = HeaderMap::new();
+        prepared.write(&store.check(&policy, "k", 0).await.unwrap(), &mut headers);
+        assert_eq!(headers[RATELIMIT], "\"burst\";r=5");
+
+        // Legacy: `X-RateLimit-Reset` is still when the window is whole again, 60 s
+        // after five requests at once, while `t` says 12 s.
+        let clock = ManualClock::new(START_US);
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        for _ in 0..5 {
+            store.check(&policy, "k", 1).await.unwrap();
+        }
+        let denied = store.check(&policy, "k", 1).await.unwrap();
+        for style in [HeaderStyle::Legacy, HeaderStyle::Both] {
+            let prepared = PreparedHeaders::new(&policy, None, style).unwrap();
+            let mut headers = HeaderMap::new();
+            prepared.write(&denied, &mut headers);
+            assert_eq!(headers[X_RATELIMIT_RESET], "60");
+            assert_eq!(headers[X_RATELIMIT_REMAINING], "0");
+            assert_eq!(headers[RETRY_AFTER], "12");
+            assert_eq!(headers.contains_key(RATELIMIT), style == HeaderStyle::Both);
+            if style == HeaderStyle::Both {
+                assert_eq!(headers[RATELIMIT], "\"burst\";r=0;t=12");
+            }
+        }
     }
 }

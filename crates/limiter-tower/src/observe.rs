@@ -16,7 +16,6 @@ use std::cell::Cell;
 
 use limiter_core::Stopwatch;
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use tracing::field::{Empty, Field, Value};
 use tracing::Span;
 
@@ -200,12 +199,7 @@ impl std::fmt::Display for KeyHash<'_> {
 /// and to find one whose value is known, while the trace never holds a user id, address
 /// or API key.
 pub(crate) fn key_hash(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut hex = String::with_capacity(16);
-    for byte in &digest[..8] {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
 }
 
 #[cfg(test)]

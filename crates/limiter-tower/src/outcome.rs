@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use limiter_core::{Decision, Error, FailureMode};
 
-use crate::headers::{Fields, Figures, RATELIMIT_DEGRADED};
-use crate::observe::Judgement;
-use crate::problem::{self, PROBLEM_JSON};
+use crate::headers::{ceil_secs, Fields, Figures, RATELIMIT_DEGRADED};
+use crate::observe::{Judgement, Observation};
+use crate::problem;
 use crate::rules::EndpointRule;
 
 /// What an admitted response carries: the policy's fields for its decision, and
@@ -42,8 +42,22 @@ pub(crate) enum Outcome {
     Deny(Response<Bytes>),
 }
 
+/// The response side of the store's answer for `rule`, with the decision recorded in
+/// `observation` (for `store`, as [`Observation::finish`] names it).
+pub(crate) fn conclude(
+    rule: &EndpointRule,
+    store: &'static str,
+    observation: Observation,
+    result: &Result<Decision, Error>,
+) -> Outcome {
+    let cached = result.as_ref().is_ok_and(Decision::is_cached);
+    let (outcome, judgement) = outcome(rule, &rule.failure_mode, result);
+    observation.finish(rule, store, judgement, cached);
+    outcome
+}
+
 /// The response side of a decision, and how it is counted.
-pub(crate) fn outcome(
+fn outcome(
     rule: &EndpointRule,
     failure_mode: &FailureMode,
     result: &Result<Decision, Error>,
@@ -100,30 +114,23 @@ fn denied(rule: &EndpointRule, decision: &Decision) -> Response<Bytes> {
         Some(d) => d.retry.clone(),
         None => Bytes::new(),
     };
-    let mut response = problem_response(body);
+    let mut response = problem::response(StatusCode::TOO_MANY_REQUESTS, body);
     rule.headers.write(decision, response.headers_mut());
     response
 }
 
 fn degraded_denial(retry: Duration) -> Response<Bytes> {
-    let mut response = problem_response(problem::plain(
-        429,
-        "Rate limiter unavailable",
-        "The rate-limit store did not answer and this service refuses requests it cannot count.",
-    ));
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let mut response = problem::response(
+        status,
+        problem::plain(
+            status.as_u16(),
+            "Rate limiter unavailable",
+            "The rate-limit store did not answer and this service refuses requests it cannot count.",
+        ),
+    );
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));
-    // Whole seconds, rounded up: a client retrying earlier would only be refused again.
-    let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
-    headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    response
-}
-
-fn problem_response(body: Bytes) -> Response<Bytes> {
-    let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(retry).max(1)));
     response
 }

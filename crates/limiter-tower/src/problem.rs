@@ -2,6 +2,8 @@
 //! only on the policy, so they are serialized once when the configuration loads.
 
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 /// `Content-Type` of every body here.
@@ -35,6 +37,17 @@ pub fn plain(status: u16, title: &str, detail: &str) -> Bytes {
         "status": status,
         "detail": detail,
     }))
+}
+
+/// A response of `status` carrying the problem `body` (from [`quota_exceeded`] or
+/// [`plain`]).
+pub(crate) fn response(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
 }
 
 fn body(value: serde_json::Value) -> Bytes {

@@ -2,11 +2,11 @@
 //! requires is missing or invalid (401), or a cost header is unusable (400).
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::key::TokenError;
-use crate::problem::{self, PROBLEM_JSON};
+use crate::problem;
 use crate::rules::BadCost;
 
 /// Why a request was answered by the layer before any rate-limit decision.
@@ -33,12 +33,10 @@ impl Rejection {
     pub fn to_response(&self) -> Response<Bytes> {
         let status = self.status();
         let title = status.canonical_reason().unwrap_or("Error");
-        let mut response = Response::new(problem::plain(status.as_u16(), title, &self.to_string()));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let body = problem::plain(status.as_u16(), title, &self.to_string());
+        let mut response = problem::response(status, body);
         if let Rejection::Unauthorized(_) = self {
-            headers.insert(
+            response.headers_mut().insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );

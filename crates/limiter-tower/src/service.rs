@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use limiter_core::Decision;
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -13,7 +12,7 @@ use crate::body::{BodyKind, SameBody};
 use crate::future::{Checked, ResponseFuture};
 use crate::layer::Shared;
 use crate::observe::Observation;
-use crate::outcome::{outcome, Outcome};
+use crate::outcome::{conclude, Outcome};
 use crate::plan::{plan, Plan};
 
 /// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
@@ -76,10 +75,7 @@ where
             .span()
             .in_scope(|| store.check_now(&rule.policy, &key, cost));
         if let Some(result) = now {
-            let cached = result.as_ref().is_ok_and(Decision::is_cached);
-            let (outcome, judgement) = outcome(rule, &rule.failure_mode, &result);
-            observation.finish(rule, kind, judgement, cached);
-            return match outcome {
+            return match conclude(rule, kind, observation, &result) {
                 Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
                 Outcome::Deny(response) => ResponseFuture::answered(response),
             };
@@ -98,10 +94,7 @@ where
                 .check_with(&rule.policy, &key, cost, &rule.failure_mode)
                 .instrument(span)
                 .await;
-            let cached = result.as_ref().is_ok_and(Decision::is_cached);
-            let (outcome, judgement) = outcome(&rule, &rule.failure_mode, &result);
-            observation.finish(&rule, kind, judgement, cached);
-            match outcome {
+            match conclude(&rule, kind, observation, &result) {
                 Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),
                 Outcome::Deny(response) => Checked::Answered(response),
             }

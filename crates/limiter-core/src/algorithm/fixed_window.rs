@@ -36,6 +36,8 @@ pub(crate) fn evaluate(
         limit: max,
         remaining: max.saturating_sub(used),
         reset_after_us: if used > 0 { until_end } else { 0 },
+        // Whatever is used comes back all at once, at the end of the window.
+        next_unit_us: if used > 0 { until_end } else { 0 },
         verdict: verdict.into(),
     };
     (state, taken)

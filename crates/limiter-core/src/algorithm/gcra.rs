@@ -33,14 +33,24 @@ impl Gcra {
     #[inline]
     fn state(&self, backlog: i64, verdict: Verdict) -> WindowState {
         let room = self.tau() - backlog;
+        let remaining = if room > 0 {
+            (room / self.emission_us) as u64
+        } else {
+            0
+        };
+        // One unit more than `remaining` fits once the backlog has drained to
+        // `tau - (remaining + 1) * t`: what a request of that cost would be told to wait.
+        let missing = self.capacity.saturating_sub(remaining + 1) as i64;
+        let next_unit_us = if remaining < self.capacity {
+            non_negative(backlog.saturating_sub(missing.saturating_mul(self.emission_us)))
+        } else {
+            0
+        };
         WindowState {
             limit: self.capacity,
-            remaining: if room > 0 {
-                (room / self.emission_us) as u64
-            } else {
-                0
-            },
+            remaining,
             reset_after_us: non_negative(backlog),
+            next_unit_us,
             verdict: verdict.into(),
         }
     }

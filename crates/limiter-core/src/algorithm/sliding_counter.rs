@@ -41,13 +41,20 @@ pub(crate) fn evaluate(
     } else {
         (cur, used)
     };
+    let remaining = max.saturating_sub(shown_used);
     let state = WindowState {
         limit: max,
-        remaining: max.saturating_sub(shown_used),
+        remaining,
         reset_after_us: if shown_cur > 0 {
             non_negative(start + 2 * window - now)
         } else if prev > 0 {
             non_negative(start + window - now)
+        } else {
+            0
+        },
+        // When one unit more than `remaining` fits: a request of that cost's wait.
+        next_unit_us: if remaining < max {
+            retry_after(max, window, shown_cur, prev, elapsed, remaining + 1)
         } else {
             0
         },

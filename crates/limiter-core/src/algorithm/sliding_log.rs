@@ -44,30 +44,44 @@ impl Log {
         } else {
             Verdict::RetryAfterUs(self.retry_after(max, window, now, cost))
         };
-        let (used, newest) = if view.taken(verdict) && cost > 0 {
-            (used + cost, Some(now))
+        let (used, newest, admitted) = if view.taken(verdict) && cost > 0 {
+            (used + cost, Some(now), Some((now, cost)))
         } else {
-            (used, self.entries.back().map(|&(t, _)| t))
+            (used, self.entries.back().map(|&(t, _)| t), None)
         };
+        let remaining = max.saturating_sub(used);
         WindowState {
             limit: max,
-            remaining: max.saturating_sub(used),
+            remaining,
             reset_after_us: newest.map_or(0, |t| non_negative(t + window - now)),
+            // One unit more than `remaining` is free once the oldest entries holding it
+            // have left (`used + remaining + 1 - max` units: one, unless over `max`).
+            next_unit_us: if remaining < max {
+                self.freed_after(used + remaining + 1 - max, window, now, admitted)
+            } else {
+                0
+            },
             verdict: verdict.into(),
         }
     }
 
     /// When enough of the oldest entries will have left for `cost` to fit.
     fn retry_after(&self, max: u64, window: i64, now: i64, cost: u64) -> u64 {
-        let need = self.sum + cost - max;
+        self.freed_after(self.sum + cost - max, window, now, None)
+    }
+
+    /// When the oldest entries, then `admitted` (a request being admitted, not yet
+    /// recorded), will have freed `need` units.
+    fn freed_after(&self, need: u64, window: i64, now: i64, admitted: Option<(i64, u64)>) -> u64 {
         let mut freed = 0;
-        for &(t, c) in &self.entries {
+        for &(t, c) in self.entries.iter().chain(admitted.iter()) {
             freed += c;
             if freed >= need {
                 return non_negative(t + window - now).max(1);
             }
         }
-        // Unreachable while cost <= max; a full window is the safe answer.
+        // Unreachable while `need` is at most what the log holds; a full window is the
+        // safe answer.
         non_negative(window)
     }
 

@@ -63,6 +63,7 @@ pub(crate) fn allow(policy: &Policy) -> Decision {
         limit: l.capacity(),
         remaining: l.capacity(),
         reset_after_us: 0,
+        next_unit_us: 0,
         verdict: Verdict::Fits.into(),
     })
 }
@@ -74,6 +75,7 @@ pub(crate) fn deny(policy: &Policy, retry: Duration) -> Decision {
         limit: l.capacity(),
         remaining: 0,
         reset_after_us: retry_us,
+        next_unit_us: retry_us,
         verdict: Verdict::RetryAfterUs(retry_us).into(),
     })
 }

@@ -334,12 +334,18 @@ impl Denial {
                         window.reset_after_us =
                             window.reset_after_us.saturating_sub(elapsed).max(1);
                     }
+                    if window.next_unit_us > 0 {
+                        window.next_unit_us = window.next_unit_us.saturating_sub(elapsed).max(1);
+                    }
                 }
                 Verdict::Fits | Verdict::Never => {
                     window.reset_after_us = window.reset_after_us.saturating_sub(elapsed);
                     if window.reset_after_us == 0 {
                         // Back to full capacity by definition of the reset time.
                         window.remaining = window.limit;
+                        window.next_unit_us = 0;
+                    } else if window.next_unit_us > 0 {
+                        window.next_unit_us = window.next_unit_us.saturating_sub(elapsed).max(1);
                     }
                 }
             }

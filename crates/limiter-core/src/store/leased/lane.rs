@@ -225,6 +225,11 @@ impl Lease {
         for window in decision.windows.iter_mut() {
             window.remaining = window.remaining.saturating_add(self.left).min(window.limit);
             window.reset_after_us = window.reset_after_us.saturating_sub(elapsed);
+            window.next_unit_us = if window.remaining < window.limit {
+                window.next_unit_us.saturating_sub(elapsed).max(1)
+            } else {
+                0
+            };
         }
         decision
     }
@@ -254,6 +259,7 @@ mod tests {
             limit,
             remaining,
             reset_after_us: 0,
+            next_unit_us: 0,
             verdict: Verdict::Fits.into(),
         });
         Decision::from_windows(windows)

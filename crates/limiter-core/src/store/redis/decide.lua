@@ -6,8 +6,8 @@
 --
 -- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
 -- table it creates is an allocation per decision. A policy of one GCRA window is decided
--- after only the one helper both GCRA paths share is created (about 0.06 us); the
--- calendar helpers only when a calendar window is present.
+-- after only the one helper both GCRA paths share is created; the calendar helpers
+-- only when a calendar window is present, the sliding algorithms' only when one is.
 -- Needs Redis 5 or later, which replicates a script's effects rather than the script
 -- (TIME makes it non-deterministic).
 --
@@ -22,7 +22,8 @@
 --   re-expresses the backlog in units (gcra.rs, Gcra::rebase) instead of misreading it.
 --   A legacy value, the tat alone, reads under the current emission.
 -- Reply: allowed (1/0), then per window: verdict (-1 fits, -2 never, else retry after us),
---   remaining, reset after us.
+--   remaining, reset after us, next unit after us (until one unit more than remaining is
+--   available; 0 when the window is full).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 --[[CLOCK]]
@@ -64,13 +65,17 @@ if ARGV[2] == 'g' then
     local room = tau - (start - now)
     local remaining = 0
     if room > 0 then remaining = math.floor(room / emission) end
+    local next_unit = 0
+    if remaining < capacity then
+      next_unit = math.max(start - now - (capacity - remaining - 1) * emission, 0)
+    end
     if rebased then
       -- Written back converted, as the in-memory store keeps it: the new rate drains it
       -- from now on, and its TTL is the new backlog's (a lowered rate lengthens it).
       redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
         math.ceil((start - now) / 1000) + TTL_EXTRA)
     end
-    return {0, v, remaining, start - now}
+    return {0, v, remaining, start - now, next_unit}
   end
   if cost > 0 then
     -- new_tat > now here, so the TTL is at least 1 ms. %.0f: exact for these integers
@@ -85,7 +90,11 @@ if ARGV[2] == 'g' then
   local room = tau - (new_tat - now)
   local remaining = 0
   if room > 0 then remaining = math.floor(room / emission) end
-  return {1, -1, remaining, new_tat - now}
+  local next_unit = 0
+  if remaining < capacity then
+    next_unit = math.max(new_tat - now - (capacity - remaining - 1) * emission, 0)
+  end
+  return {1, -1, remaining, new_tat - now, next_unit}
 end
 
 local n = tonumber(ARGV[2])
@@ -95,7 +104,8 @@ local DAY = 86400000000
 local function num(x) return string.format('%.0f', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
--- gcra.rs: the verdict, held remaining and reset, taken remaining and reset, new TAT.
+-- gcra.rs: the verdict, held remaining, reset and next unit, taken remaining, reset and
+-- next unit, new TAT.
 -- `text` is the emission's ARGV text.
 local function gcra(key, capacity, emission, text)
   local tau = emission * capacity
@@ -110,17 +120,19 @@ local function gcra(key, capacity, emission, text)
   local allow_at = new_tat - tau
   local v
   if allow_at <= now then v = FITS elseif increment > tau then v = NEVER else v = allow_at - now end
-  local hr, tr = 0, 0
+  local hr, tr, hn, tn = 0, 0, 0, 0
   if tau - (start - now) > 0 then hr = math.floor((tau - (start - now)) / emission) end
   if tau - (new_tat - now) > 0 then tr = math.floor((tau - (new_tat - now)) / emission) end
-  return v, hr, math.max(start - now, 0), tr, math.max(new_tat - now, 0), new_tat
+  if hr < capacity then hn = math.max(start - now - (capacity - hr - 1) * emission, 0) end
+  if tr < capacity then tn = math.max(new_tat - now - (capacity - tr - 1) * emission, 0) end
+  return v, hr, math.max(start - now, 0), hn, tr, math.max(new_tat - now, 0), tn, new_tat
 end
 
 -- calendar.rs: Period::bounds (created on first use)
 local calendar
 
--- Per window j, at 5*(j-1): verdict, held remaining, held reset, taken remaining, taken
--- reset. Commit data at 3*(j-1): what to write if every window fits.
+-- Per window j, at 7*(j-1): verdict, held remaining, reset and next unit, taken
+-- remaining, reset and next unit. Commit data at 3*(j-1): what to write if every window fits.
 local out, commit = {}, {}
 local allowed = true
 local k = 1
@@ -128,11 +140,11 @@ for j = 1, n do
   local b = 2 + (j - 1) * 4
   local algo, max, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local key = KEYS[k]
-  local v, hr, hs, tr, ts
+  local v, hr, hs, hn, tr, ts, tn
   local c1, c2, c3 = 0, 0, 0
 
   if algo == 1 then
-    v, hr, hs, tr, ts, c1 = gcra(key, max, w, ARGV[b + 3])
+    v, hr, hs, hn, tr, ts, tn, c1 = gcra(key, max, w, ARGV[b + 3])
   elseif algo == 2 or algo == 3 then
     -- fixed_window.rs
     local s, e
@@ -188,6 +200,8 @@ for j = 1, n do
     tr = math.max(max - count - cost, 0)
     ts = 0
     if count + cost > 0 then ts = until_end end
+    -- What is used comes back all at once, at the end of the window.
+    hn, tn = hs, ts
     c1, c2, c3 = s, count + cost, e
 
   elseif algo == 4 then
@@ -202,6 +216,14 @@ for j = 1, n do
       prev = tonumber(st[2])
     end
     local elapsed = now - start
+    -- retry_after: when `k` more units fit with `c` counted in the current window.
+    local function wait(c, k)
+      if c + k <= max then
+        -- offset_where_fits(w, prev, max - c - k) - elapsed
+        return math.max(w - math.floor((max - c - k) * w / prev) - elapsed, 1)
+      end
+      return math.max(w - elapsed + w - math.floor((max - k) * w / c), 1)
+    end
     local weighted = 0
     if prev > 0 then weighted = math.ceil(prev * (w - elapsed) / w) end
     local used = weighted + cur
@@ -209,11 +231,8 @@ for j = 1, n do
       v = NEVER
     elseif used + cost <= max then
       v = FITS
-    elseif cur + cost <= max then
-      -- offset_where_fits(w, prev, max - cur - cost) - elapsed
-      v = math.max(w - math.floor((max - cur - cost) * w / prev) - elapsed, 1)
     else
-      v = math.max(w - elapsed + w - math.floor((max - cost) * w / cur), 1)
+      v = wait(cur, cost)
     end
     local function reset(c)
       if c > 0 then return math.max(start + 2 * w - now, 0) end
@@ -224,6 +243,9 @@ for j = 1, n do
     hs = reset(cur)
     tr = math.max(max - used - cost, 0)
     ts = reset(cur + cost)
+    hn, tn = 0, 0
+    if hr < max then hn = wait(cur, hr + 1) end
+    if tr < max then tn = wait(cur + cost, tr + 1) end
     c1, c2, c3 = start, cur + cost, prev
 
   else
@@ -238,27 +260,28 @@ for j = 1, n do
       redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - w))
       redis.call('HSET', mkey, 'n', num(sum))
     end
+    -- freed_after: when the oldest entries will have freed `need` units (nil when they
+    -- hold fewer). Every entry costs at least 1, so `need` entries are always enough.
+    local function freed_after(need)
+      local freed, i = 0, 0
+      local step = math.min(need, 64)
+      while true do
+        local chunk = redis.call('ZRANGE', key, i, i + step - 1, 'WITHSCORES')
+        if #chunk == 0 then return nil, freed end
+        for x = 1, #chunk, 2 do
+          freed = freed + tonumber(string.match(chunk[x], ':(%d+)$'))
+          if freed >= need then return math.max(tonumber(chunk[x + 1]) + w - now, 1), freed end
+        end
+        i = i + step
+      end
+    end
     if cost > max then
       v = NEVER
     elseif sum + cost <= max then
       v = FITS
     else
       -- When enough of the oldest entries will have left for the cost to fit.
-      local need, freed, i, found = sum + cost - max, 0, 0, false
-      v = w
-      while not found do
-        local chunk = redis.call('ZRANGE', key, i, i + 63, 'WITHSCORES')
-        if #chunk == 0 then break end
-        for x = 1, #chunk, 2 do
-          freed = freed + tonumber(string.match(chunk[x], ':(%d+)$'))
-          if freed >= need then
-            v = math.max(tonumber(chunk[x + 1]) + w - now, 1)
-            found = true
-            break
-          end
-        end
-        i = i + 64
-      end
+      v = freed_after(sum + cost - max) or w
     end
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
     hr = math.max(max - sum, 0)
@@ -266,12 +289,22 @@ for j = 1, n do
     if #newest > 0 then hs = math.max(tonumber(newest[2]) + w - now, 0) end
     tr, ts = hr, hs
     if cost > 0 then tr, ts = math.max(max - sum - cost, 0), w end
+    -- One unit more than remaining is free once the oldest entries holding it have left;
+    -- when taken, the request being admitted is the newest entry, at now.
+    hn, tn = 0, 0
+    if hr < max then hn = freed_after(sum + hr + 1 - max) or w end
+    if cost == 0 then
+      tn = hn
+    elseif tr < max and v == FITS then
+      tn = freed_after(sum + cost + tr + 1 - max) or w
+    end
     c1 = sum
   end
 
   k = k + 1
-  local o = 5 * (j - 1)
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = v, hr, hs, tr, ts
+  local o = 7 * (j - 1)
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = v, hr, hs, hn
+  out[o + 5], out[o + 6], out[o + 7] = tr, ts, tn
   o = 3 * (j - 1)
   commit[o + 1], commit[o + 2], commit[o + 3] = c1, c2, c3
   if v ~= FITS then allowed = false end
@@ -310,12 +343,13 @@ local reply = {0}
 local shift = 1
 if allowed then
   reply[1] = 1
-  shift = 3
+  shift = 4
 end
 for j = 1, n do
-  local o = 5 * (j - 1)
-  reply[3 * j - 1] = out[o + 1]
-  reply[3 * j] = out[o + shift + 1]
-  reply[3 * j + 1] = out[o + shift + 2]
+  local o = 7 * (j - 1)
+  reply[4 * j - 2] = out[o + 1]
+  reply[4 * j - 1] = out[o + shift + 1]
+  reply[4 * j] = out[o + shift + 2]
+  reply[4 * j + 1] = out[o + shift + 3]
 end
 return reply

@@ -256,9 +256,13 @@ fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
     }
 }
 
+/// The integers decide.lua replies per window: verdict, remaining, reset after, next unit
+/// after.
+pub(super) const REPLY_PER_WINDOW: usize = 4;
+
 fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     let limits = policy.limits();
-    if reply.len() != 1 + 3 * limits.len() {
+    if reply.len() != 1 + REPLY_PER_WINDOW * limits.len() {
         return Err(StoreError::Protocol(format!(
             "script replied {} integers for {} windows",
             reply.len(),
@@ -268,11 +272,12 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     }
     let windows: Windows = limits
         .iter()
-        .zip(reply[1..].chunks_exact(3))
+        .zip(reply[1..].chunks_exact(REPLY_PER_WINDOW))
         .map(|(limit, w)| WindowState {
             limit: limit.capacity(),
             remaining: w[1].max(0) as u64,
             reset_after_us: w[2].max(0) as u64,
+            next_unit_us: w[3].max(0) as u64,
             verdict: match w[0] {
                 -1 => Verdict::Fits,
                 -2 => Verdict::Never,

@@ -1,0 +1,20 @@
+//! Why telemetry could not be set up.
+
+/// A log format name other than `text` or `json`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("log format {0:?}: expected text or json")]
+pub struct UnknownLogFormat(pub String);
+
+/// Setting up logs or traces failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// A global `tracing` subscriber was already installed (by this process or a library).
+    #[error("logs: a global subscriber is already installed: {0}")]
+    SubscriberInstalled(#[from] tracing_subscriber::util::TryInitError),
+    /// The OTLP span exporter could not be built (its environment variables name an
+    /// unusable endpoint or protocol).
+    #[cfg(feature = "otel")]
+    #[error("OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+}
