@@ -41,7 +41,7 @@ endpoints:
 async fn serve(
     yaml: &str,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> (limiter::tower::RateLimitLayer, SocketAddr) {
+) -> (limiter::tower::LimiterLayer, SocketAddr) {
     let layer = common::layer(yaml).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -82,7 +82,7 @@ async fn hot_traffic(client: &reqwest::Client, addr: SocketAddr) {
 
 /// Waits until `done` holds of the layer's lease counts.
 async fn leases(
-    layer: &limiter::tower::RateLimitLayer,
+    layer: &limiter::tower::LimiterLayer,
     done: impl Fn(&limiter::core::LeaseStats) -> bool,
 ) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

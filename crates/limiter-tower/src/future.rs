@@ -24,7 +24,7 @@ pub(crate) enum Checked<O> {
 type BoxedCheck<O> = Pin<Box<dyn Future<Output = Checked<O>> + Send>>;
 
 pin_project! {
-    /// Response future of [`RateLimitService`](crate::RateLimitService).
+    /// Response future of [`LimiterService`](crate::LimiterService).
     pub struct ResponseFuture<F: Future, M = SameBody> {
         #[pin]
         state: State<F>,

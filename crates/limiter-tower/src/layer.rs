@@ -1,4 +1,4 @@
-//! [`RateLimitLayer`]: wraps services in [`RateLimitService`].
+//! [`LimiterLayer`]: wraps services in [`LimiterService`].
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -9,10 +9,14 @@ use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{AnyBody, SameBody};
+use crate::builder::{BuildError, LimiterBuilder, PolicyRule};
+use crate::config::Scope;
 use crate::config::{self, ConfigError, Reloader};
 use crate::rules::Rules;
-use crate::service::RateLimitService;
+use crate::service::LimiterService;
 use crate::store::{AnyStore, ConnectError};
+use limiter_core::{Limit, Policy};
+use std::time::Duration;
 
 /// What the layer and every service it made share: the current rules and the store.
 pub(crate) struct Shared {
@@ -22,12 +26,16 @@ pub(crate) struct Shared {
     generation: AtomicU64,
 }
 
-/// Why a layer could not be built from a policy file.
+/// Why a layer could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerError {
-    /// The file is unusable.
+    /// The policy file is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The rules built in code cannot be enforced.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// The store it names cannot be reached.
     #[error("store: {0}")]
     Store(#[from] ConnectError),
@@ -39,7 +47,7 @@ pub enum LayerError {
 /// ```
 /// use std::path::Path;
 /// use axum::{routing::get, Router};
-/// use limiter_tower::RateLimitLayer;
+/// use limiter_tower::LimiterLayer;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let yaml = r#"
@@ -51,7 +59,7 @@ pub enum LayerError {
 /// "#;
 /// let loaded = limiter_tower::config::load_str(yaml, Path::new("inline.yaml")).unwrap();
 /// let store = limiter_tower::AnyStore::connect(loaded.rules.store()).await.unwrap();
-/// let layer = RateLimitLayer::new(loaded.rules, store);
+/// let layer = LimiterLayer::new(loaded.rules, store);
 /// let app: Router = Router::new().route("/hello", get(|| async { "hi" })).layer(layer);
 /// # let _ = app;
 /// # });
@@ -60,22 +68,50 @@ pub enum LayerError {
 /// `M` says how responses carry their bodies: by default ([`SameBody`]) in the
 /// service's own body type, which must be `From<Bytes>` (axum's `Body` is) so that the
 /// layer can write its 429s in it; [`any_body`](Self::any_body) takes any body type.
-pub struct RateLimitLayer<M = SameBody> {
+pub struct LimiterLayer<M = SameBody> {
     shared: Arc<Shared>,
     kind: PhantomData<fn() -> M>,
 }
 
-impl<M> Clone for RateLimitLayer<M> {
+impl<M> Clone for LimiterLayer<M> {
     fn clone(&self) -> Self {
-        RateLimitLayer::sharing(Arc::clone(&self.shared))
+        LimiterLayer::sharing(Arc::clone(&self.shared))
     }
 }
 
-impl RateLimitLayer {
+impl LimiterLayer {
+    /// Everything a policy file can say, in code: see [`LimiterBuilder`].
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder::new()
+    }
+
+    /// Limits every request to `max` per `window` per client address, counted in this
+    /// process: the whole router under one policy (`default`, GCRA, bursts up to `max`).
+    /// Needs no runtime; the service needs the client address (axum's
+    /// `into_make_service_with_connect_info::<SocketAddr>()`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{routing::get, Router};
+    /// use limiter_tower::LimiterLayer;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hi" }))
+    ///     .layer(LimiterLayer::per_client_ip(100, Duration::from_secs(60)).unwrap());
+    /// # let _ = app;
+    /// ```
+    pub fn per_client_ip(max: u64, window: Duration) -> Result<Self, LayerError> {
+        let policy = Policy::new("default", vec![Limit::new(max, window)])
+            .map_err(|e| BuildError::new("default_policy.limits", e))?;
+        LimiterBuilder::new()
+            .default_policy(PolicyRule::new(policy).scopes([Scope::Ip]))
+            .build_in_memory()
+    }
+
     /// Enforces `rules` on `store`.
     pub fn new(rules: Rules, store: AnyStore) -> Self {
         metrics::gauge!("ratelimit_config_generation").set(1.0);
-        RateLimitLayer::sharing(Arc::new(Shared {
+        LimiterLayer::sharing(Arc::new(Shared {
             rules: ArcSwap::from_pointee(rules),
             store,
             generation: AtomicU64::new(1),
@@ -86,13 +122,13 @@ impl RateLimitLayer {
     pub async fn from_file(path: impl AsRef<Path>) -> Result<Self, LayerError> {
         let loaded = config::load(path.as_ref())?;
         let store = AnyStore::connect(loaded.rules.store()).await?;
-        Ok(RateLimitLayer::new(loaded.rules, store))
+        Ok(LimiterLayer::new(loaded.rules, store))
     }
 }
 
-impl<M> RateLimitLayer<M> {
+impl<M> LimiterLayer<M> {
     fn sharing(shared: Arc<Shared>) -> Self {
-        RateLimitLayer {
+        LimiterLayer {
             shared,
             kind: PhantomData,
         }
@@ -106,7 +142,7 @@ impl<M> RateLimitLayer<M> {
     /// use bytes::Bytes;
     /// use http::{Request, Response};
     /// use http_body_util::Empty;
-    /// use limiter_tower::{AnyStore, RateLimitLayer};
+    /// use limiter_tower::{AnyStore, LimiterLayer};
     /// use tower::{service_fn, Layer};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -117,12 +153,12 @@ impl<M> RateLimitLayer<M> {
     /// let service = service_fn(|_: Request<()>| async {
     ///     Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
     /// });
-    /// let service = RateLimitLayer::new(loaded.rules, store).any_body().layer(service);
+    /// let service = LimiterLayer::new(loaded.rules, store).any_body().layer(service);
     /// # let _ = service;
     /// # });
     /// ```
-    pub fn any_body(&self) -> RateLimitLayer<AnyBody> {
-        RateLimitLayer::sharing(Arc::clone(&self.shared))
+    pub fn any_body(&self) -> LimiterLayer<AnyBody> {
+        LimiterLayer::sharing(Arc::clone(&self.shared))
     }
 
     /// The rules in force now.
@@ -146,10 +182,7 @@ impl<M> RateLimitLayer<M> {
 
     /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).
     pub fn reloader(&self, path: impl Into<PathBuf>) -> Reloader {
-        Reloader::new(
-            RateLimitLayer::sharing(Arc::clone(&self.shared)),
-            path.into(),
-        )
+        Reloader::new(LimiterLayer::sharing(Arc::clone(&self.shared)), path.into())
     }
 
     /// The store.
@@ -158,10 +191,10 @@ impl<M> RateLimitLayer<M> {
     }
 }
 
-impl<S, M> Layer<S> for RateLimitLayer<M> {
-    type Service = RateLimitService<S, M>;
+impl<S, M> Layer<S> for LimiterLayer<M> {
+    type Service = LimiterService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService::new(inner, Arc::clone(&self.shared))
+        LimiterService::new(inner, Arc::clone(&self.shared))
     }
 }

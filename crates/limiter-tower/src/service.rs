@@ -1,4 +1,4 @@
-//! [`RateLimitService`]: the middleware itself.
+//! [`LimiterService`]: the middleware itself.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,24 +18,24 @@ use crate::plan::{plan, Plan};
 
 /// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
 ///
-/// Built by [`RateLimitLayer`](crate::RateLimitLayer); see there for an example. `M`
+/// Built by [`LimiterLayer`](crate::LimiterLayer); see there for an example. `M`
 /// says how responses carry their bodies ([`SameBody`](crate::SameBody) or
 /// [`AnyBody`](crate::AnyBody)).
-pub struct RateLimitService<S, M = SameBody> {
+pub struct LimiterService<S, M = SameBody> {
     inner: S,
     shared: Arc<Shared>,
     kind: PhantomData<fn() -> M>,
 }
 
-impl<S: Clone, M> Clone for RateLimitService<S, M> {
+impl<S: Clone, M> Clone for LimiterService<S, M> {
     fn clone(&self) -> Self {
-        RateLimitService::new(self.inner.clone(), Arc::clone(&self.shared))
+        LimiterService::new(self.inner.clone(), Arc::clone(&self.shared))
     }
 }
 
-impl<S, M> RateLimitService<S, M> {
+impl<S, M> LimiterService<S, M> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        RateLimitService {
+        LimiterService {
             inner,
             shared,
             kind: PhantomData,
@@ -43,7 +43,7 @@ impl<S, M> RateLimitService<S, M> {
     }
 }
 
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S, M>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for LimiterService<S, M>
 where
     M: BodyKind<ResBody>,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,

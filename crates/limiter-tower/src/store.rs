@@ -64,6 +64,7 @@ enum Wire {
 
 /// Why [`AnyStore::connect`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The store cannot be reached.
     #[error(transparent)]
@@ -71,6 +72,17 @@ pub enum ConnectError {
     /// The failure mode cannot be applied.
     #[error(transparent)]
     FailureMode(#[from] InvalidFailureMode),
+    /// [`AnyStore::in_memory`] was given a Redis store, which must be connected to.
+    #[error("the store is Redis: connect to it (`AnyStore::connect`, `LimiterBuilder::build`)")]
+    NotInMemory,
+}
+
+fn memory(max_keys: Option<usize>) -> Backend {
+    let mut builder = MemoryStore::builder();
+    if let Some(max_keys) = max_keys {
+        builder = builder.max_keys(max_keys);
+    }
+    Backend::Memory(builder.build())
 }
 
 impl AnyStore {
@@ -90,7 +102,7 @@ impl AnyStore {
     /// # });
     /// ```
     pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
-        let failure_mode = setup.failure_mode.to_core();
+        let failure_mode = setup.failure_mode;
         let stack = |store: RedisStore, redis: Layers| -> Result<Backend, ConnectError> {
             let wire = match redis.batch {
                 Some(batch) => Wire::Batched(batched(store, batch)),
@@ -99,7 +111,7 @@ impl AnyStore {
             let guarded = Guarded::builder(wire)
                 .deadline(redis.timeout)
                 .failure_mode(failure_mode)
-                .breaker(setup.breaker.to_core())
+                .breaker(setup.breaker.clone())
                 .build()?;
             let top = match redis.leases {
                 Some(leases) => Top::Leased(leased(guarded, leases)),
@@ -116,13 +128,7 @@ impl AnyStore {
             })
         };
         let (backend, kind) = match setup.store.clone() {
-            StoreConfig::Memory { max_keys } => {
-                let mut builder = MemoryStore::builder();
-                if let Some(max_keys) = max_keys {
-                    builder = builder.max_keys(max_keys);
-                }
-                (Backend::Memory(builder.build()), "memory")
-            }
+            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory"),
             StoreConfig::Redis {
                 url,
                 key_prefix,
@@ -164,6 +170,29 @@ impl AnyStore {
             kind,
             failure_mode,
         })
+    }
+
+    /// The in-memory store `setup` describes, without a runtime; a Redis store is
+    /// refused with [`ConnectError::NotInMemory`] (it needs [`connect`](Self::connect)).
+    ///
+    /// ```
+    /// use limiter_tower::{AnyStore, LimiterBuilder};
+    ///
+    /// let rules = LimiterBuilder::new().rules().unwrap();
+    /// let store = AnyStore::in_memory(rules.store()).unwrap();
+    /// assert_eq!(store.kind(), "memory");
+    /// ```
+    pub fn in_memory(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
+        match setup.store {
+            StoreConfig::Memory { max_keys } => Ok(AnyStore {
+                backend: memory(max_keys),
+                kind: "memory",
+                failure_mode: setup.failure_mode,
+            }),
+            StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => {
+                Err(ConnectError::NotInMemory)
+            }
+        }
     }
 
     /// `memory`, `redis` or `redis_cluster`: the `store` label of the layer's metrics.

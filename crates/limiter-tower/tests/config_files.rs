@@ -110,7 +110,7 @@ fn failure_modes_and_breaker_are_read_and_checked() {
             .store()
             .clone()
     };
-    use limiter_tower::config::FailureMode;
+    use limiter_core::FailureMode;
     assert_eq!(setup("{}").failure_mode, FailureMode::Open);
     assert_eq!(
         setup("failure_mode: deny\n").failure_mode,
@@ -126,7 +126,7 @@ fn failure_modes_and_breaker_are_read_and_checked() {
     );
     let breaker = setup("breaker: { failures: 3, probe_interval: 2s }\n").breaker;
     assert_eq!(breaker.failures, 3);
-    assert_eq!(breaker.probe_interval.0, std::time::Duration::from_secs(2));
+    assert_eq!(breaker.probe_interval, std::time::Duration::from_secs(2));
     assert_eq!(
         breaker.slow_calls,
         limiter_core::BreakerConfig::default().slow_calls,

@@ -159,22 +159,6 @@ impl BreakerSection {
             probe_interval: self.probe_interval.0,
         }
     }
-
-    /// The first field that cannot work, with why.
-    pub(crate) fn invalid_field(&self) -> Option<(&'static str, &'static str)> {
-        if self.failures == 0 {
-            Some(("failures", "must be at least 1"))
-        } else if self.slow_calls == 0 {
-            Some(("slow_calls", "must be at least 1"))
-        } else if self.window.0.is_zero() {
-            Some(("window", "must be longer than zero"))
-        } else if self.probe_interval.0.is_zero() {
-            // A zero interval would probe a dead Redis in a busy loop.
-            Some(("probe_interval", "must be longer than zero"))
-        } else {
-            None
-        }
-    }
 }
 
 fn default_failures() -> u32 {
@@ -205,9 +189,9 @@ pub struct StoreSetup {
     /// The store (`${VAR}` references expanded).
     pub store: StoreConfig,
     /// What decides when it fails.
-    pub failure_mode: FailureMode,
+    pub failure_mode: limiter_core::FailureMode,
     /// The circuit breaker (Redis stores only).
-    pub breaker: BreakerSection,
+    pub breaker: BreakerConfig,
 }
 
 #[cfg(test)]

@@ -177,6 +177,45 @@ impl Default for StoreConfig {
     }
 }
 
+impl StoreConfig {
+    /// One Redis server at `url` (`redis://host:port/db`), as the file's defaults have
+    /// it: keys under `rl:`, the default `timeout`, batches on, no local cache, no
+    /// leases.
+    ///
+    /// ```
+    /// use limiter_tower::StoreConfig;
+    ///
+    /// let StoreConfig::Redis { timeout, batch, .. } = StoreConfig::redis("redis://127.0.0.1/") else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(timeout.0, std::time::Duration::from_millis(20));
+    /// assert!(batch.is_some());
+    /// ```
+    pub fn redis(url: impl Into<String>) -> Self {
+        StoreConfig::Redis {
+            url: url.into(),
+            key_prefix: None,
+            timeout: default_store_timeout(),
+            local_cache: None,
+            batch: super::throughput::batch_on(),
+            leases: None,
+        }
+    }
+
+    /// A Redis Cluster reached through any of `nodes`, with the defaults of
+    /// [`redis`](Self::redis).
+    pub fn redis_cluster<N: Into<String>>(nodes: impl IntoIterator<Item = N>) -> Self {
+        StoreConfig::RedisCluster {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            key_prefix: None,
+            timeout: default_store_timeout(),
+            local_cache: None,
+            batch: super::throughput::batch_on(),
+            leases: None,
+        }
+    }
+}
+
 fn default_store_timeout() -> Seconds {
     Seconds(Duration::from_millis(20))
 }
@@ -221,7 +260,7 @@ impl Default for ClientIpConfig {
 }
 
 fn default_ipv6_prefix() -> u8 {
-    64
+    crate::builder::DEFAULT_IPV6_PREFIX
 }
 
 /// A forwarding header.
@@ -334,8 +373,11 @@ impl Default for ApiKeyConfig {
     }
 }
 
+/// The header the `api_key` scope reads unless told otherwise.
+pub(crate) const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+
 fn default_api_key_header() -> String {
-    "x-api-key".to_owned()
+    DEFAULT_API_KEY_HEADER.to_owned()
 }
 
 /// Requests that are never limited.

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::error::ConfigError;
 use super::load::load_str;
-use crate::layer::RateLimitLayer;
+use crate::layer::LimiterLayer;
 
 /// Counts of reload attempts, for whoever waits on them (tests, admin endpoints).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct ReloadEvent {
 
 /// Re-reads a policy file into a layer.
 pub struct Reloader {
-    layer: RateLimitLayer,
+    layer: LimiterLayer,
     path: PathBuf,
     last_text: Mutex<Option<String>>,
     events: watch::Sender<ReloadEvent>,
@@ -49,7 +49,7 @@ impl Drop for WatchHandle {
 }
 
 impl Reloader {
-    pub(crate) fn new(layer: RateLimitLayer, path: PathBuf) -> Self {
+    pub(crate) fn new(layer: LimiterLayer, path: PathBuf) -> Self {
         let last_text = std::fs::read_to_string(&path).ok();
         Reloader {
             layer,
