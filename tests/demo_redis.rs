@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use limiter::tower::config::{load, StoreConfig};
-use limiter::tower::{AnyStore, LimiterLayer};
+use limiter::limiter_tower::config::{load, StoreConfig};
+use limiter::limiter_tower::{AnyStore, LimiterLayer};
 use redis_harness::RedisServer;
 
 #[test]

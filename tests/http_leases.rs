@@ -9,8 +9,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use limiter::tower::config::load;
-use limiter::tower::{AnyStore, LimiterLayer};
+use limiter::limiter_tower::config::load;
+use limiter::limiter_tower::{AnyStore, LimiterLayer};
 use redis_harness::RedisServer;
 
 /// A Redis store with batching (the default) and `leases`, and `endpoints` under it.

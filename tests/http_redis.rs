@@ -3,8 +3,8 @@
 
 mod common;
 
-use limiter::core::BreakerState;
-use limiter::tower::LimiterLayer;
+use limiter::limiter_core::BreakerState;
+use limiter::limiter_tower::LimiterLayer;
 use redis_harness::RedisServer;
 
 fn policies(url: &str, failure_mode: &str) -> String {

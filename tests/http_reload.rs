@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use limiter::tower::config::{ReloadEvent, Reloader};
-use limiter::tower::LimiterLayer;
+use limiter::limiter_tower::config::{ReloadEvent, Reloader};
+use limiter::limiter_tower::LimiterLayer;
 use redis_harness::RedisServer;
 use tokio::sync::watch;
 

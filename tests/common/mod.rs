@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::routing::any;
 use axum::Router;
 use jsonwebtoken::{encode, EncodingKey, Header};
-use limiter::tower::config::load_str;
-use limiter::tower::{AnyStore, LimiterLayer};
+use limiter::limiter_tower::config::load_str;
+use limiter::limiter_tower::{AnyStore, LimiterLayer};
 use serde_json::json;
 
 /// An app answering 200 on every path the tests use.

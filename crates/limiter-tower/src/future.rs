@@ -45,6 +45,19 @@ pin_project! {
     }
 }
 
+impl<F: Future, M> std::fmt::Debug for ResponseFuture<F, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Answered { .. } => "answered",
+            State::Checking { .. } => "checking",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
 impl<F: Future, M> ResponseFuture<F, M> {
     pub(crate) fn called(fut: F, stamp: Option<Stamp>) -> Self {
         ResponseFuture::new(State::Called { fut, stamp })

@@ -73,6 +73,24 @@ pub struct LimiterLayer<M = SameBody> {
     kind: PhantomData<fn() -> M>,
 }
 
+impl<M> std::fmt::Debug for LimiterLayer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimiterLayer")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .field("rules", &self.rules.load())
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
 impl<M> Clone for LimiterLayer<M> {
     fn clone(&self) -> Self {
         LimiterLayer::sharing(Arc::clone(&self.shared))

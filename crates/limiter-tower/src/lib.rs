@@ -35,18 +35,19 @@
 //! prepared when they are built.
 
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod body;
 mod builder;
 pub mod config;
 mod future;
-pub mod headers;
-pub mod key;
+mod headers;
+mod key;
 mod layer;
 mod observe;
 mod outcome;
 mod plan;
-pub mod problem;
+mod problem;
 mod rejection;
 mod rules;
 mod service;
@@ -62,7 +63,7 @@ pub use future::ResponseFuture;
 pub use key::{Jwt, JwtKeyError};
 pub use layer::{LayerError, LimiterLayer};
 pub use rejection::Rejection;
-pub use rules::{BadCost, Cost, Denial, EndpointRule, Rules};
+pub use rules::{BadCost, Cost, Rules};
 pub use service::LimiterService;
 pub use store::{AnyStore, ConnectError, RedisStack};
 

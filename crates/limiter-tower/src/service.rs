@@ -41,6 +41,30 @@ impl<S, M> LimiterService<S, M> {
             kind: PhantomData,
         }
     }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug, M> std::fmt::Debug for LimiterService<S, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimiterService")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish()
+    }
 }
 
 impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for LimiterService<S, M>

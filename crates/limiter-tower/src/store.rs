@@ -62,6 +62,27 @@ enum Wire {
     Batched(Batched),
 }
 
+impl std::fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyStore")
+            .field("kind", &self.kind)
+            .field("failure_mode", &self.failure_mode)
+            .field("local_cache", &self.local_cache().is_some())
+            .field("redis", &self.redis())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStack")
+            .field("batched", &self.is_batched())
+            .field("leased", &matches!(self.top, Top::Leased(_)))
+            .field("breaker", &self.breaker_state())
+            .finish()
+    }
+}
+
 /// Why [`AnyStore::connect`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -383,7 +383,7 @@ endpoints:
     let leasing: Vec<(String, Leasing)> = loaded
         .rules
         .policies()
-        .map(|r| (r.name.to_string(), r.policy.leasing()))
+        .map(|p| (p.name().to_owned(), p.leasing()))
         .collect();
     assert_eq!(
         leasing,
@@ -420,9 +420,9 @@ fn durations_take_microseconds() {
         Path::new("policies.yaml"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let rule = loaded.rules.policies().next().unwrap();
+    let policy = loaded.rules.policies().next().unwrap();
     assert_eq!(
-        rule.policy.limits()[0].window(),
+        policy.limits()[0].window(),
         std::time::Duration::from_millis(1500)
     );
 }

@@ -59,6 +59,7 @@ pub struct ConfigFile {
 /// The store behind every policy.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum StoreConfig {
     /// In this process only: each instance counts on its own.
     Memory {
@@ -223,6 +224,7 @@ fn default_store_timeout() -> Seconds {
 /// Which headers carry the rate-limit state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HeaderStyle {
     /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
     #[default]
@@ -266,6 +268,7 @@ fn default_ipv6_prefix() -> u8 {
 /// A forwarding header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2`.
     #[default]
@@ -348,6 +351,7 @@ pub struct PublicKeyConfig {
 /// What happens to a request without a valid token on a policy that needs `user`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TokenFallback {
     /// Count it under the client address instead.
     #[default]
@@ -486,6 +490,7 @@ fn default_scopes() -> Vec<Scope> {
 /// One part of a rate-limit key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Scope {
     /// The verified token's identity.
     User,
@@ -532,6 +537,7 @@ fn default_cost() -> u64 {
 /// The draft's quota units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum QuotaUnit {
     /// One unit per request (the default, not announced).
     Requests,

@@ -37,9 +37,27 @@ pub struct Reloader {
 }
 
 /// Keeps a watcher running; dropping it stops watching.
+#[must_use = "dropping the handle stops watching the file"]
 pub struct WatchHandle {
     _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for WatchHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchHandle")
+            .field("running", &!self.task.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .field("events", &*self.events.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for WatchHandle {
