@@ -2,10 +2,8 @@
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{AnyBody, SameBody};
@@ -14,17 +12,10 @@ use crate::config::Scope;
 use crate::config::{self, ConfigError, Reloader};
 use crate::rules::Rules;
 use crate::service::LimiterService;
+use crate::shared::Shared;
 use crate::store::{AnyStore, ConnectError};
 use limiter_core::{Limit, Policy};
 use std::time::Duration;
-
-/// What the layer and every service it made share: the current rules and the store.
-pub(crate) struct Shared {
-    pub(crate) rules: ArcSwap<Rules>,
-    pub(crate) store: AnyStore,
-    /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
-    generation: AtomicU64,
-}
 
 /// Why a layer could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -81,16 +72,6 @@ impl<M> std::fmt::Debug for LimiterLayer<M> {
     }
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("generation", &self.generation.load(Ordering::Relaxed))
-            .field("rules", &self.rules.load())
-            .field("store", &self.store)
-            .finish()
-    }
-}
-
 impl<M> Clone for LimiterLayer<M> {
     fn clone(&self) -> Self {
         LimiterLayer::sharing(Arc::clone(&self.shared))
@@ -128,12 +109,7 @@ impl LimiterLayer {
 
     /// Enforces `rules` on `store`.
     pub fn new(rules: Rules, store: AnyStore) -> Self {
-        metrics::gauge!("ratelimit_config_generation").set(1.0);
-        LimiterLayer::sharing(Arc::new(Shared {
-            rules: ArcSwap::from_pointee(rules),
-            store,
-            generation: AtomicU64::new(1),
-        }))
+        LimiterLayer::sharing(Shared::new(rules, store))
     }
 
     /// Loads the policy file at `path` and connects to the store it names.
@@ -187,20 +163,18 @@ impl<M> LimiterLayer<M> {
     /// Replaces the rules; requests already in flight finish under the old ones. Stored
     /// counters are kept by policy name, so a policy keeping its name keeps its usage.
     pub fn replace_rules(&self, rules: Rules) {
-        self.shared.rules.store(Arc::new(rules));
-        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::gauge!("ratelimit_config_generation").set(generation as f64);
+        self.shared.replace_rules(rules);
     }
 
     /// How many rule sets have been in force: 1 for the first, one more per
     /// [`replace_rules`](Self::replace_rules) (and so per applied reload).
     pub fn generation(&self) -> u64 {
-        self.shared.generation.load(Ordering::Acquire)
+        self.shared.generation()
     }
 
     /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).
     pub fn reloader(&self, path: impl Into<PathBuf>) -> Reloader {
-        Reloader::new(LimiterLayer::sharing(Arc::clone(&self.shared)), path.into())
+        Reloader::new(Arc::clone(&self.shared), path.into())
     }
 
     /// The store.

@@ -51,6 +51,7 @@ mod problem;
 mod rejection;
 mod rules;
 mod service;
+mod shared;
 mod store;
 
 pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};

@@ -11,10 +11,10 @@ use tracing::Instrument;
 
 use crate::body::{BodyKind, SameBody};
 use crate::future::{Checked, ResponseFuture};
-use crate::layer::Shared;
 use crate::observe::Observation;
 use crate::outcome::{outcome, Outcome};
 use crate::plan::{plan, Plan};
+use crate::shared::Shared;
 
 /// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
 ///
