@@ -160,7 +160,7 @@ impl AnyStore {
             } => {
                 let store = bounded(prefixed(key_prefix).connect(&url)).await?;
                 let layers = Layers {
-                    timeout: timeout.0,
+                    timeout,
                     local_cache,
                     batch,
                     leases,
@@ -178,7 +178,7 @@ impl AnyStore {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
                 let layers = Layers {
-                    timeout: timeout.0,
+                    timeout,
                     local_cache,
                     batch,
                     leases,
@@ -313,7 +313,7 @@ fn batched(store: RedisStore, config: BatchConfig) -> Batched {
         builder = builder.max_batch(max_batch.get());
     }
     if let Some(linger) = config.linger {
-        builder = builder.linger(linger.0);
+        builder = builder.linger(linger);
     }
     if let Some(max_in_flight) = config.max_in_flight {
         builder = builder.max_in_flight(max_in_flight.get());
@@ -325,7 +325,7 @@ fn batched(store: RedisStore, config: BatchConfig) -> Batched {
 fn leased(store: Guarded<Wire>, config: LeasesConfig) -> Leased<Guarded<Wire>> {
     let mut builder = Leased::builder(store);
     if let Some(lifetime) = config.lifetime {
-        builder = builder.lifetime(lifetime.0);
+        builder = builder.lifetime(lifetime);
     }
     if let Some(reserve) = config.reserve {
         builder = builder.reserve(reserve);

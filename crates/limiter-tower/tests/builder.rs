@@ -206,5 +206,10 @@ fn builder_errors_name_the_field() {
         .rules()
         .expect_err("a prefix longer than an address");
     assert_eq!(e.field(), "client_ip.ipv6_prefix", "{e}");
+    let e = LimiterLayer::builder()
+        .failure_mode(limiter_tower::FailureMode::Local { share: 1.5 })
+        .rules()
+        .expect_err("a share above the whole limit");
+    assert_eq!(e.field(), "failure_mode", "{e}");
     assert!(LimiterLayer::per_client_ip(0, Duration::from_secs(1)).is_err());
 }

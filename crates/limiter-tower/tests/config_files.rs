@@ -260,13 +260,10 @@ fn batching_is_on_and_leases_off_unless_configured() {
     );
     let batch = batch.unwrap();
     assert_eq!(batch.max_batch.map(|n| n.get()), Some(64));
-    assert_eq!(batch.linger.map(|l| l.0), Some(Duration::from_micros(50)));
+    assert_eq!(batch.linger, Some(Duration::from_micros(50)));
     assert_eq!(batch.max_in_flight.map(|n| n.get()), Some(4));
     let leases = leases.unwrap();
-    assert_eq!(
-        leases.lifetime.map(|l| l.0),
-        Some(Duration::from_millis(50))
-    );
+    assert_eq!(leases.lifetime, Some(Duration::from_millis(50)));
     assert_eq!(leases.reserve, Some(0.2));
     assert_eq!(leases.speculation, Some(0.05));
     assert_eq!((leases.min_demand, leases.max_units), (Some(8), Some(500)));
@@ -275,11 +272,7 @@ fn batching_is_on_and_leases_off_unless_configured() {
         "store: { kind: redis, url: \"redis://127.0.0.1:1\", batch: { linger: 0s }, leases: { max_memory: 100MB, reserve: 0 } }\n",
     );
     let batch = batch.unwrap();
-    assert_eq!(
-        batch.linger.map(|l| l.0),
-        Some(Duration::ZERO),
-        "no linger at all"
-    );
+    assert_eq!(batch.linger, Some(Duration::ZERO), "no linger at all");
     assert_eq!(batch.max_batch, None, "unset: limiter-core's default");
     let leases = leases.unwrap();
     assert_eq!(leases.max_memory, Some(ByteSize(100_000_000)));

@@ -41,7 +41,8 @@ impl FailureMode {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), InvalidFailureMode> {
+    /// Whether the mode can be applied: a `Local` share must be above 0 and at most 1.
+    pub fn validate(&self) -> Result<(), InvalidFailureMode> {
         match *self {
             FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => Err(
                 InvalidFailureMode("local share must be above 0 and at most 1"),

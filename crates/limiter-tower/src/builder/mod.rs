@@ -226,6 +226,9 @@ impl LimiterBuilder {
                 "must be at most 128",
             ));
         }
+        self.failure_mode
+            .validate()
+            .map_err(|e| BuildError::new("failure_mode", e))?;
         if let Some((field, message)) = invalid_breaker_field(&self.breaker) {
             return Err(BuildError::new(format!("breaker.{field}"), message));
         }
@@ -282,6 +285,9 @@ fn compile_rule(
             "scopes",
             "at least one scope is needed (`global` for one budget for everyone)",
         ));
+    }
+    if let Some(mode) = &rule.failure_mode {
+        mode.validate().map_err(|e| at.error("failure_mode", e))?;
     }
     let policy = rule.policy;
     let headers =

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm as JwtAlg;
-use limiter_core::{Algorithm, Leasing, Limit, Period, Policy};
+use limiter_core::{Algorithm, Leasing, Limit, Policy};
 use serde_saphyr::Spanned;
 
 use super::env::expand_env;
@@ -73,8 +73,8 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
         .exempt_cidrs(config.exemptions.cidrs.iter().copied())
         .exempt_users(config.exemptions.users.iter().cloned())
         .store(expand_store(&ctx, &config.store)?)
-        .failure_mode(config.failure_mode.to_core())
-        .breaker(config.breaker.to_core());
+        .failure_mode(config.failure_mode)
+        .breaker(config.breaker.clone());
     for (i, entry) in config.endpoints.iter().enumerate() {
         let at = position(entry);
         let field = format!("endpoints[{i}]");
@@ -166,7 +166,7 @@ fn policy_rule(
         rule = rule.quota_unit(unit);
     }
     if let Some(mode) = config.failure_mode {
-        rule = rule.failure_mode(mode.to_core());
+        rule = rule.failure_mode(mode);
     }
     Ok(rule)
 }
@@ -184,13 +184,7 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
             if config.window.is_some() {
                 return Err("`calendar` takes a `period`, not a `window`".into());
             }
-            Algorithm::Calendar(match period {
-                PeriodName::Minute => Period::Minute,
-                PeriodName::Hour => Period::Hour,
-                PeriodName::Day => Period::Day,
-                PeriodName::Week => Period::Week,
-                PeriodName::Month => Period::Month,
-            })
+            Algorithm::Calendar(period)
         }
     };
     if config.burst.is_some() && config.algorithm != AlgorithmName::Gcra {
@@ -201,7 +195,7 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
     }
     let window = match (config.algorithm, config.window) {
         (AlgorithmName::Calendar, _) => std::time::Duration::ZERO,
-        (_, Some(window)) => window.0,
+        (_, Some(window)) => window,
         (_, None) => return Err("`window` is required".into()),
     };
     Ok(Limit::new(config.max, window)
@@ -212,9 +206,9 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
 /// The `jwt` section's keys, read from the environment and the files it names.
 fn jwt_keys(ctx: &Ctx<'_>, config: &JwtConfig) -> Result<Jwt, ConfigError> {
     let invalid = |field: &str, message: String| ctx.invalid(None, format!("jwt.{field}"), message);
-    let allowed: Vec<JwtAlg> = config.algorithms.iter().map(|a| to_jwt(*a)).collect();
+    let allowed: Vec<JwtAlg> = config.algorithms.clone();
     let mut jwt = Jwt::new(allowed.iter().copied())
-        .leeway(config.leeway.0)
+        .leeway(config.leeway)
         .identity_claim(config.identity_claim.clone())
         .on_invalid(config.on_invalid);
     if let Some(issuer) = &config.issuer {
@@ -264,7 +258,7 @@ fn jwt_keys(ctx: &Ctx<'_>, config: &JwtConfig) -> Result<Jwt, ConfigError> {
             )
         })?;
         jwt = jwt
-            .public_key_pem(to_jwt(pk.algorithm), pk.kid.clone(), &pem)
+            .public_key_pem(pk.algorithm, pk.kid.clone(), &pem)
             .map_err(|e| invalid(&field, format!("{}: {e}", path.display())))?;
     }
 
@@ -277,23 +271,6 @@ fn jwt_keys(ctx: &Ctx<'_>, config: &JwtConfig) -> Result<Jwt, ConfigError> {
             .map_err(|e| invalid("jwks_file", format!("{}: {e}", path.display())))?;
     }
     Ok(jwt)
-}
-
-fn to_jwt(a: JwtAlgorithm) -> JwtAlg {
-    match a {
-        JwtAlgorithm::HS256 => JwtAlg::HS256,
-        JwtAlgorithm::HS384 => JwtAlg::HS384,
-        JwtAlgorithm::HS512 => JwtAlg::HS512,
-        JwtAlgorithm::RS256 => JwtAlg::RS256,
-        JwtAlgorithm::RS384 => JwtAlg::RS384,
-        JwtAlgorithm::RS512 => JwtAlg::RS512,
-        JwtAlgorithm::PS256 => JwtAlg::PS256,
-        JwtAlgorithm::PS384 => JwtAlg::PS384,
-        JwtAlgorithm::PS512 => JwtAlg::PS512,
-        JwtAlgorithm::ES256 => JwtAlg::ES256,
-        JwtAlgorithm::ES384 => JwtAlg::ES384,
-        JwtAlgorithm::EdDSA => JwtAlg::EdDSA,
-    }
 }
 
 fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, ConfigError> {

@@ -3,18 +3,19 @@
 //! Nothing here is validated beyond its shape; [`compile`](super::compile) turns a
 //! [`ConfigFile`] into the rules the layer runs, and reports what does not make sense.
 
-use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-pub use super::guard::{BreakerSection, FailureMode, StoreSetup};
+pub use super::guard::StoreSetup;
 use super::throughput::Switchable;
 pub use super::throughput::{BatchConfig, ByteSize, LeasesConfig, PolicyLeases};
+use limiter_core::config_serde::{no_default, DurationText};
+use limiter_core::{BreakerConfig, FailureMode, Period};
 
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -30,7 +31,7 @@ pub struct ConfigFile {
     pub failure_mode: FailureMode,
     /// The circuit breaker in front of a Redis store. Read at start-up, like `store`.
     #[serde(default)]
-    pub breaker: BreakerSection,
+    pub breaker: BreakerConfig,
     /// Which rate-limit response headers to send.
     #[serde(default)]
     pub headers: HeaderStyle,
@@ -76,8 +77,12 @@ pub enum StoreConfig {
         key_prefix: Option<String>,
         /// The longest one decision may wait for Redis before the failure mode decides
         /// (default 20ms); a miss counts as a failure for the circuit breaker.
-        #[serde(default = "default_store_timeout")]
-        timeout: Seconds,
+        #[serde(
+            default = "default_store_timeout",
+            deserialize_with = "limiter_core::config_serde::duration"
+        )]
+        #[schemars(with = "DurationText", transform = no_default)]
+        timeout: Duration,
         /// Remember denials in this process, so that requests from keys over their limit
         /// are answered 429 without a Redis call until their retry time (off when unset).
         #[serde(default)]
@@ -106,8 +111,12 @@ pub enum StoreConfig {
         key_prefix: Option<String>,
         /// The longest one decision may wait for Redis before the failure mode decides
         /// (default 20ms); a miss counts as a failure for the circuit breaker.
-        #[serde(default = "default_store_timeout")]
-        timeout: Seconds,
+        #[serde(
+            default = "default_store_timeout",
+            deserialize_with = "limiter_core::config_serde::duration"
+        )]
+        #[schemars(with = "DurationText", transform = no_default)]
+        timeout: Duration,
         /// Remember denials in this process, so that requests from keys over their limit
         /// are answered 429 without a Redis call until their retry time (off when unset).
         #[serde(default)]
@@ -189,7 +198,7 @@ impl StoreConfig {
     /// let StoreConfig::Redis { timeout, batch, .. } = StoreConfig::redis("redis://127.0.0.1/") else {
     ///     unreachable!()
     /// };
-    /// assert_eq!(timeout.0, std::time::Duration::from_millis(20));
+    /// assert_eq!(timeout, std::time::Duration::from_millis(20));
     /// assert!(batch.is_some());
     /// ```
     pub fn redis(url: impl Into<String>) -> Self {
@@ -217,8 +226,8 @@ impl StoreConfig {
     }
 }
 
-fn default_store_timeout() -> Seconds {
-    Seconds(Duration::from_millis(20))
+fn default_store_timeout() -> Duration {
+    limiter_core::DEFAULT_DEADLINE
 }
 
 /// Which headers carry the rate-limit state.
@@ -282,7 +291,8 @@ pub enum ForwardedHeader {
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Accepted signature algorithms. `none` does not exist here.
-    pub algorithms: Vec<JwtAlgorithm>,
+    #[schemars(with = "Vec<JwtAlgorithmSchema>")]
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// The environment variable holding the HMAC secret (for HS256/384/512).
     #[serde(default)]
     pub hs_secret_env: Option<String>,
@@ -293,8 +303,12 @@ pub struct JwtConfig {
     #[serde(default)]
     pub jwks_file: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
-    #[serde(default = "default_leeway")]
-    pub leeway: Seconds,
+    #[serde(
+        default = "default_leeway",
+        deserialize_with = "limiter_core::config_serde::duration"
+    )]
+    #[schemars(with = "DurationText", transform = no_default)]
+    pub leeway: Duration,
     /// Required `iss`, when set.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -309,18 +323,21 @@ pub struct JwtConfig {
     pub on_invalid: TokenFallback,
 }
 
-fn default_leeway() -> Seconds {
-    Seconds(Duration::from_secs(30))
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_identity_claim() -> String {
     "sub".to_owned()
 }
 
+// The schema of `jsonwebtoken::Algorithm` as its names are written (it derives
+// `Deserialize` but not `JsonSchema`).
 /// A JWS algorithm that may be accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
-#[allow(clippy::upper_case_acronyms, missing_docs)]
-pub enum JwtAlgorithm {
+#[derive(JsonSchema)]
+#[schemars(rename = "JwtAlgorithm")]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+enum JwtAlgorithmSchema {
     HS256,
     HS384,
     HS512,
@@ -340,7 +357,8 @@ pub enum JwtAlgorithm {
 #[serde(deny_unknown_fields)]
 pub struct PublicKeyConfig {
     /// The one algorithm this key verifies (RS*, PS*, ES*, EdDSA).
-    pub algorithm: JwtAlgorithm,
+    #[schemars(with = "JwtAlgorithmSchema")]
+    pub algorithm: jsonwebtoken::Algorithm,
     /// Path of the PEM file (relative to the policy file).
     pub pem_file: String,
     /// The `kid` tokens name this key by; any token of the algorithm when unset.
@@ -567,8 +585,12 @@ pub struct LimitConfig {
     /// Units allowed per window (GCRA: the sustained rate per window).
     pub max: u64,
     /// The window length (`60s`, `1h`, `1d`); not for `calendar`.
-    #[serde(default)]
-    pub window: Option<Seconds>,
+    #[serde(
+        default,
+        deserialize_with = "limiter_core::config_serde::optional_duration"
+    )]
+    #[schemars(with = "Option<DurationText>", transform = no_default)]
+    pub window: Option<Duration>,
     /// How the window counts.
     #[serde(default)]
     pub algorithm: AlgorithmName,
@@ -577,7 +599,7 @@ pub struct LimitConfig {
     pub burst: Option<u64>,
     /// `calendar` only: the UTC period.
     #[serde(default)]
-    pub period: Option<PeriodName>,
+    pub period: Option<Period>,
 }
 
 /// The counting algorithms of `limiter-core`.
@@ -595,54 +617,4 @@ pub enum AlgorithmName {
     FixedWindow,
     /// Fixed window aligned to UTC calendar periods.
     Calendar,
-}
-
-/// UTC calendar periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum PeriodName {
-    Minute,
-    Hour,
-    Day,
-    Week,
-    Month,
-}
-
-/// A duration written as `90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`, or a number of
-/// seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds(pub Duration);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Secs(secs) => Ok(Seconds(Duration::from_secs(secs))),
-            Raw::Text(text) => humantime::parse_duration(&text)
-                .map(Seconds)
-                .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}"))),
-        }
-    }
-}
-
-impl JsonSchema for Seconds {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A duration: `90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`, or whole seconds.",
-            "oneOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^\\s*[0-9]" }
-            ]
-        })
-    }
 }
