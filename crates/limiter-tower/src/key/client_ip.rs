@@ -23,12 +23,13 @@ pub(crate) struct ClientIpResolver {
 }
 
 impl ClientIpResolver {
-    /// Believes `header` from peers in `trusted`; groups IPv6 clients by `ipv6_prefix` bits.
+    /// Believes `header` from peers in `trusted`; groups IPv6 clients by `ipv6_prefix` bits
+    /// (at most 128: [`LimiterBuilder`](crate::LimiterBuilder) checks it).
     pub(crate) fn new(trusted: Vec<IpNet>, header: ForwardedHeader, ipv6_prefix: u8) -> Self {
         ClientIpResolver {
             trusted: trusted.into_iter().map(|n| n.trunc()).collect(),
             header,
-            ipv6_prefix: ipv6_prefix.min(128),
+            ipv6_prefix,
         }
     }
 
