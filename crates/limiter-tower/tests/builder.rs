@@ -213,3 +213,15 @@ fn builder_errors_name_the_field() {
     assert_eq!(e.field(), "failure_mode", "{e}");
     assert!(LimiterLayer::per_client_ip(0, Duration::from_secs(1)).is_err());
 }
+
+#[test]
+fn the_service_shows_and_gives_back_what_it_wraps() {
+    use tower::Layer;
+    let layer = LimiterLayer::per_client_ip(1, Duration::from_secs(1)).expect("a valid limit");
+    assert!(format!("{layer:?}").contains("memory"), "{layer:?}");
+    let mut service = layer.layer(String::from("inner"));
+    assert!(format!("{service:?}").contains("inner"), "{service:?}");
+    service.get_mut().push('!');
+    assert_eq!(service.get_ref(), "inner!");
+    assert_eq!(service.into_inner(), "inner!");
+}
