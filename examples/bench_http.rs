@@ -18,7 +18,7 @@ use std::path::Path;
 use axum::routing::get;
 use axum::Router;
 use limiter_tower::config::load_str;
-use limiter_tower::{AnyStore, RateLimitLayer};
+use limiter_tower::{AnyStore, LimiterLayer};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(yaml) = yaml {
         let loaded = load_str(yaml, Path::new("bench.yaml"))?;
         let store = AnyStore::connect(loaded.rules.store()).await?;
-        app = app.layer(RateLimitLayer::new(loaded.rules, store));
+        app = app.layer(LimiterLayer::new(loaded.rules, store));
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use limiter::telemetry::{self, LogFormat};
 use limiter_tower::config::{self, StoreConfig, StoreSetup};
-use limiter_tower::{AnyStore, RateLimitLayer};
+use limiter_tower::{AnyStore, LimiterLayer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
@@ -124,7 +124,7 @@ async fn run(args: Args, metrics: PrometheusHandle) -> Result<(), String> {
         leases = store.lease_stats().is_some(),
         "store ready"
     );
-    let layer = RateLimitLayer::new(loaded.rules, store);
+    let layer = LimiterLayer::new(loaded.rules, store);
     let _watch = layer
         .reloader(&args.config)
         .watch(Duration::from_millis(200))

@@ -1,5 +1,5 @@
 //! What the layer costs per request in process, without sockets: an axum hello route
-//! bare, behind `RateLimitLayer` (in-memory store, one global GCRA budget admitting
+//! bare, behind `LimiterLayer` (in-memory store, one global GCRA budget admitting
 //! everything) and behind `tower_governor` (its global key, its headers on), each request
 //! built, routed, answered and dropped on one thread.
 //!
@@ -33,7 +33,7 @@ use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
 use limiter_tower::config::load_str;
-use limiter_tower::{AnyStore, RateLimitLayer};
+use limiter_tower::{AnyStore, LimiterLayer};
 use tower::ServiceExt;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::GlobalKeyExtractor;
@@ -102,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bare = Router::new().route("/", get(|| async { "hello" }));
     let loaded = load_str(ALLOW, Path::new("bench.yaml"))?;
     let store = AnyStore::connect(loaded.rules.store()).await?;
-    let ours = bare.clone().layer(RateLimitLayer::new(loaded.rules, store));
+    let ours = bare.clone().layer(LimiterLayer::new(loaded.rules, store));
     let governor = GovernorConfigBuilder::default()
         .per_nanosecond(1)
         .burst_size(1_000_000_000)

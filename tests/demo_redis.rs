@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use limiter::tower::config::{load, StoreConfig};
-use limiter::tower::{AnyStore, RateLimitLayer};
+use limiter::limiter_tower::config::{load, StoreConfig};
+use limiter::limiter_tower::{AnyStore, LimiterLayer};
 use redis_harness::RedisServer;
 
 #[test]
@@ -36,7 +36,7 @@ fn the_demo_file_runs_on_redis_with_its_store_settings() {
         assert!(store.is_batched(), "batching");
         assert!(store.local_cache().is_some(), "the local cache of denials");
         assert!(store.lease_stats().is_some(), "leases");
-        let layer = RateLimitLayer::new(loaded.rules, store);
+        let layer = LimiterLayer::new(loaded.rules, store);
         let addr = common::serve(layer.clone(), "127.0.0.1:0").await;
         let client = common::client();
         for _ in 0..50 {

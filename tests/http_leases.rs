@@ -9,8 +9,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use limiter::tower::config::load;
-use limiter::tower::{AnyStore, RateLimitLayer};
+use limiter::limiter_tower::config::load;
+use limiter::limiter_tower::{AnyStore, LimiterLayer};
 use redis_harness::RedisServer;
 
 /// A Redis store with batching (the default) and `leases`, and `endpoints` under it.
@@ -30,7 +30,7 @@ endpoints:
     )
 }
 
-async fn instance(yaml: &str) -> (RateLimitLayer, SocketAddr) {
+async fn instance(yaml: &str) -> (LimiterLayer, SocketAddr) {
     let layer = common::layer(yaml).await;
     let addr = common::serve(layer.clone(), "127.0.0.1:0").await;
     (layer, addr)
@@ -47,7 +47,7 @@ async fn status(client: &reqwest::Client, addr: SocketAddr, path: &str) -> u16 {
 }
 
 /// Waits until every lease `layer` took has ended and been given back.
-async fn leases_ended(layer: &RateLimitLayer) {
+async fn leases_ended(layer: &LimiterLayer) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let stats = layer.store().lease_stats().expect("leases are configured");
@@ -202,7 +202,7 @@ async fn a_reload_changes_a_policys_leases() {
     std::fs::write(&path, file("off")).unwrap();
     let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
     let store = AnyStore::connect(loaded.rules.store()).await.unwrap();
-    let layer = RateLimitLayer::new(loaded.rules, store);
+    let layer = LimiterLayer::new(loaded.rules, store);
     let addr = common::serve(layer.clone(), "127.0.0.1:0").await;
     let client = common::client();
 

@@ -3,8 +3,8 @@
 
 mod common;
 
-use limiter::core::BreakerState;
-use limiter::tower::RateLimitLayer;
+use limiter::limiter_core::BreakerState;
+use limiter::limiter_tower::LimiterLayer;
 use redis_harness::RedisServer;
 
 fn policies(url: &str, failure_mode: &str) -> String {
@@ -20,7 +20,7 @@ endpoints:
     )
 }
 
-async fn instance(yaml: &str) -> (RateLimitLayer, std::net::SocketAddr) {
+async fn instance(yaml: &str) -> (LimiterLayer, std::net::SocketAddr) {
     let layer = common::layer(yaml).await;
     let addr = common::serve(layer.clone(), "127.0.0.1:0").await;
     (layer, addr)

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use limiter::tower::config::{ReloadEvent, Reloader};
-use limiter::tower::RateLimitLayer;
+use limiter::limiter_tower::config::{ReloadEvent, Reloader};
+use limiter::limiter_tower::LimiterLayer;
 use redis_harness::RedisServer;
 use tokio::sync::watch;
 
@@ -21,8 +21,8 @@ fn policy(max: u64) -> String {
     )
 }
 
-async fn from_file(path: &Path) -> RateLimitLayer {
-    RateLimitLayer::from_file(path)
+async fn from_file(path: &Path) -> LimiterLayer {
+    LimiterLayer::from_file(path)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }

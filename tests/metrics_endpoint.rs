@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use limiter::core::BreakerState;
+use limiter::limiter_core::BreakerState;
 use limiter::telemetry::{install_prometheus, metrics_router, METRIC_NAMES};
 use redis_harness::RedisServer;
 
@@ -41,7 +41,7 @@ endpoints:
 async fn serve(
     yaml: &str,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> (limiter::tower::RateLimitLayer, SocketAddr) {
+) -> (limiter::limiter_tower::LimiterLayer, SocketAddr) {
     let layer = common::layer(yaml).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -82,8 +82,8 @@ async fn hot_traffic(client: &reqwest::Client, addr: SocketAddr) {
 
 /// Waits until `done` holds of the layer's lease counts.
 async fn leases(
-    layer: &limiter::tower::RateLimitLayer,
-    done: impl Fn(&limiter::core::LeaseStats) -> bool,
+    layer: &limiter::limiter_tower::LimiterLayer,
+    done: impl Fn(&limiter::limiter_core::LeaseStats) -> bool,
 ) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::routing::any;
 use axum::Router;
 use jsonwebtoken::{encode, EncodingKey, Header};
-use limiter::tower::config::load_str;
-use limiter::tower::{AnyStore, RateLimitLayer};
+use limiter::limiter_tower::config::load_str;
+use limiter::limiter_tower::{AnyStore, LimiterLayer};
 use serde_json::json;
 
 /// An app answering 200 on every path the tests use.
@@ -21,16 +21,16 @@ pub fn app() -> Router {
 }
 
 /// A layer from inline YAML on its own store (memory unless the YAML says otherwise).
-pub async fn layer(yaml: &str) -> RateLimitLayer {
+pub async fn layer(yaml: &str) -> LimiterLayer {
     let loaded = load_str(yaml, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let store = AnyStore::connect(loaded.rules.store())
         .await
         .expect("store");
-    RateLimitLayer::new(loaded.rules, store)
+    LimiterLayer::new(loaded.rules, store)
 }
 
 /// Serves `layer` over [`app`] on `addr` (port 0: any free one) with `ConnectInfo`.
-pub async fn serve(layer: RateLimitLayer, addr: &str) -> SocketAddr {
+pub async fn serve(layer: LimiterLayer, addr: &str) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind loopback");

@@ -10,6 +10,12 @@ const US_PER_DAY: i64 = 86_400 * US_PER_SEC;
 
 /// A UTC calendar period that a fixed window can be aligned to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, schemars::JsonSchema),
+    serde(rename_all = "snake_case"),
+    schemars(rename = "PeriodName")
+)]
 pub enum Period {
     /// Starts at second 0 of each minute.
     Minute,

@@ -31,6 +31,8 @@
 mod algorithm;
 mod calendar;
 mod clock;
+#[cfg(feature = "serde")]
+pub mod config_serde;
 mod decision;
 mod error;
 mod key;
@@ -46,7 +48,9 @@ pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};
-pub use resilience::{BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder};
+pub use resilience::{
+    BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
+};
 pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};
 pub use store::{MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store};

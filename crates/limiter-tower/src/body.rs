@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 /// How responses through the layer carry their bodies: the `M` of
-/// [`RateLimitLayer<M>`](crate::RateLimitLayer), [`SameBody`] or [`AnyBody`].
+/// [`LimiterLayer<M>`](crate::LimiterLayer), [`SameBody`] or [`AnyBody`].
 pub trait BodyKind<B>: sealed::Sealed {
     /// The body of every response through the layer, for a service answering with `B`.
     type Body;
@@ -32,7 +32,7 @@ pub struct SameBody;
 
 /// Responses carry [`ResponseBody<B>`], the service's body or the layer's: for any body
 /// type, such as hyper's `Incoming` passed on by a proxy.
-/// [`RateLimitLayer::any_body`](crate::RateLimitLayer::any_body) selects it.
+/// [`LimiterLayer::any_body`](crate::LimiterLayer::any_body) selects it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnyBody;
 

@@ -24,7 +24,7 @@ pub(crate) enum Checked<O> {
 type BoxedCheck<O> = Pin<Box<dyn Future<Output = Checked<O>> + Send>>;
 
 pin_project! {
-    /// Response future of [`RateLimitService`](crate::RateLimitService).
+    /// Response future of [`LimiterService`](crate::LimiterService).
     pub struct ResponseFuture<F: Future, M = SameBody> {
         #[pin]
         state: State<F>,
@@ -42,6 +42,19 @@ pin_project! {
         Answered { response: Option<Response<Bytes>> },
         // A store round trip first, then maybe the service.
         Checking { fut: BoxedCheck<F::Output> },
+    }
+}
+
+impl<F: Future, M> std::fmt::Debug for ResponseFuture<F, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Answered { .. } => "answered",
+            State::Checking { .. } => "checking",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

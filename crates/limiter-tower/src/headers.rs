@@ -31,26 +31,27 @@ use limiter_core::{Decision, Policy};
 use crate::config::{HeaderStyle, QuotaUnit};
 
 /// `RateLimit-Policy`.
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit`.
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// `RateLimit-Degraded: true`: the store failed and the failure mode decided.
-pub const RATELIMIT_DEGRADED: HeaderName = HeaderName::from_static("ratelimit-degraded");
+pub(crate) const RATELIMIT_DEGRADED: HeaderName = HeaderName::from_static("ratelimit-degraded");
 /// `X-RateLimit-Limit`.
-pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub(crate) const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 /// `X-RateLimit-Remaining`.
-pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub(crate) const X_RATELIMIT_REMAINING: HeaderName =
+    HeaderName::from_static("x-ratelimit-remaining");
 /// `X-RateLimit-Reset` (seconds from now).
-pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+pub(crate) const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// A window name that cannot be written as a Structured Field string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("window name {0:?} must be printable ASCII without '\"' or '\\'")]
-pub struct BadWindowName(pub String);
+pub(crate) struct BadWindowName(pub String);
 
 /// The parts of a policy's headers that never change.
 #[derive(Debug, Clone)]
-pub struct PreparedHeaders {
+pub(crate) struct PreparedHeaders {
     style: HeaderStyle,
     policy: HeaderValue,
     /// Each window's name as an sf-string, quotes included.
@@ -60,7 +61,7 @@ pub struct PreparedHeaders {
 impl PreparedHeaders {
     /// Renders `RateLimit-Policy` for `policy`, e.g.
     /// `"burst";q=100;w=60, "daily";q=1000;w=86400`.
-    pub fn new(
+    pub(crate) fn new(
         policy: &Policy,
         unit: Option<QuotaUnit>,
         style: HeaderStyle,
@@ -103,7 +104,7 @@ impl PreparedHeaders {
     }
 
     /// Writes the fields for `decision` into `headers`.
-    pub fn write(&self, decision: &Decision, headers: &mut HeaderMap) {
+    pub(crate) fn write(&self, decision: &Decision, headers: &mut HeaderMap) {
         if let Some(figures) = Figures::of(decision) {
             self.write_figures(&figures, headers);
         }
@@ -238,7 +239,7 @@ impl Figures {
 
 /// The window a client should watch: the one that denied the request, otherwise the one
 /// with the fewest units left (the later reset among equals).
-pub fn effective_window(decision: &Decision) -> Option<usize> {
+pub(crate) fn effective_window(decision: &Decision) -> Option<usize> {
     if let Some(index) = decision.denied_by() {
         return Some(index);
     }
@@ -255,7 +256,7 @@ pub fn effective_window(decision: &Decision) -> Option<usize> {
 }
 
 /// Whole seconds, rounded up, so that a client waiting this long is never early.
-pub fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 

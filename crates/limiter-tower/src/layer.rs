@@ -1,33 +1,32 @@
-//! [`RateLimitLayer`]: wraps services in [`RateLimitService`].
+//! [`LimiterLayer`]: wraps services in [`LimiterService`].
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{AnyBody, SameBody};
+use crate::builder::{BuildError, LimiterBuilder, PolicyRule};
+use crate::config::Scope;
 use crate::config::{self, ConfigError, Reloader};
 use crate::rules::Rules;
-use crate::service::RateLimitService;
+use crate::service::LimiterService;
+use crate::shared::Shared;
 use crate::store::{AnyStore, ConnectError};
+use limiter_core::{Limit, Policy};
+use std::time::Duration;
 
-/// What the layer and every service it made share: the current rules and the store.
-pub(crate) struct Shared {
-    pub(crate) rules: ArcSwap<Rules>,
-    pub(crate) store: AnyStore,
-    /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
-    generation: AtomicU64,
-}
-
-/// Why a layer could not be built from a policy file.
+/// Why a layer could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerError {
-    /// The file is unusable.
+    /// The policy file is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The rules built in code cannot be enforced.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// The store it names cannot be reached.
     #[error("store: {0}")]
     Store(#[from] ConnectError),
@@ -39,7 +38,7 @@ pub enum LayerError {
 /// ```
 /// use std::path::Path;
 /// use axum::{routing::get, Router};
-/// use limiter_tower::RateLimitLayer;
+/// use limiter_tower::LimiterLayer;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let yaml = r#"
@@ -51,7 +50,7 @@ pub enum LayerError {
 /// "#;
 /// let loaded = limiter_tower::config::load_str(yaml, Path::new("inline.yaml")).unwrap();
 /// let store = limiter_tower::AnyStore::connect(loaded.rules.store()).await.unwrap();
-/// let layer = RateLimitLayer::new(loaded.rules, store);
+/// let layer = LimiterLayer::new(loaded.rules, store);
 /// let app: Router = Router::new().route("/hello", get(|| async { "hi" })).layer(layer);
 /// # let _ = app;
 /// # });
@@ -60,39 +59,70 @@ pub enum LayerError {
 /// `M` says how responses carry their bodies: by default ([`SameBody`]) in the
 /// service's own body type, which must be `From<Bytes>` (axum's `Body` is) so that the
 /// layer can write its 429s in it; [`any_body`](Self::any_body) takes any body type.
-pub struct RateLimitLayer<M = SameBody> {
+pub struct LimiterLayer<M = SameBody> {
     shared: Arc<Shared>,
     kind: PhantomData<fn() -> M>,
 }
 
-impl<M> Clone for RateLimitLayer<M> {
-    fn clone(&self) -> Self {
-        RateLimitLayer::sharing(Arc::clone(&self.shared))
+impl<M> std::fmt::Debug for LimiterLayer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimiterLayer")
+            .field("shared", &self.shared)
+            .finish()
     }
 }
 
-impl RateLimitLayer {
+impl<M> Clone for LimiterLayer<M> {
+    fn clone(&self) -> Self {
+        LimiterLayer::sharing(Arc::clone(&self.shared))
+    }
+}
+
+impl LimiterLayer {
+    /// Everything a policy file can say, in code: see [`LimiterBuilder`].
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder::new()
+    }
+
+    /// Limits every request to `max` per `window` per client address, counted in this
+    /// process: the whole router under one policy (`default`, GCRA, bursts up to `max`).
+    /// Needs no runtime; the service needs the client address (axum's
+    /// `into_make_service_with_connect_info::<SocketAddr>()`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{routing::get, Router};
+    /// use limiter_tower::LimiterLayer;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hi" }))
+    ///     .layer(LimiterLayer::per_client_ip(100, Duration::from_secs(60)).unwrap());
+    /// # let _ = app;
+    /// ```
+    pub fn per_client_ip(max: u64, window: Duration) -> Result<Self, LayerError> {
+        let policy = Policy::new("default", vec![Limit::new(max, window)])
+            .map_err(|e| BuildError::new("default_policy.limits", e))?;
+        LimiterBuilder::new()
+            .default_policy(PolicyRule::new(policy).scopes([Scope::Ip]))
+            .build_in_memory()
+    }
+
     /// Enforces `rules` on `store`.
     pub fn new(rules: Rules, store: AnyStore) -> Self {
-        metrics::gauge!("ratelimit_config_generation").set(1.0);
-        RateLimitLayer::sharing(Arc::new(Shared {
-            rules: ArcSwap::from_pointee(rules),
-            store,
-            generation: AtomicU64::new(1),
-        }))
+        LimiterLayer::sharing(Shared::new(rules, store))
     }
 
     /// Loads the policy file at `path` and connects to the store it names.
     pub async fn from_file(path: impl AsRef<Path>) -> Result<Self, LayerError> {
         let loaded = config::load(path.as_ref())?;
         let store = AnyStore::connect(loaded.rules.store()).await?;
-        Ok(RateLimitLayer::new(loaded.rules, store))
+        Ok(LimiterLayer::new(loaded.rules, store))
     }
 }
 
-impl<M> RateLimitLayer<M> {
+impl<M> LimiterLayer<M> {
     fn sharing(shared: Arc<Shared>) -> Self {
-        RateLimitLayer {
+        LimiterLayer {
             shared,
             kind: PhantomData,
         }
@@ -106,7 +136,7 @@ impl<M> RateLimitLayer<M> {
     /// use bytes::Bytes;
     /// use http::{Request, Response};
     /// use http_body_util::Empty;
-    /// use limiter_tower::{AnyStore, RateLimitLayer};
+    /// use limiter_tower::{AnyStore, LimiterLayer};
     /// use tower::{service_fn, Layer};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -117,12 +147,12 @@ impl<M> RateLimitLayer<M> {
     /// let service = service_fn(|_: Request<()>| async {
     ///     Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
     /// });
-    /// let service = RateLimitLayer::new(loaded.rules, store).any_body().layer(service);
+    /// let service = LimiterLayer::new(loaded.rules, store).any_body().layer(service);
     /// # let _ = service;
     /// # });
     /// ```
-    pub fn any_body(&self) -> RateLimitLayer<AnyBody> {
-        RateLimitLayer::sharing(Arc::clone(&self.shared))
+    pub fn any_body(&self) -> LimiterLayer<AnyBody> {
+        LimiterLayer::sharing(Arc::clone(&self.shared))
     }
 
     /// The rules in force now.
@@ -133,23 +163,18 @@ impl<M> RateLimitLayer<M> {
     /// Replaces the rules; requests already in flight finish under the old ones. Stored
     /// counters are kept by policy name, so a policy keeping its name keeps its usage.
     pub fn replace_rules(&self, rules: Rules) {
-        self.shared.rules.store(Arc::new(rules));
-        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::gauge!("ratelimit_config_generation").set(generation as f64);
+        self.shared.replace_rules(rules);
     }
 
     /// How many rule sets have been in force: 1 for the first, one more per
     /// [`replace_rules`](Self::replace_rules) (and so per applied reload).
     pub fn generation(&self) -> u64 {
-        self.shared.generation.load(Ordering::Acquire)
+        self.shared.generation()
     }
 
     /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).
     pub fn reloader(&self, path: impl Into<PathBuf>) -> Reloader {
-        Reloader::new(
-            RateLimitLayer::sharing(Arc::clone(&self.shared)),
-            path.into(),
-        )
+        Reloader::new(Arc::clone(&self.shared), path.into())
     }
 
     /// The store.
@@ -158,10 +183,10 @@ impl<M> RateLimitLayer<M> {
     }
 }
 
-impl<S, M> Layer<S> for RateLimitLayer<M> {
-    type Service = RateLimitService<S, M>;
+impl<S, M> Layer<S> for LimiterLayer<M> {
+    type Service = LimiterService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService::new(inner, Arc::clone(&self.shared))
+        LimiterService::new(inner, Arc::clone(&self.shared))
     }
 }

@@ -1,33 +1,73 @@
 //! A tower/axum rate-limit layer on [`limiter_core`]: composite keys (user, client
-//! address, API key, endpoint, global), policies in a hot-reloaded YAML file, and the
-//! draft-ietf-httpapi-ratelimit-headers response fields.
+//! address, API key, endpoint, global), policies built in code or read from a
+//! hot-reloaded YAML file, and the draft-ietf-httpapi-ratelimit-headers response fields.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use limiter_tower::{Endpoint, Limit, LimiterLayer, Policy, Scope};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Every client address: 100 requests a minute, counted in this process.
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hi" }))
+//!     .layer(LimiterLayer::per_client_ip(100, Duration::from_secs(60))?);
+//!
+//! // Per route, per client and route, several windows: anything a policy file can say.
+//! let search = Policy::new("search", vec![
+//!     Limit::new(10, Duration::from_secs(1)).named("burst"),
+//!     Limit::new(1000, Duration::from_secs(86_400)).named("daily"),
+//! ])?;
+//! let layer = LimiterLayer::builder()
+//!     .endpoint(Endpoint::new("/search", search).scopes([Scope::Ip, Scope::Endpoint]))
+//!     .build_in_memory()?;
+//! let app: Router = Router::new().route("/search", get(|| async { "found" })).layer(layer);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same from a file: [`LimiterLayer::from_file`], with hot reload through
+//! [`LimiterLayer::reloader`]; the loader compiles into the same [`LimiterBuilder`].
 //!
 //! Request flow: route match → key → store decision → headers or 429. Everything that
-//! depends only on the policy file (routes, key templates, header values, 429 bodies) is
-//! prepared when the file loads; see [`RateLimitLayer`] for an example.
+//! depends only on the rules (routes, key templates, header values, 429 bodies) is
+//! prepared when they are built.
 
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod body;
+mod builder;
 pub mod config;
 mod future;
-pub mod headers;
-pub mod key;
+mod headers;
+mod key;
 mod layer;
 mod observe;
 mod outcome;
 mod plan;
-pub mod problem;
+mod problem;
 mod rejection;
 mod rules;
 mod service;
+mod shared;
 mod store;
 
 pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
-pub use config::ConfigError;
+pub use builder::{BuildError, Endpoint, LimiterBuilder, PolicyRule};
+pub use config::{
+    ConfigError, ForwardedHeader, HeaderStyle, QuotaUnit, Scope, StoreConfig, StoreSetup,
+    TokenFallback,
+};
 pub use future::ResponseFuture;
-pub use layer::{LayerError, RateLimitLayer};
+pub use key::{Jwt, JwtKeyError};
+pub use layer::{LayerError, LimiterLayer};
 pub use rejection::Rejection;
-pub use rules::{BadCost, Cost, Denial, EndpointRule, Rules};
-pub use service::RateLimitService;
+pub use rules::{BadCost, Cost, Rules};
+pub use service::LimiterService;
 pub use store::{AnyStore, ConnectError, RedisStack};
+
+/// The core types a builder takes: policies and their windows, and how a failing
+/// store is handled.
+pub use limiter_core::{Algorithm, BreakerConfig, FailureMode, Leasing, Limit, Period, Policy};

@@ -7,14 +7,15 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 /// `Content-Type` of every body here.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The problem type the ratelimit-headers draft registers for exhausted quota.
-pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
+pub(crate) const QUOTA_EXCEEDED: &str =
+    "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
 /// The body of a 429 for `window` of `policy`; `never` when the request's cost exceeds
 /// the window's capacity and no retry can succeed.
-pub fn quota_exceeded(policy: &str, window: &str, capacity: u64, never: bool) -> Bytes {
+pub(crate) fn quota_exceeded(policy: &str, window: &str, capacity: u64, never: bool) -> Bytes {
     let detail = if never {
         format!("The request costs more than window \"{window}\" of policy \"{policy}\" can ever hold ({capacity} units); retrying will not help.")
     } else {
@@ -30,7 +31,7 @@ pub fn quota_exceeded(policy: &str, window: &str, capacity: u64, never: bool) ->
 }
 
 /// A problem with the given status, title and detail (`type` is `about:blank`).
-pub fn plain(status: u16, title: &str, detail: &str) -> Bytes {
+pub(crate) fn plain(status: u16, title: &str, detail: &str) -> Bytes {
     body(json!({
         "type": "about:blank",
         "title": title,

@@ -1,4 +1,4 @@
-//! [`RateLimitService`]: the middleware itself.
+//! [`LimiterService`]: the middleware itself.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -10,39 +10,63 @@ use tracing::Instrument;
 
 use crate::body::{BodyKind, SameBody};
 use crate::future::{Checked, ResponseFuture};
-use crate::layer::Shared;
 use crate::observe::Observation;
 use crate::outcome::{conclude, Outcome};
 use crate::plan::{plan, Plan};
+use crate::shared::Shared;
 
 /// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
 ///
-/// Built by [`RateLimitLayer`](crate::RateLimitLayer); see there for an example. `M`
+/// Built by [`LimiterLayer`](crate::LimiterLayer); see there for an example. `M`
 /// says how responses carry their bodies ([`SameBody`](crate::SameBody) or
 /// [`AnyBody`](crate::AnyBody)).
-pub struct RateLimitService<S, M = SameBody> {
+pub struct LimiterService<S, M = SameBody> {
     inner: S,
     shared: Arc<Shared>,
     kind: PhantomData<fn() -> M>,
 }
 
-impl<S: Clone, M> Clone for RateLimitService<S, M> {
+impl<S: Clone, M> Clone for LimiterService<S, M> {
     fn clone(&self) -> Self {
-        RateLimitService::new(self.inner.clone(), Arc::clone(&self.shared))
+        LimiterService::new(self.inner.clone(), Arc::clone(&self.shared))
     }
 }
 
-impl<S, M> RateLimitService<S, M> {
+impl<S, M> LimiterService<S, M> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        RateLimitService {
+        LimiterService {
             inner,
             shared,
             kind: PhantomData,
         }
     }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S, M>
+impl<S: std::fmt::Debug, M> std::fmt::Debug for LimiterService<S, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimiterService")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for LimiterService<S, M>
 where
     M: BodyKind<ResBody>,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,

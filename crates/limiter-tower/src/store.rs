@@ -62,8 +62,30 @@ enum Wire {
     Batched(Batched),
 }
 
+impl std::fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyStore")
+            .field("kind", &self.kind)
+            .field("failure_mode", &self.failure_mode)
+            .field("local_cache", &self.local_cache().is_some())
+            .field("redis", &self.redis())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStack")
+            .field("batched", &self.is_batched())
+            .field("leased", &matches!(self.top, Top::Leased(_)))
+            .field("breaker", &self.breaker_state())
+            .finish()
+    }
+}
+
 /// Why [`AnyStore::connect`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The store cannot be reached.
     #[error(transparent)]
@@ -71,6 +93,17 @@ pub enum ConnectError {
     /// The failure mode cannot be applied.
     #[error(transparent)]
     FailureMode(#[from] InvalidFailureMode),
+    /// [`AnyStore::in_memory`] was given a Redis store, which must be connected to.
+    #[error("the store is Redis: connect to it (`AnyStore::connect`, `LimiterBuilder::build`)")]
+    NotInMemory,
+}
+
+fn memory(max_keys: Option<usize>) -> Backend {
+    let mut builder = MemoryStore::builder();
+    if let Some(max_keys) = max_keys {
+        builder = builder.max_keys(max_keys);
+    }
+    Backend::Memory(builder.build())
 }
 
 impl AnyStore {
@@ -90,7 +123,7 @@ impl AnyStore {
     /// # });
     /// ```
     pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
-        let failure_mode = setup.failure_mode.to_core();
+        let failure_mode = setup.failure_mode;
         let stack = |store: RedisStore, redis: Layers| -> Result<Backend, ConnectError> {
             let wire = match redis.batch {
                 Some(batch) => Wire::Batched(batched(store, batch)),
@@ -99,7 +132,7 @@ impl AnyStore {
             let guarded = Guarded::builder(wire)
                 .deadline(redis.timeout)
                 .failure_mode(failure_mode)
-                .breaker(setup.breaker.to_core())
+                .breaker(setup.breaker.clone())
                 .build()?;
             let top = match redis.leases {
                 Some(leases) => Top::Leased(leased(guarded, leases)),
@@ -116,13 +149,7 @@ impl AnyStore {
             })
         };
         let (backend, kind) = match setup.store.clone() {
-            StoreConfig::Memory { max_keys } => {
-                let mut builder = MemoryStore::builder();
-                if let Some(max_keys) = max_keys {
-                    builder = builder.max_keys(max_keys);
-                }
-                (Backend::Memory(builder.build()), "memory")
-            }
+            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory"),
             StoreConfig::Redis {
                 url,
                 key_prefix,
@@ -133,7 +160,7 @@ impl AnyStore {
             } => {
                 let store = bounded(prefixed(key_prefix).connect(&url)).await?;
                 let layers = Layers {
-                    timeout: timeout.0,
+                    timeout,
                     local_cache,
                     batch,
                     leases,
@@ -151,7 +178,7 @@ impl AnyStore {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
                 let layers = Layers {
-                    timeout: timeout.0,
+                    timeout,
                     local_cache,
                     batch,
                     leases,
@@ -164,6 +191,29 @@ impl AnyStore {
             kind,
             failure_mode,
         })
+    }
+
+    /// The in-memory store `setup` describes, without a runtime; a Redis store is
+    /// refused with [`ConnectError::NotInMemory`] (it needs [`connect`](Self::connect)).
+    ///
+    /// ```
+    /// use limiter_tower::{AnyStore, LimiterBuilder};
+    ///
+    /// let rules = LimiterBuilder::new().rules().unwrap();
+    /// let store = AnyStore::in_memory(rules.store()).unwrap();
+    /// assert_eq!(store.kind(), "memory");
+    /// ```
+    pub fn in_memory(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
+        match setup.store {
+            StoreConfig::Memory { max_keys } => Ok(AnyStore {
+                backend: memory(max_keys),
+                kind: "memory",
+                failure_mode: setup.failure_mode,
+            }),
+            StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => {
+                Err(ConnectError::NotInMemory)
+            }
+        }
     }
 
     /// `memory`, `redis` or `redis_cluster`: the `store` label of the layer's metrics.
@@ -263,7 +313,7 @@ fn batched(store: RedisStore, config: BatchConfig) -> Batched {
         builder = builder.max_batch(max_batch.get());
     }
     if let Some(linger) = config.linger {
-        builder = builder.linger(linger.0);
+        builder = builder.linger(linger);
     }
     if let Some(max_in_flight) = config.max_in_flight {
         builder = builder.max_in_flight(max_in_flight.get());
@@ -275,7 +325,7 @@ fn batched(store: RedisStore, config: BatchConfig) -> Batched {
 fn leased(store: Guarded<Wire>, config: LeasesConfig) -> Leased<Guarded<Wire>> {
     let mut builder = Leased::builder(store);
     if let Some(lifetime) = config.lifetime {
-        builder = builder.lifetime(lifetime.0);
+        builder = builder.lifetime(lifetime);
     }
     if let Some(reserve) = config.reserve {
         builder = builder.reserve(reserve);

@@ -110,7 +110,7 @@ fn failure_modes_and_breaker_are_read_and_checked() {
             .store()
             .clone()
     };
-    use limiter_tower::config::FailureMode;
+    use limiter_core::FailureMode;
     assert_eq!(setup("{}").failure_mode, FailureMode::Open);
     assert_eq!(
         setup("failure_mode: deny\n").failure_mode,
@@ -126,7 +126,7 @@ fn failure_modes_and_breaker_are_read_and_checked() {
     );
     let breaker = setup("breaker: { failures: 3, probe_interval: 2s }\n").breaker;
     assert_eq!(breaker.failures, 3);
-    assert_eq!(breaker.probe_interval.0, std::time::Duration::from_secs(2));
+    assert_eq!(breaker.probe_interval, std::time::Duration::from_secs(2));
     assert_eq!(
         breaker.slow_calls,
         limiter_core::BreakerConfig::default().slow_calls,
@@ -260,13 +260,10 @@ fn batching_is_on_and_leases_off_unless_configured() {
     );
     let batch = batch.unwrap();
     assert_eq!(batch.max_batch.map(|n| n.get()), Some(64));
-    assert_eq!(batch.linger.map(|l| l.0), Some(Duration::from_micros(50)));
+    assert_eq!(batch.linger, Some(Duration::from_micros(50)));
     assert_eq!(batch.max_in_flight.map(|n| n.get()), Some(4));
     let leases = leases.unwrap();
-    assert_eq!(
-        leases.lifetime.map(|l| l.0),
-        Some(Duration::from_millis(50))
-    );
+    assert_eq!(leases.lifetime, Some(Duration::from_millis(50)));
     assert_eq!(leases.reserve, Some(0.2));
     assert_eq!(leases.speculation, Some(0.05));
     assert_eq!((leases.min_demand, leases.max_units), (Some(8), Some(500)));
@@ -275,11 +272,7 @@ fn batching_is_on_and_leases_off_unless_configured() {
         "store: { kind: redis, url: \"redis://127.0.0.1:1\", batch: { linger: 0s }, leases: { max_memory: 100MB, reserve: 0 } }\n",
     );
     let batch = batch.unwrap();
-    assert_eq!(
-        batch.linger.map(|l| l.0),
-        Some(Duration::ZERO),
-        "no linger at all"
-    );
+    assert_eq!(batch.linger, Some(Duration::ZERO), "no linger at all");
     assert_eq!(batch.max_batch, None, "unset: limiter-core's default");
     let leases = leases.unwrap();
     assert_eq!(leases.max_memory, Some(ByteSize(100_000_000)));
@@ -383,7 +376,7 @@ endpoints:
     let leasing: Vec<(String, Leasing)> = loaded
         .rules
         .policies()
-        .map(|r| (r.name.to_string(), r.policy.leasing()))
+        .map(|p| (p.name().to_owned(), p.leasing()))
         .collect();
     assert_eq!(
         leasing,
@@ -420,9 +413,9 @@ fn durations_take_microseconds() {
         Path::new("policies.yaml"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let rule = loaded.rules.policies().next().unwrap();
+    let policy = loaded.rules.policies().next().unwrap();
     assert_eq!(
-        rule.policy.limits()[0].window(),
+        policy.limits()[0].window(),
         std::time::Duration::from_millis(1500)
     );
 }

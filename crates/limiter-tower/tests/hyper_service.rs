@@ -12,18 +12,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use limiter_tower::config::load_str;
-use limiter_tower::{AnyStore, RateLimitLayer};
+use limiter_tower::{AnyStore, LimiterLayer};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{service_fn, Layer};
 
 const TWO: &str = "endpoints:\n  - { name: all, path: /, scopes: [global], limits: [{ name: burst, max: 2, window: 60s }] }\n";
 
-async fn layer() -> RateLimitLayer {
+async fn layer() -> LimiterLayer {
     let loaded = load_str(TWO, Path::new("inline.yaml")).expect("a valid file");
     let store = AnyStore::connect(loaded.rules.store())
         .await
         .expect("the memory store");
-    RateLimitLayer::new(loaded.rules, store)
+    LimiterLayer::new(loaded.rules, store)
 }
 
 /// Serves `service` with hyper on a loopback port, one connection at a time, until the

@@ -8,29 +8,63 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-/// When the breaker opens and how it recovers.
+/// The circuit breaker in front of a Redis store: it opens after `failures` failed or
+/// `slow_calls` slow calls within `window`; while open no call reaches Redis and the
+/// failure mode decides; a health check every `probe_interval` half-opens it, and the
+/// next successful call closes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, schemars::JsonSchema),
+    serde(default, deny_unknown_fields),
+    schemars(rename = "BreakerSection")
+)]
 pub struct BreakerConfig {
-    /// Failed calls (errors and deadline misses) within `window` that open the breaker.
+    /// Failed calls (errors, or no answer within the store's `timeout`) that open it.
     pub failures: u32,
-    /// Calls slower than `slow_call` within `window` that open the breaker.
+    /// Successful calls slower than `slow_call` that open it.
     pub slow_calls: u32,
-    /// A call that succeeds but takes longer than this counts as slow.
+    /// A call slower than this counts as slow. At or above the store's `timeout` it
+    /// never counts: such calls are failures.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration"),
+        schemars(
+            with = "crate::config_serde::DurationText",
+            transform = crate::config_serde::no_default
+        )
+    )]
     pub slow_call: Duration,
     /// The window over which failures and slow calls are counted.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration"),
+        schemars(
+            with = "crate::config_serde::DurationText",
+            transform = crate::config_serde::no_default
+        )
+    )]
     pub window: Duration,
-    /// How often an open breaker probes the store with a health check.
+    /// How often an open breaker checks whether Redis answers again.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration"),
+        schemars(
+            with = "crate::config_serde::DurationText",
+            transform = crate::config_serde::no_default
+        )
+    )]
     pub probe_interval: Duration,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        // `slow_call` sits below the guard's default 5 ms deadline: a call past the
-        // deadline is a failure, so a slow-call threshold above it could never count.
+        // `slow_call` is half the guard's default deadline: a call past the deadline is a
+        // failure, so a slow-call threshold at or above it could never count.
         BreakerConfig {
             failures: 5,
             slow_calls: 50,
-            slow_call: Duration::from_millis(2),
+            slow_call: super::DEFAULT_DEADLINE / 2,
             window: Duration::from_secs(10),
             probe_interval: Duration::from_millis(500),
         }

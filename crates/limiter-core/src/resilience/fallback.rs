@@ -15,9 +15,10 @@ use crate::store::MemoryStore;
 /// What a [`Guarded`](crate::Guarded) store does while its primary store is unavailable,
 /// too slow, or behind an open circuit breaker. Decisions it makes say so
 /// ([`Decision::is_degraded`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum FailureMode {
-    /// Fail open: allow every request.
+    /// Fail open: allow every request (the default).
+    #[default]
     Open,
     /// Fail closed: deny every request, with a retry time of one health-check interval.
     Closed,
@@ -40,7 +41,8 @@ impl FailureMode {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), InvalidFailureMode> {
+    /// Whether the mode can be applied: a `Local` share must be above 0 and at most 1.
+    pub fn validate(&self) -> Result<(), InvalidFailureMode> {
         match *self {
             FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => Err(
                 InvalidFailureMode("local share must be above 0 and at most 1"),

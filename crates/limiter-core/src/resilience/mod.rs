@@ -80,13 +80,19 @@ pub struct GuardedBuilder<S> {
     breaker: BreakerConfig,
 }
 
+/// The default per-call deadline of a [`Guarded`] store. 20 ms: a Redis round trip on a
+/// loaded server, or with a batch ahead of it, takes a few milliseconds, and a tighter
+/// deadline turns such calls into failures that trip the breaker. The layer's `timeout`
+/// default is this value.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(20);
+
 impl<S: Store> Guarded<S> {
-    /// Starts configuring a guard around `primary`: 5 ms deadline, fail open, default
-    /// breaker.
+    /// Starts configuring a guard around `primary`: [`DEFAULT_DEADLINE`], fail open,
+    /// default breaker.
     pub fn builder(primary: S) -> GuardedBuilder<S> {
         GuardedBuilder {
             primary,
-            deadline: Duration::from_millis(5),
+            deadline: DEFAULT_DEADLINE,
             mode: FailureMode::Open,
             breaker: BreakerConfig::default(),
         }
@@ -242,7 +248,8 @@ fn store_error_kind(err: &StoreError) -> &'static str {
 }
 
 impl<S: Store> GuardedBuilder<S> {
-    /// The longest a store call may take before the failure mode decides (default 5 ms).
+    /// The longest a store call may take before the failure mode decides
+    /// ([`DEFAULT_DEADLINE`] by default).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self

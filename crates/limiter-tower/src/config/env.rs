@@ -3,11 +3,11 @@
 
 /// A reference to an unset variable (without a fallback).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unset(pub String);
+pub(super) struct Unset(pub String);
 
 /// Replaces every `${NAME}` / `${NAME:-fallback}` in `text` with the environment's value.
 /// Text without `${` is returned unchanged; an unterminated `${` is kept literally.
-pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Unset> {
+pub(super) fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Unset> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -34,7 +34,7 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
 }
 
 /// [`expand`] against the process environment.
-pub fn expand_env(text: &str) -> Result<String, Unset> {
+pub(super) fn expand_env(text: &str) -> Result<String, Unset> {
     expand(text, |name| std::env::var(name).ok())
 }
 

@@ -28,6 +28,7 @@ fn at(position: &Option<Position>) -> String {
 
 /// A policy file that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{}: cannot read: {source}", file.display())]

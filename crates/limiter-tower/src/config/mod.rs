@@ -11,7 +11,6 @@ mod reload;
 mod schema;
 mod throughput;
 
-pub use compile::compile;
 pub use error::{ConfigError, Position};
 pub use load::{load, load_str, parse, Loaded};
 pub use model::*;

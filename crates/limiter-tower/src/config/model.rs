@@ -3,18 +3,19 @@
 //! Nothing here is validated beyond its shape; [`compile`](super::compile) turns a
 //! [`ConfigFile`] into the rules the layer runs, and reports what does not make sense.
 
-use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-pub use super::guard::{BreakerSection, FailureMode, StoreSetup};
+pub use super::guard::StoreSetup;
 use super::throughput::Switchable;
 pub use super::throughput::{BatchConfig, ByteSize, LeasesConfig, PolicyLeases};
+use limiter_core::config_serde::{no_default, DurationText};
+use limiter_core::{BreakerConfig, FailureMode, Period};
 
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -30,7 +31,7 @@ pub struct ConfigFile {
     pub failure_mode: FailureMode,
     /// The circuit breaker in front of a Redis store. Read at start-up, like `store`.
     #[serde(default)]
-    pub breaker: BreakerSection,
+    pub breaker: BreakerConfig,
     /// Which rate-limit response headers to send.
     #[serde(default)]
     pub headers: HeaderStyle,
@@ -59,6 +60,7 @@ pub struct ConfigFile {
 /// The store behind every policy.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum StoreConfig {
     /// In this process only: each instance counts on its own.
     Memory {
@@ -75,8 +77,12 @@ pub enum StoreConfig {
         key_prefix: Option<String>,
         /// The longest one decision may wait for Redis before the failure mode decides
         /// (default 20ms); a miss counts as a failure for the circuit breaker.
-        #[serde(default = "default_store_timeout")]
-        timeout: Seconds,
+        #[serde(
+            default = "default_store_timeout",
+            deserialize_with = "limiter_core::config_serde::duration"
+        )]
+        #[schemars(with = "DurationText", transform = no_default)]
+        timeout: Duration,
         /// Remember denials in this process, so that requests from keys over their limit
         /// are answered 429 without a Redis call until their retry time (off when unset).
         #[serde(default)]
@@ -105,8 +111,12 @@ pub enum StoreConfig {
         key_prefix: Option<String>,
         /// The longest one decision may wait for Redis before the failure mode decides
         /// (default 20ms); a miss counts as a failure for the circuit breaker.
-        #[serde(default = "default_store_timeout")]
-        timeout: Seconds,
+        #[serde(
+            default = "default_store_timeout",
+            deserialize_with = "limiter_core::config_serde::duration"
+        )]
+        #[schemars(with = "DurationText", transform = no_default)]
+        timeout: Duration,
         /// Remember denials in this process, so that requests from keys over their limit
         /// are answered 429 without a Redis call until their retry time (off when unset).
         #[serde(default)]
@@ -177,13 +187,53 @@ impl Default for StoreConfig {
     }
 }
 
-fn default_store_timeout() -> Seconds {
-    Seconds(Duration::from_millis(20))
+impl StoreConfig {
+    /// One Redis server at `url` (`redis://host:port/db`), as the file's defaults have
+    /// it: keys under `rl:`, the default `timeout`, batches on, no local cache, no
+    /// leases.
+    ///
+    /// ```
+    /// use limiter_tower::StoreConfig;
+    ///
+    /// let StoreConfig::Redis { timeout, batch, .. } = StoreConfig::redis("redis://127.0.0.1/") else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(timeout, std::time::Duration::from_millis(20));
+    /// assert!(batch.is_some());
+    /// ```
+    pub fn redis(url: impl Into<String>) -> Self {
+        StoreConfig::Redis {
+            url: url.into(),
+            key_prefix: None,
+            timeout: default_store_timeout(),
+            local_cache: None,
+            batch: super::throughput::batch_on(),
+            leases: None,
+        }
+    }
+
+    /// A Redis Cluster reached through any of `nodes`, with the defaults of
+    /// [`redis`](Self::redis).
+    pub fn redis_cluster<N: Into<String>>(nodes: impl IntoIterator<Item = N>) -> Self {
+        StoreConfig::RedisCluster {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            key_prefix: None,
+            timeout: default_store_timeout(),
+            local_cache: None,
+            batch: super::throughput::batch_on(),
+            leases: None,
+        }
+    }
+}
+
+fn default_store_timeout() -> Duration {
+    limiter_core::DEFAULT_DEADLINE
 }
 
 /// Which headers carry the rate-limit state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HeaderStyle {
     /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
     #[default]
@@ -221,12 +271,13 @@ impl Default for ClientIpConfig {
 }
 
 fn default_ipv6_prefix() -> u8 {
-    64
+    crate::builder::DEFAULT_IPV6_PREFIX
 }
 
 /// A forwarding header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2`.
     #[default]
@@ -240,7 +291,8 @@ pub enum ForwardedHeader {
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Accepted signature algorithms. `none` does not exist here.
-    pub algorithms: Vec<JwtAlgorithm>,
+    #[schemars(with = "Vec<JwtAlgorithmSchema>")]
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// The environment variable holding the HMAC secret (for HS256/384/512).
     #[serde(default)]
     pub hs_secret_env: Option<String>,
@@ -251,8 +303,12 @@ pub struct JwtConfig {
     #[serde(default)]
     pub jwks_file: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
-    #[serde(default = "default_leeway")]
-    pub leeway: Seconds,
+    #[serde(
+        default = "default_leeway",
+        deserialize_with = "limiter_core::config_serde::duration"
+    )]
+    #[schemars(with = "DurationText", transform = no_default)]
+    pub leeway: Duration,
     /// Required `iss`, when set.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -267,18 +323,21 @@ pub struct JwtConfig {
     pub on_invalid: TokenFallback,
 }
 
-fn default_leeway() -> Seconds {
-    Seconds(Duration::from_secs(30))
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_identity_claim() -> String {
     "sub".to_owned()
 }
 
+// The schema of `jsonwebtoken::Algorithm` as its names are written (it derives
+// `Deserialize` but not `JsonSchema`).
 /// A JWS algorithm that may be accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
-#[allow(clippy::upper_case_acronyms, missing_docs)]
-pub enum JwtAlgorithm {
+#[derive(JsonSchema)]
+#[schemars(rename = "JwtAlgorithm")]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+enum JwtAlgorithmSchema {
     HS256,
     HS384,
     HS512,
@@ -298,7 +357,8 @@ pub enum JwtAlgorithm {
 #[serde(deny_unknown_fields)]
 pub struct PublicKeyConfig {
     /// The one algorithm this key verifies (RS*, PS*, ES*, EdDSA).
-    pub algorithm: JwtAlgorithm,
+    #[schemars(with = "JwtAlgorithmSchema")]
+    pub algorithm: jsonwebtoken::Algorithm,
     /// Path of the PEM file (relative to the policy file).
     pub pem_file: String,
     /// The `kid` tokens name this key by; any token of the algorithm when unset.
@@ -309,6 +369,7 @@ pub struct PublicKeyConfig {
 /// What happens to a request without a valid token on a policy that needs `user`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TokenFallback {
     /// Count it under the client address instead.
     #[default]
@@ -334,8 +395,11 @@ impl Default for ApiKeyConfig {
     }
 }
 
+/// The header the `api_key` scope reads unless told otherwise.
+pub(crate) const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+
 fn default_api_key_header() -> String {
-    "x-api-key".to_owned()
+    DEFAULT_API_KEY_HEADER.to_owned()
 }
 
 /// Requests that are never limited.
@@ -444,6 +508,7 @@ fn default_scopes() -> Vec<Scope> {
 /// One part of a rate-limit key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Scope {
     /// The verified token's identity.
     User,
@@ -490,6 +555,7 @@ fn default_cost() -> u64 {
 /// The draft's quota units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum QuotaUnit {
     /// One unit per request (the default, not announced).
     Requests,
@@ -519,8 +585,12 @@ pub struct LimitConfig {
     /// Units allowed per window (GCRA: the sustained rate per window).
     pub max: u64,
     /// The window length (`60s`, `1h`, `1d`); not for `calendar`.
-    #[serde(default)]
-    pub window: Option<Seconds>,
+    #[serde(
+        default,
+        deserialize_with = "limiter_core::config_serde::optional_duration"
+    )]
+    #[schemars(with = "Option<DurationText>", transform = no_default)]
+    pub window: Option<Duration>,
     /// How the window counts.
     #[serde(default)]
     pub algorithm: AlgorithmName,
@@ -529,7 +599,7 @@ pub struct LimitConfig {
     pub burst: Option<u64>,
     /// `calendar` only: the UTC period.
     #[serde(default)]
-    pub period: Option<PeriodName>,
+    pub period: Option<Period>,
 }
 
 /// The counting algorithms of `limiter-core`.
@@ -547,54 +617,4 @@ pub enum AlgorithmName {
     FixedWindow,
     /// Fixed window aligned to UTC calendar periods.
     Calendar,
-}
-
-/// UTC calendar periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum PeriodName {
-    Minute,
-    Hour,
-    Day,
-    Week,
-    Month,
-}
-
-/// A duration written as `90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`, or a number of
-/// seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds(pub Duration);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Secs(secs) => Ok(Seconds(Duration::from_secs(secs))),
-            Raw::Text(text) => humantime::parse_duration(&text)
-                .map(Seconds)
-                .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}"))),
-        }
-    }
-}
-
-impl JsonSchema for Seconds {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A duration: `90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`, or whole seconds.",
-            "oneOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^\\s*[0-9]" }
-            ]
-        })
-    }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::error::ConfigError;
 use super::load::load_str;
-use crate::layer::RateLimitLayer;
+use crate::shared::Shared;
 
 /// Counts of reload attempts, for whoever waits on them (tests, admin endpoints).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,18 +28,36 @@ pub struct ReloadEvent {
     pub last_error: Option<String>,
 }
 
-/// Re-reads a policy file into a layer.
+/// Re-reads a policy file into the rules of a layer (and of every service it made).
 pub struct Reloader {
-    layer: RateLimitLayer,
+    shared: Arc<Shared>,
     path: PathBuf,
     last_text: Mutex<Option<String>>,
     events: watch::Sender<ReloadEvent>,
 }
 
 /// Keeps a watcher running; dropping it stops watching.
+#[must_use = "dropping the handle stops watching the file"]
 pub struct WatchHandle {
     _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for WatchHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchHandle")
+            .field("running", &!self.task.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .field("events", &*self.events.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for WatchHandle {
@@ -49,10 +67,10 @@ impl Drop for WatchHandle {
 }
 
 impl Reloader {
-    pub(crate) fn new(layer: RateLimitLayer, path: PathBuf) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, path: PathBuf) -> Self {
         let last_text = std::fs::read_to_string(&path).ok();
         Reloader {
-            layer,
+            shared,
             path,
             last_text: Mutex::new(last_text),
             events: watch::channel(ReloadEvent::default()).0,
@@ -98,10 +116,10 @@ impl Reloader {
             return Ok(false);
         }
         let loaded = load_str(&text, &self.path)?;
-        if loaded.rules.store() != self.layer.rules().store() {
+        if loaded.rules.store() != self.shared.rules.load().store() {
             tracing::warn!(file = %self.path.display(), "the store, failure_mode or breaker section changed; it takes effect on restart only");
         }
-        self.layer.replace_rules(loaded.rules);
+        self.shared.replace_rules(loaded.rules);
         *last = Some(text);
         Ok(true)
     }

@@ -16,7 +16,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::model::Seconds;
+use limiter_core::config_serde::{duration, no_default, DurationText};
 
 /// Batching (limiter-core's `Batched`): the decisions this process has waiting for Redis
 /// go in one script call, concurrent requests for the same key as one entry.
@@ -37,7 +37,8 @@ pub struct BatchConfig {
     /// out (default 20us; at most 1ms: the wait yields in a loop rather than sleeping).
     /// `0s` sends what is queued at once.
     #[serde(default, deserialize_with = "linger")]
-    pub linger: Option<Seconds>,
+    #[schemars(with = "Option<DurationText>", transform = no_default)]
+    pub linger: Option<Duration>,
     /// Batch calls out at once (default 1); while all are out the next batch grows. With
     /// one, every key's requests are decided in arrival order; with more, calls (and two
     /// requests of one key in them) may overtake each other.
@@ -73,13 +74,13 @@ fn max_in_flight<'de, D: Deserializer<'de>>(
     at_least_one(deserializer, "max_in_flight")
 }
 
-fn linger<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Seconds>, D::Error> {
-    let linger = Seconds::deserialize(deserializer)
-        .map_err(|e| de::Error::custom(format!("batch.linger: {e}")))?;
-    if linger.0 > MAX_LINGER {
+fn linger<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let linger =
+        duration(deserializer).map_err(|e| de::Error::custom(format!("batch.linger: {e}")))?;
+    if linger > MAX_LINGER {
         return Err(de::Error::custom(format!(
             "batch.linger must be at most 1ms, not {:?}: the wait yields in a loop rather than sleeping",
-            linger.0
+            linger
         )));
     }
     Ok(Some(linger))
@@ -94,7 +95,8 @@ pub struct LeasesConfig {
     /// The longest a lease admits after it was asked for (default 250ms; for each policy
     /// also at most 1/20 of its shortest window). Its unused units are then given back.
     #[serde(default, deserialize_with = "store_lifetime")]
-    pub lifetime: Option<Seconds>,
+    #[schemars(with = "Option<DurationText>", transform = no_default)]
+    pub lifetime: Option<Duration>,
     /// The last share of every window's capacity that is never leased, decided by Redis
     /// request by request (default 0.1; at least 0, below 1).
     #[serde(default, deserialize_with = "reserve")]
@@ -122,10 +124,12 @@ pub struct LeasesConfig {
     pub max_memory: Option<ByteSize>,
 }
 
-fn store_lifetime<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Seconds>, D::Error> {
-    let lifetime = Seconds::deserialize(deserializer)
-        .map_err(|e| de::Error::custom(format!("leases.lifetime: {e}")))?;
-    if lifetime.0.is_zero() {
+fn store_lifetime<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let lifetime =
+        duration(deserializer).map_err(|e| de::Error::custom(format!("leases.lifetime: {e}")))?;
+    if lifetime.is_zero() {
         return Err(de::Error::custom(
             "leases.lifetime must be longer than zero (write `leases: off` to turn leases off)",
         ));
@@ -379,14 +383,14 @@ impl PolicyLeases {
 #[serde(deny_unknown_fields)]
 struct PolicyLeasesMap {
     #[serde(default, deserialize_with = "policy_lifetime")]
-    lifetime: Option<Seconds>,
+    lifetime: Option<Duration>,
 }
 
 fn policy_lifetime<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<Seconds>, D::Error> {
-    let lifetime = Seconds::deserialize(deserializer)?;
-    if lifetime.0.is_zero() {
+) -> Result<Option<Duration>, D::Error> {
+    let lifetime = duration(deserializer)?;
+    if lifetime.is_zero() {
         return Err(de::Error::custom(
             "must be longer than zero (write `leases: off` to never lease this policy)",
         ));
@@ -401,7 +405,7 @@ impl<'de> Deserialize<'de> for PolicyLeases {
             None => PolicyLeases::Off,
             Some(PolicyLeasesMap {
                 lifetime: Some(lifetime),
-            }) => PolicyLeases::Lifetime(lifetime.0),
+            }) => PolicyLeases::Lifetime(lifetime),
             Some(PolicyLeasesMap { lifetime: None }) => PolicyLeases::On,
         })
     }
@@ -413,7 +417,7 @@ impl JsonSchema for PolicyLeases {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let lifetime = generator.subschema_for::<Seconds>();
+        let lifetime = generator.subschema_for::<DurationText>();
         json_schema!({
             "description": "This policy's leases, over the store's `leases` section (ignored without one): `off` (never leased: Redis decides every request), `on` (the store's settings, as when unset), or `{ lifetime: 50ms }` (its own lease lifetime).",
             "oneOf": [

@@ -6,19 +6,19 @@ use sha2::{Digest, Sha256};
 
 /// Reads and hashes the API key header.
 #[derive(Debug, Clone)]
-pub struct ApiKeyReader {
+pub(crate) struct ApiKeyReader {
     header: HeaderName,
 }
 
 impl ApiKeyReader {
     /// Reads keys from `header`.
-    pub fn new(header: HeaderName) -> Self {
+    pub(crate) fn new(header: HeaderName) -> Self {
         ApiKeyReader { header }
     }
 
     /// The first 128 bits of the SHA-256 of the header's value, in hex; `None` when the
     /// header is missing or empty. Any bytes are accepted: they are only hashed.
-    pub fn read(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn read(&self, headers: &HeaderMap) -> Option<String> {
         let value = headers.get(&self.header)?.as_bytes();
         if value.is_empty() {
             return None;

@@ -16,19 +16,20 @@ const MAX_FORWARDED_LEN: usize = 4096;
 
 /// Finds the client address of a request.
 #[derive(Debug, Clone)]
-pub struct ClientIpResolver {
+pub(crate) struct ClientIpResolver {
     trusted: Box<[IpNet]>,
     header: ForwardedHeader,
     ipv6_prefix: u8,
 }
 
 impl ClientIpResolver {
-    /// Believes `header` from peers in `trusted`; groups IPv6 clients by `ipv6_prefix` bits.
-    pub fn new(trusted: Vec<IpNet>, header: ForwardedHeader, ipv6_prefix: u8) -> Self {
+    /// Believes `header` from peers in `trusted`; groups IPv6 clients by `ipv6_prefix` bits
+    /// (at most 128: [`LimiterBuilder`](crate::LimiterBuilder) checks it).
+    pub(crate) fn new(trusted: Vec<IpNet>, header: ForwardedHeader, ipv6_prefix: u8) -> Self {
         ClientIpResolver {
             trusted: trusted.into_iter().map(|n| n.trunc()).collect(),
             header,
-            ipv6_prefix: ipv6_prefix.min(128),
+            ipv6_prefix,
         }
     }
 
@@ -38,7 +39,7 @@ impl ClientIpResolver {
 
     /// The client address: `peer` unless it is a trusted proxy with a well-formed
     /// forwarding header. A malformed or oversized header falls back to `peer`.
-    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
             return peer;
@@ -62,7 +63,7 @@ impl ClientIpResolver {
     }
 
     /// The key part for `ip`: IPv4 as is, IPv6 as its network at the configured prefix.
-    pub fn bucket(&self, ip: IpAddr) -> String {
+    pub(crate) fn bucket(&self, ip: IpAddr) -> String {
         match ip.to_canonical() {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => match Ipv6Net::new(v6, self.ipv6_prefix) {

@@ -8,7 +8,7 @@ use crate::key::escape::push_escaped;
 
 /// What a request is, as far as the scopes of its policy care.
 #[derive(Debug, Clone, Default)]
-pub struct RequestIdentity<'a> {
+pub(crate) struct RequestIdentity<'a> {
     /// The verified token identity, if any.
     pub user: Option<&'a str>,
     /// The client address bucket (IPv4 address or IPv6 network).
@@ -23,7 +23,7 @@ pub struct RequestIdentity<'a> {
 
 /// The scopes of one policy, fixed when the configuration loads.
 #[derive(Debug, Clone)]
-pub struct KeyTemplate {
+pub(crate) struct KeyTemplate {
     scopes: Box<[Scope]>,
     has_ip: bool,
     /// `user,endpoint`: what traces show of a key.
@@ -37,7 +37,7 @@ const GLOBAL: &str = "global";
 
 impl KeyTemplate {
     /// A template over `scopes` (in this order).
-    pub fn new(scopes: &[Scope]) -> Self {
+    pub(crate) fn new(scopes: &[Scope]) -> Self {
         let fixed =
             (!scopes.is_empty() && scopes.iter().all(|s| *s == Scope::Global)).then_some(GLOBAL);
         KeyTemplate {
@@ -55,35 +55,35 @@ impl KeyTemplate {
 
     /// The scope kinds, comma-separated (`user,endpoint`): what a key is made of, never
     /// what it holds.
-    pub fn kinds(&self) -> &str {
+    pub(crate) fn kinds(&self) -> &str {
         &self.kinds
     }
 
     /// Whether any scope needs the token identity.
-    pub fn needs_user(&self) -> bool {
+    pub(crate) fn needs_user(&self) -> bool {
         self.scopes.contains(&Scope::User)
     }
 
     /// Whether any scope needs the API key.
-    pub fn needs_api_key(&self) -> bool {
+    pub(crate) fn needs_api_key(&self) -> bool {
         self.scopes.contains(&Scope::ApiKey)
     }
 
     /// Whether rendering may use the client address: an `ip` scope, or a `user` or
     /// `api_key` scope that falls back to it.
-    pub fn needs_ip(&self) -> bool {
+    pub(crate) fn needs_ip(&self) -> bool {
         self.has_ip || self.needs_user() || self.needs_api_key()
     }
 
     /// The key when it is the same for every request, so that no request builds it.
-    pub fn fixed(&self) -> Option<&str> {
+    pub(crate) fn fixed(&self) -> Option<&str> {
         self.fixed
     }
 
     /// Renders the key, e.g. `user:alice:endpoint:GET%20/users/%7Bid%7D`. A `user` or
     /// `api_key` scope without a value counts under the client address instead (once,
     /// when the policy has no `ip` scope of its own).
-    pub fn render(&self, id: &RequestIdentity<'_>) -> String {
+    pub(crate) fn render(&self, id: &RequestIdentity<'_>) -> String {
         let mut key = String::with_capacity(96);
         let mut fell_back = self.has_ip;
         for scope in self.scopes.iter() {

@@ -43,7 +43,7 @@ pub enum TokenError {
 
 /// One verification key, usable for exactly one algorithm.
 #[derive(Clone)]
-pub struct BoundKey {
+pub(crate) struct BoundKey {
     /// The algorithm this key verifies.
     pub algorithm: Algorithm,
     /// The `kid` it answers to; any when `None`.
@@ -54,7 +54,7 @@ pub struct BoundKey {
 
 /// Verifies bearer tokens and reads the identity claim.
 #[derive(Clone)]
-pub struct JwtVerifier {
+pub(crate) struct JwtVerifier {
     keys: Vec<BoundKey>,
     validations: HashMap<Algorithm, Validation>,
     identity_claim: String,
@@ -72,7 +72,7 @@ impl std::fmt::Debug for JwtVerifier {
 
 /// Claim checks shared by every algorithm.
 #[derive(Debug, Clone, Default)]
-pub struct ClaimRules {
+pub(crate) struct ClaimRules {
     /// Seconds of tolerated clock skew on `exp`/`nbf`.
     pub leeway_secs: u64,
     /// Required issuer.
@@ -85,7 +85,7 @@ pub struct ClaimRules {
 
 impl JwtVerifier {
     /// A verifier accepting exactly the algorithms that have a key in `keys`.
-    pub fn new(keys: Vec<BoundKey>, rules: &ClaimRules) -> Self {
+    pub(crate) fn new(keys: Vec<BoundKey>, rules: &ClaimRules) -> Self {
         let mut validations = HashMap::new();
         for key in &keys {
             validations.entry(key.algorithm).or_insert_with(|| {
@@ -112,7 +112,7 @@ impl JwtVerifier {
     }
 
     /// The identity of the request's bearer token.
-    pub fn identify(&self, headers: &HeaderMap) -> Result<String, TokenError> {
+    pub(crate) fn identify(&self, headers: &HeaderMap) -> Result<String, TokenError> {
         let value = headers
             .get(http::header::AUTHORIZATION)
             .ok_or(TokenError::Missing)?;
@@ -125,7 +125,7 @@ impl JwtVerifier {
     }
 
     /// Verifies `token` and returns its identity claim.
-    pub fn verify(&self, token: &str) -> Result<String, TokenError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<String, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }

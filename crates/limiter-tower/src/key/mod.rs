@@ -6,8 +6,10 @@ mod client_ip;
 mod compose;
 mod escape;
 mod jwt;
+mod jwt_keys;
 
-pub use api_key::ApiKeyReader;
-pub use client_ip::ClientIpResolver;
-pub use compose::{KeyTemplate, RequestIdentity};
-pub use jwt::{BoundKey, ClaimRules, JwtVerifier, TokenError};
+pub(crate) use api_key::ApiKeyReader;
+pub(crate) use client_ip::ClientIpResolver;
+pub(crate) use compose::{KeyTemplate, RequestIdentity};
+pub(crate) use jwt::{JwtVerifier, TokenError};
+pub use jwt_keys::{Jwt, JwtKeyError};

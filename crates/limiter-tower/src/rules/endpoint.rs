@@ -11,6 +11,7 @@ use crate::key::KeyTemplate;
 
 /// The units a request costs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Cost {
     /// Always this many.
     Fixed(u64),
@@ -65,7 +66,7 @@ impl Cost {
 
 /// The 429 bodies of one window.
 #[derive(Debug, Clone)]
-pub struct Denial {
+pub(crate) struct Denial {
     /// When a retry can succeed.
     pub retry: Bytes,
     /// When the cost exceeds the window's capacity.
@@ -74,7 +75,7 @@ pub struct Denial {
 
 /// A policy ready to enforce.
 #[derive(Debug, Clone)]
-pub struct EndpointRule {
+pub(crate) struct EndpointRule {
     /// The core policy; its name keys the stored counters.
     pub policy: Policy,
     /// The policy's name again, shared: the `policy` label of the layer's metrics, which
@@ -100,7 +101,7 @@ pub struct EndpointRule {
 /// Metric handles of one policy, created on first use: install the metrics recorder
 /// before the layer serves requests.
 #[derive(Debug, Clone, Default)]
-pub struct RuleMetrics {
+pub(crate) struct RuleMetrics {
     /// `ratelimit_decisions_total{policy, result}`, one per result.
     pub decisions: [std::sync::OnceLock<metrics::Counter>; 4],
     /// `ratelimit_decision_duration_seconds{store}`.

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use http::Method;
 use ipnet::IpNet;
 
-pub use endpoint::{BadCost, Cost, Denial, EndpointRule};
+pub use endpoint::{BadCost, Cost};
+pub(crate) use endpoint::{Denial, EndpointRule};
 
 use crate::config::{StoreSetup, TokenFallback};
 use crate::key::{ApiKeyReader, ClientIpResolver, JwtVerifier};
 
 /// Which endpoints a route template leads to, by method.
 #[derive(Debug, Clone, Default)]
-pub struct RouteTargets {
+pub(crate) struct RouteTargets {
     /// `(methods, endpoint index)`, in file order; `None` means every method.
     pub targets: Vec<(Option<Box<[Method]>>, usize)>,
 }
@@ -40,7 +41,7 @@ pub struct Rules {
 
 impl Rules {
     /// The policy for `method` and `path`: the first matching endpoint, else the default.
-    pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<EndpointRule>> {
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&Arc<EndpointRule>> {
         if let Ok(matched) = self.routes.at(path) {
             let hit = matched
                 .value
@@ -54,9 +55,23 @@ impl Rules {
         self.default.as_ref()
     }
 
-    /// The policies by name (endpoints, then the default).
-    pub fn policies(&self) -> impl Iterator<Item = &Arc<EndpointRule>> {
+    /// The compiled rules of every policy (endpoints, then the default).
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &Arc<EndpointRule>> {
         self.endpoints.iter().chain(self.default.as_ref())
+    }
+
+    /// The policies enforced: endpoints' in the order given, then the default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Endpoint, LimiterBuilder, Limit, Policy};
+    ///
+    /// let policy = Policy::new("a", vec![Limit::new(5, Duration::from_secs(60))]).unwrap();
+    /// let rules = LimiterBuilder::new().endpoint(Endpoint::new("/a", policy)).rules().unwrap();
+    /// assert_eq!(rules.policies().map(|p| p.name()).collect::<Vec<_>>(), ["a"]);
+    /// ```
+    pub fn policies(&self) -> impl Iterator<Item = &limiter_core::Policy> {
+        self.rules().map(|rule| &rule.policy)
     }
 
     /// The store, failure mode and breaker sections, with `${VAR}` references expanded.

@@ -1,0 +1,330 @@
+//! [`LimiterBuilder`]: everything the policy file can say, in code. The file loader
+//! compiles into this same builder, so a layer built either way enforces the same rules.
+
+mod endpoint;
+mod error;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use limiter_core::{BreakerConfig, FailureMode};
+
+pub use endpoint::{Endpoint, PolicyRule};
+pub use error::BuildError;
+pub(crate) use error::Entry;
+
+use crate::config::{ForwardedHeader, HeaderStyle, StoreConfig, StoreSetup, TokenFallback};
+use crate::headers::PreparedHeaders;
+use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
+use crate::layer::{LayerError, LimiterLayer};
+use crate::problem;
+use crate::rules::{Denial, EndpointRule, RouteTargets, Rules};
+use crate::store::AnyStore;
+
+/// The route name of the default policy in the `endpoint` scope.
+const UNMATCHED_ROUTE: &str = "*";
+
+/// Builds a [`LimiterLayer`] (or the [`Rules`] it enforces) in code.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{routing::get, Router};
+/// use http::Method;
+/// use limiter_tower::{Endpoint, Limit, LimiterLayer, Policy, PolicyRule, Scope};
+///
+/// let search = Policy::new("search", vec![Limit::new(10, Duration::from_secs(1))]).unwrap();
+/// let everything = Policy::new("default", vec![Limit::new(100, Duration::from_secs(60))]).unwrap();
+/// let layer = LimiterLayer::builder()
+///     .endpoint(Endpoint::new("/search", search).methods([Method::GET]))
+///     .default_policy(PolicyRule::new(everything).scopes([Scope::Ip]))
+///     .build_in_memory()
+///     .unwrap();
+/// let app: Router = Router::new().route("/search", get(|| async { "found" })).layer(layer);
+/// # let _ = app;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct LimiterBuilder {
+    endpoints: Vec<Endpoint>,
+    default_policy: Option<PolicyRule>,
+    headers: HeaderStyle,
+    trusted_proxies: Vec<IpNet>,
+    forwarded_header: ForwardedHeader,
+    ipv6_prefix: Option<u8>,
+    jwt: Option<Jwt>,
+    api_key_header: Option<HeaderName>,
+    exempt_cidrs: Vec<IpNet>,
+    exempt_users: Vec<String>,
+    store: StoreConfig,
+    failure_mode: FailureMode,
+    breaker: BreakerConfig,
+}
+
+/// IPv6 clients share one budget per /64 unless told otherwise.
+pub(crate) const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+impl LimiterBuilder {
+    /// No endpoints, no default policy (every request passes), an in-memory store.
+    pub fn new() -> Self {
+        LimiterBuilder::default()
+    }
+
+    /// Limits a route. Endpoints are tried in the order added: the first whose route
+    /// and method match a request applies.
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// The policy for requests no endpoint matches; without one they pass unlimited.
+    pub fn default_policy(mut self, rule: impl Into<PolicyRule>) -> Self {
+        self.default_policy = Some(rule.into());
+        self
+    }
+
+    /// Which rate-limit headers responses carry (the draft's by default).
+    pub fn headers(mut self, style: HeaderStyle) -> Self {
+        self.headers = style;
+        self
+    }
+
+    /// Believes `header` from these peers (your load balancers) when finding the client
+    /// address of the `ip` scope.
+    pub fn trusted_proxies(
+        mut self,
+        proxies: impl IntoIterator<Item = IpNet>,
+        header: ForwardedHeader,
+    ) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self.forwarded_header = header;
+        self
+    }
+
+    /// Groups IPv6 clients by this prefix length (at most 128; 64 by default).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = Some(bits);
+        self
+    }
+
+    /// Verifies bearer tokens for the `user` scope (required when a policy uses it).
+    pub fn jwt(mut self, jwt: Jwt) -> Self {
+        self.jwt = Some(jwt);
+        self
+    }
+
+    /// The header the `api_key` scope reads (`x-api-key` by default).
+    pub fn api_key_header(mut self, header: HeaderName) -> Self {
+        self.api_key_header = Some(header);
+        self
+    }
+
+    /// Never limits requests from these client addresses.
+    pub fn exempt_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+        self.exempt_cidrs.extend(cidrs);
+        self
+    }
+
+    /// Never limits these users (as the `user` scope reads them from tokens).
+    pub fn exempt_users<U: Into<String>>(mut self, users: impl IntoIterator<Item = U>) -> Self {
+        self.exempt_users.extend(users.into_iter().map(Into::into));
+        self
+    }
+
+    /// Where counters live (in this process by default).
+    pub fn store(mut self, store: StoreConfig) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// What decides when the store fails (admit, by default).
+    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
+        self.failure_mode = mode;
+        self
+    }
+
+    /// The circuit breaker in front of a Redis store.
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The rules, checked: for [`LimiterLayer::new`] or
+    /// [`LimiterLayer::replace_rules`].
+    pub fn rules(self) -> Result<Rules, BuildError> {
+        let style = self.headers;
+        let default_mode = self.failure_mode;
+        let mut names = HashSet::new();
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        let mut by_route: Vec<(String, RouteTargets)> = Vec::new();
+        for (i, endpoint) in self.endpoints.into_iter().enumerate() {
+            let at = Entry::Endpoint(i);
+            let rule = compile_rule(endpoint.rule, &endpoint.route, style, default_mode, at)?;
+            if !names.insert(rule.policy.name().to_owned()) {
+                return Err(at.error(
+                    "name",
+                    format!(
+                        "policy name {:?} is used twice; counters are stored by name",
+                        rule.policy.name()
+                    ),
+                ));
+            }
+            let methods = (!endpoint.methods.is_empty()).then(|| endpoint.methods.into());
+            match by_route.iter_mut().find(|(r, _)| *r == endpoint.route) {
+                Some((_, targets)) => targets.targets.push((methods, i)),
+                None => by_route.push((
+                    endpoint.route,
+                    RouteTargets {
+                        targets: vec![(methods, i)],
+                    },
+                )),
+            }
+            endpoints.push(Arc::new(rule));
+        }
+        let mut routes = matchit::Router::new();
+        for (route, targets) in by_route {
+            let at = Entry::Endpoint(targets.targets[0].1);
+            routes
+                .insert(route.clone(), targets)
+                .map_err(|e| at.error("path", format!("route {route:?}: {e}")))?;
+        }
+
+        let default = match self.default_policy {
+            Some(rule) => {
+                let at = Entry::DefaultPolicy;
+                let rule = compile_rule(rule, UNMATCHED_ROUTE, style, default_mode, at)?;
+                if !names.insert(rule.policy.name().to_owned()) {
+                    return Err(at.error("name", "the default policy's name is also an endpoint's"));
+                }
+                Some(Arc::new(rule))
+            }
+            None => None,
+        };
+
+        let needs_user = endpoints
+            .iter()
+            .chain(default.as_ref())
+            .any(|r| r.key.needs_user());
+        let (jwt, token_fallback) = match self.jwt {
+            Some(jwt) => {
+                let (verifier, fallback) = jwt
+                    .verifier()
+                    .map_err(|(field, message)| BuildError::new(format!("jwt.{field}"), message))?;
+                (Some(verifier), fallback)
+            }
+            None if needs_user || !self.exempt_users.is_empty() => {
+                return Err(BuildError::new("jwt", "a policy uses the `user` scope (or users are exempted) but no `jwt` section is configured"));
+            }
+            None => (None, TokenFallback::default()),
+        };
+
+        let ipv6_prefix = self.ipv6_prefix.unwrap_or(DEFAULT_IPV6_PREFIX);
+        if ipv6_prefix > 128 {
+            return Err(BuildError::new(
+                "client_ip.ipv6_prefix",
+                "must be at most 128",
+            ));
+        }
+        self.failure_mode
+            .validate()
+            .map_err(|e| BuildError::new("failure_mode", e))?;
+        if let Some((field, message)) = invalid_breaker_field(&self.breaker) {
+            return Err(BuildError::new(format!("breaker.{field}"), message));
+        }
+
+        Ok(Rules {
+            routes,
+            endpoints: endpoints.into(),
+            default,
+            client_ip: ClientIpResolver::new(
+                self.trusted_proxies,
+                self.forwarded_header,
+                ipv6_prefix,
+            ),
+            jwt,
+            token_fallback,
+            api_key: ApiKeyReader::new(self.api_key_header.unwrap_or(HeaderName::from_static(
+                crate::config::DEFAULT_API_KEY_HEADER,
+            ))),
+            exempt_cidrs: self.exempt_cidrs.iter().map(IpNet::trunc).collect(),
+            exempt_users: self.exempt_users.into_iter().collect(),
+            store: StoreSetup {
+                store: self.store,
+                failure_mode: self.failure_mode,
+                breaker: self.breaker,
+            },
+        })
+    }
+
+    /// The layer, on the in-memory store: no runtime needed. For a Redis store, use
+    /// [`build`](Self::build).
+    pub fn build_in_memory(self) -> Result<LimiterLayer, LayerError> {
+        let rules = self.rules()?;
+        let store = AnyStore::in_memory(rules.store())?;
+        Ok(LimiterLayer::new(rules, store))
+    }
+
+    /// The layer, connected to its store.
+    pub async fn build(self) -> Result<LimiterLayer, LayerError> {
+        let rules = self.rules()?;
+        let store = AnyStore::connect(rules.store()).await?;
+        Ok(LimiterLayer::new(rules, store))
+    }
+}
+
+fn compile_rule(
+    rule: PolicyRule,
+    route: &str,
+    style: crate::config::HeaderStyle,
+    default_mode: FailureMode,
+    at: Entry,
+) -> Result<EndpointRule, BuildError> {
+    if rule.scopes.is_empty() {
+        return Err(at.error(
+            "scopes",
+            "at least one scope is needed (`global` for one budget for everyone)",
+        ));
+    }
+    if let Some(mode) = &rule.failure_mode {
+        mode.validate().map_err(|e| at.error("failure_mode", e))?;
+    }
+    let policy = rule.policy;
+    let headers =
+        PreparedHeaders::new(&policy, rule.quota_unit, style).map_err(|e| at.error("limits", e))?;
+    let denials = policy
+        .limits()
+        .iter()
+        .map(|limit| Denial {
+            retry: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), false),
+            never: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), true),
+        })
+        .collect();
+    Ok(EndpointRule {
+        name: Arc::from(policy.name()),
+        route: Arc::from(route),
+        key: KeyTemplate::new(&rule.scopes),
+        cost: rule.cost,
+        headers,
+        denials,
+        failure_mode: rule.failure_mode.unwrap_or(default_mode),
+        policy,
+        metrics: Default::default(),
+    })
+}
+
+/// The first breaker field that cannot work, with why.
+fn invalid_breaker_field(breaker: &BreakerConfig) -> Option<(&'static str, &'static str)> {
+    if breaker.failures == 0 {
+        Some(("failures", "must be at least 1"))
+    } else if breaker.slow_calls == 0 {
+        Some(("slow_calls", "must be at least 1"))
+    } else if breaker.window.is_zero() {
+        Some(("window", "must be longer than zero"))
+    } else if breaker.probe_interval.is_zero() {
+        // A zero interval would probe a dead Redis in a busy loop.
+        Some(("probe_interval", "must be longer than zero"))
+    } else {
+        None
+    }
+}

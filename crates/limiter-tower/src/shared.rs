@@ -1,0 +1,49 @@
+//! [`Shared`]: what a layer, every service it made and its reloader share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::rules::Rules;
+use crate::store::AnyStore;
+
+/// The rules in force, swapped whole on reload, and the store.
+pub(crate) struct Shared {
+    pub(crate) rules: ArcSwap<Rules>,
+    pub(crate) store: AnyStore,
+    /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
+    generation: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(rules: Rules, store: AnyStore) -> Arc<Self> {
+        metrics::gauge!("ratelimit_config_generation").set(1.0);
+        Arc::new(Shared {
+            rules: ArcSwap::from_pointee(rules),
+            store,
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// Puts `rules` in force; requests in flight finish under the old ones.
+    pub(crate) fn replace_rules(&self, rules: Rules) {
+        self.rules.store(Arc::new(rules));
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("ratelimit_config_generation").set(generation as f64);
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("generation", &self.generation())
+            .field("rules", &self.rules.load())
+            .field("store", &self.store)
+            .finish()
+    }
+}
