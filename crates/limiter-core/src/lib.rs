@@ -14,9 +14,9 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let policy = Policy::new("uploads", vec![
-//!     Limit::new(10, Duration::from_secs(1)).named("burst"),
-//!     Limit::new(1_000, Duration::from_secs(3600)).named("hourly")
-//!         .algorithm(Algorithm::SlidingWindow),
+//!     Limit::new(10, Duration::from_secs(1)).with_name("burst"),
+//!     Limit::new(1_000, Duration::from_secs(3600)).with_name("hourly")
+//!         .with_algorithm(Algorithm::SlidingWindow),
 //! ])?;
 //! let limiter = Limiter::new(policy, MemoryStore::new());
 //! let decision = limiter.check("tenant-7", 4).await?; // a request costing 4 units

@@ -54,8 +54,8 @@ impl Algorithm {
 /// use std::time::Duration;
 /// use limiter_core::{Algorithm, Limit};
 ///
-/// let per_second = Limit::new(5, Duration::from_secs(1)).named("burst");
-/// let daily = Limit::new(1000, Duration::from_secs(86_400)).algorithm(Algorithm::SlidingWindow);
+/// let per_second = Limit::new(5, Duration::from_secs(1)).with_name("burst");
+/// let daily = Limit::new(1000, Duration::from_secs(86_400)).with_algorithm(Algorithm::SlidingWindow);
 /// assert_eq!(per_second.name(), "burst");
 /// assert_eq!(daily.max(), 1000);
 /// ```
@@ -88,19 +88,19 @@ impl Limit {
 
     /// `max` units per UTC calendar `period` (minute, hour, day, week, month).
     pub fn per_calendar(max: u64, period: Period) -> Self {
-        Limit::new(max, period.nominal()).algorithm(Algorithm::Calendar(period))
+        Limit::new(max, period.nominal()).with_algorithm(Algorithm::Calendar(period))
     }
 
     /// Names the window (reported in decisions and headers). Defaults to `"{max}/{window}s"`.
-    pub fn named(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.name = Arc::from(name);
         self
     }
 
     /// Chooses how the window counts.
-    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         if let Algorithm::Calendar(period) = algorithm {
-            self = Limit::new(self.max, period.nominal()).named(&self.name);
+            self = Limit::new(self.max, period.nominal()).with_name(&self.name);
         }
         self.algorithm = algorithm;
         self
@@ -122,7 +122,7 @@ impl Limit {
     }
 
     /// The counting algorithm.
-    pub fn algo(&self) -> Algorithm {
+    pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
@@ -261,7 +261,7 @@ impl Policy {
                 limit.validate(name, i)?;
                 Ok(if limit.name.is_empty() {
                     let label = format!("{}/{}s", limit.max, limit.window.as_secs_f64());
-                    limit.named(&label)
+                    limit.with_name(&label)
                 } else {
                     limit
                 })

@@ -12,9 +12,9 @@ use support::*;
 fn every_algorithm() -> Vec<Limit> {
     vec![
         Limit::new(5, secs(1)),
-        Limit::new(5, secs(2)).algorithm(Algorithm::SlidingLog),
-        Limit::new(5, secs(3)).algorithm(Algorithm::SlidingWindow),
-        Limit::new(5, secs(4)).algorithm(Algorithm::FixedWindow),
+        Limit::new(5, secs(2)).with_algorithm(Algorithm::SlidingLog),
+        Limit::new(5, secs(3)).with_algorithm(Algorithm::SlidingWindow),
+        Limit::new(5, secs(4)).with_algorithm(Algorithm::FixedWindow),
         Limit::per_calendar(5, Period::Hour),
     ]
 }

@@ -250,8 +250,8 @@ mod tests {
         Policy::new(
             "p",
             vec![
-                Limit::new(2, Duration::from_secs(60)).named("burst"),
-                Limit::new(1000, Duration::from_secs(86_400)).named("daily"),
+                Limit::new(2, Duration::from_secs(60)).with_name("burst"),
+                Limit::new(1000, Duration::from_secs(86_400)).with_name("daily"),
             ],
         )
         .unwrap()
@@ -283,7 +283,7 @@ mod tests {
         assert!(h.policy.to_str().unwrap().contains(";qu=\"content-bytes\""));
         let bad = Policy::new(
             "p",
-            vec![Limit::new(1, Duration::from_secs(1)).named("a\"b")],
+            vec![Limit::new(1, Duration::from_secs(1)).with_name("a\"b")],
         )
         .unwrap();
         assert!(PreparedHeaders::new(&bad, None, HeaderStyle::Draft).is_err());

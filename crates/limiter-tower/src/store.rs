@@ -347,7 +347,7 @@ impl RedisStack {
 
     /// Whether decisions reach Redis in batches.
     pub fn is_batched(&self) -> bool {
-        matches!(self.guard().primary(), Wire::Batched(_))
+        matches!(self.guard().inner(), Wire::Batched(_))
     }
 
     /// What the quota leases have done so far, when `leases` is configured.

@@ -121,15 +121,15 @@ fn scale(policy: &Policy, share: f64) -> Policy {
         .limits()
         .iter()
         .map(|l| {
-            let algorithm = match l.algo() {
+            let algorithm = match l.algorithm() {
                 Algorithm::Gcra { burst } => Algorithm::Gcra {
                     burst: burst.map(part),
                 },
                 other => other,
             };
             Limit::new(part(l.max()), l.window())
-                .named(l.name())
-                .algorithm(algorithm)
+                .with_name(l.name())
+                .with_algorithm(algorithm)
         })
         .collect();
     // Scaling down keeps every limit valid, except GCRA at the microsecond resolution
@@ -147,8 +147,8 @@ mod tests {
             "p",
             vec![
                 Limit::new(10, Duration::from_secs(1))
-                    .algorithm(Algorithm::Gcra { burst: Some(4) }),
-                Limit::new(2, Duration::from_secs(60)).algorithm(Algorithm::SlidingLog),
+                    .with_algorithm(Algorithm::Gcra { burst: Some(4) }),
+                Limit::new(2, Duration::from_secs(60)).with_algorithm(Algorithm::SlidingLog),
             ],
         )
         .unwrap();

@@ -97,8 +97,8 @@ impl<S: Store> Guarded<S> {
         self.inner.breaker.state()
     }
 
-    /// The guarded store.
-    pub fn primary(&self) -> &S {
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
         &self.inner.primary
     }
 

@@ -308,8 +308,8 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
         (_, None) => return Err("`window` is required".into()),
     };
     Ok(Limit::new(config.max, window)
-        .named(&config.name)
-        .algorithm(algorithm))
+        .with_name(&config.name)
+        .with_algorithm(algorithm))
 }
 
 fn compile_jwt(ctx: &Ctx<'_>, config: &JwtConfig) -> Result<JwtVerifier, ConfigError> {

@@ -171,9 +171,9 @@ impl RedisStore {
         let base = name.len();
         for (i, limit) in policy.limits().iter().enumerate() {
             name.truncate(base);
-            let _ = write!(name, "{i}{}", limit.algo().tag());
+            let _ = write!(name, "{i}{}", limit.algorithm().tag());
             cmd.arg(&name);
-            if matches!(limit.algo(), Algorithm::SlidingLog) {
+            if matches!(limit.algorithm(), Algorithm::SlidingLog) {
                 name.pop();
                 name.push('m');
                 cmd.arg(&name);
@@ -214,7 +214,7 @@ fn key_count(policy: &Policy) -> usize {
         + policy
             .limits()
             .iter()
-            .filter(|l| matches!(l.algo(), Algorithm::SlidingLog))
+            .filter(|l| matches!(l.algorithm(), Algorithm::SlidingLog))
             .count()
 }
 
@@ -223,7 +223,7 @@ fn key_count(policy: &Policy) -> usize {
 fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
     match policy.limits() {
         // The script's shorter form for its fast path: fewer arguments to parse.
-        [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => {
+        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => {
             cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
         }
         limits => {
@@ -239,7 +239,7 @@ fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
 /// How many arguments [`push_policy_args`] sends.
 fn policy_arg_count(policy: &Policy) -> usize {
     match policy.limits() {
-        [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => 3,
+        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => 3,
         limits => 1 + 4 * limits.len(),
     }
 }
@@ -247,7 +247,7 @@ fn policy_arg_count(policy: &Policy) -> usize {
 /// The script's four arguments for one window: algorithm code, max (GCRA: capacity),
 /// window in us (GCRA: emission interval), calendar period code.
 fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
-    match limit.algo() {
+    match limit.algorithm() {
         Algorithm::Gcra { .. } => (1, limit.capacity(), limit.emission_us(), 0),
         Algorithm::FixedWindow => (2, limit.max(), limit.window_us(), 0),
         Algorithm::Calendar(period) => (3, limit.max(), limit.window_us(), period.code()),
