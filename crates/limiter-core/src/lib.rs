@@ -43,6 +43,7 @@ pub use calendar::Period;
 pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, Stopwatch};
 pub use decision::{Decision, Verdict, WindowState};
 pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
+pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};

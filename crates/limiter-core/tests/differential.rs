@@ -112,8 +112,9 @@ fn check_algorithm(limits: Vec<Limit>) {
                 }
                 clock.advance(Duration::from_micros(op.step_us));
                 let key = format!("k{}", op.key);
-                let m = memory.check(&policy, &key, op.cost).await;
-                let r = redis.check(&policy, &key, op.cost).await;
+                let fail = |e: limiter_core::Error| TestCaseError::fail(e.to_string());
+                let m = memory.check(&policy, &key, op.cost).await.map_err(fail)?;
+                let r = redis.check(&policy, &key, op.cost).await.map_err(fail)?;
                 prop_assert_eq!(m, r, "op #{} {:?}", i, op);
             }
             Ok::<(), TestCaseError>(())

@@ -161,7 +161,7 @@ async fn peek_and_never_fitting_cost() {
 async fn bad_and_long_keys<S: Store + Clone>(store: S, _clock: &ManualClock) {
     let policy = fresh_policy(vec![Limit::new(1, secs(60))]);
     let limiter = Limiter::new(policy, store.clone());
-    assert_eq!(limiter.check("", 1).await, Err(Error::EmptyKey));
+    assert!(matches!(limiter.check("", 1).await, Err(Error::EmptyKey)));
     let a = format!("{}-a", "x".repeat(MAX_KEY_LEN));
     let b = format!("{}-b", "x".repeat(MAX_KEY_LEN));
     assert!(limiter.check(&a, 1).await.unwrap().is_allowed());

@@ -42,9 +42,9 @@ impl FailureMode {
 
     pub(crate) fn validate(&self) -> Result<(), InvalidFailureMode> {
         match *self {
-            FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => Err(
-                InvalidFailureMode("local share must be above 0 and at most 1"),
-            ),
+            FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => {
+                Err(InvalidFailureMode::LocalShare)
+            }
             _ => Ok(()),
         }
     }

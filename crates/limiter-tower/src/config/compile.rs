@@ -221,7 +221,7 @@ fn compile_policy(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let policy = Policy::new(&config.name, limits)
-        .map_err(|e| ctx.invalid(at.clone(), format!("{field}.name"), e))?
+        .map_err(|e| ctx.invalid(at.clone(), format!("{field}.{}", e.field()), e))?
         .with_leasing(config.leases.map_or(Leasing::Store, PolicyLeases::to_core));
     let cost = match (&config.cost, &config.cost_header) {
         (Some(_), Some(_)) => {

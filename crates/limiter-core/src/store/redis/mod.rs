@@ -34,7 +34,7 @@ pub(crate) use self::batch::{BatchEntry, BatchOp, Decided};
 use self::scripts::{ScriptClock, Scripts};
 use super::{LeaseStore, Store};
 use crate::decision::{Decision, Verdict, WindowState, Windows};
-use crate::error::{Error, StoreError};
+use crate::error::{Error, StoreConfigError, StoreError};
 use crate::key;
 use crate::policy::{Algorithm, Limit, Policy};
 
@@ -289,7 +289,7 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
 }
 
 fn store_error(err: redis::RedisError) -> Error {
-    Error::Store(StoreError::Unavailable(err.to_string()))
+    Error::Store(err.into())
 }
 
 impl RedisStoreBuilder {
@@ -301,10 +301,7 @@ impl RedisStoreBuilder {
 
     fn build(self, conn: Connection) -> Result<RedisStore, StoreError> {
         if self.prefix.contains(['{', '}']) {
-            return Err(StoreError::Protocol(format!(
-                "key prefix {:?} must not contain '{{' or '}}'",
-                self.prefix
-            )));
+            return Err(StoreConfigError::KeyPrefix(self.prefix).into());
         }
         Ok(RedisStore {
             conn,
@@ -317,22 +314,21 @@ impl RedisStoreBuilder {
 
     /// Connects to a standalone Redis (`redis://host:port/db`), reconnecting by itself.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client = redis::Client::open(url).map_err(StoreError::from)?;
         let conn = ConnectionManager::new(client)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(StoreError::from)?;
         self.build(Connection::Single(conn))
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
     pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, StoreError> {
-        let client = redis::cluster::ClusterClient::new(nodes.to_vec())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client =
+            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(StoreError::from)?;
         let conn = client
             .get_async_connection()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(StoreError::from)?;
         self.build(Connection::Cluster(conn))
     }
 }
