@@ -25,7 +25,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
-
+//!
+//! # The crate's README
+//!
+//! The rest of this page is `README.md`, compiled as a doc test.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 mod algorithm;
