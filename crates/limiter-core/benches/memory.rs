@@ -20,7 +20,7 @@ const KEYS: usize = 10_000;
 const BURST: u64 = 4_000_000_000;
 
 fn sustained() -> Limit {
-    Limit::new(1000, Duration::from_secs(1)).algorithm(Algorithm::Gcra { burst: Some(BURST) })
+    Limit::new(1000, Duration::from_secs(1)).with_algorithm(Algorithm::Gcra { burst: Some(BURST) })
 }
 
 fn one_window() -> Policy {
@@ -32,9 +32,10 @@ fn three_windows() -> Policy {
         "bench3",
         vec![
             sustained(),
-            Limit::new(60_000_000_000, Duration::from_secs(60)).algorithm(Algorithm::SlidingWindow),
+            Limit::new(60_000_000_000, Duration::from_secs(60))
+                .with_algorithm(Algorithm::SlidingWindow),
             Limit::new(3_600_000_000_000, Duration::from_secs(3600))
-                .algorithm(Algorithm::FixedWindow),
+                .with_algorithm(Algorithm::FixedWindow),
         ],
     )
     .unwrap()

@@ -11,10 +11,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy::new(
         "demo",
         vec![
-            Limit::new(5, Duration::from_secs(1)).named("per-second"),
+            Limit::new(5, Duration::from_secs(1)).with_name("per-second"),
             Limit::new(20, Duration::from_secs(60))
-                .named("per-minute")
-                .algorithm(Algorithm::SlidingWindow),
+                .with_name("per-minute")
+                .with_algorithm(Algorithm::SlidingWindow),
         ],
     )?;
     match std::env::var("REDIS_URL") {

@@ -50,9 +50,8 @@ async fn bench(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let workload = args.next().unwrap_or_else(|| "rlf".into());
     let limit = match workload.as_str() {
-        "ceiling" => {
-            Limit::new(100, Duration::from_secs(1)).algorithm(Algorithm::Gcra { burst: Some(99) })
-        }
+        "ceiling" => Limit::new(100, Duration::from_secs(1))
+            .with_algorithm(Algorithm::Gcra { burst: Some(99) }),
         _ => Limit::new(100, Duration::from_secs(60)),
     };
     let store = RedisStore::builder().prefix("bench:").connect(&url).await?;

@@ -107,15 +107,16 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let (instances, limits, cap, align) = match workload.as_str() {
         "peer" => (
             1,
-            vec![Limit::new(100, Duration::from_secs(60)).algorithm(Algorithm::FixedWindow)],
+            vec![Limit::new(100, Duration::from_secs(60)).with_algorithm(Algorithm::FixedWindow)],
             100,
             60,
         ),
         "issue" => (
             2,
             vec![
-                Limit::new(6_000, Duration::from_secs(60)).algorithm(Algorithm::FixedWindow),
-                Limit::new(100_000, Duration::from_secs(3600)).algorithm(Algorithm::SlidingWindow),
+                Limit::new(6_000, Duration::from_secs(60)).with_algorithm(Algorithm::FixedWindow),
+                Limit::new(100_000, Duration::from_secs(3600))
+                    .with_algorithm(Algorithm::SlidingWindow),
             ],
             6_000,
             60,
@@ -124,7 +125,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "hot" => (
             1,
             vec![Limit::new(1_000_000_000, Duration::from_secs(3600))
-                .algorithm(Algorithm::FixedWindow)],
+                .with_algorithm(Algorithm::FixedWindow)],
             1_000_000_000,
             3600,
         ),

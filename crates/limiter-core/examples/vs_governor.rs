@@ -52,7 +52,7 @@ fn main() {
     let burst = 4_000_000_000;
     let sustained = |per_second| {
         Limit::new(per_second, Duration::from_secs(1))
-            .algorithm(Algorithm::Gcra { burst: Some(burst) })
+            .with_algorithm(Algorithm::Gcra { burst: Some(burst) })
     };
     let one = Policy::new("bench", vec![sustained(1000)]).unwrap();
     let expiring = Policy::new("expiring", vec![sustained(1_000_000)]).unwrap();
@@ -60,9 +60,10 @@ fn main() {
         "bench3",
         vec![
             sustained(1000),
-            Limit::new(60_000_000_000, Duration::from_secs(60)).algorithm(Algorithm::SlidingWindow),
+            Limit::new(60_000_000_000, Duration::from_secs(60))
+                .with_algorithm(Algorithm::SlidingWindow),
             Limit::new(3_600_000_000_000, Duration::from_secs(3600))
-                .algorithm(Algorithm::FixedWindow),
+                .with_algorithm(Algorithm::FixedWindow),
         ],
     )
     .unwrap();

@@ -117,7 +117,7 @@ pub(crate) type Windows = SmallVec<[WindowState; 3]>;
 /// use limiter_core::{Limit, Limiter, MemoryStore, Policy};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let policy = Policy::new("p", vec![Limit::new(1, Duration::from_secs(60)).named("minute")]).unwrap();
+/// let policy = Policy::new("p", vec![Limit::new(1, Duration::from_secs(60)).with_name("minute")]).unwrap();
 /// let limiter = Limiter::new(policy, MemoryStore::new());
 /// assert!(limiter.check("k", 1).await.unwrap().is_allowed());
 /// let denied = limiter.check("k", 1).await.unwrap();

@@ -14,9 +14,9 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let policy = Policy::new("uploads", vec![
-//!     Limit::new(10, Duration::from_secs(1)).named("burst"),
-//!     Limit::new(1_000, Duration::from_secs(3600)).named("hourly")
-//!         .algorithm(Algorithm::SlidingWindow),
+//!     Limit::new(10, Duration::from_secs(1)).with_name("burst"),
+//!     Limit::new(1_000, Duration::from_secs(3600)).with_name("hourly")
+//!         .with_algorithm(Algorithm::SlidingWindow),
 //! ])?;
 //! let limiter = Limiter::new(policy, MemoryStore::new());
 //! let decision = limiter.check("tenant-7", 4).await?; // a request costing 4 units
@@ -25,7 +25,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
-
+//!
+//! # The crate's README
+//!
+//! The rest of this page is `README.md`, compiled as a doc test.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 mod algorithm;
@@ -45,6 +49,7 @@ pub use calendar::Period;
 pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, Stopwatch};
 pub use decision::{Decision, Verdict, WindowState};
 pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
+pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};

@@ -25,8 +25,8 @@ use crate::store::Store;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let policy = Policy::new("api", vec![
-///     Limit::new(5, Duration::from_secs(1)).named("second"),
-///     Limit::new(100, Duration::from_secs(60)).named("minute"),
+///     Limit::new(5, Duration::from_secs(1)).with_name("second"),
+///     Limit::new(100, Duration::from_secs(60)).with_name("minute"),
 /// ]).unwrap();
 /// let limiter = Limiter::new(policy, MemoryStore::new());
 ///

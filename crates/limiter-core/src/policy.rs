@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::calendar::Period;
-use crate::error::PolicyError;
+use crate::error::{LimitProblem, PolicyError};
 
 /// The most windows one policy may hold. Work per decision is linear in this number,
 /// and a bound keeps a single decision's Redis script short.
@@ -54,8 +54,8 @@ impl Algorithm {
 /// use std::time::Duration;
 /// use limiter_core::{Algorithm, Limit};
 ///
-/// let per_second = Limit::new(5, Duration::from_secs(1)).named("burst");
-/// let daily = Limit::new(1000, Duration::from_secs(86_400)).algorithm(Algorithm::SlidingWindow);
+/// let per_second = Limit::new(5, Duration::from_secs(1)).with_name("burst");
+/// let daily = Limit::new(1000, Duration::from_secs(86_400)).with_algorithm(Algorithm::SlidingWindow);
 /// assert_eq!(per_second.name(), "burst");
 /// assert_eq!(daily.max(), 1000);
 /// ```
@@ -88,19 +88,19 @@ impl Limit {
 
     /// `max` units per UTC calendar `period` (minute, hour, day, week, month).
     pub fn per_calendar(max: u64, period: Period) -> Self {
-        Limit::new(max, period.nominal()).algorithm(Algorithm::Calendar(period))
+        Limit::new(max, period.nominal()).with_algorithm(Algorithm::Calendar(period))
     }
 
     /// Names the window (reported in decisions and headers). Defaults to `"{max}/{window}s"`.
-    pub fn named(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.name = Arc::from(name);
         self
     }
 
     /// Chooses how the window counts.
-    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         if let Algorithm::Calendar(period) = algorithm {
-            self = Limit::new(self.max, period.nominal()).named(&self.name);
+            self = Limit::new(self.max, period.nominal()).with_name(&self.name);
         }
         self.algorithm = algorithm;
         self
@@ -122,7 +122,7 @@ impl Limit {
     }
 
     /// The counting algorithm.
-    pub fn algo(&self) -> Algorithm {
+    pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
@@ -147,37 +147,40 @@ impl Limit {
     }
 
     fn validate(&self, policy: &str, index: usize) -> Result<(), PolicyError> {
-        let at = |reason: &'static str| PolicyError::InvalidLimit {
-            policy: policy.to_owned(),
-            index,
-            reason,
-        };
+        self.problem().map_or(Ok(()), |problem| {
+            Err(PolicyError::InvalidLimit {
+                policy: policy.to_owned(),
+                index,
+                problem,
+            })
+        })
+    }
+
+    fn problem(&self) -> Option<LimitProblem> {
         if self.max == 0 {
-            return Err(at("max must be at least 1"));
+            return Some(LimitProblem::ZeroMax);
         }
         if self.window.is_zero() {
-            return Err(at("window must be longer than zero"));
+            return Some(LimitProblem::ZeroWindow);
         }
         if self.window > MAX_WINDOW {
-            return Err(at("window must be at most 400 days"));
+            return Some(LimitProblem::WindowTooLong);
         }
         if self.max > MAX_UNITS {
-            return Err(at("max must be at most 2^50"));
+            return Some(LimitProblem::MaxTooLarge);
         }
         if let Algorithm::Gcra { burst } = self.algorithm {
             if burst == Some(0) {
-                return Err(at("burst must be at least 1"));
+                return Some(LimitProblem::ZeroBurst);
             }
             if burst.is_some_and(|b| b > MAX_UNITS) {
-                return Err(at("burst must be at most 2^50"));
+                return Some(LimitProblem::BurstTooLarge);
             }
             if self.emission_us() == 0 {
-                return Err(at(
-                    "GCRA resolution is one request per microsecond: max/window is too high",
-                ));
+                return Some(LimitProblem::BeyondResolution);
             }
         }
-        Ok(())
+        None
     }
 }
 
@@ -261,7 +264,7 @@ impl Policy {
                 limit.validate(name, i)?;
                 Ok(if limit.name.is_empty() {
                     let label = format!("{}/{}s", limit.max, limit.window.as_secs_f64());
-                    limit.named(&label)
+                    limit.with_name(&label)
                 } else {
                     limit
                 })
@@ -310,9 +313,9 @@ impl Policy {
 mod tests {
     use super::*;
 
-    fn reason(limit: Limit) -> &'static str {
+    fn problem(limit: Limit) -> LimitProblem {
         match Policy::new("p", vec![limit]) {
-            Err(PolicyError::InvalidLimit { reason, .. }) => reason,
+            Err(PolicyError::InvalidLimit { problem, .. }) => problem,
             other => panic!("expected InvalidLimit, got {other:?}"),
         }
     }
@@ -320,19 +323,43 @@ mod tests {
     #[test]
     fn rejects_zero_max_and_zero_window() {
         assert_eq!(
-            reason(Limit::new(0, Duration::from_secs(1))),
-            "max must be at least 1"
+            problem(Limit::new(0, Duration::from_secs(1))),
+            LimitProblem::ZeroMax
         );
         assert_eq!(
-            reason(Limit::new(1, Duration::ZERO)),
-            "window must be longer than zero"
+            problem(Limit::new(1, Duration::ZERO)),
+            LimitProblem::ZeroWindow
         );
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        let err = Policy::new(
+            "p",
+            vec![
+                Limit::new(1, Duration::from_secs(1)),
+                Limit::new(1, Duration::from_secs(1))
+                    .with_algorithm(Algorithm::Gcra { burst: Some(0) }),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "limits[1].burst");
+        assert_eq!(
+            err.to_string(),
+            "policy \"p\", limit #1: burst must be at least 1"
+        );
+        let long = Limit::new(1, Duration::from_secs(401 * 86_400));
+        assert_eq!(
+            Policy::new("p", vec![long]).unwrap_err().field(),
+            "limits[0].window"
+        );
+        assert_eq!(PolicyError::EmptyName.field(), "name");
     }
 
     #[test]
     fn rejects_rates_beyond_microsecond_resolution() {
         let limit = Limit::new(2_000_000, Duration::from_secs(1));
-        assert!(reason(limit).contains("resolution"));
+        assert_eq!(problem(limit), LimitProblem::BeyondResolution);
         // 1M/s is exactly representable.
         assert!(Policy::new("p", vec![Limit::new(1_000_000, Duration::from_secs(1))]).is_ok());
     }

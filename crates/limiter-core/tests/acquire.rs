@@ -44,7 +44,7 @@ fn one_per_100ms() -> Limiter<Counting> {
         checks: Arc::new(AtomicUsize::new(0)),
     };
     let policy = fresh_policy(vec![
-        Limit::new(10, secs(1)).algorithm(Algorithm::Gcra { burst: Some(1) })
+        Limit::new(10, secs(1)).with_algorithm(Algorithm::Gcra { burst: Some(1) })
     ]);
     Limiter::new(policy, store)
 }

@@ -47,8 +47,8 @@ async fn a_batch_decides_each_entry_as_one_by_one_calls_would() {
     let store = batched(redis_store_on_clock(&server, &clock).await);
     for algorithm in algorithms() {
         let policy = fresh_policy(vec![
-            Limit::new(7, secs(10)).algorithm(algorithm),
-            Limit::new(12, secs(60)).algorithm(Algorithm::SlidingWindow),
+            Limit::new(7, secs(10)).with_algorithm(algorithm),
+            Limit::new(12, secs(60)).with_algorithm(Algorithm::SlidingWindow),
         ]);
         let twin = renamed(&policy, "batched");
         // Rounds of concurrent requests over a few keys with mixed costs; between
@@ -118,7 +118,7 @@ async fn many_keys_and_policies_in_one_batch_stay_apart() {
     let store = batched(redis_store(&server).await);
     let policies: Vec<Policy> = algorithms()
         .into_iter()
-        .map(|a| fresh_policy(vec![Limit::new(3, secs(3600)).algorithm(a)]))
+        .map(|a| fresh_policy(vec![Limit::new(3, secs(3600)).with_algorithm(a)]))
         .collect();
     let requests: Vec<(usize, String)> = (0..400)
         .map(|i| ((i / 40) % policies.len(), format!("user-{}", i % 40)))
@@ -172,7 +172,7 @@ async fn batching_on_a_cluster_stays_exact() {
     let store = batched(RedisStore::builder().connect_cluster(&nodes).await.unwrap());
     let policy = fresh_policy(vec![
         Limit::new(100, secs(86_400)),
-        Limit::new(500, secs(86_400)).algorithm(Algorithm::SlidingLog),
+        Limit::new(500, secs(86_400)).with_algorithm(Algorithm::SlidingLog),
     ]);
     let keys: Vec<String> = (0..1000)
         .map(|i| {

@@ -44,7 +44,7 @@ async fn skewed_instances_decide_identically_on_redis() {
         Algorithm::SlidingLog,
         Algorithm::SlidingWindow,
     ] {
-        let policy = fresh_policy(vec![Limit::new(5, secs(60)).algorithm(algorithm)]);
+        let policy = fresh_policy(vec![Limit::new(5, secs(60)).with_algorithm(algorithm)]);
         let a = Limiter::new(policy.clone(), redis_store(&server).await);
         let b = Limiter::new(policy, redis_store(&server).await);
         let mut seen = Vec::new();

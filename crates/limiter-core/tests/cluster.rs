@@ -39,8 +39,8 @@ async fn scripts_run_unchanged_on_a_cluster_and_stay_exact() {
         Algorithm::Calendar(Period::Day),
     ] {
         let policy = fresh_policy(vec![
-            Limit::new(5, secs(3600)).algorithm(algorithm),
-            Limit::new(100, secs(3600)).algorithm(Algorithm::SlidingLog),
+            Limit::new(5, secs(3600)).with_algorithm(algorithm),
+            Limit::new(100, secs(3600)).with_algorithm(Algorithm::SlidingLog),
         ]);
         let limiter = Limiter::new(policy, store.clone());
         let allowed: Vec<bool> = {
@@ -284,8 +284,8 @@ async fn every_key_of_a_policy_and_identity_shares_one_slot() {
     let store = cluster_store(&cluster).await;
     let policy = fresh_policy(vec![
         Limit::new(5, secs(60)),
-        Limit::new(5, secs(60)).algorithm(Algorithm::SlidingLog),
-        Limit::new(5, secs(60)).algorithm(Algorithm::SlidingWindow),
+        Limit::new(5, secs(60)).with_algorithm(Algorithm::SlidingLog),
+        Limit::new(5, secs(60)).with_algorithm(Algorithm::SlidingWindow),
     ]);
     // Cross-slot keys would fail with CROSSSLOT: a decision touching four keys succeeds.
     assert!(store

@@ -45,7 +45,9 @@ async fn memory_store_admits_exactly_the_limit() {
     let store = MemoryStore::new();
     for algorithm in algorithms() {
         // A day-long window: no refill can happen during the test, whatever its speed.
-        let policy = fresh_policy(vec![Limit::new(LIMIT, secs(86_400)).algorithm(algorithm)]);
+        let policy = fresh_policy(vec![
+            Limit::new(LIMIT, secs(86_400)).with_algorithm(algorithm)
+        ]);
         let limiter = Limiter::new(policy, store.clone());
         assert_eq!(admitted(&[limiter]).await, LIMIT as usize, "{algorithm:?}");
     }
@@ -59,7 +61,7 @@ async fn memory_store_stays_exact_among_many_other_keys_and_policies() {
     let shared = fresh_policy(vec![Limit::new(500, secs(86_400))]);
     let others = fresh_policy(vec![
         Limit::new(2, secs(3600)),
-        Limit::new(5, secs(86_400)).algorithm(Algorithm::SlidingWindow),
+        Limit::new(5, secs(86_400)).with_algorithm(Algorithm::SlidingWindow),
     ]);
     let tasks: Vec<_> = (0..3000)
         .map(|i| {
@@ -90,7 +92,7 @@ async fn memory_store_stays_exact_among_many_other_keys_and_policies() {
 async fn redis_admits_exactly_the_limit_from_one_and_two_instances() {
     let server = RedisServer::spawn();
     for algorithm in algorithms() {
-        let limits = vec![Limit::new(LIMIT, secs(86_400)).algorithm(algorithm)];
+        let limits = vec![Limit::new(LIMIT, secs(86_400)).with_algorithm(algorithm)];
         let one = Limiter::new(fresh_policy(limits.clone()), redis_store(&server).await);
         assert_eq!(
             admitted(&[one]).await,

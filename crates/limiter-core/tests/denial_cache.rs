@@ -135,15 +135,14 @@ fn assert_exact_and_used(limits: Vec<Limit>) {
 #[test]
 fn exact_on_gcra() {
     assert_exact_and_used(vec![Limit::new(3, secs(1))]);
-    assert_exact_and_used(vec![
-        Limit::new(2, Duration::from_millis(700)).algorithm(Algorithm::Gcra { burst: Some(5) })
-    ]);
+    assert_exact_and_used(vec![Limit::new(2, Duration::from_millis(700))
+        .with_algorithm(Algorithm::Gcra { burst: Some(5) })]);
 }
 
 #[test]
 fn exact_on_fixed_windows() {
     assert_exact_and_used(vec![
-        Limit::new(4, Duration::from_millis(1500)).algorithm(Algorithm::FixedWindow)
+        Limit::new(4, Duration::from_millis(1500)).with_algorithm(Algorithm::FixedWindow)
     ]);
     assert_exact_and_used(vec![Limit::per_calendar(4, Period::Minute)]);
 }
@@ -151,22 +150,24 @@ fn exact_on_fixed_windows() {
 #[test]
 fn exact_on_sliding_counter() {
     assert_exact_and_used(vec![
-        Limit::new(5, secs(1)).algorithm(Algorithm::SlidingWindow)
+        Limit::new(5, secs(1)).with_algorithm(Algorithm::SlidingWindow)
     ]);
 }
 
 #[test]
 fn exact_on_sliding_log() {
-    assert_exact_and_used(vec![Limit::new(4, secs(1)).algorithm(Algorithm::SlidingLog)]);
+    assert_exact_and_used(vec![
+        Limit::new(4, secs(1)).with_algorithm(Algorithm::SlidingLog)
+    ]);
 }
 
 #[test]
 fn exact_on_a_multi_window_policy() {
     assert_exact_and_used(vec![
         Limit::new(3, Duration::from_millis(300)),
-        Limit::new(5, secs(1)).algorithm(Algorithm::SlidingLog),
-        Limit::new(6, secs(2)).algorithm(Algorithm::SlidingWindow),
-        Limit::new(8, secs(3)).algorithm(Algorithm::FixedWindow),
+        Limit::new(5, secs(1)).with_algorithm(Algorithm::SlidingLog),
+        Limit::new(6, secs(2)).with_algorithm(Algorithm::SlidingWindow),
+        Limit::new(8, secs(3)).with_algorithm(Algorithm::FixedWindow),
     ]);
 }
 
@@ -174,7 +175,7 @@ fn exact_on_a_multi_window_policy() {
 async fn a_flood_of_denials_on_redis_costs_about_one_script_call() {
     let server = RedisServer::spawn();
     let cache = DenialCache::new(redis_store(&server).await);
-    let policy = fresh_policy(vec![Limit::new(1, secs(3600)).named("hour")]);
+    let policy = fresh_policy(vec![Limit::new(1, secs(3600)).with_name("hour")]);
     assert!(cache.check(&policy, "flood", 1).await.unwrap().is_allowed());
 
     let before = server.script_calls();

@@ -37,13 +37,13 @@ fn variants(limits: &[Limit]) -> Vec<Vec<Limit>> {
                     let Some(factor) = factor else {
                         return l.clone();
                     };
-                    let algorithm = match l.algo() {
+                    let algorithm = match l.algorithm() {
                         Algorithm::Gcra { burst: Some(b) } if i != 2 => Algorithm::Gcra {
                             burst: Some(scale(b, factor)),
                         },
                         other => other,
                     };
-                    Limit::new(scale(l.max(), factor), l.window()).algorithm(algorithm)
+                    Limit::new(scale(l.max(), factor), l.window()).with_algorithm(algorithm)
                 })
                 .collect()
         })
@@ -112,8 +112,9 @@ fn check_algorithm(limits: Vec<Limit>) {
                 }
                 clock.advance(Duration::from_micros(op.step_us));
                 let key = format!("k{}", op.key);
-                let m = memory.check(&policy, &key, op.cost).await;
-                let r = redis.check(&policy, &key, op.cost).await;
+                let fail = |e: limiter_core::Error| TestCaseError::fail(e.to_string());
+                let m = memory.check(&policy, &key, op.cost).await.map_err(fail)?;
+                let r = redis.check(&policy, &key, op.cost).await.map_err(fail)?;
                 prop_assert_eq!(m, r, "op #{} {:?}", i, op);
             }
             Ok::<(), TestCaseError>(())
@@ -127,27 +128,28 @@ fn check_algorithm(limits: Vec<Limit>) {
 #[test]
 fn gcra_agrees() {
     check_algorithm(vec![Limit::new(5, secs(1))]);
-    check_algorithm(vec![
-        Limit::new(3, Duration::from_millis(700)).algorithm(Algorithm::Gcra { burst: Some(7) })
-    ]);
+    check_algorithm(vec![Limit::new(3, Duration::from_millis(700))
+        .with_algorithm(Algorithm::Gcra { burst: Some(7) })]);
 }
 
 #[test]
 fn sliding_log_agrees() {
-    check_algorithm(vec![Limit::new(5, secs(1)).algorithm(Algorithm::SlidingLog)]);
+    check_algorithm(vec![
+        Limit::new(5, secs(1)).with_algorithm(Algorithm::SlidingLog)
+    ]);
 }
 
 #[test]
 fn sliding_counter_agrees() {
     check_algorithm(vec![
-        Limit::new(7, secs(1)).algorithm(Algorithm::SlidingWindow)
+        Limit::new(7, secs(1)).with_algorithm(Algorithm::SlidingWindow)
     ]);
 }
 
 #[test]
 fn fixed_window_agrees() {
     check_algorithm(vec![
-        Limit::new(5, Duration::from_millis(1500)).algorithm(Algorithm::FixedWindow)
+        Limit::new(5, Duration::from_millis(1500)).with_algorithm(Algorithm::FixedWindow)
     ]);
 }
 
@@ -168,9 +170,9 @@ fn calendar_windows_agree() {
 fn mixed_policy_agrees() {
     check_algorithm(vec![
         Limit::new(4, secs(1)),
-        Limit::new(6, secs(2)).algorithm(Algorithm::SlidingLog),
-        Limit::new(8, secs(3)).algorithm(Algorithm::SlidingWindow),
-        Limit::new(10, secs(4)).algorithm(Algorithm::FixedWindow),
+        Limit::new(6, secs(2)).with_algorithm(Algorithm::SlidingLog),
+        Limit::new(8, secs(3)).with_algorithm(Algorithm::SlidingWindow),
+        Limit::new(10, secs(4)).with_algorithm(Algorithm::FixedWindow),
         Limit::per_calendar(12, Period::Minute),
     ]);
 }

@@ -123,7 +123,8 @@ async fn instances_never_admit_more_than_the_limit() {
     for n in [2, 3] {
         let all = instances(&server, n).await;
         for algorithm in algorithms() {
-            let policy = fresh_policy(vec![Limit::new(100, secs(86_400)).algorithm(algorithm)]);
+            let policy =
+                fresh_policy(vec![Limit::new(100, secs(86_400)).with_algorithm(algorithm)]);
             let admitted = hammer(&all, &policy, "hot", 1000, 1).await;
             assert!(
                 (99..=100).contains(&admitted),
@@ -144,11 +145,13 @@ async fn instances_on_a_cluster_never_admit_more_than_the_limit() {
         all.push(instance(redis, FailureMode::Closed, Duration::from_secs(2)));
     }
     for algorithm in algorithms() {
-        let policy = fresh_policy(vec![Limit::new(100, secs(86_400)).algorithm(algorithm)]);
+        let policy = fresh_policy(vec![Limit::new(100, secs(86_400)).with_algorithm(algorithm)]);
         let admitted = hammer(&all, &policy, "hot", 1000, 1).await;
         assert!((99..=100).contains(&admitted), "{algorithm:?}: {admitted}");
         // And a key hot for long enough to be leased, to its limit.
-        let policy = fresh_policy(vec![Limit::new(1000, secs(86_400)).algorithm(algorithm)]);
+        let policy = fresh_policy(vec![
+            Limit::new(1000, secs(86_400)).with_algorithm(algorithm)
+        ]);
         let admitted = hammer(&all, &policy, "steady", 12, 200).await;
         assert!(
             (990..=1000).contains(&admitted),
@@ -164,8 +167,8 @@ async fn hot_keys_are_leased_up_to_their_limit_and_no_further() {
     let all = instances(&server, 3).await;
     for algorithm in algorithms() {
         let policy = fresh_policy(vec![
-            Limit::new(2000, secs(86_400)).algorithm(algorithm),
-            Limit::new(5000, secs(86_400)).algorithm(Algorithm::SlidingWindow),
+            Limit::new(2000, secs(86_400)).with_algorithm(algorithm),
+            Limit::new(5000, secs(86_400)).with_algorithm(Algorithm::SlidingWindow),
         ]);
         let before = server.script_calls();
         let admitted = hammer(&all, &policy, "tenant", 12, 500).await;
@@ -195,7 +198,7 @@ async fn unused_units_are_given_back_when_leases_end() {
     for algorithm in algorithms() {
         // Far from any limit, in a window so long that nothing refills meanwhile.
         let policy = fresh_policy(vec![
-            Limit::new(100_000, secs(400 * 86_400)).algorithm(algorithm)
+            Limit::new(100_000, secs(400 * 86_400)).with_algorithm(algorithm)
         ]);
         let refunded_before = total(all.iter().map(Leased::stats)).refunded_units;
         let admitted = hammer(&all, &policy, "k", 8, 300).await;
@@ -257,8 +260,8 @@ async fn decisions_stay_within_one_percent_of_pure_redis() {
         .chain([Algorithm::Calendar(Period::Minute)])
     {
         let policy = fresh_policy(vec![
-            Limit::new(40, secs(2)).algorithm(algorithm),
-            Limit::new(150, secs(20)).algorithm(algorithm),
+            Limit::new(40, secs(2)).with_algorithm(algorithm),
+            Limit::new(150, secs(20)).with_algorithm(algorithm),
         ]);
         let twin = Policy::new(&format!("{}-w", policy.name()), policy.limits().to_vec()).unwrap();
         let mut admitted: HashMap<&str, (i64, i64)> = HashMap::new();

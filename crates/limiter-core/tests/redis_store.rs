@@ -5,16 +5,18 @@ mod support;
 
 use std::collections::HashSet;
 
-use limiter_core::{Algorithm, Error, Limit, Period, RedisStore, Store, StoreError};
+use limiter_core::{
+    Algorithm, Error, Limit, Period, RedisStore, Store, StoreConfigError, StoreError,
+};
 use redis_harness::RedisServer;
 use support::*;
 
 fn every_algorithm() -> Vec<Limit> {
     vec![
         Limit::new(5, secs(1)),
-        Limit::new(5, secs(2)).algorithm(Algorithm::SlidingLog),
-        Limit::new(5, secs(3)).algorithm(Algorithm::SlidingWindow),
-        Limit::new(5, secs(4)).algorithm(Algorithm::FixedWindow),
+        Limit::new(5, secs(2)).with_algorithm(Algorithm::SlidingLog),
+        Limit::new(5, secs(3)).with_algorithm(Algorithm::SlidingWindow),
+        Limit::new(5, secs(4)).with_algorithm(Algorithm::FixedWindow),
         Limit::per_calendar(5, Period::Hour),
     ]
 }
@@ -101,7 +103,7 @@ async fn reloads_the_script_after_a_flush_and_recovers_after_a_restart() {
                 recovered = true;
                 break;
             }
-            Err(Error::Store(StoreError::Unavailable(_))) => {
+            Err(Error::Store(StoreError::Redis(_))) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await
             }
             Err(other) => panic!("unexpected error {other:?}"),
@@ -117,9 +119,13 @@ async fn a_dead_redis_is_a_typed_error() {
     let policy = fresh_policy(vec![Limit::new(1, secs(1))]);
     server.kill();
     let err = store.check(&policy, "k", 1).await.unwrap_err();
+    let Error::Store(StoreError::Redis(redis_err)) = &err else {
+        panic!("expected a Redis error, got {err:?}");
+    };
+    let source = std::error::Error::source(&err);
     assert!(
-        matches!(err, Error::Store(StoreError::Unavailable(_))),
-        "{err:?}"
+        source.is_some_and(|s| s.to_string() == redis_err.to_string()),
+        "the Redis client's error is the source: {err:?}"
     );
 }
 
@@ -131,5 +137,11 @@ async fn bad_prefix_is_rejected() {
         .connect(&server.url())
         .await
         .err();
-    assert!(matches!(err, Some(StoreError::Protocol(_))), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::Config(StoreConfigError::KeyPrefix(ref p))) if p == "a{b"
+        ),
+        "{err:?}"
+    );
 }

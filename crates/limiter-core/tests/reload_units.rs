@@ -28,9 +28,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// `max` per minute counted by `algorithm`, alone or with a second window that never
 /// fills in these cases.
 fn policy(name: &str, algorithm: Algorithm, max: u64, second_window: bool) -> Policy {
-    let mut limits = vec![Limit::new(max, WINDOW).algorithm(algorithm)];
+    let mut limits = vec![Limit::new(max, WINDOW).with_algorithm(algorithm)];
     if second_window {
-        limits.push(Limit::new(1_000, secs(3_600)).algorithm(Algorithm::FixedWindow));
+        limits.push(Limit::new(1_000, secs(3_600)).with_algorithm(Algorithm::FixedWindow));
     }
     Policy::new(name, limits).expect("valid test policy")
 }

@@ -269,8 +269,8 @@ mod tests {
         Policy::new(
             "p",
             vec![
-                Limit::new(2, Duration::from_secs(60)).named("burst"),
-                Limit::new(1000, Duration::from_secs(86_400)).named("daily"),
+                Limit::new(2, Duration::from_secs(60)).with_name("burst"),
+                Limit::new(1000, Duration::from_secs(86_400)).with_name("daily"),
             ],
         )
         .unwrap()
@@ -302,7 +302,7 @@ mod tests {
         assert!(h.policy.to_str().unwrap().contains(";qu=\"content-bytes\""));
         let bad = Policy::new(
             "p",
-            vec![Limit::new(1, Duration::from_secs(1)).named("a\"b")],
+            vec![Limit::new(1, Duration::from_secs(1)).with_name("a\"b")],
         )
         .unwrap();
         assert!(PreparedHeaders::new(&bad, None, HeaderStyle::Draft).is_err());
@@ -347,9 +347,9 @@ mod tests {
         let minute = Duration::from_secs(60);
         [
             Limit::new(5, minute),
-            Limit::new(5, minute).algorithm(Algorithm::SlidingLog),
-            Limit::new(5, minute).algorithm(Algorithm::SlidingWindow),
-            Limit::new(5, minute).algorithm(Algorithm::FixedWindow),
+            Limit::new(5, minute).with_algorithm(Algorithm::SlidingLog),
+            Limit::new(5, minute).with_algorithm(Algorithm::SlidingWindow),
+            Limit::new(5, minute).with_algorithm(Algorithm::FixedWindow),
             Limit::per_calendar(5, Period::Minute),
         ]
     }
@@ -386,8 +386,8 @@ mod tests {
     #[tokio::test]
     async fn t_is_the_wait_until_more_than_r_is_available() {
         for limit in five_per_minute() {
-            let algo = format!("{:?}", limit.algo());
-            let policy = Policy::new("p", vec![limit.named("burst")]).unwrap();
+            let algo = format!("{:?}", limit.algorithm());
+            let policy = Policy::new("p", vec![limit.with_name("burst")]).unwrap();
             for requests in 1..=6 {
                 let (store, clock, headers, decision) =
                     replay(&policy, HeaderStyle::Draft, requests).await;
@@ -412,7 +412,7 @@ mod tests {
     async fn a_whole_window_has_no_t_and_legacy_reset_is_the_whole_window() {
         let policy = Policy::new(
             "p",
-            vec![Limit::new(5, Duration::from_secs(60)).named("burst")],
+            vec![Limit::new(5, Duration::from_secs(60)).with_name("burst")],
         )
         .unwrap();
         let prepared = PreparedHeaders::new(&policy, None, HeaderStyle::Draft).unwrap();

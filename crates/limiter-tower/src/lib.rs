@@ -15,8 +15,8 @@
 //!
 //! // Per route, per client and route, several windows: anything a policy file can say.
 //! let search = Policy::new("search", vec![
-//!     Limit::new(10, Duration::from_secs(1)).named("burst"),
-//!     Limit::new(1000, Duration::from_secs(86_400)).named("daily"),
+//!     Limit::new(10, Duration::from_secs(1)).with_name("burst"),
+//!     Limit::new(1000, Duration::from_secs(86_400)).with_name("daily"),
 //! ])?;
 //! let layer = LimiterLayer::builder()
 //!     .endpoint(Endpoint::new("/search", search).scopes([Scope::Ip, Scope::Endpoint]))

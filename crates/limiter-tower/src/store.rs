@@ -8,6 +8,7 @@ use std::time::Duration;
 use limiter_core::{
     Batched, BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
     LeaseStats, LeaseStore, Leased, MemoryStore, Policy, RedisStore, Store, StoreError,
+    Unavailable,
 };
 
 use crate::config::{BatchConfig, LeasesConfig, LocalCacheConfig, StoreConfig, StoreSetup};
@@ -356,12 +357,14 @@ fn prefixed(prefix: Option<String>) -> limiter_core::RedisStoreBuilder {
 /// Connecting at start-up gets a generous bound of its own: a first connection (a
 /// cluster's topology discovery above all) is slower than a decision, but an unreachable
 /// Redis must not hang start-up forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn bounded<T>(
     fut: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(Duration::from_secs(5), fut)
+    tokio::time::timeout(CONNECT_TIMEOUT, fut)
         .await
-        .map_err(|_| StoreError::Unavailable("timed out connecting".into()))?
+        .map_err(|_| StoreError::Unavailable(Unavailable::ConnectTimeout(CONNECT_TIMEOUT)))?
 }
 
 impl Store for AnyStore {
@@ -397,7 +400,7 @@ impl RedisStack {
 
     /// Whether decisions reach Redis in batches.
     pub fn is_batched(&self) -> bool {
-        matches!(self.guard().primary(), Wire::Batched(_))
+        matches!(self.guard().inner(), Wire::Batched(_))
     }
 
     /// What the quota leases have done so far, when `leases` is configured.

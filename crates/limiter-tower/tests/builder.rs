@@ -43,24 +43,24 @@ fn in_code() -> LimiterLayer {
     use limiter_tower::Algorithm;
     let search = Policy::new(
         "search",
-        vec![Limit::new(2, Duration::from_secs(60)).named("burst")],
+        vec![Limit::new(2, Duration::from_secs(60)).with_name("burst")],
     )
     .expect("a valid policy");
     let items = Policy::new(
         "items",
         vec![
-            Limit::new(5, Duration::from_secs(60)).named("burst"),
+            Limit::new(5, Duration::from_secs(60)).with_name("burst"),
             Limit::new(7, Duration::from_secs(3600))
-                .named("hourly")
-                .algorithm(Algorithm::FixedWindow),
+                .with_name("hourly")
+                .with_algorithm(Algorithm::FixedWindow),
         ],
     )
     .expect("a valid policy");
     let default = Policy::new(
         "default",
         vec![Limit::new(3, Duration::from_secs(60))
-            .named("minute")
-            .algorithm(Algorithm::SlidingWindow)],
+            .with_name("minute")
+            .with_algorithm(Algorithm::SlidingWindow)],
     )
     .expect("a valid policy");
     LimiterLayer::builder()

@@ -73,7 +73,7 @@ fn invalid_policies_point_at_their_entry() {
     let e = error("endpoints:\n  - path: /a\n    name: a\n    limits: [{ name: m, max: 1, window: 60s }]\n  - path: /b\n    name: b\n    limits: [{ name: m, max: 0, window: 60s }]\n");
     assert!(matches!(e, ConfigError::Invalid { .. }), "{e}");
     assert_eq!(e.position().map(|p| p.line), Some(5), "{e}");
-    assert_eq!(e.field(), Some("endpoints[1].name"), "{e}");
+    assert_eq!(e.field(), Some("endpoints[1].limits[0].max"), "{e}");
     assert!(e.to_string().contains("max must be at least 1"), "{e}");
 
     let dup = error("endpoints:\n  - path: /a\n    name: a\n    limits: [{ name: m, max: 1, window: 1s }]\n  - path: /b\n    name: a\n    limits: [{ name: m, max: 1, window: 1s }]\n");

@@ -12,6 +12,11 @@
 //! let pong: String = redis::cmd("PING").query(&mut conn).unwrap();
 //! assert_eq!(pong, "PONG");
 //! ```
+//!
+//! # The crate's README
+//!
+//! The rest of this page is `README.md`, compiled as a doc test.
+#![doc = include_str!("../README.md")]
 
 mod binaries;
 mod cluster;

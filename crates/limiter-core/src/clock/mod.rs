@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-mod tsc;
+mod source;
 
 /// A source of "now" in microseconds since the Unix epoch.
 ///
@@ -31,12 +31,8 @@ pub trait Clock: Send + Sync + 'static {
 /// within the drift since start.
 ///
 /// Where the kernel itself keeps time with the CPU's timestamp counter (x86-64 with the
-/// `tsc` clocksource), reads are extrapolated from the counter for at most a millisecond
-/// past an OS reading, which costs about a third of a `clock_gettime` call; see the
-/// `tsc` module for why this, unlike a TSC clock calibrated once at start (such as
-/// `quanta`), cannot run ahead of the OS clock. Successive reads may disagree by up to
-/// about a microsecond (an extrapolated read lags a little, an OS read does not). Elsewhere every read
-/// asks the OS.
+/// `tsc` clocksource), the monotonic clock is read through the counter with `quanta`,
+/// a fraction of a `clock_gettime` call; elsewhere every read asks the OS.
 ///
 /// ```
 /// use limiter_core::{Clock, MonotonicClock};
@@ -59,7 +55,7 @@ impl MonotonicClock {
             .unwrap_or(Duration::ZERO);
         let wall_us = i64::try_from(since_epoch.as_micros()).unwrap_or(0);
         MonotonicClock {
-            epoch_at_origin_us: wall_us - (tsc::monotonic_ns() / 1_000) as i64,
+            epoch_at_origin_us: wall_us - (source::monotonic_ns() / 1_000) as i64,
         }
     }
 }
@@ -73,14 +69,13 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline]
     fn now_us(&self) -> i64 {
-        self.epoch_at_origin_us + (tsc::monotonic_ns() / 1_000) as i64
+        self.epoch_at_origin_us + (source::monotonic_ns() / 1_000) as i64
     }
 }
 
 /// Times an operation on the process's monotonic clock, read the way
-/// [`MonotonicClock`] reads it: through the CPU's timestamp counter where that is safe,
-/// which costs a third of [`std::time::Instant`] on a virtual machine. For timing hot
-/// paths (a decision's latency) many times a second.
+/// [`MonotonicClock`] reads it (through the CPU's timestamp counter where the kernel
+/// uses it). For timing hot paths (a decision's latency) many times a second.
 ///
 /// ```
 /// use std::time::Duration;
@@ -100,20 +95,20 @@ impl Stopwatch {
     #[inline]
     pub fn start() -> Self {
         Stopwatch {
-            start_ns: tsc::monotonic_ns(),
+            start_ns: source::monotonic_ns(),
         }
     }
 
     /// Time since [`start`](Stopwatch::start).
     #[inline]
     pub fn elapsed(&self) -> Duration {
-        Duration::from_nanos(tsc::monotonic_ns().saturating_sub(self.start_ns))
+        Duration::from_nanos(source::monotonic_ns().saturating_sub(self.start_ns))
     }
 }
 
 /// A clock read from memory: a background thread stores the [`MonotonicClock`]'s time
-/// every `tick`, and reading it is one atomic load instead of a system call (about 35 ns
-/// of a 60 ns in-memory decision on a virtual machine; see `BENCHMARKS.md`).
+/// every `tick`, and reading it is one atomic load instead of a clock read (see
+/// `BENCHMARKS.md` for what that saves per decision).
 ///
 /// It lags real time by up to one tick and never runs ahead of it, so a limiter on it
 /// errs only towards admitting less: refills, window ends and log expiries are seen up to

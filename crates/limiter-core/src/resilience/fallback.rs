@@ -44,9 +44,9 @@ impl FailureMode {
     /// Whether the mode can be applied: a `Local` share must be above 0 and at most 1.
     pub fn validate(&self) -> Result<(), InvalidFailureMode> {
         match *self {
-            FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => Err(
-                InvalidFailureMode("local share must be above 0 and at most 1"),
-            ),
+            FailureMode::Local { share } if !(share > 0.0 && share <= 1.0) => {
+                Err(InvalidFailureMode::LocalShare)
+            }
             _ => Ok(()),
         }
     }
@@ -125,15 +125,15 @@ fn scale(policy: &Policy, share: f64) -> Policy {
         .limits()
         .iter()
         .map(|l| {
-            let algorithm = match l.algo() {
+            let algorithm = match l.algorithm() {
                 Algorithm::Gcra { burst } => Algorithm::Gcra {
                     burst: burst.map(part),
                 },
                 other => other,
             };
             Limit::new(part(l.max()), l.window())
-                .named(l.name())
-                .algorithm(algorithm)
+                .with_name(l.name())
+                .with_algorithm(algorithm)
         })
         .collect();
     // Scaling down keeps every limit valid, except GCRA at the microsecond resolution
@@ -151,8 +151,8 @@ mod tests {
             "p",
             vec![
                 Limit::new(10, Duration::from_secs(1))
-                    .algorithm(Algorithm::Gcra { burst: Some(4) }),
-                Limit::new(2, Duration::from_secs(60)).algorithm(Algorithm::SlidingLog),
+                    .with_algorithm(Algorithm::Gcra { burst: Some(4) }),
+                Limit::new(2, Duration::from_secs(60)).with_algorithm(Algorithm::SlidingLog),
             ],
         )
         .unwrap();

@@ -14,7 +14,7 @@ use self::breaker::{Breaker, CallResult};
 pub use self::breaker::{BreakerConfig, BreakerState};
 pub use self::fallback::FailureMode;
 use crate::decision::Decision;
-use crate::error::{Error, InvalidFailureMode, StoreError};
+use crate::error::{Error, InvalidFailureMode, StoreError, Unavailable};
 use crate::policy::Policy;
 use crate::store::{LeaseStore, Store};
 
@@ -103,8 +103,8 @@ impl<S: Store> Guarded<S> {
         self.inner.breaker.state()
     }
 
-    /// The guarded store.
-    pub fn primary(&self) -> &S {
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
         &self.inner.primary
     }
 
@@ -130,8 +130,7 @@ impl<S: Store> Guarded<S> {
         cost: u64,
         mode: &FailureMode,
     ) -> Result<Decision, Error> {
-        mode.validate()
-            .map_err(|e| Error::Store(StoreError::Protocol(e.to_string())))?;
+        mode.validate().map_err(|e| Error::Store(e.into()))?;
         self.decide(policy, key, cost, mode).await
     }
 
@@ -166,7 +165,7 @@ impl<S: Store> Guarded<S> {
     {
         let inner = &self.inner;
         if inner.breaker.state() == BreakerState::Open {
-            return Err(StoreError::Unavailable("circuit breaker open".into()).into());
+            return Err(StoreError::Unavailable(Unavailable::BreakerOpen).into());
         }
         let start = Instant::now();
         let outcome = tokio::time::timeout(inner.deadline, call()).await;
@@ -181,7 +180,7 @@ impl<S: Store> Guarded<S> {
             Ok(Err(other)) => return Err(other),
             Err(_) => (
                 "timeout",
-                StoreError::Unavailable(format!("no answer within {:?}", inner.deadline)),
+                StoreError::Unavailable(Unavailable::Deadline(inner.deadline)),
             ),
         };
         metrics::counter!("ratelimit_store_errors_total", "kind" => failure).increment(1);
@@ -241,9 +240,10 @@ impl<S: Store> Guarded<S> {
 
 fn store_error_kind(err: &StoreError) -> &'static str {
     match err {
-        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Redis(_) | StoreError::Unavailable(_) => "unavailable",
         StoreError::Protocol(_) => "protocol",
         StoreError::Full(_) => "full",
+        StoreError::Config(_) => "config",
     }
 }
 

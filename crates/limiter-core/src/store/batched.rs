@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::redis::{BatchEntry, BatchOp, Decided};
 use super::{LeaseStore, RedisStore, Store};
 use crate::decision::Decision;
-use crate::error::{Error, StoreError};
+use crate::error::{Error, StoreError, Unavailable};
 use crate::key;
 use crate::policy::Policy;
 
@@ -178,9 +178,7 @@ impl std::fmt::Debug for Batched {
 }
 
 fn stopped() -> Error {
-    Error::Store(StoreError::Unavailable(
-        "the batching task has stopped (its runtime shut down)".into(),
-    ))
+    Error::Store(StoreError::Unavailable(Unavailable::BatcherStopped))
 }
 
 impl BatchedBuilder {

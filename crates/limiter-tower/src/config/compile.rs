@@ -136,7 +136,7 @@ fn policy_rule(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let policy = Policy::new(&config.name, limits)
-        .map_err(|e| ctx.invalid(at.clone(), format!("{field}.name"), e))?
+        .map_err(|e| ctx.invalid(at.clone(), format!("{field}.{}", e.field()), e))?
         .with_leasing(config.leases.map_or(Leasing::Store, PolicyLeases::to_core));
     let cost = match (&config.cost, &config.cost_header) {
         (Some(_), Some(_)) => {
@@ -199,8 +199,8 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
         (_, None) => return Err("`window` is required".into()),
     };
     Ok(Limit::new(config.max, window)
-        .named(&config.name)
-        .algorithm(algorithm))
+        .with_name(&config.name)
+        .with_algorithm(algorithm))
 }
 
 /// The `jwt` section's keys, read from the environment and the files it names.

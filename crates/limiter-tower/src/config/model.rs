@@ -64,7 +64,7 @@ pub struct ConfigFile {
 pub enum StoreConfig {
     /// In this process only: each instance counts on its own.
     Memory {
-        /// The most keys held at once (default 1,000,000).
+        /// The most keys held at once (default: no limit).
         #[serde(default)]
         max_keys: Option<usize>,
     },

@@ -52,7 +52,7 @@ impl Slot {
         cost: u64,
         view: View,
     ) -> (WindowState, Commit) {
-        match limit.algo() {
+        match limit.algorithm() {
             Algorithm::Gcra { .. } => {
                 let gcra = Gcra {
                     emission_us: limit.emission_us(),
@@ -86,7 +86,7 @@ impl Slot {
                     Slot::Fixed { start, count } => Some((start, count)),
                     _ => None,
                 };
-                let bounds = match limit.algo() {
+                let bounds = match limit.algorithm() {
                     Algorithm::Calendar(period) => period.bounds(now),
                     _ => fixed_window::epoch_bounds(
                         limit.window_us(),

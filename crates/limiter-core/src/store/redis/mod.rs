@@ -34,7 +34,7 @@ pub(crate) use self::batch::{BatchEntry, BatchOp, Decided};
 use self::scripts::{ScriptClock, Scripts};
 use super::{LeaseStore, Store};
 use crate::decision::{Decision, Verdict, WindowState, Windows};
-use crate::error::{Error, StoreError};
+use crate::error::{Error, StoreConfigError, StoreError};
 use crate::key;
 use crate::policy::{Algorithm, Limit, Policy};
 
@@ -171,9 +171,9 @@ impl RedisStore {
         let base = name.len();
         for (i, limit) in policy.limits().iter().enumerate() {
             name.truncate(base);
-            let _ = write!(name, "{i}{}", limit.algo().tag());
+            let _ = write!(name, "{i}{}", limit.algorithm().tag());
             cmd.arg(&name);
-            if matches!(limit.algo(), Algorithm::SlidingLog) {
+            if matches!(limit.algorithm(), Algorithm::SlidingLog) {
                 name.pop();
                 name.push('m');
                 cmd.arg(&name);
@@ -214,7 +214,7 @@ fn key_count(policy: &Policy) -> usize {
         + policy
             .limits()
             .iter()
-            .filter(|l| matches!(l.algo(), Algorithm::SlidingLog))
+            .filter(|l| matches!(l.algorithm(), Algorithm::SlidingLog))
             .count()
 }
 
@@ -223,7 +223,7 @@ fn key_count(policy: &Policy) -> usize {
 fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
     match policy.limits() {
         // The script's shorter form for its fast path: fewer arguments to parse.
-        [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => {
+        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => {
             cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
         }
         limits => {
@@ -239,7 +239,7 @@ fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
 /// How many arguments [`push_policy_args`] sends.
 fn policy_arg_count(policy: &Policy) -> usize {
     match policy.limits() {
-        [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => 3,
+        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => 3,
         limits => 1 + 4 * limits.len(),
     }
 }
@@ -247,7 +247,7 @@ fn policy_arg_count(policy: &Policy) -> usize {
 /// The script's four arguments for one window: algorithm code, max (GCRA: capacity),
 /// window in us (GCRA: emission interval), calendar period code.
 fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
-    match limit.algo() {
+    match limit.algorithm() {
         Algorithm::Gcra { .. } => (1, limit.capacity(), limit.emission_us(), 0),
         Algorithm::FixedWindow => (2, limit.max(), limit.window_us(), 0),
         Algorithm::Calendar(period) => (3, limit.max(), limit.window_us(), period.code()),
@@ -294,7 +294,7 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
 }
 
 fn store_error(err: redis::RedisError) -> Error {
-    Error::Store(StoreError::Unavailable(err.to_string()))
+    Error::Store(err.into())
 }
 
 impl RedisStoreBuilder {
@@ -306,10 +306,7 @@ impl RedisStoreBuilder {
 
     fn build(self, conn: Connection) -> Result<RedisStore, StoreError> {
         if self.prefix.contains(['{', '}']) {
-            return Err(StoreError::Protocol(format!(
-                "key prefix {:?} must not contain '{{' or '}}'",
-                self.prefix
-            )));
+            return Err(StoreConfigError::KeyPrefix(self.prefix).into());
         }
         Ok(RedisStore {
             conn,
@@ -322,22 +319,21 @@ impl RedisStoreBuilder {
 
     /// Connects to a standalone Redis (`redis://host:port/db`), reconnecting by itself.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client = redis::Client::open(url).map_err(StoreError::from)?;
         let conn = ConnectionManager::new(client)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(StoreError::from)?;
         self.build(Connection::Single(conn))
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
     pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, StoreError> {
-        let client = redis::cluster::ClusterClient::new(nodes.to_vec())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client =
+            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(StoreError::from)?;
         let conn = client
             .get_async_connection()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(StoreError::from)?;
         self.build(Connection::Cluster(conn))
     }
 }

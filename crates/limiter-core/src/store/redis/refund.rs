@@ -22,7 +22,7 @@ pub(super) fn push_refund_args(
     for limit in limits {
         let window = limit.window_us();
         let aligned = taken_at - taken_at.rem_euclid(window);
-        let (code, span, start) = match limit.algo() {
+        let (code, span, start) = match limit.algorithm() {
             Algorithm::Gcra { .. } => (1, limit.emission_us(), 0),
             Algorithm::FixedWindow => (2, window, aligned),
             Algorithm::Calendar(period) => (3, window, period.bounds(taken_at).0),
