@@ -73,6 +73,44 @@ async fn keys_share_a_hash_tag_carry_the_prefix_and_expire() {
     );
 }
 
+/// A decision in a window already started writes only its count and leaves the TTL the
+/// window's first write set: every key still carries one, bounded by its window's.
+#[tokio::test]
+async fn keys_keep_their_ttl_through_decisions_in_one_window() {
+    let server = RedisServer::spawn();
+    let store = redis_store(&server).await;
+    let policy = fresh_policy(vec![
+        // Hour-long windows: the five decisions fall in one of each.
+        Limit::new(50, secs(3_600)).algorithm(Algorithm::SlidingWindow),
+        Limit::new(50, secs(3_600)).algorithm(Algorithm::FixedWindow),
+        Limit::per_calendar(50, Period::Hour),
+    ]);
+    for _ in 0..5 {
+        assert!(store
+            .check(&policy, "user:42", 1)
+            .await
+            .unwrap()
+            .is_allowed());
+    }
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in &keys {
+        let ttl: i64 = server.cmd(&["PTTL", key]);
+        // A sliding counter's count matters until the next window ends.
+        let bound = if key.ends_with('s') {
+            7_200_000
+        } else {
+            3_600_000
+        };
+        assert!(ttl > 0 && ttl <= bound, "{key} has TTL {ttl} ms");
+        let fields: Vec<String> = server.cmd(&["HVALS", key]);
+        assert!(
+            fields.contains(&"5".to_owned()),
+            "{key} counts 5: {fields:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn reloads_the_script_after_a_flush_and_recovers_after_a_restart() {
     let mut server = RedisServer::spawn();

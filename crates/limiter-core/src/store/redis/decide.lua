@@ -1,47 +1,70 @@
 -- Decides every window of one policy for one key in one atomic step.
 --
--- A translation of src/algorithm/*.rs (the in-memory store runs the Rust); the
--- differential tests hold both to the same answers. Time is integer microseconds from
--- Redis TIME; every number stays below 2^53, so Lua's doubles are exact.
+-- A translation of src/algorithm/*.rs and src/calendar.rs (the in-memory store runs the
+-- Rust); the differential tests hold both to the same answers. Time is integer
+-- microseconds from Redis TIME; every number stays below 2^53, so Lua's doubles are
+-- exact, and every number written is formatted with '%d' (Redis's Lua 5.1 converts the
+-- double to a 64-bit long first: exact for these integers, and cheaper than '%.0f').
 --
 -- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
 -- table it creates is an allocation per decision. A policy of one GCRA window is decided
--- after only the one helper both GCRA paths share is created (about 0.06 us); the
--- calendar helpers only when a calendar window is present.
+-- after only the one helper both GCRA paths share is created; the helpers of the other
+-- algorithms only after that path has returned.
 -- Needs Redis 5 or later, which replicates a script's effects rather than the script
 -- (TIME makes it non-deterministic).
 --
--- ARGV[1] cost, ARGV[2] number of windows, then 4 per window:
---   algorithm (1 GCRA, 2 fixed, 3 calendar, 4 sliding counter, 5 sliding log),
---   max (GCRA: capacity), window in us (GCRA: emission interval), calendar period code.
+-- ARGV[1] cost, ARGV[2] number of windows, then ARGS_PER_WINDOW per window:
+--   algorithm code (ALGORITHM_* below), max (GCRA: capacity), window in us (GCRA:
+--   emission interval), calendar period code (PERIOD_* below).
 -- A policy of one GCRA window is sent shorter: ARGV[2] 'g', ARGV[3] capacity, ARGV[4]
 --   emission interval (every argument is a string Redis parses and Lua interns).
 -- KEYS: one per window in order; a sliding log takes two (entries, then its meta hash).
---   A GCRA key holds the string "tat:emission" (both integer us, as %.0f writes them):
---   the emission interval the tat was written under, so that a reload changing the rate
---   re-expresses the backlog in units (gcra.rs, Gcra::rebase) instead of misreading it.
+--   A GCRA key holds the string "tat:emission" (both integer us): the emission interval
+--   the tat was written under, so that a reload changing the rate re-expresses the
+--   backlog in units (src/algorithm/gcra.rs, Gcra::rebase) instead of misreading it.
 --   A legacy value, the tat alone, reads under the current emission.
--- Reply: allowed (1/0), then per window: verdict (-1 fits, -2 never, else retry after us),
---   remaining, reset after us.
+-- Reply: allowed (1/0), then REPLY_PER_WINDOW per window: verdict (FITS, NEVER, else
+--   retry after us), remaining, reset after us.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 --[[CLOCK]]
 
-local cost = tonumber(ARGV[1])
+-- The codes and strides the Rust side sends and reads (src/store/redis/mod.rs; a test
+-- holds both to the same values).
+local ALGORITHM_GCRA = 1
+local ALGORITHM_FIXED = 2
+local ALGORITHM_CALENDAR = 3
+local ALGORITHM_SLIDING_COUNTER = 4
+local ALGORITHM_SLIDING_LOG = 5
+local ARGS_PER_WINDOW = 4
+local REPLY_PER_WINDOW = 3
+local FITS = -1
+local NEVER = -2
 -- Milliseconds added to every TTL: none in production (see `with_script_clock`).
 local TTL_EXTRA = 0
 
--- gcra.rs Gcra::rebase: where a GCRA window's backlog starts, from its stored value
--- ("tat:emission", or a legacy tat alone; unreadable counts as no state), re-expressed
--- under `emission` when it was written under another: whole units exactly, the fraction
--- of one scaled and rounded up, capped at 2^52 us; the same operations as the Rust, so
--- the same microsecond. Returns the start and whether it was converted.
-local function gcra_start(stored, emission)
+local cost = tonumber(ARGV[1])
+
+-- src/algorithm/gcra.rs Gcra::rebase: where a GCRA window's backlog starts, from its
+-- stored value ("tat:emission", or a legacy tat alone; unreadable counts as no state),
+-- re-expressed under `emission` (whose ARGV text is `emission_text`) when it was written
+-- under another: whole units exactly, the fraction of one scaled and rounded up, capped
+-- at 2^52 us; the same operations as the Rust, so the same microsecond. Returns the start
+-- and whether it was converted.
+local function gcra_start(stored, emission, emission_text)
   if not stored then return now, false end
-  local sep = string.find(stored, ':', 1, true)
-  local tat = tonumber(sep and string.sub(stored, 1, sep - 1) or stored)
+  local separator = string.find(stored, ':', 1, true)
+  if not separator then
+    local tat = tonumber(stored)
+    if not tat or tat <= now then return now, false end
+    return tat, false
+  end
+  local tat = tonumber(string.sub(stored, 1, separator - 1))
   if not tat or tat <= now then return now, false end
-  local from = sep and tonumber(string.sub(stored, sep + 1))
+  -- Written under this emission (the common case): its text is the argument's.
+  local from_text = string.sub(stored, separator + 1)
+  if from_text == emission_text then return tat, false end
+  local from = tonumber(from_text)
   if not from or from <= 0 or from == emission then return tat, false end
   local backlog = tat - now
   local part = math.fmod(backlog, from)
@@ -55,267 +78,324 @@ end
 if ARGV[2] == 'g' then
   local capacity, emission = tonumber(ARGV[3]), tonumber(ARGV[4])
   local tau = emission * capacity
-  local start, rebased = gcra_start(redis.call('GET', KEYS[1]), emission)
+  local start, rebased = gcra_start(redis.call('GET', KEYS[1]), emission, ARGV[4])
   local increment = emission * cost
   local new_tat = start + increment
   if new_tat - tau > now then
-    local v = new_tat - tau - now
-    if increment > tau then v = -2 end
+    local verdict = new_tat - tau - now
+    if increment > tau then verdict = NEVER end
     local room = tau - (start - now)
     local remaining = 0
     if room > 0 then remaining = math.floor(room / emission) end
     if rebased then
       -- Written back converted, as the in-memory store keeps it: the new rate drains it
       -- from now on, and its TTL is the new backlog's (a lowered rate lengthens it).
-      redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
+      redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
         math.ceil((start - now) / 1000) + TTL_EXTRA)
     end
-    return {0, v, remaining, start - now}
+    return {0, verdict, remaining, start - now}
   end
   if cost > 0 then
-    -- new_tat > now here, so the TTL is at least 1 ms. %.0f: exact for these integers
-    -- below 2^53 (Lua's own tostring keeps only 14 digits); ARGV[4] is already the
-    -- emission's decimal text.
-    local ttl = math.ceil((new_tat - now) / 1000) + TTL_EXTRA
-    redis.call('SET', KEYS[1], string.format('%.0f:%s', new_tat, ARGV[4]), 'PX', ttl)
+    -- new_tat > now here, so the TTL is at least 1 ms. ARGV[4] is already the emission's
+    -- decimal text.
+    redis.call('SET', KEYS[1], string.format('%d:%s', new_tat, ARGV[4]), 'PX',
+      math.ceil((new_tat - now) / 1000) + TTL_EXTRA)
   elseif rebased then
-    redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
+    redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
       math.ceil((start - now) / 1000) + TTL_EXTRA)
   end
   local room = tau - (new_tat - now)
   local remaining = 0
   if room > 0 then remaining = math.floor(room / emission) end
-  return {1, -1, remaining, new_tat - now}
+  return {1, FITS, remaining, new_tat - now}
 end
 
-local n = tonumber(ARGV[2])
-local FITS, NEVER = -1, -2
+local PERIOD_MINUTE = 1
+local PERIOD_HOUR = 2
+local PERIOD_DAY = 3
+local PERIOD_WEEK = 4
+local PERIOD_MONTH = 5
+local MINUTE = 60000000
+local HOUR = 3600000000
 local DAY = 86400000000
+-- What the loop below keeps of each window: its figures, and what its commit writes.
+local VERDICTS_PER_WINDOW = 5
+local COMMIT_PER_WINDOW = 4
 
-local function num(x) return string.format('%.0f', x) end
+local window_count = tonumber(ARGV[2])
+
+local function number_text(x) return string.format('%d', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
--- gcra.rs: the verdict, held remaining and reset, taken remaining and reset, new TAT.
--- `text` is the emission's ARGV text.
-local function gcra(key, capacity, emission, text)
+-- src/algorithm/gcra.rs: the verdict, held remaining and reset, taken remaining and
+-- reset, new TAT. `emission_text` is the emission's ARGV text.
+local function gcra(key, capacity, emission, emission_text)
   local tau = emission * capacity
-  local start, rebased = gcra_start(redis.call('GET', key), emission)
+  local start, rebased = gcra_start(redis.call('GET', key), emission, emission_text)
   if rebased then
     -- Written back at once whatever the verdict (a commit below overwrites it), as the
     -- in-memory store converts its slot in place.
-    redis.call('SET', key, num(start) .. ':' .. text, 'PX', ttl_ms(start - now))
+    redis.call('SET', key, number_text(start) .. ':' .. emission_text, 'PX', ttl_ms(start - now))
   end
   local increment = emission * cost
   local new_tat = start + increment
   local allow_at = new_tat - tau
-  local v
-  if allow_at <= now then v = FITS elseif increment > tau then v = NEVER else v = allow_at - now end
-  local hr, tr = 0, 0
-  if tau - (start - now) > 0 then hr = math.floor((tau - (start - now)) / emission) end
-  if tau - (new_tat - now) > 0 then tr = math.floor((tau - (new_tat - now)) / emission) end
-  return v, hr, math.max(start - now, 0), tr, math.max(new_tat - now, 0), new_tat
+  local verdict
+  if allow_at <= now then
+    verdict = FITS
+  elseif increment > tau then
+    verdict = NEVER
+  else
+    verdict = allow_at - now
+  end
+  local held_remaining, taken_remaining = 0, 0
+  if tau - (start - now) > 0 then held_remaining = math.floor((tau - (start - now)) / emission) end
+  if tau - (new_tat - now) > 0 then taken_remaining = math.floor((tau - (new_tat - now)) / emission) end
+  return verdict, held_remaining, math.max(start - now, 0), taken_remaining,
+    math.max(new_tat - now, 0), new_tat
 end
 
--- calendar.rs: Period::bounds (created on first use)
-local calendar
+-- Month bounds: H. Hinnant's days-from-civil (and civil-from-days below).
+local function days_from_civil(year, month, day)
+  if month <= 2 then year = year - 1 end
+  local era = math.floor(year / 400)
+  local year_of_era = year - era * 400
+  local month_from_march = (month + 9) % 12
+  local day_of_year = math.floor((153 * month_from_march + 2) / 5) + day - 1
+  local day_of_era = year_of_era * 365 + math.floor(year_of_era / 4)
+    - math.floor(year_of_era / 100) + day_of_year
+  return era * 146097 + day_of_era - 719468
+end
 
--- Per window j, at 5*(j-1): verdict, held remaining, held reset, taken remaining, taken
--- reset. Commit data at 3*(j-1): what to write if every window fits.
-local out, commit = {}, {}
+-- src/calendar.rs Period::bounds: the start and end (us) of the period holding `at`.
+local function calendar_bounds(period, at)
+  if period == PERIOD_MINUTE then
+    local start = at - math.fmod(at, MINUTE); return start, start + MINUTE
+  end
+  if period == PERIOD_HOUR then
+    local start = at - math.fmod(at, HOUR); return start, start + HOUR
+  end
+  if period == PERIOD_DAY then
+    local start = at - math.fmod(at, DAY); return start, start + DAY
+  end
+  local days = (at - math.fmod(at, DAY)) / DAY
+  if period == PERIOD_WEEK then
+    local start = (days - (days + 3) % 7) * DAY
+    return start, start + 7 * DAY
+  end
+  -- period == PERIOD_MONTH
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local day_of_era = z - era * 146097
+  local year_of_era = math.floor((day_of_era - math.floor(day_of_era / 1460)
+    + math.floor(day_of_era / 36524) - math.floor(day_of_era / 146096)) / 365)
+  local day_of_year = day_of_era
+    - (365 * year_of_era + math.floor(year_of_era / 4) - math.floor(year_of_era / 100))
+  local month_from_march = math.floor((5 * day_of_year + 2) / 153)
+  local month = month_from_march - 9
+  if month_from_march < 10 then month = month_from_march + 3 end
+  local year = year_of_era + era * 400
+  if month <= 2 then year = year + 1 end
+  local next_year, next_month = year, month + 1
+  if month == 12 then next_year, next_month = year + 1, 1 end
+  return days_from_civil(year, month, 1) * DAY, days_from_civil(next_year, next_month, 1) * DAY
+end
+
+-- Per window: the verdict, held remaining, held reset, taken remaining and taken reset
+-- at (window - 1) * VERDICTS_PER_WINDOW; what to write if every window fits at (window - 1) *
+-- COMMIT_PER_WINDOW (its last figure: whether the key's TTL must be set, false when the
+-- key already expires with the window it counts in).
+local verdicts, commit = {}, {}
 local allowed = true
-local k = 1
-for j = 1, n do
-  local b = 2 + (j - 1) * 4
-  local algo, max, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local key = KEYS[k]
-  local v, hr, hs, tr, ts
-  local c1, c2, c3 = 0, 0, 0
+local key_at = 1
+for window = 1, window_count do
+  local at = 2 + (window - 1) * ARGS_PER_WINDOW
+  local algorithm = tonumber(ARGV[at + 1])
+  local max, span = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+  local key = KEYS[key_at]
+  local verdict, held_remaining, held_reset, taken_remaining, taken_reset
+  local write1, write2, write3, expire = 0, 0, 0, true
 
-  if algo == 1 then
-    v, hr, hs, tr, ts, c1 = gcra(key, max, w, ARGV[b + 3])
-  elseif algo == 2 or algo == 3 then
-    -- fixed_window.rs
-    local s, e
-    if algo == 2 then
-      s = now - math.fmod(now, w)
-      e = s + w
+  if algorithm == ALGORITHM_GCRA then
+    verdict, held_remaining, held_reset, taken_remaining, taken_reset, write1 =
+      gcra(key, max, span, ARGV[at + 3])
+  elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
+    -- src/algorithm/fixed_window.rs
+    local start, finish
+    if algorithm == ALGORITHM_FIXED then
+      start = now - math.fmod(now, span)
+      finish = start + span
     else
-      if calendar == nil then
-        calendar = function(code, at)
-          if code == 1 then local x = at - math.fmod(at, 60000000); return x, x + 60000000 end
-          if code == 2 then local x = at - math.fmod(at, 3600000000); return x, x + 3600000000 end
-          if code == 3 then local x = at - math.fmod(at, DAY); return x, x + DAY end
-          local day = (at - math.fmod(at, DAY)) / DAY
-          if code == 4 then
-            local x = (day - (day + 3) % 7) * DAY
-            return x, x + 7 * DAY
-          end
-          -- Month: H. Hinnant's civil-from-days and days-from-civil.
-          local function days_from_civil(y, m, d)
-            if m <= 2 then y = y - 1 end
-            local era = math.floor(y / 400)
-            local yoe = y - era * 400
-            local mp = (m + 9) % 12
-            local doy = math.floor((153 * mp + 2) / 5) + d - 1
-            local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-            return era * 146097 + doe - 719468
-          end
-          local z = day + 719468
-          local era = math.floor(z / 146097)
-          local doe = z - era * 146097
-          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-          local mp = math.floor((5 * doy + 2) / 153)
-          local m = mp - 9
-          if mp < 10 then m = mp + 3 end
-          local y = yoe + era * 400
-          if m <= 2 then y = y + 1 end
-          local ny, nm = y, m + 1
-          if m == 12 then ny, nm = y + 1, 1 end
-          return days_from_civil(y, m, 1) * DAY, days_from_civil(ny, nm, 1) * DAY
-        end
-      end
-      s, e = calendar(tonumber(ARGV[b + 4]), now)
+      start, finish = calendar_bounds(tonumber(ARGV[at + 4]), now)
     end
-    local st = redis.call('HMGET', key, 's', 'n')
+    local state = redis.call('HMGET', key, 's', 'n')
     local count = 0
-    if tonumber(st[1]) == s then count = tonumber(st[2]) end
-    local until_end = math.max(e - now, 0)
-    if cost > max then v = NEVER elseif count + cost <= max then v = FITS else v = until_end end
-    hr = math.max(max - count, 0)
-    hs = 0
-    if count > 0 then hs = until_end end
-    tr = math.max(max - count - cost, 0)
-    ts = 0
-    if count + cost > 0 then ts = until_end end
-    c1, c2, c3 = s, count + cost, e
+    if tonumber(state[1]) == start then
+      count = tonumber(state[2])
+      -- The write that started this window set the TTL to its end.
+      expire = false
+    end
+    local until_end = math.max(finish - now, 0)
+    if cost > max then
+      verdict = NEVER
+    elseif count + cost <= max then
+      verdict = FITS
+    else
+      verdict = until_end
+    end
+    held_remaining = math.max(max - count, 0)
+    held_reset = 0
+    if count > 0 then held_reset = until_end end
+    taken_remaining = math.max(max - count - cost, 0)
+    taken_reset = 0
+    if count + cost > 0 then taken_reset = until_end end
+    write1, write2, write3 = start, count + cost, finish
 
-  elseif algo == 4 then
-    -- sliding_counter.rs
-    local start = now - math.fmod(now, w)
-    local st = redis.call('HMGET', key, 's', 'c', 'p')
-    local stored = tonumber(st[1])
-    local cur, prev = 0, 0
+  elseif algorithm == ALGORITHM_SLIDING_COUNTER then
+    -- src/algorithm/sliding_counter.rs
+    local start = now - math.fmod(now, span)
+    local state = redis.call('HMGET', key, 's', 'c', 'p')
+    local stored = tonumber(state[1])
+    local current, previous = 0, 0
     if stored == start then
-      cur, prev = tonumber(st[2]), tonumber(st[3])
-    elseif stored == start - w then
-      prev = tonumber(st[2])
+      current, previous = tonumber(state[2]), tonumber(state[3])
+      -- The write that started this window set the TTL to the next one's end.
+      expire = false
+    elseif stored == start - span then
+      previous = tonumber(state[2])
     end
     local elapsed = now - start
     local weighted = 0
-    if prev > 0 then weighted = math.ceil(prev * (w - elapsed) / w) end
-    local used = weighted + cur
+    if previous > 0 then weighted = math.ceil(previous * (span - elapsed) / span) end
+    local used = weighted + current
     if cost > max then
-      v = NEVER
+      verdict = NEVER
     elseif used + cost <= max then
-      v = FITS
-    elseif cur + cost <= max then
-      -- offset_where_fits(w, prev, max - cur - cost) - elapsed
-      v = math.max(w - math.floor((max - cur - cost) * w / prev) - elapsed, 1)
+      verdict = FITS
+    elseif current + cost <= max then
+      -- offset_where_fits(span, previous, max - current - cost) - elapsed
+      verdict = math.max(span - math.floor((max - current - cost) * span / previous) - elapsed, 1)
     else
-      v = math.max(w - elapsed + w - math.floor((max - cost) * w / cur), 1)
+      verdict = math.max(span - elapsed + span - math.floor((max - cost) * span / current), 1)
     end
-    local function reset(c)
-      if c > 0 then return math.max(start + 2 * w - now, 0) end
-      if prev > 0 then return math.max(start + w - now, 0) end
-      return 0
-    end
-    hr = math.max(max - used, 0)
-    hs = reset(cur)
-    tr = math.max(max - used - cost, 0)
-    ts = reset(cur + cost)
-    c1, c2, c3 = start, cur + cost, prev
+    -- A count in the current window resets when the next one ends; the previous
+    -- window's alone when this one ends.
+    local until_next_end = math.max(start + 2 * span - now, 0)
+    local until_end = 0
+    if previous > 0 then until_end = math.max(start + span - now, 0) end
+    held_remaining = math.max(max - used, 0)
+    held_reset = until_end
+    if current > 0 then held_reset = until_next_end end
+    taken_remaining = math.max(max - used - cost, 0)
+    taken_reset = until_end
+    if current + cost > 0 then taken_reset = until_next_end end
+    write1, write2, write3 = start, current + cost, previous
 
-  else
-    -- sliding_log.rs: entries are members "seq:cost" scored by time; the meta hash
-    -- holds the sum of costs (n) and the member sequence (q).
-    local mkey = KEYS[k + 1]
-    k = k + 1
-    local sum = tonumber(redis.call('HGET', mkey, 'n') or 0)
-    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', num(now - w))
+  else -- ALGORITHM_SLIDING_LOG
+    -- src/algorithm/sliding_log.rs: entries are members "seq:cost" scored by time; the
+    -- meta hash holds the sum of costs (n) and the member sequence (q).
+    local meta = KEYS[key_at + 1]
+    key_at = key_at + 1
+    local sum = tonumber(redis.call('HGET', meta, 'n') or 0)
+    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', number_text(now - span))
     if #gone > 0 then
       for i = 1, #gone do sum = sum - tonumber(string.match(gone[i], ':(%d+)$')) end
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - w))
-      redis.call('HSET', mkey, 'n', num(sum))
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', number_text(now - span))
+      redis.call('HSET', meta, 'n', number_text(sum))
     end
     if cost > max then
-      v = NEVER
+      verdict = NEVER
     elseif sum + cost <= max then
-      v = FITS
+      verdict = FITS
     else
       -- When enough of the oldest entries will have left for the cost to fit.
-      local need, freed, i, found = sum + cost - max, 0, 0, false
-      v = w
+      local need, freed, from, found = sum + cost - max, 0, 0, false
+      verdict = span
       while not found do
-        local chunk = redis.call('ZRANGE', key, i, i + 63, 'WITHSCORES')
+        local chunk = redis.call('ZRANGE', key, from, from + 63, 'WITHSCORES')
         if #chunk == 0 then break end
-        for x = 1, #chunk, 2 do
-          freed = freed + tonumber(string.match(chunk[x], ':(%d+)$'))
+        for i = 1, #chunk, 2 do
+          freed = freed + tonumber(string.match(chunk[i], ':(%d+)$'))
           if freed >= need then
-            v = math.max(tonumber(chunk[x + 1]) + w - now, 1)
+            verdict = math.max(tonumber(chunk[i + 1]) + span - now, 1)
             found = true
             break
           end
         end
-        i = i + 64
+        from = from + 64
       end
     end
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-    hr = math.max(max - sum, 0)
-    hs = 0
-    if #newest > 0 then hs = math.max(tonumber(newest[2]) + w - now, 0) end
-    tr, ts = hr, hs
-    if cost > 0 then tr, ts = math.max(max - sum - cost, 0), w end
-    c1 = sum
+    held_remaining = math.max(max - sum, 0)
+    held_reset = 0
+    if #newest > 0 then held_reset = math.max(tonumber(newest[2]) + span - now, 0) end
+    taken_remaining, taken_reset = held_remaining, held_reset
+    if cost > 0 then taken_remaining, taken_reset = math.max(max - sum - cost, 0), span end
+    write1 = sum
   end
 
-  k = k + 1
-  local o = 5 * (j - 1)
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = v, hr, hs, tr, ts
-  o = 3 * (j - 1)
-  commit[o + 1], commit[o + 2], commit[o + 3] = c1, c2, c3
-  if v ~= FITS then allowed = false end
+  key_at = key_at + 1
+  local out = VERDICTS_PER_WINDOW * (window - 1)
+  verdicts[out + 1], verdicts[out + 2], verdicts[out + 3] = verdict, held_remaining, held_reset
+  verdicts[out + 4], verdicts[out + 5] = taken_remaining, taken_reset
+  out = COMMIT_PER_WINDOW * (window - 1)
+  commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4] = write1, write2, write3, expire
+  if verdict ~= FITS then allowed = false end
 end
 
 if allowed and cost > 0 then
-  k = 1
-  for j = 1, n do
-    local b = 2 + (j - 1) * 4
-    local algo, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 3])
-    local key = KEYS[k]
-    local o = 3 * (j - 1)
-    local c1, c2, c3 = commit[o + 1], commit[o + 2], commit[o + 3]
-    if algo == 1 then
-      redis.call('SET', key, num(c1) .. ':' .. ARGV[b + 3], 'PX', ttl_ms(c1 - now))
-    elseif algo == 2 or algo == 3 then
-      redis.call('HSET', key, 's', num(c1), 'n', num(c2))
-      redis.call('PEXPIRE', key, ttl_ms(c3 - now))
-    elseif algo == 4 then
-      redis.call('HSET', key, 's', num(c1), 'c', num(c2), 'p', num(c3))
-      redis.call('PEXPIRE', key, ttl_ms(c1 + 2 * w - now))
-    else
-      local mkey = KEYS[k + 1]
-      k = k + 1
-      local seq = redis.call('HINCRBY', mkey, 'q', 1)
-      redis.call('ZADD', key, num(now), num(seq) .. ':' .. num(cost))
-      redis.call('HSET', mkey, 'n', num(c1 + cost))
-      redis.call('PEXPIRE', key, ttl_ms(w))
-      redis.call('PEXPIRE', mkey, ttl_ms(w))
+  key_at = 1
+  for window = 1, window_count do
+    local at = 2 + (window - 1) * ARGS_PER_WINDOW
+    local algorithm, span = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 3])
+    local key = KEYS[key_at]
+    local out = COMMIT_PER_WINDOW * (window - 1)
+    local write1, write2, write3, expire = commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4]
+    if algorithm == ALGORITHM_GCRA then
+      redis.call('SET', key, number_text(write1) .. ':' .. ARGV[at + 3], 'PX', ttl_ms(write1 - now))
+    elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
+      -- write1: the window's start, write2: its count, write3: its end.
+      if expire then
+        redis.call('HSET', key, 's', number_text(write1), 'n', number_text(write2))
+        redis.call('PEXPIRE', key, ttl_ms(write3 - now))
+      else
+        redis.call('HSET', key, 'n', number_text(write2))
+      end
+    elseif algorithm == ALGORITHM_SLIDING_COUNTER then
+      -- write1: the window's start, write2: its count, write3: the previous one's.
+      if expire then
+        redis.call('HSET', key, 's', number_text(write1), 'c', number_text(write2), 'p',
+          number_text(write3))
+        redis.call('PEXPIRE', key, ttl_ms(write1 + 2 * span - now))
+      else
+        redis.call('HSET', key, 'c', number_text(write2))
+      end
+    else -- ALGORITHM_SLIDING_LOG
+      -- write1: the sum of costs before this one.
+      local meta = KEYS[key_at + 1]
+      key_at = key_at + 1
+      local sequence = redis.call('HINCRBY', meta, 'q', 1)
+      redis.call('ZADD', key, number_text(now), number_text(sequence) .. ':' .. number_text(cost))
+      redis.call('HSET', meta, 'n', number_text(write1 + cost))
+      redis.call('PEXPIRE', key, ttl_ms(span))
+      redis.call('PEXPIRE', meta, ttl_ms(span))
     end
-    k = k + 1
+    key_at = key_at + 1
   end
 end
 
+-- An admitted decision reports what it took, a denied one what it found.
 local reply = {0}
 local shift = 1
 if allowed then
   reply[1] = 1
   shift = 3
 end
-for j = 1, n do
-  local o = 5 * (j - 1)
-  reply[3 * j - 1] = out[o + 1]
-  reply[3 * j] = out[o + shift + 1]
-  reply[3 * j + 1] = out[o + shift + 2]
+for window = 1, window_count do
+  local out = VERDICTS_PER_WINDOW * (window - 1)
+  local at = 1 + REPLY_PER_WINDOW * (window - 1)
+  reply[at + 1] = verdicts[out + 1]
+  reply[at + 2] = verdicts[out + shift + 1]
+  reply[at + 3] = verdicts[out + shift + 2]
 end
 return reply

@@ -208,6 +208,26 @@ impl RedisStore {
     }
 }
 
+/// The scripts' algorithm codes, strides and verdicts: decide.lua and refund.lua define
+/// the same under the same names (a test in `scripts` checks them).
+pub(super) mod protocol {
+    pub(crate) const ALGORITHM_GCRA: u8 = 1;
+    pub(crate) const ALGORITHM_FIXED: u8 = 2;
+    pub(crate) const ALGORITHM_CALENDAR: u8 = 3;
+    pub(crate) const ALGORITHM_SLIDING_COUNTER: u8 = 4;
+    pub(crate) const ALGORITHM_SLIDING_LOG: u8 = 5;
+    /// decide.lua's arguments per window (after the cost and the window count).
+    pub(crate) const ARGS_PER_WINDOW: usize = 4;
+    /// decide.lua's reply integers per window (after allowed).
+    pub(crate) const REPLY_PER_WINDOW: usize = 3;
+    /// refund.lua's arguments per window (after the four leading ones).
+    pub(crate) const REFUND_ARGS_PER_WINDOW: usize = 3;
+    /// A window's verdict in a reply: the cost fits.
+    pub(crate) const FITS: i64 = -1;
+    /// A window's verdict in a reply: the cost can never fit.
+    pub(crate) const NEVER: i64 = -2;
+}
+
 /// Keys a decision of `policy` sends: one per window, two for a sliding log.
 fn key_count(policy: &Policy) -> usize {
     policy.limits().len()
@@ -240,25 +260,35 @@ fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
 fn policy_arg_count(policy: &Policy) -> usize {
     match policy.limits() {
         [limit] if matches!(limit.algo(), Algorithm::Gcra { .. }) => 3,
-        limits => 1 + 4 * limits.len(),
+        limits => 1 + protocol::ARGS_PER_WINDOW * limits.len(),
     }
 }
 
 /// The script's four arguments for one window: algorithm code, max (GCRA: capacity),
 /// window in us (GCRA: emission interval), calendar period code.
 fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
+    let code = algorithm_code(limit.algo());
     match limit.algo() {
-        Algorithm::Gcra { .. } => (1, limit.capacity(), limit.emission_us(), 0),
-        Algorithm::FixedWindow => (2, limit.max(), limit.window_us(), 0),
-        Algorithm::Calendar(period) => (3, limit.max(), limit.window_us(), period.code()),
-        Algorithm::SlidingWindow => (4, limit.max(), limit.window_us(), 0),
-        Algorithm::SlidingLog => (5, limit.max(), limit.window_us(), 0),
+        Algorithm::Gcra { .. } => (code, limit.capacity(), limit.emission_us(), 0),
+        Algorithm::Calendar(period) => (code, limit.max(), limit.window_us(), period.code()),
+        _ => (code, limit.max(), limit.window_us(), 0),
+    }
+}
+
+/// The algorithm code of `algorithm` in the scripts' arguments.
+pub(super) fn algorithm_code(algorithm: Algorithm) -> u8 {
+    match algorithm {
+        Algorithm::Gcra { .. } => protocol::ALGORITHM_GCRA,
+        Algorithm::FixedWindow => protocol::ALGORITHM_FIXED,
+        Algorithm::Calendar(_) => protocol::ALGORITHM_CALENDAR,
+        Algorithm::SlidingWindow => protocol::ALGORITHM_SLIDING_COUNTER,
+        Algorithm::SlidingLog => protocol::ALGORITHM_SLIDING_LOG,
     }
 }
 
 fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     let limits = policy.limits();
-    if reply.len() != 1 + 3 * limits.len() {
+    if reply.len() != 1 + protocol::REPLY_PER_WINDOW * limits.len() {
         return Err(StoreError::Protocol(format!(
             "script replied {} integers for {} windows",
             reply.len(),
@@ -268,14 +298,14 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     }
     let windows: Windows = limits
         .iter()
-        .zip(reply[1..].chunks_exact(3))
+        .zip(reply[1..].chunks_exact(protocol::REPLY_PER_WINDOW))
         .map(|(limit, w)| WindowState {
             limit: limit.capacity(),
             remaining: w[1].max(0) as u64,
             reset_after_us: w[2].max(0) as u64,
             verdict: match w[0] {
-                -1 => Verdict::Fits,
-                -2 => Verdict::Never,
+                protocol::FITS => Verdict::Fits,
+                protocol::NEVER => Verdict::Never,
                 us => Verdict::RetryAfterUs(us.max(1) as u64),
             }
             .into(),
