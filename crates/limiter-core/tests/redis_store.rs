@@ -109,6 +109,24 @@ async fn keys_keep_their_ttl_through_decisions_in_one_window() {
             "{key} counts 5: {fields:?}"
         );
     }
+
+    // One GCRA window: its tat is rewritten in place while the TTL set by the first
+    // write outlasts the backlog; the TTL covers the backlog (five units of 72 s) and
+    // outlives it by at most the window.
+    let gcra = fresh_policy(vec![Limit::new(50, secs(3_600))]);
+    for _ in 0..5 {
+        assert!(store.check(&gcra, "user:42", 1).await.unwrap().is_allowed());
+    }
+    let keys: Vec<String> = server.cmd(&["KEYS", "*g"]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = server.cmd(&["PTTL", &keys[0]]);
+    assert!(
+        (359_000..=3_960_000).contains(&ttl),
+        "{} has TTL {ttl} ms",
+        keys[0]
+    );
+    let value: String = server.cmd(&["GET", &keys[0]]);
+    assert!(value.ends_with(":72000000"), "{value}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 -- KEYS: every entry's keys, in entry order.
 -- Reply: the batch's time (us), then decide.lua's reply for every cost, in order.
 local batch_time = redis.call('TIME')
-local batch_now = tonumber(batch_time[1]) * 1000000 + tonumber(batch_time[2])
+local batch_now = batch_time[1] * 1000000 + batch_time[2]
 --[[BATCH_CLOCK]]
 
 local function decide(key_base, arg_base)
@@ -26,10 +26,11 @@ end
 local reply = {batch_now}
 local replied = 1
 local key_at, arg_at = 1, 2
-for _ = 1, tonumber(ARGV[1]) do
-  local key_count = tonumber(ARGV[arg_at])
-  local arg_count = tonumber(ARGV[arg_at + 1])
-  local cost_count = tonumber(ARGV[arg_at + 2])
+-- Numbers read by arithmetic, as in decide.lua.
+for _ = 1, ARGV[1] + 0 do
+  local key_count = ARGV[arg_at] + 0
+  local arg_count = ARGV[arg_at + 1] + 0
+  local cost_count = ARGV[arg_at + 2] + 0
   local costs_at = arg_at + 3
   if cost_count == 0 then
     refund(key_at - 1, costs_at - 1)

@@ -10,7 +10,7 @@
 --   (fixed, calendar and sliding counter).
 -- KEYS: as decide.lua's.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] * 1000000 + t[2]
 --[[CLOCK]]
 -- Milliseconds added to every TTL: none in production (see `with_script_clock`).
 local TTL_EXTRA = 0
@@ -24,15 +24,16 @@ local ALGORITHM_SLIDING_COUNTER = 4
 local ALGORITHM_SLIDING_LOG = 5
 local REFUND_ARGS_PER_WINDOW = 3
 
-local taken, unused, taken_at = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- Numbers read by arithmetic, as in decide.lua.
+local taken, unused, taken_at = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0
 
 -- As decide.lua's: exact for integers below 2^53.
 local function number_text(x) return string.format('%d', x) end
 
 local key_at = 1
-for window = 1, tonumber(ARGV[4]) do
+for window = 1, ARGV[4] + 0 do
   local at = 4 + (window - 1) * REFUND_ARGS_PER_WINDOW
-  local algorithm, span, start = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+  local algorithm, span, start = ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
   local key = KEYS[key_at]
   if algorithm == ALGORITHM_GCRA then
     -- The lease moved the arrival time on by `taken` emission intervals of the rate the

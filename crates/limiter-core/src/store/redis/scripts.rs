@@ -59,7 +59,7 @@ fn embedded(script: &str) -> String {
     let script = replace_marker(script, "local t = redis.call('TIME')\n", "");
     let script = replace_marker(
         &script,
-        "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])",
+        "local now = t[1] * 1000000 + t[2]",
         "local now = batch_now",
     );
     let script = replace_marker(&script, "--[[CLOCK]]", "");
