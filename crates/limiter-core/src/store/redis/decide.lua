@@ -144,10 +144,11 @@ local function number_text(x) return string.format('%d', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
 -- src/algorithm/gcra.rs: the verdict, held remaining and reset, taken remaining and
--- reset, new TAT. `emission_text` is the emission's ARGV text.
+-- reset, new TAT, and the stored tat's length (as gcra_start's). `emission_text` is the
+-- emission's ARGV text.
 local function gcra(key, capacity, emission, emission_text)
   local tau = emission * capacity
-  local start, rebased = gcra_start(redis.call('GET', key), emission, emission_text)
+  local start, rebased, tat_length = gcra_start(redis.call('GET', key), emission, emission_text)
   if rebased then
     -- Written back at once whatever the verdict (a commit below overwrites it), as the
     -- in-memory store converts its slot in place.
@@ -168,7 +169,7 @@ local function gcra(key, capacity, emission, emission_text)
   if tau - (start - now) > 0 then held_remaining = math.floor((tau - (start - now)) / emission) end
   if tau - (new_tat - now) > 0 then taken_remaining = math.floor((tau - (new_tat - now)) / emission) end
   return verdict, held_remaining, math.max(start - now, 0), taken_remaining,
-    math.max(new_tat - now, 0), new_tat
+    math.max(new_tat - now, 0), new_tat, tat_length
 end
 
 -- Month bounds: H. Hinnant's days-from-civil (and civil-from-days below).
@@ -219,8 +220,9 @@ end
 
 -- Per window: the verdict, held remaining, held reset, taken remaining and taken reset
 -- at (window - 1) * VERDICTS_PER_WINDOW; what to write if every window fits at (window - 1) *
--- COMMIT_PER_WINDOW (its last figure: whether the key's TTL must be set, false when the
--- key already expires with the window it counts in).
+-- COMMIT_PER_WINDOW (its last figure, `expire`: whether the key's TTL must be set, false
+-- when the key already expires with the window it counts in; for GCRA, the stored tat's
+-- length).
 local verdicts, commit = {}, {}
 local allowed = true
 local key_at = 1
@@ -233,7 +235,8 @@ for window = 1, window_count do
   local write1, write2, write3, expire = 0, 0, 0, true
 
   if algorithm == ALGORITHM_GCRA then
-    verdict, held_remaining, held_reset, taken_remaining, taken_reset, write1 =
+    -- write1: the new tat; expire: the stored tat's length.
+    verdict, held_remaining, held_reset, taken_remaining, taken_reset, write1, expire =
       gcra(key, max, span, ARGV[at + 3])
   elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
     -- src/algorithm/fixed_window.rs
@@ -363,12 +366,19 @@ if allowed and cost > 0 then
   key_at = 1
   for window = 1, window_count do
     local at = 2 + (window - 1) * ARGS_PER_WINDOW
-    local algorithm, span = ARGV[at + 1] + 0, ARGV[at + 3] + 0
+    local algorithm, max, span = ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
     local key = KEYS[key_at]
     local out = COMMIT_PER_WINDOW * (window - 1)
     local write1, write2, write3, expire = commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4]
     if algorithm == ALGORITHM_GCRA then
-      redis.call('SET', key, number_text(write1) .. ':' .. ARGV[at + 3], 'PX', ttl_ms(write1 - now))
+      -- As the one-window path writes: in place while the TTL outlasts the backlog.
+      local tat_text = number_text(write1)
+      if expire == #tat_text and redis.call('PTTL', key) * 1000 >= write1 - now then
+        redis.call('SETRANGE', key, '0', tat_text)
+      else
+        redis.call('SET', key, tat_text .. ':' .. ARGV[at + 3], 'PX',
+          ttl_ms(write1 - now + max * span))
+      end
     elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
       -- write1: the window's start, write2: its count, write3: its end.
       if expire then

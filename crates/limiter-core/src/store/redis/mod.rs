@@ -19,7 +19,12 @@
 //! the script re-expresses the backlog `tat - now` under the new interval (`backlog /
 //! old * new`, as `Gcra::rebase` does in memory) and writes it back. A value holding only
 //! the arrival time (written before the interval was stored) reads under the current
-//! interval. Every key's TTL is when its state no longer matters: for GCRA, the backlog.
+//! interval. Every key has a TTL, set from when its state no longer matters: a window's
+//! end (a sliding counter's: the next window's end), set by the write that starts the
+//! window; a sliding log's window after its newest entry; a GCRA key's backlog. A key of
+//! a one-window GCRA policy gets its backlog and one window more when written whole, and
+//! then has its arrival time rewritten in place (keeping the TTL) for as long as that
+//! TTL outlasts the backlog, so it outlives the backlog by at most one window.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
