@@ -107,10 +107,11 @@ if ARGV[2] == 'g' then
     -- outlasts the new backlog (new_tat > now here); otherwise the value is written
     -- whole with a TTL of the backlog and one window more (tau, at least the backlog of
     -- any admitted decision), so that the next decisions find it long enough. A key
-    -- thus outlives its backlog by at most one window. ARGV[4] is already the
-    -- emission's decimal text.
+    -- thus outlives its backlog by at most one window (and, under the test clock, keeps
+    -- TTL_EXTRA beyond it). ARGV[4] is already the emission's decimal text.
     local tat_text = string.format('%d', new_tat)
-    if tat_length == #tat_text and redis.call('PTTL', KEYS[1]) * 1000 >= new_tat - now then
+    if tat_length == #tat_text
+        and (redis.call('PTTL', KEYS[1]) - TTL_EXTRA) * 1000 >= new_tat - now then
       redis.call('SETRANGE', KEYS[1], '0', tat_text)
     else
       redis.call('SET', KEYS[1], tat_text .. ':' .. ARGV[4], 'PX',
@@ -373,7 +374,7 @@ if allowed and cost > 0 then
     if algorithm == ALGORITHM_GCRA then
       -- As the one-window path writes: in place while the TTL outlasts the backlog.
       local tat_text = number_text(write1)
-      if expire == #tat_text and redis.call('PTTL', key) * 1000 >= write1 - now then
+      if expire == #tat_text and (redis.call('PTTL', key) - TTL_EXTRA) * 1000 >= write1 - now then
         redis.call('SETRANGE', key, '0', tat_text)
       else
         redis.call('SET', key, tat_text .. ':' .. ARGV[at + 3], 'PX',
