@@ -69,10 +69,67 @@ async fn keys_share_a_hash_tag_carry_the_prefix_and_expire() {
         "PTTL",
         &keys.iter().find(|k| k.ends_with("0g")).unwrap().clone(),
     ]);
+    // Its backlog (one unit of 200 ms) and at most its window (1 s) more.
     assert!(
-        ttl <= 200,
-        "GCRA key lives as long as its backlog: {ttl} ms"
+        (200..=1_200).contains(&ttl),
+        "GCRA key lives as long as its backlog and at most a window more: {ttl} ms"
     );
+}
+
+/// A decision in a window already started writes only its count and leaves the TTL the
+/// window's first write set: every key still carries one, bounded by its window's.
+#[tokio::test]
+async fn keys_keep_their_ttl_through_decisions_in_one_window() {
+    let server = RedisServer::spawn();
+    let store = redis_store(&server).await;
+    let policy = fresh_policy(vec![
+        // Hour-long windows: the five decisions fall in one of each.
+        Limit::new(50, secs(3_600)).with_algorithm(Algorithm::SlidingWindow),
+        Limit::new(50, secs(3_600)).with_algorithm(Algorithm::FixedWindow),
+        Limit::per_calendar(50, Period::Hour),
+    ]);
+    for _ in 0..5 {
+        assert!(store
+            .check(&policy, "user:42", 1)
+            .await
+            .unwrap()
+            .is_allowed());
+    }
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in &keys {
+        let ttl: i64 = server.cmd(&["PTTL", key]);
+        // A sliding counter's count matters until the next window ends.
+        let bound = if key.ends_with('s') {
+            7_200_000
+        } else {
+            3_600_000
+        };
+        assert!(ttl > 0 && ttl <= bound, "{key} has TTL {ttl} ms");
+        let fields: Vec<String> = server.cmd(&["HVALS", key]);
+        assert!(
+            fields.contains(&"5".to_owned()),
+            "{key} counts 5: {fields:?}"
+        );
+    }
+
+    // One GCRA window: its tat is rewritten in place while the TTL set by the first
+    // write outlasts the backlog; the TTL covers the backlog (five units of 72 s) and
+    // outlives it by at most the window.
+    let gcra = fresh_policy(vec![Limit::new(50, secs(3_600))]);
+    for _ in 0..5 {
+        assert!(store.check(&gcra, "user:42", 1).await.unwrap().is_allowed());
+    }
+    let keys: Vec<String> = server.cmd(&["KEYS", "*g"]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = server.cmd(&["PTTL", &keys[0]]);
+    assert!(
+        (359_000..=3_960_000).contains(&ttl),
+        "{} has TTL {ttl} ms",
+        keys[0]
+    );
+    let value: String = server.cmd(&["GET", &keys[0]]);
+    assert!(value.ends_with(":72000000"), "{value}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 -- KEYS: every entry's keys, in entry order.
 -- Reply: the batch's time (us), then decide.lua's reply for every cost, in order.
 local batch_time = redis.call('TIME')
-local batch_now = tonumber(batch_time[1]) * 1000000 + tonumber(batch_time[2])
+local batch_now = batch_time[1] * 1000000 + batch_time[2]
 --[[BATCH_CLOCK]]
 
 local function decide(key_base, arg_base)
@@ -25,30 +25,30 @@ end
 
 local reply = {batch_now}
 local replied = 1
-local function answer(values)
-  for i = 1, #values do reply[replied + i] = values[i] end
-  replied = replied + #values
-end
-
 local key_at, arg_at = 1, 2
-for _ = 1, tonumber(ARGV[1]) do
-  local key_count = tonumber(ARGV[arg_at])
-  local arg_count = tonumber(ARGV[arg_at + 1])
-  local cost_count = tonumber(ARGV[arg_at + 2])
+-- Numbers read by arithmetic, as in decide.lua.
+for _ = 1, ARGV[1] + 0 do
+  local key_count = ARGV[arg_at] + 0
+  local arg_count = ARGV[arg_at + 1] + 0
+  local cost_count = ARGV[arg_at + 2] + 0
   local costs_at = arg_at + 3
   if cost_count == 0 then
     refund(key_at - 1, costs_at - 1)
   elseif cost_count == 1 then
-    answer(decide(key_at - 1, costs_at - 1))
+    local decided = decide(key_at - 1, costs_at - 1)
+    for i = 1, #decided do reply[replied + i] = decided[i] end
+    replied = replied + #decided
   else
     -- decide.lua reads its cost just before its arguments: each cost in turn goes into
     -- the last cost's slot.
     local costs = {}
-    for c = 1, cost_count do costs[c] = ARGV[costs_at + c - 1] end
+    for cost = 1, cost_count do costs[cost] = ARGV[costs_at + cost - 1] end
     local slot = costs_at + cost_count - 1
-    for c = 1, cost_count do
-      ARGV[slot] = costs[c]
-      answer(decide(key_at - 1, slot - 1))
+    for cost = 1, cost_count do
+      ARGV[slot] = costs[cost]
+      local decided = decide(key_at - 1, slot - 1)
+      for i = 1, #decided do reply[replied + i] = decided[i] end
+      replied = replied + #decided
     end
   end
   key_at = key_at + key_count

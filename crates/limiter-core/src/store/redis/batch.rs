@@ -3,8 +3,8 @@
 
 use super::refund::{push_refund_args, refund_arg_count};
 use super::{
-    key_count, parse_reply, policy_arg_count, push_policy_args, store_error, Connection,
-    RedisStore, REPLY_PER_WINDOW,
+    key_count, parse_reply, policy_arg_count, protocol, push_policy_args, store_error, Connection,
+    RedisStore,
 };
 use crate::decision::Decision;
 use crate::error::{Error, StoreError};
@@ -133,7 +133,7 @@ fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>
     };
     let mut decided = Vec::with_capacity(entries.iter().map(|e| e.costs().len()).sum());
     for entry in entries {
-        let len = 1 + REPLY_PER_WINDOW * entry.policy.limits().len();
+        let len = 1 + protocol::REPLY_PER_WINDOW * entry.policy.limits().len();
         for _ in entry.costs() {
             if rest.len() < len {
                 return Err(StoreError::Protocol("batch script replied too little".into()).into());

@@ -1,48 +1,78 @@
 -- Decides every window of one policy for one key in one atomic step.
 --
--- A translation of src/algorithm/*.rs (the in-memory store runs the Rust); the
--- differential tests hold both to the same answers. Time is integer microseconds from
--- Redis TIME; every number stays below 2^53, so Lua's doubles are exact.
+-- A translation of src/algorithm/*.rs and src/calendar.rs (the in-memory store runs the
+-- Rust); the differential tests hold both to the same answers. Time is integer
+-- microseconds from Redis TIME; every number stays below 2^53, so Lua's doubles are
+-- exact, and every number written is formatted with '%d' (Redis's Lua 5.1 converts the
+-- double to a 64-bit long first: exact for these integers, and cheaper than '%.0f').
 --
 -- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
 -- table it creates is an allocation per decision. A policy of one GCRA window is decided
--- after only the one helper both GCRA paths share is created; the calendar helpers
--- only when a calendar window is present, the sliding algorithms' only when one is.
+-- after only the one helper both GCRA paths share is created; the helpers of the other
+-- algorithms only after that path has returned.
+-- Numbers are read from ARGV and TIME by arithmetic (`ARGV[1] + 0`), which converts a
+-- numeric string as tonumber does without its function call (about half the cost);
+-- stored values, which may be unreadable, through tonumber.
 -- Needs Redis 5 or later, which replicates a script's effects rather than the script
 -- (TIME makes it non-deterministic).
 --
--- ARGV[1] cost, ARGV[2] number of windows, then 4 per window:
---   algorithm (1 GCRA, 2 fixed, 3 calendar, 4 sliding counter, 5 sliding log),
---   max (GCRA: capacity), window in us (GCRA: emission interval), calendar period code.
+-- ARGV[1] cost, ARGV[2] number of windows, then ARGS_PER_WINDOW per window:
+--   algorithm code (ALGORITHM_* below), max (GCRA: capacity), window in us (GCRA:
+--   emission interval), calendar period code (PERIOD_* below).
 -- A policy of one GCRA window is sent shorter: ARGV[2] 'g', ARGV[3] capacity, ARGV[4]
 --   emission interval (every argument is a string Redis parses and Lua interns).
 -- KEYS: one per window in order; a sliding log takes two (entries, then its meta hash).
---   A GCRA key holds the string "tat:emission" (both integer us, as %.0f writes them):
---   the emission interval the tat was written under, so that a reload changing the rate
---   re-expresses the backlog in units (gcra.rs, Gcra::rebase) instead of misreading it.
+--   A GCRA key holds the string "tat:emission" (both integer us): the emission interval
+--   the tat was written under, so that a reload changing the rate re-expresses the
+--   backlog in units (src/algorithm/gcra.rs, Gcra::rebase) instead of misreading it.
 --   A legacy value, the tat alone, reads under the current emission.
--- Reply: allowed (1/0), then per window: verdict (-1 fits, -2 never, else retry after us),
---   remaining, reset after us, next unit after us (until one unit more than remaining is
---   available; 0 when the window is full).
+-- Reply: allowed (1/0), then REPLY_PER_WINDOW per window: verdict (FITS, NEVER, else
+--   retry after us), remaining, reset after us, next unit after us (until one unit more
+--   than remaining is available; 0 when the window is full).
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] * 1000000 + t[2]
 --[[CLOCK]]
 
-local cost = tonumber(ARGV[1])
+-- The codes and strides the Rust side sends and reads (src/store/redis/mod.rs; a test
+-- holds both to the same values).
+local ALGORITHM_GCRA = 1
+local ALGORITHM_FIXED = 2
+local ALGORITHM_CALENDAR = 3
+local ALGORITHM_SLIDING_COUNTER = 4
+local ALGORITHM_SLIDING_LOG = 5
+local ARGS_PER_WINDOW = 4
+local REPLY_PER_WINDOW = 4
+local FITS = -1
+local NEVER = -2
 -- Milliseconds added to every TTL: none in production (see `with_script_clock`).
 local TTL_EXTRA = 0
 
--- gcra.rs Gcra::rebase: where a GCRA window's backlog starts, from its stored value
--- ("tat:emission", or a legacy tat alone; unreadable counts as no state), re-expressed
--- under `emission` when it was written under another: whole units exactly, the fraction
--- of one scaled and rounded up, capped at 2^52 us; the same operations as the Rust, so
--- the same microsecond. Returns the start and whether it was converted.
-local function gcra_start(stored, emission)
+local cost = ARGV[1] + 0
+
+-- src/algorithm/gcra.rs Gcra::rebase: where a GCRA window's backlog starts, from its
+-- stored value ("tat:emission", or a legacy tat alone; unreadable counts as no state),
+-- re-expressed under `emission` (whose ARGV text is `emission_text`) when it was written
+-- under another: whole units exactly, the fraction of one scaled and rounded up, capped
+-- at 2^52 us; the same operations as the Rust, so the same microsecond. Returns the start,
+-- whether it was converted and, for a value written under this emission, the length of
+-- its tat text (a new tat of that length can overwrite it in place).
+local function gcra_start(stored, emission, emission_text)
   if not stored then return now, false end
-  local sep = string.find(stored, ':', 1, true)
-  local tat = tonumber(sep and string.sub(stored, 1, sep - 1) or stored)
+  local separator = string.find(stored, ':', 1, true)
+  if not separator then
+    local tat = tonumber(stored)
+    if not tat or tat <= now then return now, false end
+    return tat, false
+  end
+  local tat = tonumber(string.sub(stored, 1, separator - 1))
+  local from_text = string.sub(stored, separator + 1)
+  if from_text == emission_text then
+    -- Written under this emission (the common case): its text is the argument's.
+    if not tat or tat <= now then return now, false, separator - 1 end
+    return tat, false, separator - 1
+  end
   if not tat or tat <= now then return now, false end
-  local from = sep and tonumber(string.sub(stored, sep + 1))
+  local from = tonumber(from_text)
   if not from or from <= 0 or from == emission then return tat, false end
   local backlog = tat - now
   local part = math.fmod(backlog, from)
@@ -54,14 +84,14 @@ end
 -- One GCRA window, the common policy: gcra() below, inlined, computing only the figures
 -- the reply carries.
 if ARGV[2] == 'g' then
-  local capacity, emission = tonumber(ARGV[3]), tonumber(ARGV[4])
+  local capacity, emission = ARGV[3] + 0, ARGV[4] + 0
   local tau = emission * capacity
-  local start, rebased = gcra_start(redis.call('GET', KEYS[1]), emission)
+  local start, rebased, tat_length = gcra_start(redis.call('GET', KEYS[1]), emission, ARGV[4])
   local increment = emission * cost
   local new_tat = start + increment
   if new_tat - tau > now then
-    local v = new_tat - tau - now
-    if increment > tau then v = -2 end
+    local verdict = new_tat - tau - now
+    if increment > tau then verdict = NEVER end
     local room = tau - (start - now)
     local remaining = 0
     if room > 0 then remaining = math.floor(room / emission) end
@@ -72,19 +102,28 @@ if ARGV[2] == 'g' then
     if rebased then
       -- Written back converted, as the in-memory store keeps it: the new rate drains it
       -- from now on, and its TTL is the new backlog's (a lowered rate lengthens it).
-      redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
+      redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
         math.ceil((start - now) / 1000) + TTL_EXTRA)
     end
-    return {0, v, remaining, start - now, next_unit}
+    return {0, verdict, remaining, start - now, next_unit}
   end
   if cost > 0 then
-    -- new_tat > now here, so the TTL is at least 1 ms. %.0f: exact for these integers
-    -- below 2^53 (Lua's own tostring keeps only 14 digits); ARGV[4] is already the
-    -- emission's decimal text.
-    local ttl = math.ceil((new_tat - now) / 1000) + TTL_EXTRA
-    redis.call('SET', KEYS[1], string.format('%.0f:%s', new_tat, ARGV[4]), 'PX', ttl)
+    -- The new tat overwrites the old in place, keeping the key's TTL, while that TTL
+    -- outlasts the new backlog (new_tat > now here); otherwise the value is written
+    -- whole with a TTL of the backlog and one window more (tau, at least the backlog of
+    -- any admitted decision), so that the next decisions find it long enough. A key
+    -- thus outlives its backlog by at most one window (and, under the test clock, keeps
+    -- TTL_EXTRA beyond it). ARGV[4] is already the emission's decimal text.
+    local tat_text = string.format('%d', new_tat)
+    if tat_length == #tat_text
+        and (redis.call('PTTL', KEYS[1]) - TTL_EXTRA) * 1000 >= new_tat - now then
+      redis.call('SETRANGE', KEYS[1], '0', tat_text)
+    else
+      redis.call('SET', KEYS[1], tat_text .. ':' .. ARGV[4], 'PX',
+        math.ceil((new_tat - now + tau) / 1000) + TTL_EXTRA)
+    end
   elseif rebased then
-    redis.call('SET', KEYS[1], string.format('%.0f:%s', start, ARGV[4]), 'PX',
+    redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
       math.ceil((start - now) / 1000) + TTL_EXTRA)
   end
   local room = tau - (new_tat - now)
@@ -94,262 +133,356 @@ if ARGV[2] == 'g' then
   if remaining < capacity then
     next_unit = math.max(new_tat - now - (capacity - remaining - 1) * emission, 0)
   end
-  return {1, -1, remaining, new_tat - now, next_unit}
+  return {1, FITS, remaining, new_tat - now, next_unit}
 end
 
-local n = tonumber(ARGV[2])
-local FITS, NEVER = -1, -2
+local PERIOD_MINUTE = 1
+local PERIOD_HOUR = 2
+local PERIOD_DAY = 3
+local PERIOD_WEEK = 4
+local PERIOD_MONTH = 5
+local MINUTE = 60000000
+local HOUR = 3600000000
 local DAY = 86400000000
+-- What the loop below keeps of each window: its figures, and what its commit writes.
+local VERDICTS_PER_WINDOW = 7
+local COMMIT_PER_WINDOW = 4
 
-local function num(x) return string.format('%.0f', x) end
+local window_count = ARGV[2] + 0
+
+local function number_text(x) return string.format('%d', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
--- gcra.rs: the verdict, held remaining, reset and next unit, taken remaining, reset and
--- next unit, new TAT.
--- `text` is the emission's ARGV text.
-local function gcra(key, capacity, emission, text)
+-- src/algorithm/gcra.rs: the verdict, held remaining, reset and next unit, taken
+-- remaining, reset and next unit, new TAT, and the stored tat's length (as gcra_start's).
+-- `emission_text` is the emission's ARGV text.
+local function gcra(key, capacity, emission, emission_text)
   local tau = emission * capacity
-  local start, rebased = gcra_start(redis.call('GET', key), emission)
+  local start, rebased, tat_length = gcra_start(redis.call('GET', key), emission, emission_text)
   if rebased then
     -- Written back at once whatever the verdict (a commit below overwrites it), as the
     -- in-memory store converts its slot in place.
-    redis.call('SET', key, num(start) .. ':' .. text, 'PX', ttl_ms(start - now))
+    redis.call('SET', key, number_text(start) .. ':' .. emission_text, 'PX', ttl_ms(start - now))
   end
   local increment = emission * cost
   local new_tat = start + increment
   local allow_at = new_tat - tau
-  local v
-  if allow_at <= now then v = FITS elseif increment > tau then v = NEVER else v = allow_at - now end
-  local hr, tr, hn, tn = 0, 0, 0, 0
-  if tau - (start - now) > 0 then hr = math.floor((tau - (start - now)) / emission) end
-  if tau - (new_tat - now) > 0 then tr = math.floor((tau - (new_tat - now)) / emission) end
-  if hr < capacity then hn = math.max(start - now - (capacity - hr - 1) * emission, 0) end
-  if tr < capacity then tn = math.max(new_tat - now - (capacity - tr - 1) * emission, 0) end
-  return v, hr, math.max(start - now, 0), hn, tr, math.max(new_tat - now, 0), tn, new_tat
+  local verdict
+  if allow_at <= now then
+    verdict = FITS
+  elseif increment > tau then
+    verdict = NEVER
+  else
+    verdict = allow_at - now
+  end
+  local held_remaining, taken_remaining = 0, 0
+  if tau - (start - now) > 0 then held_remaining = math.floor((tau - (start - now)) / emission) end
+  if tau - (new_tat - now) > 0 then taken_remaining = math.floor((tau - (new_tat - now)) / emission) end
+  local held_next, taken_next = 0, 0
+  if held_remaining < capacity then
+    held_next = math.max(start - now - (capacity - held_remaining - 1) * emission, 0)
+  end
+  if taken_remaining < capacity then
+    taken_next = math.max(new_tat - now - (capacity - taken_remaining - 1) * emission, 0)
+  end
+  return verdict, held_remaining, math.max(start - now, 0), held_next, taken_remaining,
+    math.max(new_tat - now, 0), taken_next, new_tat, tat_length
 end
 
--- calendar.rs: Period::bounds (created on first use)
-local calendar
+-- src/algorithm/sliding_counter.rs: how long until `units` more fit with `counted` in the
+-- current window, `elapsed` into it, and `previous` in the one before (the caller knows
+-- they do not fit now).
+local function sliding_counter_wait(max, span, previous, elapsed, counted, units)
+  if counted + units <= max then
+    -- offset_where_fits(span, previous, max - counted - units) - elapsed
+    return math.max(span - math.floor((max - counted - units) * span / previous) - elapsed, 1)
+  end
+  return math.max(span - elapsed + span - math.floor((max - units) * span / counted), 1)
+end
 
--- Per window j, at 7*(j-1): verdict, held remaining, reset and next unit, taken
--- remaining, reset and next unit. Commit data at 3*(j-1): what to write if every window fits.
-local out, commit = {}, {}
-local allowed = true
-local k = 1
-for j = 1, n do
-  local b = 2 + (j - 1) * 4
-  local algo, max, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local key = KEYS[k]
-  local v, hr, hs, hn, tr, ts, tn
-  local c1, c2, c3 = 0, 0, 0
-
-  if algo == 1 then
-    v, hr, hs, hn, tr, ts, tn, c1 = gcra(key, max, w, ARGV[b + 3])
-  elseif algo == 2 or algo == 3 then
-    -- fixed_window.rs
-    local s, e
-    if algo == 2 then
-      s = now - math.fmod(now, w)
-      e = s + w
-    else
-      if calendar == nil then
-        calendar = function(code, at)
-          if code == 1 then local x = at - math.fmod(at, 60000000); return x, x + 60000000 end
-          if code == 2 then local x = at - math.fmod(at, 3600000000); return x, x + 3600000000 end
-          if code == 3 then local x = at - math.fmod(at, DAY); return x, x + DAY end
-          local day = (at - math.fmod(at, DAY)) / DAY
-          if code == 4 then
-            local x = (day - (day + 3) % 7) * DAY
-            return x, x + 7 * DAY
-          end
-          -- Month: H. Hinnant's civil-from-days and days-from-civil.
-          local function days_from_civil(y, m, d)
-            if m <= 2 then y = y - 1 end
-            local era = math.floor(y / 400)
-            local yoe = y - era * 400
-            local mp = (m + 9) % 12
-            local doy = math.floor((153 * mp + 2) / 5) + d - 1
-            local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-            return era * 146097 + doe - 719468
-          end
-          local z = day + 719468
-          local era = math.floor(z / 146097)
-          local doe = z - era * 146097
-          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-          local mp = math.floor((5 * doy + 2) / 153)
-          local m = mp - 9
-          if mp < 10 then m = mp + 3 end
-          local y = yoe + era * 400
-          if m <= 2 then y = y + 1 end
-          local ny, nm = y, m + 1
-          if m == 12 then ny, nm = y + 1, 1 end
-          return days_from_civil(y, m, 1) * DAY, days_from_civil(ny, nm, 1) * DAY
-        end
-      end
-      s, e = calendar(tonumber(ARGV[b + 4]), now)
+-- src/algorithm/sliding_log.rs: how long until the oldest entries of the log at `key`
+-- will have left, freeing `need` units; nil when they hold fewer. Every entry costs at
+-- least 1, so `need` entries are always enough: they are read `need` at a time, at most
+-- 64.
+local function sliding_log_freed_after(key, span, now, need)
+  local freed, from = 0, 0
+  local step = math.min(need, 64)
+  while true do
+    local chunk = redis.call('ZRANGE', key, from, from + step - 1, 'WITHSCORES')
+    if #chunk == 0 then return nil end
+    for i = 1, #chunk, 2 do
+      freed = freed + tonumber(string.match(chunk[i], ':(%d+)$'))
+      if freed >= need then return math.max(tonumber(chunk[i + 1]) + span - now, 1) end
     end
-    local st = redis.call('HMGET', key, 's', 'n')
-    local count = 0
-    if tonumber(st[1]) == s then count = tonumber(st[2]) end
-    local until_end = math.max(e - now, 0)
-    if cost > max then v = NEVER elseif count + cost <= max then v = FITS else v = until_end end
-    hr = math.max(max - count, 0)
-    hs = 0
-    if count > 0 then hs = until_end end
-    tr = math.max(max - count - cost, 0)
-    ts = 0
-    if count + cost > 0 then ts = until_end end
-    -- What is used comes back all at once, at the end of the window.
-    hn, tn = hs, ts
-    c1, c2, c3 = s, count + cost, e
+    from = from + step
+  end
+end
 
-  elseif algo == 4 then
-    -- sliding_counter.rs
-    local start = now - math.fmod(now, w)
-    local st = redis.call('HMGET', key, 's', 'c', 'p')
-    local stored = tonumber(st[1])
-    local cur, prev = 0, 0
+-- Month bounds: H. Hinnant's days-from-civil (and civil-from-days below).
+local function days_from_civil(year, month, day)
+  if month <= 2 then year = year - 1 end
+  local era = math.floor(year / 400)
+  local year_of_era = year - era * 400
+  local month_from_march = (month + 9) % 12
+  local day_of_year = math.floor((153 * month_from_march + 2) / 5) + day - 1
+  local day_of_era = year_of_era * 365 + math.floor(year_of_era / 4)
+    - math.floor(year_of_era / 100) + day_of_year
+  return era * 146097 + day_of_era - 719468
+end
+
+-- src/calendar.rs Period::bounds: the start and end (us) of the period holding `at`.
+local function calendar_bounds(period, at)
+  if period == PERIOD_MINUTE then
+    local start = at - math.fmod(at, MINUTE); return start, start + MINUTE
+  end
+  if period == PERIOD_HOUR then
+    local start = at - math.fmod(at, HOUR); return start, start + HOUR
+  end
+  if period == PERIOD_DAY then
+    local start = at - math.fmod(at, DAY); return start, start + DAY
+  end
+  local days = (at - math.fmod(at, DAY)) / DAY
+  if period == PERIOD_WEEK then
+    local start = (days - (days + 3) % 7) * DAY
+    return start, start + 7 * DAY
+  end
+  -- period == PERIOD_MONTH
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local day_of_era = z - era * 146097
+  local year_of_era = math.floor((day_of_era - math.floor(day_of_era / 1460)
+    + math.floor(day_of_era / 36524) - math.floor(day_of_era / 146096)) / 365)
+  local day_of_year = day_of_era
+    - (365 * year_of_era + math.floor(year_of_era / 4) - math.floor(year_of_era / 100))
+  local month_from_march = math.floor((5 * day_of_year + 2) / 153)
+  local month = month_from_march - 9
+  if month_from_march < 10 then month = month_from_march + 3 end
+  local year = year_of_era + era * 400
+  if month <= 2 then year = year + 1 end
+  local next_year, next_month = year, month + 1
+  if month == 12 then next_year, next_month = year + 1, 1 end
+  return days_from_civil(year, month, 1) * DAY, days_from_civil(next_year, next_month, 1) * DAY
+end
+
+-- Per window: the verdict, held remaining, reset and next unit, taken remaining, reset
+-- and next unit at (window - 1) * VERDICTS_PER_WINDOW; what to write if every window
+-- fits at (window - 1) * COMMIT_PER_WINDOW (its last figure, `expire`: whether the key's
+-- TTL must be set, false when the key already expires with the window it counts in; for
+-- GCRA, the stored tat's length).
+local verdicts, commit = {}, {}
+local allowed = true
+local key_at = 1
+for window = 1, window_count do
+  local at = 2 + (window - 1) * ARGS_PER_WINDOW
+  local algorithm = ARGV[at + 1] + 0
+  local max, span = ARGV[at + 2] + 0, ARGV[at + 3] + 0
+  local key = KEYS[key_at]
+  local verdict, held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next
+  local write1, write2, write3, expire = 0, 0, 0, true
+
+  if algorithm == ALGORITHM_GCRA then
+    -- write1: the new tat; expire: the stored tat's length.
+    verdict, held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next,
+      write1, expire = gcra(key, max, span, ARGV[at + 3])
+  elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
+    -- src/algorithm/fixed_window.rs
+    local start, finish
+    if algorithm == ALGORITHM_FIXED then
+      start = now - math.fmod(now, span)
+      finish = start + span
+    else
+      start, finish = calendar_bounds(ARGV[at + 4] + 0, now)
+    end
+    local state = redis.call('HMGET', key, 's', 'n')
+    local count = 0
+    if tonumber(state[1]) == start then
+      count = tonumber(state[2])
+      -- The write that started this window set the TTL to its end.
+      expire = false
+    end
+    local until_end = math.max(finish - now, 0)
+    if cost > max then
+      verdict = NEVER
+    elseif count + cost <= max then
+      verdict = FITS
+    else
+      verdict = until_end
+    end
+    held_remaining = math.max(max - count, 0)
+    held_reset = 0
+    if count > 0 then held_reset = until_end end
+    taken_remaining = math.max(max - count - cost, 0)
+    taken_reset = 0
+    if count + cost > 0 then taken_reset = until_end end
+    -- What is used comes back all at once, at the end of the window.
+    held_next, taken_next = held_reset, taken_reset
+    write1, write2, write3 = start, count + cost, finish
+
+  elseif algorithm == ALGORITHM_SLIDING_COUNTER then
+    -- src/algorithm/sliding_counter.rs
+    local start = now - math.fmod(now, span)
+    local state = redis.call('HMGET', key, 's', 'c', 'p')
+    local stored = tonumber(state[1])
+    local current, previous = 0, 0
     if stored == start then
-      cur, prev = tonumber(st[2]), tonumber(st[3])
-    elseif stored == start - w then
-      prev = tonumber(st[2])
+      current, previous = tonumber(state[2]), tonumber(state[3])
+      -- The write that started this window set the TTL to the next one's end.
+      expire = false
+    elseif stored == start - span then
+      previous = tonumber(state[2])
     end
     local elapsed = now - start
-    -- retry_after: when `k` more units fit with `c` counted in the current window.
-    local function wait(c, k)
-      if c + k <= max then
-        -- offset_where_fits(w, prev, max - c - k) - elapsed
-        return math.max(w - math.floor((max - c - k) * w / prev) - elapsed, 1)
-      end
-      return math.max(w - elapsed + w - math.floor((max - k) * w / c), 1)
-    end
     local weighted = 0
-    if prev > 0 then weighted = math.ceil(prev * (w - elapsed) / w) end
-    local used = weighted + cur
+    if previous > 0 then weighted = math.ceil(previous * (span - elapsed) / span) end
+    local used = weighted + current
     if cost > max then
-      v = NEVER
+      verdict = NEVER
     elseif used + cost <= max then
-      v = FITS
+      verdict = FITS
     else
-      v = wait(cur, cost)
+      verdict = sliding_counter_wait(max, span, previous, elapsed, current, cost)
     end
-    local function reset(c)
-      if c > 0 then return math.max(start + 2 * w - now, 0) end
-      if prev > 0 then return math.max(start + w - now, 0) end
-      return 0
+    -- A count in the current window resets when the next one ends; the previous
+    -- window's alone when this one ends.
+    local until_next_end = math.max(start + 2 * span - now, 0)
+    local until_end = 0
+    if previous > 0 then until_end = math.max(start + span - now, 0) end
+    held_remaining = math.max(max - used, 0)
+    held_reset = until_end
+    if current > 0 then held_reset = until_next_end end
+    taken_remaining = math.max(max - used - cost, 0)
+    taken_reset = until_end
+    if current + cost > 0 then taken_reset = until_next_end end
+    held_next, taken_next = 0, 0
+    if held_remaining < max then
+      held_next = sliding_counter_wait(max, span, previous, elapsed, current, held_remaining + 1)
     end
-    hr = math.max(max - used, 0)
-    hs = reset(cur)
-    tr = math.max(max - used - cost, 0)
-    ts = reset(cur + cost)
-    hn, tn = 0, 0
-    if hr < max then hn = wait(cur, hr + 1) end
-    if tr < max then tn = wait(cur + cost, tr + 1) end
-    c1, c2, c3 = start, cur + cost, prev
+    if taken_remaining < max then
+      taken_next = sliding_counter_wait(max, span, previous, elapsed, current + cost,
+        taken_remaining + 1)
+    end
+    write1, write2, write3 = start, current + cost, previous
 
-  else
-    -- sliding_log.rs: entries are members "seq:cost" scored by time; the meta hash
-    -- holds the sum of costs (n) and the member sequence (q).
-    local mkey = KEYS[k + 1]
-    k = k + 1
-    local sum = tonumber(redis.call('HGET', mkey, 'n') or 0)
-    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', num(now - w))
+  else -- ALGORITHM_SLIDING_LOG
+    -- src/algorithm/sliding_log.rs: entries are members "seq:cost" scored by time; the
+    -- meta hash holds the sum of costs (n) and the member sequence (q).
+    local meta = KEYS[key_at + 1]
+    key_at = key_at + 1
+    local sum = tonumber(redis.call('HGET', meta, 'n') or 0)
+    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', number_text(now - span))
     if #gone > 0 then
       for i = 1, #gone do sum = sum - tonumber(string.match(gone[i], ':(%d+)$')) end
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - w))
-      redis.call('HSET', mkey, 'n', num(sum))
-    end
-    -- freed_after: when the oldest entries will have freed `need` units (nil when they
-    -- hold fewer). Every entry costs at least 1, so `need` entries are always enough.
-    local function freed_after(need)
-      local freed, i = 0, 0
-      local step = math.min(need, 64)
-      while true do
-        local chunk = redis.call('ZRANGE', key, i, i + step - 1, 'WITHSCORES')
-        if #chunk == 0 then return nil, freed end
-        for x = 1, #chunk, 2 do
-          freed = freed + tonumber(string.match(chunk[x], ':(%d+)$'))
-          if freed >= need then return math.max(tonumber(chunk[x + 1]) + w - now, 1), freed end
-        end
-        i = i + step
-      end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', number_text(now - span))
+      redis.call('HSET', meta, 'n', number_text(sum))
     end
     if cost > max then
-      v = NEVER
+      verdict = NEVER
     elseif sum + cost <= max then
-      v = FITS
+      verdict = FITS
     else
       -- When enough of the oldest entries will have left for the cost to fit.
-      v = freed_after(sum + cost - max) or w
+      verdict = sliding_log_freed_after(key, span, now, sum + cost - max) or span
     end
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-    hr = math.max(max - sum, 0)
-    hs = 0
-    if #newest > 0 then hs = math.max(tonumber(newest[2]) + w - now, 0) end
-    tr, ts = hr, hs
-    if cost > 0 then tr, ts = math.max(max - sum - cost, 0), w end
+    held_remaining = math.max(max - sum, 0)
+    held_reset = 0
+    if #newest > 0 then held_reset = math.max(tonumber(newest[2]) + span - now, 0) end
+    taken_remaining, taken_reset = held_remaining, held_reset
+    if cost > 0 then taken_remaining, taken_reset = math.max(max - sum - cost, 0), span end
     -- One unit more than remaining is free once the oldest entries holding it have left;
-    -- when taken, the request being admitted is the newest entry, at now.
-    hn, tn = 0, 0
-    if hr < max then hn = freed_after(sum + hr + 1 - max) or w end
-    if cost == 0 then
-      tn = hn
-    elseif tr < max and v == FITS then
-      tn = freed_after(sum + cost + tr + 1 - max) or w
+    -- when taken, the request being admitted is the newest entry, at now. The taken figure
+    -- is only ever replied when every window fits, and then needs what the held one does
+    -- (one unit, from the oldest entry): read from the log once.
+    held_next, taken_next = 0, 0
+    local held_need = sum + held_remaining + 1 - max
+    if held_remaining < max then
+      held_next = sliding_log_freed_after(key, span, now, held_need) or span
     end
-    c1 = sum
+    if cost == 0 then
+      taken_next = held_next
+    elseif taken_remaining < max and verdict == FITS then
+      local taken_need = sum + cost + taken_remaining + 1 - max
+      if taken_need == held_need and held_remaining < max then
+        taken_next = held_next
+      else
+        taken_next = sliding_log_freed_after(key, span, now, taken_need) or span
+      end
+    end
+    write1 = sum
   end
 
-  k = k + 1
-  local o = 7 * (j - 1)
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = v, hr, hs, hn
-  out[o + 5], out[o + 6], out[o + 7] = tr, ts, tn
-  o = 3 * (j - 1)
-  commit[o + 1], commit[o + 2], commit[o + 3] = c1, c2, c3
-  if v ~= FITS then allowed = false end
+  key_at = key_at + 1
+  local out = VERDICTS_PER_WINDOW * (window - 1)
+  verdicts[out + 1], verdicts[out + 2], verdicts[out + 3], verdicts[out + 4] =
+    verdict, held_remaining, held_reset, held_next
+  verdicts[out + 5], verdicts[out + 6], verdicts[out + 7] = taken_remaining, taken_reset, taken_next
+  out = COMMIT_PER_WINDOW * (window - 1)
+  commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4] = write1, write2, write3, expire
+  if verdict ~= FITS then allowed = false end
 end
 
 if allowed and cost > 0 then
-  k = 1
-  for j = 1, n do
-    local b = 2 + (j - 1) * 4
-    local algo, w = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 3])
-    local key = KEYS[k]
-    local o = 3 * (j - 1)
-    local c1, c2, c3 = commit[o + 1], commit[o + 2], commit[o + 3]
-    if algo == 1 then
-      redis.call('SET', key, num(c1) .. ':' .. ARGV[b + 3], 'PX', ttl_ms(c1 - now))
-    elseif algo == 2 or algo == 3 then
-      redis.call('HSET', key, 's', num(c1), 'n', num(c2))
-      redis.call('PEXPIRE', key, ttl_ms(c3 - now))
-    elseif algo == 4 then
-      redis.call('HSET', key, 's', num(c1), 'c', num(c2), 'p', num(c3))
-      redis.call('PEXPIRE', key, ttl_ms(c1 + 2 * w - now))
-    else
-      local mkey = KEYS[k + 1]
-      k = k + 1
-      local seq = redis.call('HINCRBY', mkey, 'q', 1)
-      redis.call('ZADD', key, num(now), num(seq) .. ':' .. num(cost))
-      redis.call('HSET', mkey, 'n', num(c1 + cost))
-      redis.call('PEXPIRE', key, ttl_ms(w))
-      redis.call('PEXPIRE', mkey, ttl_ms(w))
+  key_at = 1
+  for window = 1, window_count do
+    local at = 2 + (window - 1) * ARGS_PER_WINDOW
+    local algorithm, max, span = ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
+    local key = KEYS[key_at]
+    local out = COMMIT_PER_WINDOW * (window - 1)
+    local write1, write2, write3, expire = commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4]
+    if algorithm == ALGORITHM_GCRA then
+      -- As the one-window path writes: in place while the TTL outlasts the backlog.
+      local tat_text = number_text(write1)
+      if expire == #tat_text and (redis.call('PTTL', key) - TTL_EXTRA) * 1000 >= write1 - now then
+        redis.call('SETRANGE', key, '0', tat_text)
+      else
+        redis.call('SET', key, tat_text .. ':' .. ARGV[at + 3], 'PX',
+          ttl_ms(write1 - now + max * span))
+      end
+    elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
+      -- write1: the window's start, write2: its count, write3: its end.
+      if expire then
+        redis.call('HSET', key, 's', number_text(write1), 'n', number_text(write2))
+        redis.call('PEXPIRE', key, ttl_ms(write3 - now))
+      else
+        redis.call('HSET', key, 'n', number_text(write2))
+      end
+    elseif algorithm == ALGORITHM_SLIDING_COUNTER then
+      -- write1: the window's start, write2: its count, write3: the previous one's.
+      if expire then
+        redis.call('HSET', key, 's', number_text(write1), 'c', number_text(write2), 'p',
+          number_text(write3))
+        redis.call('PEXPIRE', key, ttl_ms(write1 + 2 * span - now))
+      else
+        redis.call('HSET', key, 'c', number_text(write2))
+      end
+    else -- ALGORITHM_SLIDING_LOG
+      -- write1: the sum of costs before this one.
+      local meta = KEYS[key_at + 1]
+      key_at = key_at + 1
+      local sequence = redis.call('HINCRBY', meta, 'q', 1)
+      redis.call('ZADD', key, number_text(now), number_text(sequence) .. ':' .. number_text(cost))
+      redis.call('HSET', meta, 'n', number_text(write1 + cost))
+      redis.call('PEXPIRE', key, ttl_ms(span))
+      redis.call('PEXPIRE', meta, ttl_ms(span))
     end
-    k = k + 1
+    key_at = key_at + 1
   end
 end
 
+-- An admitted decision reports what it took, a denied one what it found: a window's
+-- figures follow its verdict, the held ones first (REPLY_PER_WINDOW - 1 of them).
 local reply = {0}
 local shift = 1
 if allowed then
   reply[1] = 1
-  shift = 4
+  shift = REPLY_PER_WINDOW
 end
-for j = 1, n do
-  local o = 7 * (j - 1)
-  reply[4 * j - 2] = out[o + 1]
-  reply[4 * j - 1] = out[o + shift + 1]
-  reply[4 * j] = out[o + shift + 2]
-  reply[4 * j + 1] = out[o + shift + 3]
+for window = 1, window_count do
+  local out = VERDICTS_PER_WINDOW * (window - 1)
+  local at = 1 + REPLY_PER_WINDOW * (window - 1)
+  reply[at + 1] = verdicts[out + 1]
+  reply[at + 2] = verdicts[out + shift + 1]
+  reply[at + 3] = verdicts[out + shift + 2]
+  reply[at + 4] = verdicts[out + shift + 3]
 end
 return reply

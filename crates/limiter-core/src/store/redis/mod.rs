@@ -19,7 +19,12 @@
 //! the script re-expresses the backlog `tat - now` under the new interval (`backlog /
 //! old * new`, as `Gcra::rebase` does in memory) and writes it back. A value holding only
 //! the arrival time (written before the interval was stored) reads under the current
-//! interval. Every key's TTL is when its state no longer matters: for GCRA, the backlog.
+//! interval. Every key has a TTL, set from when its state no longer matters: a window's
+//! end (a sliding counter's: the next window's end), set by the write that starts the
+//! window; a sliding log's window after its newest entry; a GCRA key's backlog. A key of
+//! a one-window GCRA policy gets its backlog and one window more when written whole, and
+//! then has its arrival time rewritten in place (keeping the TTL) for as long as that
+//! TTL outlasts the backlog, so it outlives the backlog by at most one window.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -208,6 +213,27 @@ impl RedisStore {
     }
 }
 
+/// The scripts' algorithm codes, strides and verdicts: decide.lua and refund.lua define
+/// the same under the same names (a test in `scripts` checks them).
+pub(super) mod protocol {
+    pub(crate) const ALGORITHM_GCRA: u8 = 1;
+    pub(crate) const ALGORITHM_FIXED: u8 = 2;
+    pub(crate) const ALGORITHM_CALENDAR: u8 = 3;
+    pub(crate) const ALGORITHM_SLIDING_COUNTER: u8 = 4;
+    pub(crate) const ALGORITHM_SLIDING_LOG: u8 = 5;
+    /// decide.lua's arguments per window (after the cost and the window count).
+    pub(crate) const ARGS_PER_WINDOW: usize = 4;
+    /// decide.lua's reply integers per window (after allowed): verdict, remaining, reset
+    /// after us, next unit after us.
+    pub(crate) const REPLY_PER_WINDOW: usize = 4;
+    /// refund.lua's arguments per window (after the four leading ones).
+    pub(crate) const REFUND_ARGS_PER_WINDOW: usize = 3;
+    /// A window's verdict in a reply: the cost fits.
+    pub(crate) const FITS: i64 = -1;
+    /// A window's verdict in a reply: the cost can never fit.
+    pub(crate) const NEVER: i64 = -2;
+}
+
 /// Keys a decision of `policy` sends: one per window, two for a sliding log.
 fn key_count(policy: &Policy) -> usize {
     policy.limits().len()
@@ -240,29 +266,35 @@ fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
 fn policy_arg_count(policy: &Policy) -> usize {
     match policy.limits() {
         [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => 3,
-        limits => 1 + 4 * limits.len(),
+        limits => 1 + protocol::ARGS_PER_WINDOW * limits.len(),
     }
 }
 
 /// The script's four arguments for one window: algorithm code, max (GCRA: capacity),
 /// window in us (GCRA: emission interval), calendar period code.
 fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
+    let code = algorithm_code(limit.algorithm());
     match limit.algorithm() {
-        Algorithm::Gcra { .. } => (1, limit.capacity(), limit.emission_us(), 0),
-        Algorithm::FixedWindow => (2, limit.max(), limit.window_us(), 0),
-        Algorithm::Calendar(period) => (3, limit.max(), limit.window_us(), period.code()),
-        Algorithm::SlidingWindow => (4, limit.max(), limit.window_us(), 0),
-        Algorithm::SlidingLog => (5, limit.max(), limit.window_us(), 0),
+        Algorithm::Gcra { .. } => (code, limit.capacity(), limit.emission_us(), 0),
+        Algorithm::Calendar(period) => (code, limit.max(), limit.window_us(), period.code()),
+        _ => (code, limit.max(), limit.window_us(), 0),
     }
 }
 
-/// The integers decide.lua replies per window: verdict, remaining, reset after, next unit
-/// after.
-pub(super) const REPLY_PER_WINDOW: usize = 4;
+/// The algorithm code of `algorithm` in the scripts' arguments.
+pub(super) fn algorithm_code(algorithm: Algorithm) -> u8 {
+    match algorithm {
+        Algorithm::Gcra { .. } => protocol::ALGORITHM_GCRA,
+        Algorithm::FixedWindow => protocol::ALGORITHM_FIXED,
+        Algorithm::Calendar(_) => protocol::ALGORITHM_CALENDAR,
+        Algorithm::SlidingWindow => protocol::ALGORITHM_SLIDING_COUNTER,
+        Algorithm::SlidingLog => protocol::ALGORITHM_SLIDING_LOG,
+    }
+}
 
 fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     let limits = policy.limits();
-    if reply.len() != 1 + REPLY_PER_WINDOW * limits.len() {
+    if reply.len() != 1 + protocol::REPLY_PER_WINDOW * limits.len() {
         return Err(StoreError::Protocol(format!(
             "script replied {} integers for {} windows",
             reply.len(),
@@ -272,15 +304,15 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     }
     let windows: Windows = limits
         .iter()
-        .zip(reply[1..].chunks_exact(REPLY_PER_WINDOW))
+        .zip(reply[1..].chunks_exact(protocol::REPLY_PER_WINDOW))
         .map(|(limit, w)| WindowState {
             limit: limit.capacity(),
             remaining: w[1].max(0) as u64,
             reset_after_us: w[2].max(0) as u64,
             next_unit_us: w[3].max(0) as u64,
             verdict: match w[0] {
-                -1 => Verdict::Fits,
-                -2 => Verdict::Never,
+                protocol::FITS => Verdict::Fits,
+                protocol::NEVER => Verdict::Never,
                 us => Verdict::RetryAfterUs(us.max(1) as u64),
             }
             .into(),

@@ -1,30 +1,41 @@
--- Gives back what a lease took and did not use (run inside batch.lua): `unused` of the `taken` units that an
--- admitted decide.lua call consumed at time `taken_at`, in every window of the policy, as
+-- Gives back what a lease took and did not use (run inside batch.lua): `unused` of the
+-- `taken` units that an admitted decide.lua call consumed at time `taken_at`, in every window of the policy, as
 -- far as each algorithm can tell those units apart from later usage. A window that has
 -- moved on since the lease was taken keeps nothing to give back; a refund never gives
 -- back more than the lease took.
 --
--- ARGV[1] taken, ARGV[2] unused, ARGV[3] taken_at (us), ARGV[4] number of windows, then 3
---   per window: algorithm code (as decide.lua's), window in us (GCRA: emission
---   interval), the window's start at taken_at (fixed, calendar and sliding counter).
+-- ARGV[1] taken, ARGV[2] unused, ARGV[3] taken_at (us), ARGV[4] number of windows, then
+--   REFUND_ARGS_PER_WINDOW per window: algorithm code (ALGORITHM_* below, as
+--   decide.lua's), window in us (GCRA: emission interval), the window's start at taken_at
+--   (fixed, calendar and sliding counter).
 -- KEYS: as decide.lua's.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] * 1000000 + t[2]
 --[[CLOCK]]
 -- Milliseconds added to every TTL: none in production (see `with_script_clock`).
 local TTL_EXTRA = 0
 
-local taken, unused, taken_at = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local GCRA, FIXED, CALENDAR, COUNTER = 1, 2, 3, 4
+-- The codes and stride the Rust side sends (src/store/redis/refund.rs; a test holds both
+-- to the same values).
+local ALGORITHM_GCRA = 1
+local ALGORITHM_FIXED = 2
+local ALGORITHM_CALENDAR = 3
+local ALGORITHM_SLIDING_COUNTER = 4
+local ALGORITHM_SLIDING_LOG = 5
+local REFUND_ARGS_PER_WINDOW = 3
 
-local function number_text(x) return string.format('%.0f', x) end
+-- Numbers read by arithmetic, as in decide.lua.
+local taken, unused, taken_at = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0
+
+-- As decide.lua's: exact for integers below 2^53.
+local function number_text(x) return string.format('%d', x) end
 
 local key_at = 1
-for window = 1, tonumber(ARGV[4]) do
-  local at = 4 + (window - 1) * 3
-  local algorithm, span, start = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+for window = 1, ARGV[4] + 0 do
+  local at = 4 + (window - 1) * REFUND_ARGS_PER_WINDOW
+  local algorithm, span, start = ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
   local key = KEYS[key_at]
-  if algorithm == GCRA then
+  if algorithm == ALGORITHM_GCRA then
     -- The lease moved the arrival time on by `taken` emission intervals of the rate the
     -- value was written under ("tat:emission", or a legacy bare tat at the current
     -- rate); moving it back by the unused ones never goes below now (time already given
@@ -45,12 +56,12 @@ for window = 1, tonumber(ARGV[4]) do
         redis.call('DEL', key)
       end
     end
-  elseif algorithm == FIXED or algorithm == CALENDAR then
+  elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
     local state = redis.call('HMGET', key, 's', 'n')
     if tonumber(state[1]) == start and state[2] then
       redis.call('HSET', key, 'n', number_text(math.max(tonumber(state[2]) - unused, 0)))
     end
-  elseif algorithm == COUNTER then
+  elseif algorithm == ALGORITHM_SLIDING_COUNTER then
     -- The window the lease counted in is the current one (c) or, once the key has
     -- rolled over, the previous one (p).
     local state = redis.call('HMGET', key, 's', 'c', 'p')
@@ -60,7 +71,7 @@ for window = 1, tonumber(ARGV[4]) do
     elseif stored == start + span and state[3] then
       redis.call('HSET', key, 'p', number_text(math.max(tonumber(state[3]) - unused, 0)))
     end
-  else
+  else -- ALGORITHM_SLIDING_LOG
     -- Sliding log: the lease is one entry "seq:taken" scored taken_at; it shrinks to
     -- "seq:(taken - unused)" (or goes) and the meta hash's sum follows.
     local meta = KEYS[key_at + 1]

@@ -1,10 +1,11 @@
 //! The arguments of a lease refund, an entry of the batch script that `refund.lua` runs.
 
+use super::{algorithm_code, protocol};
 use crate::policy::{Algorithm, Policy};
 
 /// How many arguments [`push_refund_args`] sends.
 pub(super) fn refund_arg_count(policy: &Policy) -> usize {
-    4 + 3 * policy.limits().len()
+    4 + protocol::REFUND_ARGS_PER_WINDOW * policy.limits().len()
 }
 
 /// refund.lua's arguments: the units taken and unused, the store time of the take, and
@@ -22,13 +23,14 @@ pub(super) fn push_refund_args(
     for limit in limits {
         let window = limit.window_us();
         let aligned = taken_at - taken_at.rem_euclid(window);
-        let (code, span, start) = match limit.algorithm() {
-            Algorithm::Gcra { .. } => (1, limit.emission_us(), 0),
-            Algorithm::FixedWindow => (2, window, aligned),
-            Algorithm::Calendar(period) => (3, window, period.bounds(taken_at).0),
-            Algorithm::SlidingWindow => (4, window, aligned),
-            Algorithm::SlidingLog => (5, window, 0),
+        let (span, start) = match limit.algorithm() {
+            Algorithm::Gcra { .. } => (limit.emission_us(), 0),
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => (window, aligned),
+            Algorithm::Calendar(period) => (window, period.bounds(taken_at).0),
+            Algorithm::SlidingLog => (window, 0),
         };
-        cmd.arg(code).arg(span).arg(start);
+        cmd.arg(algorithm_code(limit.algorithm()))
+            .arg(span)
+            .arg(start);
     }
 }

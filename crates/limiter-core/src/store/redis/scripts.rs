@@ -59,7 +59,7 @@ fn embedded(script: &str) -> String {
     let script = replace_marker(script, "local t = redis.call('TIME')\n", "");
     let script = replace_marker(
         &script,
-        "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])",
+        "local now = t[1] * 1000000 + t[2]",
         "local now = batch_now",
     );
     let script = replace_marker(&script, "--[[CLOCK]]", "");
@@ -101,7 +101,9 @@ fn replace_marker(script: &str, marker: &str, with: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::protocol::*;
     use super::*;
+    use crate::Period;
 
     #[test]
     fn every_marker_is_present_once() {
@@ -111,6 +113,52 @@ mod tests {
         {
             let injected = Scripts::new(ScriptClock::Injected);
             assert!(injected.decide.get_hash() != scripts.decide.get_hash());
+            assert!(injected.batch.get_hash() != scripts.batch.get_hash());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "must occur exactly once")]
+    fn a_missing_marker_panics() {
+        replace_marker("return {1}", "--[[CLOCK]]", "now = 0");
+    }
+
+    /// `local NAME = value` must be a line of `script`.
+    fn assert_defines(script: &str, name: &str, value: impl std::fmt::Display) {
+        let line = format!("local {name} = {value}");
+        assert!(
+            script.lines().any(|l| l == line),
+            "the script must define `{line}`, as the Rust side does"
+        );
+    }
+
+    #[test]
+    fn the_scripts_constants_are_the_rust_sides() {
+        let algorithms = [
+            ("ALGORITHM_GCRA", ALGORITHM_GCRA),
+            ("ALGORITHM_FIXED", ALGORITHM_FIXED),
+            ("ALGORITHM_CALENDAR", ALGORITHM_CALENDAR),
+            ("ALGORITHM_SLIDING_COUNTER", ALGORITHM_SLIDING_COUNTER),
+            ("ALGORITHM_SLIDING_LOG", ALGORITHM_SLIDING_LOG),
+        ];
+        for script in [DECIDE, REFUND] {
+            for (name, code) in algorithms {
+                assert_defines(script, name, code);
+            }
+        }
+        assert_defines(DECIDE, "ARGS_PER_WINDOW", ARGS_PER_WINDOW);
+        assert_defines(DECIDE, "REPLY_PER_WINDOW", REPLY_PER_WINDOW);
+        assert_defines(DECIDE, "FITS", FITS);
+        assert_defines(DECIDE, "NEVER", NEVER);
+        assert_defines(REFUND, "REFUND_ARGS_PER_WINDOW", REFUND_ARGS_PER_WINDOW);
+        for (name, period) in [
+            ("PERIOD_MINUTE", Period::Minute),
+            ("PERIOD_HOUR", Period::Hour),
+            ("PERIOD_DAY", Period::Day),
+            ("PERIOD_WEEK", Period::Week),
+            ("PERIOD_MONTH", Period::Month),
+        ] {
+            assert_defines(DECIDE, name, period.code());
         }
     }
 }
