@@ -41,6 +41,7 @@ mod decision;
 mod error;
 mod key;
 mod limiter;
+pub mod metric_names;
 mod policy;
 mod resilience;
 mod store;

@@ -44,6 +44,7 @@ mod future;
 mod headers;
 mod key;
 mod layer;
+pub mod metric_names;
 mod observe;
 mod outcome;
 mod plan;
