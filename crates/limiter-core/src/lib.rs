@@ -31,6 +31,7 @@
 //! The rest of this page is `README.md`, compiled as a doc test.
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod algorithm;
 mod calendar;
