@@ -89,11 +89,7 @@ fn emitted() -> BTreeSet<String> {
         for macro_call in ["counter!(", "gauge!(", "histogram!("] {
             for (at, _) in text.match_indices(macro_call) {
                 let args = text[at + macro_call.len()..].trim_start();
-                let first = args
-                    .split(|c: char| c == ',' || c == ')')
-                    .next()
-                    .unwrap_or_default()
-                    .trim();
+                let first = args.split([',', ')']).next().unwrap_or_default().trim();
                 let name = if let Some(literal) = first.strip_prefix('"') {
                     literal.split('"').next().map(str::to_owned)
                 } else if let Some(name) = first.strip_prefix("limiter_core::metric_names::") {
