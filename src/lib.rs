@@ -12,3 +12,8 @@ pub use limiter_core;
 pub use limiter_tower;
 
 pub mod telemetry;
+
+/// The workspace's `README.md`, whose Rust examples are compiled (and, where they need no
+/// Redis, run) as doc tests.
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -1,8 +1,9 @@
 //! `dashboards/ratelimit.json` is valid JSON, and the metrics it queries are exactly the
 //! ones the code emits: [`METRIC_NAMES`], which must in turn list every
-//! `counter!`/`gauge!`/`histogram!` name in the workspace's sources.
+//! `counter!`/`gauge!`/`histogram!` name in the workspace's sources (a literal, or a
+//! constant of `limiter_core::metric_names` / `limiter_tower::metric_names`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use limiter::telemetry::METRIC_NAMES;
@@ -58,21 +59,52 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Names passed to the `metrics` macros in the library sources.
+/// The `pub const NAME: &str = "value";` items of a `metric_names.rs`, by name.
+fn constants(crate_dir: &str) -> BTreeMap<String, String> {
+    let file = repo().join(crate_dir).join("src/metric_names.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .filter_map(|item| {
+            let (name, value) = item.split_once(": &str = \"")?;
+            Some((name.to_owned(), value.strip_suffix("\";")?.to_owned()))
+        })
+        .collect()
+}
+
+/// Names passed to the `metrics` macros in the library sources: string literals, or
+/// constants of `limiter_core::metric_names` and `limiter_tower::metric_names`, resolved
+/// through those modules' sources.
 fn emitted() -> BTreeSet<String> {
+    let core = constants("crates/limiter-core");
+    let tower = constants("crates/limiter-tower");
     let mut files = Vec::new();
     for dir in ["src", "crates/limiter-core/src", "crates/limiter-tower/src"] {
         rust_files(&repo().join(dir), &mut files);
     }
     let mut names = BTreeSet::new();
     for file in files {
+        let in_core = file.starts_with(repo().join("crates/limiter-core"));
         let text = std::fs::read_to_string(&file).unwrap();
         for macro_call in ["counter!(", "gauge!(", "histogram!("] {
             for (at, _) in text.match_indices(macro_call) {
                 let args = text[at + macro_call.len()..].trim_start();
-                if let Some(name) = args.strip_prefix('"').and_then(|a| a.split('"').next()) {
-                    names.insert(name.to_owned());
-                }
+                let first = args.split([',', ')']).next().unwrap_or_default().trim();
+                let name = if let Some(literal) = first.strip_prefix('"') {
+                    literal.split('"').next().map(str::to_owned)
+                } else if let Some(name) = first.strip_prefix("limiter_core::metric_names::") {
+                    core.get(name).cloned()
+                } else if let Some(name) = first.strip_prefix("limiter_tower::metric_names::") {
+                    tower.get(name).cloned()
+                } else if let Some(name) = first.strip_prefix("crate::metric_names::") {
+                    if in_core { &core } else { &tower }.get(name).cloned()
+                } else {
+                    None
+                };
+                let name = name.unwrap_or_else(|| {
+                    panic!("{}: metric name `{first}` is neither a literal nor a metric_names constant", file.display())
+                });
+                names.insert(name);
             }
         }
     }

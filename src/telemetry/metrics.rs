@@ -6,28 +6,29 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Every metric the workspace emits, as Prometheus names them. A test holds this list
-/// equal to the `counter!`/`gauge!`/`histogram!` calls in the sources and to the metrics
-/// the Grafana dashboard (`dashboards/ratelimit.json`) queries.
-pub const METRIC_NAMES: &[&str] = &[
-    // limiter-tower: one per decision, local cache hits, and reloads.
-    "ratelimit_decisions_total",
-    "ratelimit_decision_duration_seconds",
-    "ratelimit_config_reloads_total",
-    "ratelimit_config_generation",
-    "ratelimit_local_cache_hits_total",
-    // limiter-core's Guarded store around Redis.
-    "ratelimit_store_duration_seconds",
-    "ratelimit_store_errors_total",
-    "ratelimit_fallback_decisions_total",
-    "ratelimit_breaker_state",
-    "ratelimit_breaker_transitions_total",
-    // limiter-core's Batched and Leased stores (store.batch, store.leases).
-    "ratelimit_batch_decisions",
-    "ratelimit_leases_total",
-    "ratelimit_lease_refunded_units_total",
-    "ratelimit_lease_refund_failures_total",
-];
+/// Every metric the workspace emits, as Prometheus names them: the tower layer's
+/// ([`limiter_tower::metric_names`]) and the store wrappers' ([`limiter_core::metric_names`]).
+/// A test holds this list equal to the `counter!`/`gauge!`/`histogram!` calls in the
+/// sources and to the metrics the Grafana dashboard (`dashboards/ratelimit.json`) queries.
+pub const METRIC_NAMES: &[&str] = &concat::<{ TOWER.len() + CORE.len() }>(TOWER, CORE);
+
+const TOWER: &[&str] = limiter_tower::metric_names::ALL;
+const CORE: &[&str] = limiter_core::metric_names::ALL;
+
+/// `a` then `b`, as one array of length `N` (`a.len() + b.len()`).
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
 
 /// Upper bounds (seconds) of the latency histograms: a decision takes tens of
 /// microseconds in memory and a few hundred on a local Redis; the top buckets catch
@@ -53,7 +54,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(
-            Matcher::Full("ratelimit_batch_decisions".into()),
+            Matcher::Full(limiter_core::metric_names::BATCH_DECISIONS.into()),
             BATCH_BUCKETS,
         )?
         .install_recorder()

@@ -16,6 +16,7 @@ const US_PER_DAY: i64 = 86_400 * US_PER_SEC;
     serde(rename_all = "snake_case"),
     schemars(rename = "PeriodName")
 )]
+#[non_exhaustive]
 pub enum Period {
     /// Starts at second 0 of each minute.
     Minute,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer};
 
-use crate::resilience::FailureMode;
+use crate::store::FailureMode;
 
 /// Reads a duration written as text (`90s`, `15m`, `1h 30m`, `1d`, `250ms`, `20us`) or
 /// as whole seconds: for `#[serde(deserialize_with = "...")]`.

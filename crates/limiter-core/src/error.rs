@@ -214,6 +214,7 @@ pub enum StoreConfigError {
 
 /// A rate-limit check that could not be made.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The key is empty.
     #[error("rate-limit key must not be empty")]
@@ -225,6 +226,7 @@ pub enum Error {
 
 /// Why [`Limiter::acquire`](crate::Limiter::acquire) gave up.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum AcquireError {
     /// The cost is larger than a window's capacity: it can never be admitted.
     #[error("cost exceeds the capacity of window #{window}: it can never be admitted")]

@@ -31,6 +31,7 @@
 //! The rest of this page is `README.md`, compiled as a doc test.
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod algorithm;
 mod calendar;
@@ -41,8 +42,8 @@ mod decision;
 mod error;
 mod key;
 mod limiter;
+pub mod metric_names;
 mod policy;
-mod resilience;
 mod store;
 
 pub use calendar::Period;
@@ -53,9 +54,9 @@ pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};
-pub use resilience::{
+pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
+pub use store::{
     BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
 };
-pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};
 pub use store::{MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store};

@@ -33,7 +33,11 @@
 //! Request flow: route match → key → store decision → headers or 429. Everything that
 //! depends only on the rules (routes, key templates, header values, 429 bodies) is
 //! prepared when they are built.
-
+//!
+//! # The crate's README
+//!
+//! The rest of this page is `README.md`, compiled as a doc test.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
@@ -44,6 +48,7 @@ mod future;
 mod headers;
 mod key;
 mod layer;
+pub mod metric_names;
 mod observe;
 mod outcome;
 mod plan;

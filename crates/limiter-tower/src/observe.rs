@@ -136,7 +136,7 @@ impl Observation {
         rule.metrics.decisions[judgement as usize]
             .get_or_init(|| {
                 metrics::counter!(
-                    "ratelimit_decisions_total",
+                    crate::metric_names::DECISIONS_TOTAL,
                     "policy" => metrics::SharedString::from(std::sync::Arc::clone(&rule.name)),
                     "result" => judgement.as_str()
                 )
@@ -147,7 +147,7 @@ impl Observation {
                 .local_cache_hits
                 .get_or_init(|| {
                     metrics::counter!(
-                        "ratelimit_local_cache_hits_total",
+                        crate::metric_names::LOCAL_CACHE_HITS_TOTAL,
                         "policy" => metrics::SharedString::from(std::sync::Arc::clone(&rule.name))
                     )
                 })
@@ -159,7 +159,7 @@ impl Observation {
         rule.metrics
             .latency
             .get_or_init(
-                || metrics::histogram!("ratelimit_decision_duration_seconds", "store" => store),
+                || metrics::histogram!(crate::metric_names::DECISION_DURATION_SECONDS, "store" => store),
             )
             .record(elapsed.as_secs_f64());
         // One call for the three outcome fields: a subscriber may re-encode the span's

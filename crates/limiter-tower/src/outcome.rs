@@ -94,7 +94,7 @@ fn outcome(
             // Only an unguarded store gets here (the in-memory store when full): the
             // failure mode decides as the guard would, without a local stand-in.
             tracing::warn!(policy = rule.policy.name(), error = %err, failure_mode = failure_mode.name(), "rate-limit store failed; decided by the failure mode");
-            metrics::counter!("ratelimit_fallback_decisions_total", "mode" => failure_mode.name())
+            metrics::counter!(limiter_core::metric_names::FALLBACK_DECISIONS_TOTAL, "mode" => failure_mode.name())
                 .increment(1);
             match failure_mode {
                 FailureMode::Open => (Outcome::Allow(Stamp::DEGRADED), Judgement::DegradedAllowed),

@@ -11,6 +11,7 @@ use crate::rules::BadCost;
 
 /// Why a request was answered by the layer before any rate-limit decision.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Rejection {
     /// The policy needs a verified user and the fallback is `reject`.
     #[error("unauthorized: {0}")]

@@ -18,7 +18,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(rules: Rules, store: AnyStore) -> Arc<Self> {
-        metrics::gauge!("ratelimit_config_generation").set(1.0);
+        metrics::gauge!(crate::metric_names::CONFIG_GENERATION).set(1.0);
         Arc::new(Shared {
             rules: ArcSwap::from_pointee(rules),
             store,
@@ -30,7 +30,7 @@ impl Shared {
     pub(crate) fn replace_rules(&self, rules: Rules) {
         self.rules.store(Arc::new(rules));
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::gauge!("ratelimit_config_generation").set(generation as f64);
+        metrics::gauge!(crate::metric_names::CONFIG_GENERATION).set(generation as f64);
     }
 
     pub(crate) fn generation(&self) -> u64 {

@@ -332,7 +332,7 @@ async fn send(store: RedisStore, jobs: Vec<Job>, permit: OwnedSemaphorePermit) {
             }
         })
         .collect();
-    metrics::histogram!("ratelimit_batch_decisions").record(jobs.len() as f64);
+    metrics::histogram!(crate::metric_names::BATCH_DECISIONS).record(jobs.len() as f64);
     let result = store.decide_batch(&entries).await;
     drop(permit);
     drop(entries);

@@ -3,6 +3,7 @@
 
 mod batched;
 mod denial_cache;
+mod guarded;
 mod leased;
 mod memory;
 mod policy_key;
@@ -12,6 +13,9 @@ use std::future::Future;
 
 pub use self::batched::{Batched, BatchedBuilder};
 pub use self::denial_cache::{DenialCache, DenialCacheBuilder};
+pub use self::guarded::{
+    BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
+};
 pub use self::leased::{LeaseStats, Leased, LeasedBuilder};
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
 pub use self::redis::{RedisStore, RedisStoreBuilder};

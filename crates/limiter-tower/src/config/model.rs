@@ -605,6 +605,7 @@ pub struct LimitConfig {
 /// The counting algorithms of `limiter-core`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AlgorithmName {
     /// Generic cell rate algorithm (token bucket).
     #[default]

@@ -90,12 +90,13 @@ impl Reloader {
             Ok(false) => {}
             Ok(true) => {
                 tracing::info!(file = %self.path.display(), "rate-limit policies reloaded");
-                metrics::counter!("ratelimit_config_reloads_total", "result" => "ok").increment(1);
+                metrics::counter!(crate::metric_names::CONFIG_RELOADS_TOTAL, "result" => "ok")
+                    .increment(1);
                 self.events.send_modify(|e| e.applied += 1);
             }
             Err(err) => {
                 tracing::error!(error = %err, "rate-limit policy file rejected; the running policies stay in force");
-                metrics::counter!("ratelimit_config_reloads_total", "result" => "failed")
+                metrics::counter!(crate::metric_names::CONFIG_RELOADS_TOTAL, "result" => "failed")
                     .increment(1);
                 self.events.send_modify(|e| {
                     e.failed += 1;

@@ -358,6 +358,7 @@ impl<T: JsonSchema> JsonSchema for Switchable<T> {
 /// every request), `on` (the store's settings, as when unset) or `{ lifetime: 50ms }`.
 /// Ignored when the store has no `leases` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PolicyLeases {
     /// As the store's `leases` section says.
     On,

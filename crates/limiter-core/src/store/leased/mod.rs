@@ -204,10 +204,10 @@ struct Stats {
 impl Stats {
     fn lease_ended(&self, refunded: u64, ok: bool) {
         if ok {
-            metrics::counter!("ratelimit_lease_refunded_units_total").increment(refunded);
+            metrics::counter!(crate::metric_names::LEASE_REFUNDED_UNITS_TOTAL).increment(refunded);
             self.refunded_units.fetch_add(refunded, Ordering::Relaxed);
         } else {
-            metrics::counter!("ratelimit_lease_refund_failures_total").increment(1);
+            metrics::counter!(crate::metric_names::LEASE_REFUND_FAILURES_TOTAL).increment(1);
             self.failed_refunds.fetch_add(1, Ordering::Relaxed);
         }
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -426,7 +426,7 @@ impl<S: LeaseStore> Leased<S> {
         };
         drop(taking);
         let stats = &self.shared.stats;
-        metrics::counter!("ratelimit_leases_total").increment(1);
+        metrics::counter!(crate::metric_names::LEASES_TOTAL).increment(1);
         stats.leases.fetch_add(1, Ordering::Relaxed);
         stats.outstanding.fetch_add(1, Ordering::AcqRel);
         if let Some(old) = replaced {

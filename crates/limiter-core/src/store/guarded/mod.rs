@@ -170,7 +170,8 @@ impl<S: Store> Guarded<S> {
         let start = Instant::now();
         let outcome = tokio::time::timeout(inner.deadline, call()).await;
         let elapsed = start.elapsed();
-        metrics::histogram!("ratelimit_store_duration_seconds").record(elapsed.as_secs_f64());
+        metrics::histogram!(crate::metric_names::STORE_DURATION_SECONDS)
+            .record(elapsed.as_secs_f64());
         let (failure, err) = match outcome {
             Ok(Ok(value)) => {
                 self.record(CallResult::Success { elapsed });
@@ -183,7 +184,7 @@ impl<S: Store> Guarded<S> {
                 StoreError::Unavailable(Unavailable::Deadline(inner.deadline)),
             ),
         };
-        metrics::counter!("ratelimit_store_errors_total", "kind" => failure).increment(1);
+        metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL, "kind" => failure).increment(1);
         tracing::warn!(
             kind = failure,
             policy = policy.name(),
@@ -195,7 +196,8 @@ impl<S: Store> Guarded<S> {
 
     fn fallback(&self, policy: &Policy, key: &str, cost: u64, mode: &FailureMode) -> Decision {
         let inner = &self.inner;
-        metrics::counter!("ratelimit_fallback_decisions_total", "mode" => mode.name()).increment(1);
+        metrics::counter!(crate::metric_names::FALLBACK_DECISIONS_TOTAL, "mode" => mode.name())
+            .increment(1);
         let retry = inner.breaker.config().probe_interval;
         match *mode {
             FailureMode::Open => fallback::allow(policy),

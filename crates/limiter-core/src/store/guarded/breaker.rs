@@ -203,8 +203,9 @@ impl Breaker {
             to = to.name(),
             "rate-limit store circuit breaker"
         );
-        metrics::gauge!("ratelimit_breaker_state").set(f64::from(to as u8));
-        metrics::counter!("ratelimit_breaker_transitions_total", "to" => to.name()).increment(1);
+        metrics::gauge!(crate::metric_names::BREAKER_STATE).set(f64::from(to as u8));
+        metrics::counter!(crate::metric_names::BREAKER_TRANSITIONS_TOTAL, "to" => to.name())
+            .increment(1);
         true
     }
 }

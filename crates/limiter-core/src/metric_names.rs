@@ -1,0 +1,44 @@
+//! The names of the metrics this crate emits through the [`metrics`] facade, in one place:
+//! the store wrappers' ([`Guarded`](crate::Guarded), [`Batched`](crate::Batched),
+//! [`Leased`](crate::Leased)). Nothing is recorded unless the application installs a
+//! `metrics` recorder.
+//!
+//! ```
+//! use limiter_core::metric_names;
+//!
+//! assert!(metric_names::ALL.contains(&metric_names::BREAKER_STATE));
+//! assert!(metric_names::ALL.iter().all(|name| name.starts_with("ratelimit_")));
+//! ```
+
+/// Histogram: seconds each call to the store behind [`Guarded`](crate::Guarded) took.
+pub const STORE_DURATION_SECONDS: &str = "ratelimit_store_duration_seconds";
+/// Counter `{kind}`: store failures seen by [`Guarded`](crate::Guarded) (`timeout`,
+/// `unavailable`, `protocol`, `full`).
+pub const STORE_ERRORS_TOTAL: &str = "ratelimit_store_errors_total";
+/// Counter `{mode}`: decisions taken by the failure mode instead of the store.
+pub const FALLBACK_DECISIONS_TOTAL: &str = "ratelimit_fallback_decisions_total";
+/// Gauge: the circuit breaker's state ([`BreakerState`](crate::BreakerState) as a number).
+pub const BREAKER_STATE: &str = "ratelimit_breaker_state";
+/// Counter `{to}`: circuit breaker transitions, by the state entered.
+pub const BREAKER_TRANSITIONS_TOTAL: &str = "ratelimit_breaker_transitions_total";
+/// Histogram: decisions carried by each call of [`Batched`](crate::Batched).
+pub const BATCH_DECISIONS: &str = "ratelimit_batch_decisions";
+/// Counter: leases taken by [`Leased`](crate::Leased).
+pub const LEASES_TOTAL: &str = "ratelimit_leases_total";
+/// Counter: units of expired leases given back to the store.
+pub const LEASE_REFUNDED_UNITS_TOTAL: &str = "ratelimit_lease_refunded_units_total";
+/// Counter: lease refunds the store did not take.
+pub const LEASE_REFUND_FAILURES_TOTAL: &str = "ratelimit_lease_refund_failures_total";
+
+/// Every metric name above.
+pub const ALL: &[&str] = &[
+    STORE_DURATION_SECONDS,
+    STORE_ERRORS_TOTAL,
+    FALLBACK_DECISIONS_TOTAL,
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS_TOTAL,
+    BATCH_DECISIONS,
+    LEASES_TOTAL,
+    LEASE_REFUNDED_UNITS_TOTAL,
+    LEASE_REFUND_FAILURES_TOTAL,
+];

@@ -1,0 +1,31 @@
+//! The names of the metrics this crate emits through the [`metrics`] facade, in one place.
+//! The store wrappers' metrics are in [`limiter_core::metric_names`]. Nothing is recorded
+//! unless the application installs a `metrics` recorder.
+//!
+//! ```
+//! use limiter_tower::metric_names;
+//!
+//! assert!(metric_names::ALL.contains(&metric_names::DECISIONS_TOTAL));
+//! assert!(metric_names::ALL.iter().all(|name| name.starts_with("ratelimit_")));
+//! ```
+
+/// Counter `{policy, result}`: one per decision (`allowed`, `denied`,
+/// `degraded_allowed`, `degraded_denied`).
+pub const DECISIONS_TOTAL: &str = "ratelimit_decisions_total";
+/// Histogram `{store}`: seconds each decision took.
+pub const DECISION_DURATION_SECONDS: &str = "ratelimit_decision_duration_seconds";
+/// Counter `{result}`: reloads of the policy file (`ok`, `failed`).
+pub const CONFIG_RELOADS_TOTAL: &str = "ratelimit_config_reloads_total";
+/// Gauge: rule sets put in force so far (1 for the first).
+pub const CONFIG_GENERATION: &str = "ratelimit_config_generation";
+/// Counter `{policy}`: denials answered by the local cache of denials.
+pub const LOCAL_CACHE_HITS_TOTAL: &str = "ratelimit_local_cache_hits_total";
+
+/// Every metric name above.
+pub const ALL: &[&str] = &[
+    DECISIONS_TOTAL,
+    DECISION_DURATION_SECONDS,
+    CONFIG_RELOADS_TOTAL,
+    CONFIG_GENERATION,
+    LOCAL_CACHE_HITS_TOTAL,
+];
