@@ -255,3 +255,41 @@ async fn oversized_and_non_utf8_headers_never_cause_5xx() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_server_without_connect_info_answers_500_never_one_shared_budget() {
+    std::env::set_var("IDENTITY_TEST_SECRET", SECRET);
+    let layer = common::layer(&policies("ip")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    // Served as a plain router: no `into_make_service_with_connect_info`.
+    let app = common::app().layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("server") });
+    let c = common::client();
+
+    // `/ip` allows one request per client; were every client one "unknown" client, the
+    // second would be a 429. Each is a 500 naming the fix instead.
+    for _ in 0..3 {
+        let response = c.get(format!("http://{addr}/ip")).send().await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("ConnectInfo"), "{detail}");
+    }
+    // A user without a valid token would fall back to the address: the same.
+    assert_eq!(status(c.get(format!("http://{addr}/me"))).await, 500);
+    // A valid user, or a key that needs no address, is served.
+    let alice = common::hs256(SECRET, "alice", Some("api"), 3600);
+    assert_eq!(
+        status(c.get(format!("http://{addr}/me")).bearer_auth(&alice)).await,
+        200
+    );
+    assert_eq!(status(c.get(format!("http://{addr}/cost"))).await, 200);
+}

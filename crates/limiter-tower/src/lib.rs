@@ -43,6 +43,7 @@
 
 mod body;
 mod builder;
+mod client_timestamp;
 pub mod config;
 mod future;
 mod headers;
@@ -61,6 +62,7 @@ mod store;
 
 pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
 pub use builder::{BuildError, Endpoint, LimiterBuilder, PolicyRule};
+pub use client_timestamp::{BadTimestamp, ClientTimestamp};
 pub use config::{
     ConfigError, ForwardedHeader, HeaderStyle, QuotaUnit, Scope, StoreConfig, StoreSetup,
     TokenFallback,

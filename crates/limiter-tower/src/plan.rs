@@ -3,19 +3,16 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
+use std::time::SystemTime;
 
 use axum::extract::ConnectInfo;
 use http::Request;
 
 use crate::config::TokenFallback;
 use crate::key::{RequestIdentity, TokenError};
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};
-
-/// The key part of clients whose address is unknown (a server without `ConnectInfo`):
-/// they share one budget, which errs on the side of limiting.
-const UNKNOWN_CLIENT: &str = "unknown";
 
 /// What to do with a request.
 pub(crate) enum Plan<'r> {
@@ -32,16 +29,30 @@ pub(crate) enum Plan<'r> {
 }
 
 pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
+    let headers = req.headers();
+    // Every request through the layer, limited or not: it guards against replays.
+    if let Some(stamp) = &rules.client_timestamp {
+        if let Err(err) = stamp.check(headers, SystemTime::now()) {
+            return Plan::Reject(Rejection::BadTimestamp(err));
+        }
+    }
     let Some(rule) = rules.find(req.method(), req.uri().path()) else {
         return Plan::Pass;
     };
-    let headers = req.headers();
     // The client's address only when something asks for it: a `global` or `endpoint`
     // budget without exempt networks never looks.
-    let client = (rule.key.needs_ip() || !rules.exempt_cidrs.is_empty())
-        .then(|| req.extensions().get::<ConnectInfo<SocketAddr>>())
-        .flatten()
-        .map(|ConnectInfo(peer)| rules.client_ip.resolve(peer.ip(), headers));
+    let exempts_by_ip = !rules.exempt_cidrs.is_empty();
+    let client = if rule.key.needs_ip() || exempts_by_ip {
+        match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(peer)) => Some(rules.client_ip.resolve(peer.ip(), headers)),
+            // Exempt networks cannot be told apart without it: refuse rather than limit
+            // them silently.
+            None if exempts_by_ip => return no_client_address(),
+            None => None,
+        }
+    } else {
+        None
+    };
     if let Some(ip) = client {
         if rules.exempt_cidrs.iter().any(|net| net.contains(&ip)) {
             return Plan::Pass;
@@ -93,14 +104,25 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         .map(|ip| rules.client_ip.bucket(ip));
     let key = rule.key.render(&RequestIdentity {
         user: user.as_deref(),
-        ip: ip.as_deref().unwrap_or(UNKNOWN_CLIENT),
+        ip: ip.as_deref(),
         api_key: api_key.as_deref(),
         method: req.method().as_str(),
         route: &rule.route,
     });
-    Plan::Check {
-        rule,
-        key: Cow::Owned(key),
-        cost,
+    match key {
+        Some(key) => Plan::Check {
+            rule,
+            key: Cow::Owned(key),
+            cost,
+        },
+        None => no_client_address(),
     }
+}
+
+/// The key needs the client address and the server gives none: every client would share
+/// one budget. A server fault, answered 500 and logged once rather than per request.
+fn no_client_address<'r>() -> Plan<'r> {
+    static LOGGED: Once = Once::new();
+    LOGGED.call_once(|| tracing::error!("{NO_CLIENT_ADDRESS}"));
+    Plan::Reject(Rejection::NoClientAddress)
 }

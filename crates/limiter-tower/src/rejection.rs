@@ -1,10 +1,12 @@
 //! Requests the layer answers itself without asking the store: a token that a policy
-//! requires is missing or invalid (401), or a cost header is unusable (400).
+//! requires is missing or invalid (401), a cost or timestamp header is unusable (400),
+//! or the server gives the layer no client address where a policy counts by it (500).
 
 use bytes::Bytes;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::client_timestamp::BadTimestamp;
 use crate::key::TokenError;
 use crate::problem;
 use crate::rules::BadCost;
@@ -19,14 +21,27 @@ pub enum Rejection {
     /// The cost header is not a whole number within its bound.
     #[error(transparent)]
     BadCost(#[from] BadCost),
+    /// The request's timestamp header is malformed, missing where required, or further
+    /// from this process's clock than the tolerated skew.
+    #[error(transparent)]
+    BadTimestamp(#[from] BadTimestamp),
+    /// The policy counts by client address (or networks are exempted) and the server
+    /// passes none to the layer: a fault of the server, not of the request, answered 500
+    /// rather than counting every client in one shared budget.
+    #[error("{NO_CLIENT_ADDRESS}")]
+    NoClientAddress,
 }
+
+/// The detail of [`Rejection::NoClientAddress`], also logged once.
+pub(crate) const NO_CLIENT_ADDRESS: &str = "a rate-limit policy counts by client address (or exempts networks), but the server passes none to the layer: serve the app with `into_make_service_with_connect_info::<SocketAddr>()` (or insert `ConnectInfo<SocketAddr>` into every request)";
 
 impl Rejection {
     /// The status it is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Rejection::BadCost(_) => StatusCode::BAD_REQUEST,
+            Rejection::BadCost(_) | Rejection::BadTimestamp(_) => StatusCode::BAD_REQUEST,
+            Rejection::NoClientAddress => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -15,6 +15,7 @@ pub use endpoint::{Endpoint, PolicyRule};
 pub use error::BuildError;
 pub(crate) use error::Entry;
 
+use crate::client_timestamp::ClientTimestamp;
 use crate::config::{ForwardedHeader, HeaderStyle, StoreConfig, StoreSetup, TokenFallback};
 use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
@@ -60,6 +61,7 @@ pub struct LimiterBuilder {
     store: StoreConfig,
     failure_mode: FailureMode,
     breaker: BreakerConfig,
+    client_timestamp: Option<ClientTimestamp>,
 }
 
 /// IPv6 clients share one budget per /64 unless told otherwise.
@@ -147,6 +149,14 @@ impl LimiterBuilder {
     /// The circuit breaker in front of a Redis store.
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
+        self
+    }
+
+    /// Refuses (400) requests whose timestamp header is further from this process's
+    /// clock than the tolerated skew, or malformed (off unless set). Rate-limit windows
+    /// never read a client's time either way.
+    pub fn client_timestamp(mut self, check: ClientTimestamp) -> Self {
+        self.client_timestamp = Some(check);
         self
     }
 
@@ -249,6 +259,7 @@ impl LimiterBuilder {
             ))),
             exempt_cidrs: self.exempt_cidrs.iter().map(IpNet::trunc).collect(),
             exempt_users: self.exempt_users.into_iter().collect(),
+            client_timestamp: self.client_timestamp,
             store: StoreSetup {
                 store: self.store,
                 failure_mode: self.failure_mode,

@@ -14,6 +14,7 @@ use super::env::expand_env;
 use super::error::{ConfigError, Position};
 use super::model::*;
 use crate::builder::{Endpoint, Entry, LimiterBuilder, PolicyRule};
+use crate::client_timestamp::ClientTimestamp;
 use crate::key::Jwt;
 use crate::rules::{Cost, Rules};
 
@@ -105,6 +106,20 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
     }
     if let Some(jwt) = &config.jwt {
         builder = builder.jwt(jwt_keys(&ctx, jwt)?);
+    }
+    if let Some(stamp) = &config.client_timestamp {
+        let header = HeaderName::from_str(&stamp.header).map_err(|_| {
+            ctx.invalid(
+                None,
+                "client_timestamp.header".into(),
+                "not a valid header name",
+            )
+        })?;
+        builder = builder.client_timestamp(
+            ClientTimestamp::new(header)
+                .max_skew(stamp.max_skew)
+                .required(stamp.required),
+        );
     }
     let api_key = HeaderName::from_str(&config.api_key.header)
         .map_err(|_| ctx.invalid(None, "api_key.header".into(), "not a valid header name"))?;

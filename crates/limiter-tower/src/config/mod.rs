@@ -1,6 +1,7 @@
 //! The YAML policy file: its types ([`ConfigFile`]), loading with precise errors,
 //! compiling into [`Rules`](crate::Rules), the JSON Schema, and hot reload.
 
+mod client_clock;
 mod compile;
 mod env;
 mod error;
@@ -11,6 +12,7 @@ mod reload;
 mod schema;
 mod throughput;
 
+pub use client_clock::ClientTimestampConfig;
 pub use error::{ConfigError, Position};
 pub use load::{load, load_str, parse, Loaded};
 pub use model::*;

@@ -47,6 +47,10 @@ pub struct ConfigFile {
     /// Requests that are never limited.
     #[serde(default)]
     pub exemptions: Exemptions,
+    /// Refuse requests whose own timestamp header is too far from this process's clock
+    /// (off unless set).
+    #[serde(default)]
+    pub client_timestamp: Option<super::ClientTimestampConfig>,
     /// The policy for requests that match no endpoint; without one they pass unlimited.
     #[serde(default)]
     #[schemars(with = "Option<PolicyConfig>")]

@@ -1,7 +1,7 @@
 //! The `ip` scope: the peer address, or, behind trusted proxies, the client address they
 //! report. A forwarding header is believed only from a trusted peer, and then only up to
 //! the first hop that is not itself trusted (the rightmost untrusted entry): everything
-//! to its left was written by the client and may be forged.
+//! to its left was written by the client and may be forged, so it is never parsed.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,9 +10,16 @@ use ipnet::{IpNet, Ipv6Net};
 
 use crate::config::ForwardedHeader;
 
-/// Forwarding headers longer than this are treated as malformed: no proxy chain is that
-/// long, and the bound keeps the work per request small.
-const MAX_FORWARDED_LEN: usize = 4096;
+/// Entries read from the right of a forwarding chain at most: no proxy chain is that
+/// long, and the bound keeps the work per request small however long the header is.
+const MAX_HOPS: usize = 16;
+
+/// Entries longer than this are garbage: the longest address with port, brackets and an
+/// RFC 7239 element's other parameters fits well within it.
+const MAX_ENTRY_LEN: usize = 256;
+
+/// Reads one entry of a forwarding chain: `None` for garbage.
+type ParseEntry = fn(&[u8]) -> Option<IpAddr>;
 
 /// Finds the client address of a request.
 #[derive(Debug, Clone)]
@@ -37,29 +44,37 @@ impl ClientIpResolver {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client address: `peer` unless it is a trusted proxy with a well-formed
-    /// forwarding header. A malformed or oversized header falls back to `peer`.
+    /// The client address: `peer` unless it is a trusted proxy with a forwarding header.
+    ///
+    /// Hops are read right to left, each written by the (trusted) hop to its right: the
+    /// first that is not trusted is the client. A garbage entry (not an address, not
+    /// UTF-8, too long, `unknown`) ends the walk, and so do [`MAX_HOPS`] trusted ones:
+    /// the client is then the last trusted hop seen (the peer if none), never anything a
+    /// client wrote further left.
     pub(crate) fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
             return peer;
         }
-        let chain = match self.header {
-            ForwardedHeader::XForwardedFor => chain(headers, "x-forwarded-for", parse_xff),
-            ForwardedHeader::Forwarded => chain(headers, "forwarded", parse_forwarded),
+        let (name, parse): (_, ParseEntry) = match self.header {
+            ForwardedHeader::XForwardedFor => ("x-forwarded-for", parse_xff),
+            ForwardedHeader::Forwarded => ("forwarded", parse_forwarded),
         };
-        let Some(chain) = chain else {
-            return peer;
-        };
-        // Right to left: the first hop that is not one of ours is the client as far as
-        // anything trustworthy can tell; if every hop is ours, the leftmost one is.
-        chain
+        let hops = headers
+            .get_all(name)
             .iter()
             .rev()
-            .find(|ip| !self.is_trusted(**ip))
-            .or(chain.first())
-            .copied()
-            .unwrap_or(peer)
+            .flat_map(|value| value.as_bytes().rsplit(|b| *b == b','))
+            .take(MAX_HOPS);
+        let mut client = peer;
+        for entry in hops {
+            match parse(entry) {
+                Some(ip) if self.is_trusted(ip) => client = ip,
+                Some(ip) => return ip,
+                None => break,
+            }
+        }
+        client
     }
 
     /// The key part for `ip`: IPv4 as is, IPv6 as its network at the configured prefix.
@@ -74,47 +89,30 @@ impl ClientIpResolver {
     }
 }
 
-/// Every value of header `name`, in order, parsed by `parse`; `None` when a value is not
-/// UTF-8, too long, or does not parse.
-fn chain(
-    headers: &HeaderMap,
-    name: &str,
-    parse: fn(&str, &mut Vec<IpAddr>) -> Option<()>,
-) -> Option<Vec<IpAddr>> {
-    let mut out = Vec::new();
-    let mut total = 0;
-    for value in headers.get_all(name) {
-        total += value.len();
-        if total > MAX_FORWARDED_LEN {
-            return None;
-        }
-        parse(value.to_str().ok()?, &mut out)?;
+/// One entry as text, trimmed; `None` when too long or not UTF-8.
+fn entry_text(entry: &[u8]) -> Option<&str> {
+    if entry.len() > MAX_ENTRY_LEN {
+        return None;
     }
-    Some(out)
+    std::str::from_utf8(entry).ok().map(str::trim)
 }
 
-/// `X-Forwarded-For: 203.0.113.7, 10.0.0.1` (ports and brackets tolerated).
-fn parse_xff(value: &str, out: &mut Vec<IpAddr>) -> Option<()> {
-    for entry in value.split(',') {
-        out.push(parse_node(entry.trim())?);
-    }
-    Some(())
+/// One `X-Forwarded-For` entry: `203.0.113.7` (ports and brackets tolerated).
+fn parse_xff(entry: &[u8]) -> Option<IpAddr> {
+    parse_node(entry_text(entry)?)
 }
 
-/// RFC 7239: `Forwarded: for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`. Every
-/// element must carry a `for` with an address; `unknown` and obfuscated identifiers make
-/// the chain unusable, so the peer address is used.
-fn parse_forwarded(value: &str, out: &mut Vec<IpAddr>) -> Option<()> {
-    for element in value.split(',') {
-        let node = element.split(';').find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            key.trim()
-                .eq_ignore_ascii_case("for")
-                .then(|| value.trim().trim_matches('"'))
-        })?;
-        out.push(parse_node(node)?);
-    }
-    Some(())
+/// One RFC 7239 `Forwarded` element: `for=192.0.2.60;proto=http`,
+/// `for="[2001:db8::1]:4711"`. It must carry a `for` with an address: `unknown` and
+/// obfuscated identifiers are garbage.
+fn parse_forwarded(element: &[u8]) -> Option<IpAddr> {
+    let node = entry_text(element)?.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| value.trim().trim_matches('"'))
+    })?;
+    parse_node(node)
 }
 
 /// An address, optionally with a port (`1.2.3.4:80`, `[::1]:80`) or brackets (`[::1]`).
@@ -169,15 +167,74 @@ mod tests {
     }
 
     #[test]
-    fn malformed_non_utf8_or_oversized_headers_fall_back_to_peer() {
+    fn garbage_where_the_proxy_wrote_falls_back_to_the_proxy() {
         let r = resolver(ForwardedHeader::XForwardedFor);
-        for bad in [&b"not-an-ip"[..], b"1.2.3.4,,", b"\xff\xfe"] {
+        for bad in [
+            &b"not-an-ip"[..],
+            b"1.2.3.4,,",
+            b"\xff\xfe",
+            b"1.2.3.4, unknown",
+        ] {
             let h = headers("x-forwarded-for", &[bad]);
-            assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+            assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("10.0.0.1"), "{bad:?}");
         }
-        let long = "1.2.3.4, ".repeat(1000);
+        // Behind two proxies: garbage written by the inner one stops at the inner one.
+        let h = headers("x-forwarded-for", &[b"6.6.6.6, garbage, 10.3.3.3"]);
+        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("10.3.3.3"));
+        let long_entry = format!("{}, 203.0.113.7", "9".repeat(10_000));
+        let h = headers("x-forwarded-for", &[long_entry.as_bytes()]);
+        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("203.0.113.7"));
+        let h = headers(
+            "x-forwarded-for",
+            &[format!("{}1.2.3.4", "9".repeat(300)).as_bytes()],
+        );
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), &h),
+            ip("10.0.0.1"),
+            "overlong entry"
+        );
+    }
+
+    #[test]
+    fn garbage_a_client_wrote_left_of_its_hop_is_never_read() {
+        let r = resolver(ForwardedHeader::XForwardedFor);
+        for forged in [&b"\xff\xfe, 203.0.113.7"[..], b"x, , ;, 203.0.113.7"] {
+            let h = headers("x-forwarded-for", &[forged]);
+            assert_eq!(
+                r.resolve(ip("10.0.0.1"), &h),
+                ip("203.0.113.7"),
+                "{forged:?}"
+            );
+        }
+        let h = headers("x-forwarded-for", &[b"not-an-ip", b"203.0.113.7"]);
+        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn long_chains_are_read_from_the_right_up_to_a_bound() {
+        let r = resolver(ForwardedHeader::XForwardedFor);
+        // 100,000 forged hops before the real one: only the rightmost entries are read.
+        let long = format!("{}203.0.113.7", "1.2.3.4, ".repeat(100_000));
         let h = headers("x-forwarded-for", &[long.as_bytes()]);
-        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("203.0.113.7"));
+        // More trusted hops than the bound: the client is the last one read, not the
+        // address a client put further left.
+        let ours: Vec<String> = (0..MAX_HOPS + 5).map(|i| format!("10.0.1.{i}")).collect();
+        let chain = format!("6.6.6.6, {}", ours.join(", "));
+        let h = headers("x-forwarded-for", &[chain.as_bytes()]);
+        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("10.0.1.5"));
+        let within: Vec<&str> = ours
+            .iter()
+            .rev()
+            .take(MAX_HOPS - 1)
+            .map(String::as_str)
+            .collect();
+        let chain = format!(
+            "6.6.6.6, {}",
+            within.into_iter().rev().collect::<Vec<_>>().join(", ")
+        );
+        let h = headers("x-forwarded-for", &[chain.as_bytes()]);
+        assert_eq!(r.resolve(ip("10.0.0.1"), &h), ip("6.6.6.6"));
     }
 
     #[test]
@@ -190,6 +247,10 @@ mod tests {
         assert_eq!(r.resolve(ip("::1"), &h), ip("2001:db8::1"));
         let unknown = headers("forwarded", &[b"for=unknown"]);
         assert_eq!(r.resolve(ip("::1"), &unknown), ip("::1"));
+        let no_for = headers("forwarded", &[b"for=6.6.6.6, proto=https"]);
+        assert_eq!(r.resolve(ip("::1"), &no_for), ip("::1"));
+        let hidden = headers("forwarded", &[b"for=6.6.6.6, for=_hidden, for=203.0.113.9"]);
+        assert_eq!(r.resolve(ip("::1"), &hidden), ip("203.0.113.9"));
     }
 
     #[test]

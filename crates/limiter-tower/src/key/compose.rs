@@ -11,8 +11,9 @@ use crate::key::escape::push_escaped;
 pub(crate) struct RequestIdentity<'a> {
     /// The verified token identity, if any.
     pub user: Option<&'a str>,
-    /// The client address bucket (IPv4 address or IPv6 network).
-    pub ip: &'a str,
+    /// The client address bucket (IPv4 address or IPv6 network); `None` when the
+    /// server passes no peer address to the layer.
+    pub ip: Option<&'a str>,
     /// The hashed API key, if any.
     pub api_key: Option<&'a str>,
     /// The method of the request.
@@ -82,8 +83,9 @@ impl KeyTemplate {
 
     /// Renders the key, e.g. `user:alice:endpoint:GET%20/users/%7Bid%7D`. A `user` or
     /// `api_key` scope without a value counts under the client address instead (once,
-    /// when the policy has no `ip` scope of its own).
-    pub(crate) fn render(&self, id: &RequestIdentity<'_>) -> String {
+    /// when the policy has no `ip` scope of its own). `None` when the key needs the
+    /// client address and there is none: such clients must never share one budget.
+    pub(crate) fn render(&self, id: &RequestIdentity<'_>) -> Option<String> {
         let mut key = String::with_capacity(96);
         let mut fell_back = self.has_ip;
         for scope in self.scopes.iter() {
@@ -97,12 +99,12 @@ impl KeyTemplate {
                         Some(value) => (name, Some(value)),
                         None if !fell_back => {
                             fell_back = true;
-                            ("ip", Some(id.ip))
+                            ("ip", Some(id.ip?))
                         }
                         None => continue,
                     }
                 }
-                Scope::Ip => ("ip", Some(id.ip)),
+                Scope::Ip => ("ip", Some(id.ip?)),
                 Scope::Endpoint => {
                     separate(&mut key);
                     key.push_str("endpoint:");
@@ -120,7 +122,7 @@ impl KeyTemplate {
                 push_escaped(&mut key, value);
             }
         }
-        key
+        Some(key)
     }
 }
 
@@ -137,7 +139,7 @@ mod tests {
     fn id<'a>(user: Option<&'a str>) -> RequestIdentity<'a> {
         RequestIdentity {
             user,
-            ip: "192.0.2.1",
+            ip: Some("192.0.2.1"),
             api_key: None,
             method: "GET",
             route: "/users/{id}",
@@ -148,11 +150,11 @@ mod tests {
     fn renders_scopes_in_order() {
         let t = KeyTemplate::new(&[Scope::User, Scope::Endpoint, Scope::Ip]);
         assert_eq!(
-            t.render(&id(Some("alice"))),
+            t.render(&id(Some("alice"))).unwrap(),
             "user:alice:endpoint:GET%20/users/%7Bid%7D:ip:192.0.2.1"
         );
         let global = KeyTemplate::new(&[Scope::Global]);
-        assert_eq!(global.render(&id(None)), "global");
+        assert_eq!(global.render(&id(None)).unwrap(), "global");
         assert_eq!(global.fixed(), Some("global"));
         assert_eq!(t.fixed(), None);
     }
@@ -160,20 +162,227 @@ mod tests {
     #[test]
     fn missing_identity_falls_back_to_ip_once() {
         let t = KeyTemplate::new(&[Scope::User, Scope::ApiKey]);
-        assert_eq!(t.render(&id(None)), "ip:192.0.2.1");
+        assert_eq!(t.render(&id(None)).unwrap(), "ip:192.0.2.1");
         let t = KeyTemplate::new(&[Scope::User, Scope::Ip]);
-        assert_eq!(t.render(&id(None)), "ip:192.0.2.1");
+        assert_eq!(t.render(&id(None)).unwrap(), "ip:192.0.2.1");
     }
 
     #[test]
     fn a_user_cannot_forge_another_scope() {
         let t = KeyTemplate::new(&[Scope::User, Scope::Ip]);
-        let forged = t.render(&RequestIdentity {
-            user: Some("bob:ip:192.0.2.1"),
-            ..id(None)
-        });
-        let real = t.render(&id(Some("bob")));
+        let forged = t
+            .render(&RequestIdentity {
+                user: Some("bob:ip:192.0.2.1"),
+                ..id(None)
+            })
+            .unwrap();
+        let real = t.render(&id(Some("bob"))).unwrap();
         assert_ne!(forged, real);
         assert_eq!(forged.matches(':').count(), 3);
+    }
+
+    #[test]
+    fn no_client_address_renders_no_key_where_one_is_needed() {
+        let unknown = |user| RequestIdentity {
+            ip: None,
+            ..id(user)
+        };
+        assert_eq!(KeyTemplate::new(&[Scope::Ip]).render(&unknown(None)), None);
+        let user = KeyTemplate::new(&[Scope::User, Scope::Endpoint]);
+        assert_eq!(user.render(&unknown(None)), None, "the fallback needs it");
+        assert_eq!(
+            user.render(&unknown(Some("alice"))).as_deref(),
+            Some("user:alice:endpoint:GET%20/users/%7Bid%7D")
+        );
+        assert_eq!(
+            KeyTemplate::new(&[Scope::Endpoint])
+                .render(&unknown(None))
+                .as_deref(),
+            Some("endpoint:GET%20/users/%7Bid%7D")
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        /// Values made of what could confuse a key: its separator and escape, escapes
+        /// written out, hash tags, scope names, Unicode look-alikes (Cyrillic `а`, `é`
+        /// precomposed and as `e` + combining accent), controls, and plain letters.
+        fn hostile() -> impl Strategy<Value = String> {
+            let pieces = vec![
+                "a", "b", ":", "%", "%3A", "3A", "%25", "{", "}", " ", "%20", "é", "e\u{301}",
+                "\u{430}", "/", "ip", "user", "key", "endpoint", "global", "\0", "\n", "*",
+            ];
+            vec(select(pieces), 0..6).prop_map(|parts| parts.concat())
+        }
+
+        /// Methods are HTTP tokens: never a space or a `:`, but `%` is allowed.
+        fn method() -> impl Strategy<Value = String> {
+            vec(select(vec!["G", "E", "T", "%", "2", "0", "!", "~"]), 1..5)
+                .prop_map(|parts| parts.concat())
+        }
+
+        fn scopes() -> impl Strategy<Value = Vec<Scope>> {
+            let all = vec![
+                Scope::User,
+                Scope::Ip,
+                Scope::ApiKey,
+                Scope::Endpoint,
+                Scope::Global,
+            ];
+            vec(select(all), 1..5)
+        }
+
+        #[derive(Debug, Clone)]
+        struct Owned {
+            user: Option<String>,
+            ip: Option<String>,
+            api_key: Option<String>,
+            method: String,
+            route: String,
+        }
+
+        impl Owned {
+            fn borrow(&self) -> RequestIdentity<'_> {
+                RequestIdentity {
+                    user: self.user.as_deref(),
+                    ip: self.ip.as_deref(),
+                    api_key: self.api_key.as_deref(),
+                    method: &self.method,
+                    route: &self.route,
+                }
+            }
+        }
+
+        fn identity() -> impl Strategy<Value = Owned> {
+            let part = || proptest::option::weighted(0.8, hostile());
+            (part(), part(), part(), method(), hostile()).prop_map(
+                |(user, ip, api_key, method, route)| Owned {
+                    user,
+                    ip,
+                    api_key,
+                    method,
+                    route,
+                },
+            )
+        }
+
+        /// What a key is meant to identify, written plainly: each scope's kind and
+        /// values, with `user`/`api_key` falling back to the address once.
+        fn meaning(scopes: &[Scope], id: &Owned) -> Option<Vec<(&'static str, Vec<String>)>> {
+            let mut out = Vec::new();
+            let mut fell_back = scopes.contains(&Scope::Ip);
+            for scope in scopes {
+                match scope {
+                    Scope::User | Scope::ApiKey => {
+                        let (kind, value) = match scope {
+                            Scope::User => ("user", &id.user),
+                            _ => ("key", &id.api_key),
+                        };
+                        match value {
+                            Some(value) => out.push((kind, vec![value.clone()])),
+                            None if !fell_back => {
+                                fell_back = true;
+                                out.push(("ip", vec![id.ip.clone()?]));
+                            }
+                            None => {}
+                        }
+                    }
+                    Scope::Ip => out.push(("ip", vec![id.ip.clone()?])),
+                    Scope::Endpoint => {
+                        out.push(("endpoint", vec![id.method.clone(), id.route.clone()]))
+                    }
+                    Scope::Global => out.push(("global", vec![])),
+                }
+            }
+            Some(out)
+        }
+
+        /// Reads a key back into what it identifies: possible only because every value is
+        /// escaped (no `:` inside) and the endpoint's method holds no space (`%20`).
+        fn decode(key: &str) -> Option<Vec<(&'static str, Vec<String>)>> {
+            let unescape = |part: &str| -> Option<String> {
+                let bytes = part.as_bytes();
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < bytes.len() {
+                    if bytes[i] == b'%' {
+                        let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                        out.push(u8::from_str_radix(hex, 16).ok()?);
+                        i += 3;
+                    } else {
+                        out.push(bytes[i]);
+                        i += 1;
+                    }
+                }
+                String::from_utf8(out).ok()
+            };
+            let mut tokens = key.split(':');
+            let mut out = Vec::new();
+            while let Some(kind) = tokens.next() {
+                let kind = ["user", "ip", "key", "endpoint", "global"]
+                    .into_iter()
+                    .find(|k| *k == kind)?;
+                let values = match kind {
+                    "global" => vec![],
+                    "endpoint" => {
+                        let (method, route) = tokens.next()?.split_once("%20")?;
+                        vec![unescape(method)?, unescape(route)?]
+                    }
+                    _ => vec![unescape(tokens.next()?)?],
+                };
+                out.push((kind, values));
+            }
+            Some(out)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// A key can be read back into exactly the identity it was built from, so no
+            /// two distinct identities can ever share one.
+            #[test]
+            fn a_key_reads_back_as_its_identity(scopes in scopes(), a in identity()) {
+                let key = KeyTemplate::new(&scopes).render(&a.borrow());
+                prop_assert_eq!(key.as_deref().and_then(decode), meaning(&scopes, &a));
+            }
+
+            /// Distinct identities never share a key, and one identity always gets the
+            /// same key: keys are equal exactly when what they identify is.
+            #[test]
+            fn keys_are_equal_exactly_when_identities_are(
+                scopes in scopes(),
+                a in identity(),
+                b in identity(),
+            ) {
+                let t = KeyTemplate::new(&scopes);
+                let (ka, kb) = (t.render(&a.borrow()), t.render(&b.borrow()));
+                let (ma, mb) = (meaning(&scopes, &a), meaning(&scopes, &b));
+                prop_assert_eq!(ka.is_some(), ma.is_some());
+                prop_assert_eq!(ka == kb, ma == mb, "{:?} {:?}", ka, kb);
+            }
+
+            /// The same, for identities that differ in one part only (random pairs
+            /// rarely collide by chance).
+            #[test]
+            fn changing_one_part_changes_the_key(
+                scopes in scopes(),
+                a in identity(),
+                user in hostile(),
+                route in hostile(),
+            ) {
+                let t = KeyTemplate::new(&scopes);
+                for b in [
+                    Owned { user: Some(user.clone()), ..a.clone() },
+                    Owned { route: route.clone(), ..a.clone() },
+                ] {
+                    let same_meaning = meaning(&scopes, &a) == meaning(&scopes, &b);
+                    prop_assert_eq!(t.render(&a.borrow()) == t.render(&b.borrow()), same_meaning);
+                }
+            }
+        }
     }
 }

@@ -47,4 +47,34 @@ mod tests {
         assert_ne!(esc("a:b"), esc("a%3Ab"));
         assert!(!esc("x:y:z").contains(':'));
     }
+
+    fn unescape(escaped: &str) -> Vec<u8> {
+        let bytes = escaped.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Escaping is injective (it can be undone) and never writes the separator, a
+        /// hash tag or anything but printable ASCII, whatever the bytes.
+        #[test]
+        fn escaping_is_reversible_and_separator_free(part in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut out = String::new();
+            push_escaped_bytes(&mut out, &part);
+            proptest::prop_assert_eq!(unescape(&out), part);
+            let forbidden = b":{}";
+            proptest::prop_assert!(out.bytes().all(|b| b.is_ascii_graphic() && !forbidden.contains(&b)), "{}", out);
+        }
+    }
 }

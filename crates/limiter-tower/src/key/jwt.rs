@@ -185,3 +185,230 @@ fn map_error(kind: &ErrorKind) -> TokenError {
         _ => TokenError::Malformed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Jwt;
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"jwt-unit-test-secret";
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../tests/keys/rsa_private.pem");
+    const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa_public.pem");
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn claims() -> Value {
+        json!({ "sub": "alice", "iss": "auth", "aud": "api", "exp": now() + 3600 })
+    }
+
+    fn with(claims: Value, change: &[(&str, Value)]) -> Value {
+        let mut claims = claims;
+        for (name, value) in change {
+            claims[*name] = value.clone();
+        }
+        claims
+    }
+
+    fn hs(claims: &Value) -> String {
+        encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn rs(kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = kid.map(str::to_owned);
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+        encode(&header, claims, &key).unwrap()
+    }
+
+    fn verifier(jwt: Jwt) -> JwtVerifier {
+        jwt.issuer("auth")
+            .audience("api")
+            .leeway(std::time::Duration::ZERO)
+            .verifier()
+            .unwrap()
+            .0
+    }
+
+    fn hs_and_rs() -> JwtVerifier {
+        let jwt = Jwt::new([Algorithm::HS256, Algorithm::RS256])
+            .hmac_secret(SECRET)
+            .public_key_pem(Algorithm::RS256, None, RSA_PUBLIC)
+            .unwrap();
+        verifier(jwt)
+    }
+
+    /// `{"keys": [the test RSA key, named `kid`]}`.
+    fn jwks(kid: &str) -> Vec<u8> {
+        let mut jwk = Jwk::from_encoding_key(
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+            Algorithm::RS256,
+        )
+        .unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        serde_json::to_vec(&JwkSet { keys: vec![jwk] }).unwrap()
+    }
+
+    fn b64(value: &Value) -> String {
+        // base64url without padding, by hand: no dependency for one test.
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = value.to_string().into_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+                << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn valid_tokens_of_each_allowed_algorithm_name_their_subject() {
+        let v = hs_and_rs();
+        assert_eq!(v.verify(&hs(&claims())), Ok("alice".to_owned()));
+        assert_eq!(v.verify(&rs(None, &claims())), Ok("alice".to_owned()));
+        let numeric = with(claims(), &[("sub", json!(42))]);
+        assert_eq!(v.verify(&hs(&numeric)), Ok("42".to_owned()));
+    }
+
+    #[test]
+    fn forged_and_confused_algorithms_are_refused() {
+        let v = hs_and_rs();
+        let none = format!("{}.{}.", b64(&json!({ "alg": "none" })), b64(&claims()));
+        assert!(v.verify(&none).is_err(), "alg none");
+        let none_signed = format!("{}.{}.c2ln", b64(&json!({ "alg": "none" })), b64(&claims()));
+        assert!(v.verify(&none_signed).is_err(), "alg none with a signature");
+        // HS256 keyed with the RSA public key, as a confused verifier would check it.
+        let confused = encode(
+            &Header::default(),
+            &claims(),
+            &EncodingKey::from_secret(RSA_PUBLIC),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&confused), Err(TokenError::BadSignature));
+        // An RS256 token where only HS256 is accepted.
+        let hs_only = verifier(Jwt::new([Algorithm::HS256]).hmac_secret(SECRET));
+        assert_eq!(
+            hs_only.verify(&rs(None, &claims())),
+            Err(TokenError::AlgorithmNotAllowed)
+        );
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &claims(),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(hs_only.verify(&hs512), Err(TokenError::AlgorithmNotAllowed));
+    }
+
+    #[test]
+    fn time_and_claim_checks() {
+        let v = hs_and_rs();
+        let cases = [
+            (
+                with(claims(), &[("exp", json!(now() - 60))]),
+                TokenError::Expired,
+            ),
+            (
+                with(claims(), &[("nbf", json!(now() + 600))]),
+                TokenError::NotYetValid,
+            ),
+            (
+                with(claims(), &[("iss", json!("evil"))]),
+                TokenError::Claims("issuer"),
+            ),
+            (
+                with(claims(), &[("aud", json!("other-api"))]),
+                TokenError::Claims("audience"),
+            ),
+            (
+                with(claims(), &[("sub", json!(""))]),
+                TokenError::Claims("identity claim missing or not a string"),
+            ),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(v.verify(&hs(&claims)), Err(want.clone()), "{claims}");
+            assert_eq!(v.verify(&rs(None, &claims)), Err(want), "{claims}");
+        }
+        let nested = with(claims(), &[("sub", json!({ "nested": "alice" }))]);
+        assert!(
+            v.verify(&hs(&nested)).is_err(),
+            "a subject that is not a string"
+        );
+        let mut no_exp = claims();
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert!(matches!(v.verify(&hs(&no_exp)), Err(TokenError::Claims(_))));
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_before_verification() {
+        let v = hs_and_rs();
+        // Validly signed: only the size bound can refuse it.
+        let padding = "p".repeat(MAX_TOKEN_LEN);
+        let big = hs(&with(claims(), &[("padding", json!(padding))]));
+        assert!(big.len() > MAX_TOKEN_LEN);
+        assert_eq!(v.verify(&big), Err(TokenError::Malformed));
+        let mut headers = HeaderMap::new();
+        let bearer = format!("Bearer {big}");
+        headers.insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
+        assert_eq!(v.identify(&headers), Err(TokenError::Malformed));
+        // Just within the bound, the same claims verify.
+        let fits = hs(&with(claims(), &[("padding", json!("p".repeat(100)))]));
+        assert_eq!(v.verify(&fits), Ok("alice".to_owned()));
+    }
+
+    #[test]
+    fn a_jwks_key_answers_only_its_own_kid() {
+        let jwt = Jwt::new([Algorithm::RS256]).jwks(&jwks("main")).unwrap();
+        let v = verifier(jwt);
+        assert_eq!(
+            v.verify(&rs(Some("main"), &claims())),
+            Ok("alice".to_owned())
+        );
+        assert_eq!(
+            v.verify(&rs(Some("rotated-out"), &claims())),
+            Err(TokenError::BadSignature)
+        );
+        // A JWKS key named for RS256 never verifies an HMAC token, whatever its kid.
+        let header = Header {
+            kid: Some("main".to_owned()),
+            ..Header::default()
+        };
+        let hmac = encode(&header, &claims(), &EncodingKey::from_secret(RSA_PUBLIC)).unwrap();
+        assert_eq!(v.verify(&hmac), Err(TokenError::AlgorithmNotAllowed));
+    }
+
+    #[test]
+    fn malformed_headers_never_reach_verification() {
+        let v = hs_and_rs();
+        let cases: [(&[u8], TokenError); 5] = [
+            (b"Bearer", TokenError::Malformed),
+            (b"Bearer ", TokenError::Malformed),
+            (b"Basic YWxpY2U6cHc=", TokenError::Missing),
+            (b"Bearer \xff\xfe", TokenError::Malformed),
+            (b"Bearer a.b.c", TokenError::Malformed),
+        ];
+        for (value, want) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+            assert_eq!(v.identify(&headers), Err(want), "{value:?}");
+        }
+    }
+}

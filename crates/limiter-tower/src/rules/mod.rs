@@ -13,6 +13,7 @@ use ipnet::IpNet;
 pub use endpoint::{BadCost, Cost};
 pub(crate) use endpoint::{Denial, EndpointRule};
 
+use crate::client_timestamp::ClientTimestamp;
 use crate::config::{StoreSetup, TokenFallback};
 use crate::key::{ApiKeyReader, ClientIpResolver, JwtVerifier};
 
@@ -35,6 +36,8 @@ pub struct Rules {
     pub(crate) api_key: ApiKeyReader,
     pub(crate) exempt_cidrs: Box<[IpNet]>,
     pub(crate) exempt_users: HashSet<String>,
+    /// Refuses requests whose own timestamp is too far from this process's clock.
+    pub(crate) client_timestamp: Option<ClientTimestamp>,
     /// The store sections it was compiled with; a reload cannot change the store.
     pub(crate) store: StoreSetup,
 }
