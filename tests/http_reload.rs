@@ -155,7 +155,9 @@ async fn raised_gcra_limit_gives_its_headroom_at_once() {
 async fn raised_gcra_limit_gives_its_headroom_at_once_on_redis() {
     let redis = RedisServer::spawn();
     let store = format!(
-        "store: {{ kind: redis, url: \"{}\", key_prefix: \"reload:\" }}\n",
+        // A deadline no loaded test machine misses: a call past it would fail open and
+        // admit a request the test expects denied.
+        "store: {{ kind: redis, url: \"{}\", key_prefix: \"reload:\", timeout: 2s }}\n",
         redis.url()
     );
     gcra_reload_keeps_units(&store).await;

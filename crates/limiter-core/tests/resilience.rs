@@ -69,15 +69,21 @@ async fn burst<S: Store + Clone>(
 async fn redis_killed_mid_load_fail_open_allows_everything() {
     let mut server = RedisServer::spawn();
     let limiter = Limiter::new(policy(1_000), guarded(&server, FailureMode::Open).await);
-    // Four clients load the limiter; Redis is killed once 100 decisions are in.
+    // Four clients load the limiter; Redis is killed once 100 decisions are in, and the
+    // clients make their other 500 only after it is dead, so that some must be degraded.
     let (progress, mut seen) = tokio::sync::watch::channel(0usize);
     let progress = std::sync::Arc::new(progress);
+    let (killed, dead) = tokio::sync::watch::channel(false);
     let clients: Vec<_> = (0..4)
         .map(|c| {
             let (limiter, progress) = (limiter.clone(), std::sync::Arc::clone(&progress));
+            let mut dead = dead.clone();
             tokio::spawn(async move {
                 let mut decisions = Vec::new();
                 for i in 0..150 {
+                    if i == 25 {
+                        dead.wait_for(|&dead| dead).await.unwrap();
+                    }
                     let d = tokio::time::timeout(BOUND, limiter.check(&format!("c{c}-{i}"), 1))
                         .await
                         .expect("a decision never waits on a dead Redis")
@@ -91,6 +97,7 @@ async fn redis_killed_mid_load_fail_open_allows_everything() {
         .collect();
     seen.wait_for(|&n| n >= 100).await.unwrap();
     server.kill();
+    killed.send(true).unwrap();
     let mut all = Vec::new();
     for client in clients {
         all.extend(client.await.unwrap());
