@@ -40,6 +40,7 @@
 mod body;
 mod builder;
 pub mod config;
+mod enumeration;
 mod future;
 mod headers;
 mod key;
@@ -60,6 +61,7 @@ pub use config::{
     ConfigError, ForwardedHeader, HeaderStyle, QuotaUnit, Scope, StoreConfig, StoreSetup,
     TokenFallback,
 };
+pub use enumeration::{Enumeration, FailedAuth};
 pub use future::ResponseFuture;
 pub use key::{Jwt, JwtKeyError};
 pub use layer::{LayerError, LimiterLayer};

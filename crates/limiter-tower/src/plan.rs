@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
+use http::header::AUTHORIZATION;
 use http::Request;
 
 use crate::config::TokenFallback;
+use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
 use crate::key::{RequestIdentity, TokenError};
 use crate::rejection::Rejection;
 use crate::rules::{EndpointRule, Rules};
@@ -28,17 +30,20 @@ pub(crate) enum Plan<'r> {
         rule: &'r Arc<EndpointRule>,
         key: Cow<'r, str>,
         cost: u64,
+        /// Counts the request's credential as failed if the application says so.
+        report: Option<FailureReport>,
     },
 }
 
-pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
+pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B>) -> Plan<'r> {
     let Some(rule) = rules.find(req.method(), req.uri().path()) else {
         return Plan::Pass;
     };
     let headers = req.headers();
     // The client's address only when something asks for it: a `global` or `endpoint`
     // budget without exempt networks never looks.
-    let client = (rule.key.needs_ip() || !rules.exempt_cidrs.is_empty())
+    let enumeration = rules.enumeration.as_ref();
+    let client = (rule.key.needs_ip() || !rules.exempt_cidrs.is_empty() || enumeration.is_some())
         .then(|| req.extensions().get::<ConnectInfo<SocketAddr>>())
         .flatten()
         .map(|ConnectInfo(peer)| rules.client_ip.resolve(peer.ip(), headers));
@@ -49,19 +54,23 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
     }
 
     let needs_user = rule.key.needs_user();
+    let mut failed_token = false;
     let user = match &rules.jwt {
-        Some(jwt) if needs_user || !rules.exempt_users.is_empty() => match jwt.identify(headers) {
-            Ok(user) => Some(user),
-            Err(err) if needs_user && rules.token_fallback == TokenFallback::Reject => {
-                return Plan::Reject(Rejection::Unauthorized(err));
-            }
-            Err(err) => {
-                if err != TokenError::Missing {
-                    tracing::debug!(policy = rule.policy.name(), error = %err, "token not accepted; counting by client address");
+        Some(jwt) if needs_user || !rules.exempt_users.is_empty() || enumeration.is_some() => {
+            match jwt.identify(headers) {
+                Ok(user) => Some(user),
+                Err(err) if needs_user && rules.token_fallback == TokenFallback::Reject => {
+                    return Plan::Reject(Rejection::Unauthorized(err));
                 }
-                None
+                Err(err) => {
+                    failed_token = err != TokenError::Missing;
+                    if failed_token {
+                        tracing::debug!(policy = rule.policy.name(), error = %err, "token not accepted; counting by client address");
+                    }
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
     if user
@@ -69,6 +78,31 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         .is_some_and(|u| rules.exempt_users.contains(u))
     {
         return Plan::Pass;
+    }
+
+    let api_key = if rule.key.needs_api_key() || enumeration.is_some() {
+        rules.api_key.read(headers)
+    } else {
+        None
+    };
+    // After the identity is known, before any store call: a blocked client costs none.
+    let mut report = None;
+    if let (Some(config), Some(ip)) = (enumeration, client) {
+        let source = Source {
+            address: rules.client_ip.bucket(ip),
+            network: rules.client_ip.network(ip),
+        };
+        let presented = Presented {
+            user: user.as_deref(),
+            api_key: api_key.as_deref(),
+            failed_token: failed_token
+                .then(|| headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+                .flatten(),
+        };
+        match guard.check(config, &source, &presented) {
+            Verdict::Blocked(left) => return Plan::Reject(Rejection::AbnormalUsage(left)),
+            Verdict::Pass(r) => report = r,
+        }
     }
 
     let cost = match rule.cost.of(headers) {
@@ -80,13 +114,9 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
             rule,
             key: Cow::Borrowed(key),
             cost,
+            report,
         };
     }
-    let api_key = if rule.key.needs_api_key() {
-        rules.api_key.read(headers)
-    } else {
-        None
-    };
     // Formatting the address allocates: only when the key can contain it.
     let ip = client
         .filter(|_| rule.key.needs_ip())
@@ -94,7 +124,7 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
     let key = rule.key.render(&RequestIdentity {
         user: user.as_deref(),
         ip: ip.as_deref().unwrap_or(UNKNOWN_CLIENT),
-        api_key: api_key.as_deref(),
+        api_key: api_key.as_deref().filter(|_| rule.key.needs_api_key()),
         method: req.method().as_str(),
         route: &rule.route,
     });
@@ -102,5 +132,6 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         rule,
         key: Cow::Owned(key),
         cost,
+        report,
     }
 }

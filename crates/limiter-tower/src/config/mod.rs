@@ -2,6 +2,7 @@
 //! compiling into [`Rules`](crate::Rules), the JSON Schema, and hot reload.
 
 mod compile;
+mod enumeration;
 mod env;
 mod error;
 mod guard;
@@ -11,6 +12,7 @@ mod reload;
 mod schema;
 mod throughput;
 
+pub use enumeration::{EnumerationConfig, Honeypot};
 pub use error::{ConfigError, Position};
 pub use load::{load, load_str, parse, Loaded};
 pub use model::*;

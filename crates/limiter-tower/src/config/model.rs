@@ -47,6 +47,9 @@ pub struct ConfigFile {
     /// Requests that are never limited.
     #[serde(default)]
     pub exemptions: Exemptions,
+    /// The key-enumeration defence (on by default).
+    #[serde(default)]
+    pub enumeration: super::EnumerationConfig,
     /// The policy for requests that match no endpoint; without one they pass unlimited.
     #[serde(default)]
     #[schemars(with = "Option<PolicyConfig>")]

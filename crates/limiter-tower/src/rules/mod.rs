@@ -35,6 +35,8 @@ pub struct Rules {
     pub(crate) api_key: ApiKeyReader,
     pub(crate) exempt_cidrs: Box<[IpNet]>,
     pub(crate) exempt_users: HashSet<String>,
+    /// The enumeration defence; `None` when off.
+    pub(crate) enumeration: Option<Arc<crate::Enumeration>>,
     /// The store sections it was compiled with; a reload cannot change the store.
     pub(crate) store: StoreSetup,
 }
