@@ -16,6 +16,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "ratelimit_config_reloads_total",
     "ratelimit_config_generation",
     "ratelimit_local_cache_hits_total",
+    // limiter-tower: sources blocked by the key-enumeration defence, by reason.
+    "ratelimit_abuse_blocks_total",
     // limiter-core's Guarded store around Redis.
     "ratelimit_store_duration_seconds",
     "ratelimit_store_errors_total",
