@@ -30,6 +30,7 @@ store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, loc
 breaker: {{ slow_calls: 1000000 }}
 failure_mode: closed
 client_ip: {{ trusted_proxies: ["127.0.0.1/32"] }}
+enumeration: {{ honeypot: {{ api_keys: [honeypot-key] }} }}
 default_policy: {{ name: fallback-policy, scopes: [ip], leases: off, limits: [{{ name: m, max: 1, window: 1h }}] }}
 endpoints:
   - {{ path: "/items/{{id}}", name: items, scopes: [api_key, endpoint], leases: off, limits: [{{ name: h, max: 3, window: 1h }}] }}
@@ -148,6 +149,16 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     })
     .await;
 
+    // A honeypot key: its client is blocked (ratelimit_abuse_blocks_total).
+    let r = client
+        .get(format!("http://{addr}/items/1"))
+        .header("x-api-key", "honeypot-key")
+        .header("x-forwarded-for", "192.0.2.99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+
     // Reloads: one applied, one rejected.
     let reloader = layer.reloader(&file);
     std::fs::write(&file, policies(&redis.url()).replace("max: 3", "max: 4")).unwrap();
@@ -247,6 +258,9 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         "full", // store errors
         "ok",
         "failed", // reloads
+        "honeypot",
+        "identities",
+        "failed_auth", // abuse block reasons
     ]
     .into();
     for (name, labels) in &series {

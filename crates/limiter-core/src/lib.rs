@@ -39,6 +39,7 @@ mod clock;
 #[cfg(feature = "serde")]
 pub mod config_serde;
 mod decision;
+mod distinct;
 mod error;
 mod key;
 mod limiter;
@@ -49,6 +50,7 @@ mod store;
 pub use calendar::Period;
 pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, Stopwatch};
 pub use decision::{Decision, Verdict, WindowState};
+pub use distinct::{DistinctCounter, MemoryDistinct, RedisDistinct};
 pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
 pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use key::MAX_KEY_LEN;

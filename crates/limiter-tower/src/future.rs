@@ -11,12 +11,14 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::body::{BodyKind, SameBody};
+use crate::enumeration::{FailedAuth, FailureReport};
 use crate::outcome::Stamp;
 
 /// What a decision that had to wait for the store (Redis) leads to.
 pub(crate) enum Checked<O> {
-    /// The service was called; its output gets `Stamp`.
-    Called(O, Stamp),
+    /// The service was called; its output gets `Stamp`, and counts as a failed
+    /// authentication through the report if it says so.
+    Called(O, Stamp, Option<FailureReport>),
     /// The layer answered.
     Answered(Response<Bytes>),
 }
@@ -37,7 +39,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F: Future> {
         // Decided without waiting (or no policy): the service is already called.
-        Called { #[pin] fut: F, stamp: Option<Stamp> },
+        Called { #[pin] fut: F, stamp: Option<Stamp>, report: Option<FailureReport> },
         // The layer's own answer.
         Answered { response: Option<Response<Bytes>> },
         // A store round trip first, then maybe the service.
@@ -59,8 +61,8 @@ impl<F: Future, M> std::fmt::Debug for ResponseFuture<F, M> {
 }
 
 impl<F: Future, M> ResponseFuture<F, M> {
-    pub(crate) fn called(fut: F, stamp: Option<Stamp>) -> Self {
-        ResponseFuture::new(State::Called { fut, stamp })
+    pub(crate) fn called(fut: F, stamp: Option<Stamp>, report: Option<FailureReport>) -> Self {
+        ResponseFuture::new(State::Called { fut, stamp, report })
     }
 
     pub(crate) fn answered(response: Response<Bytes>) -> Self {
@@ -90,8 +92,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { fut, stamp } => {
+            StateProj::Called { fut, stamp, report } => {
                 let response = ready!(fut.poll(cx))?;
+                reported(&response, report.take());
                 Poll::Ready(Ok(stamped::<B, M>(response, stamp.take())))
             }
             StateProj::Answered { response } => {
@@ -101,11 +104,23 @@ where
                 Poll::Ready(Ok(response.map(M::written)))
             }
             StateProj::Checking { fut } => match ready!(fut.as_mut().poll(cx)) {
-                Checked::Called(output, stamp) => {
-                    Poll::Ready(Ok(stamped::<B, M>(output?, Some(stamp))))
+                Checked::Called(output, stamp, report) => {
+                    let response = output?;
+                    reported(&response, report);
+                    Poll::Ready(Ok(stamped::<B, M>(response, Some(stamp))))
                 }
                 Checked::Answered(response) => Poll::Ready(Ok(response.map(M::written))),
             },
+        }
+    }
+}
+
+/// Counts the request's credential as failed when the application marked its response
+/// with [`FailedAuth`].
+fn reported<B>(response: &Response<B>, report: Option<FailureReport>) {
+    if let Some(report) = report {
+        if response.extensions().get::<FailedAuth>().is_some() {
+            report.report();
         }
     }
 }

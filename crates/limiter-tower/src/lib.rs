@@ -45,6 +45,7 @@ mod body;
 mod builder;
 mod client_timestamp;
 pub mod config;
+mod enumeration;
 mod future;
 mod headers;
 mod key;
@@ -67,6 +68,7 @@ pub use config::{
     ConfigError, ForwardedHeader, HeaderStyle, QuotaUnit, Scope, StoreConfig, StoreSetup,
     TokenFallback,
 };
+pub use enumeration::{Enumeration, FailedAuth};
 pub use future::ResponseFuture;
 pub use key::{Jwt, JwtKeyError};
 pub use layer::{LayerError, LimiterLayer};

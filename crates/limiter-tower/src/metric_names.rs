@@ -20,6 +20,9 @@ pub const CONFIG_RELOADS_TOTAL: &str = "ratelimit_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "ratelimit_config_generation";
 /// Counter `{policy}`: denials answered by the local cache of denials.
 pub const LOCAL_CACHE_HITS_TOTAL: &str = "ratelimit_local_cache_hits_total";
+/// Counter `{reason}`: sources blocked by the key-enumeration defence (`honeypot`,
+/// `identities`, `failed_auth`).
+pub const ABUSE_BLOCKS_TOTAL: &str = "ratelimit_abuse_blocks_total";
 
 /// Every metric name above.
 pub const ALL: &[&str] = &[
@@ -28,4 +31,5 @@ pub const ALL: &[&str] = &[
     CONFIG_RELOADS_TOTAL,
     CONFIG_GENERATION,
     LOCAL_CACHE_HITS_TOTAL,
+    ABUSE_BLOCKS_TOTAL,
 ];

@@ -7,9 +7,11 @@ use std::sync::{Arc, Once};
 use std::time::SystemTime;
 
 use axum::extract::ConnectInfo;
+use http::header::AUTHORIZATION;
 use http::Request;
 
 use crate::config::TokenFallback;
+use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
 use crate::key::{RequestIdentity, TokenError};
 use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};
@@ -25,10 +27,12 @@ pub(crate) enum Plan<'r> {
         rule: &'r Arc<EndpointRule>,
         key: Cow<'r, str>,
         cost: u64,
+        /// Counts the request's credential as failed if the application says so.
+        report: Option<FailureReport>,
     },
 }
 
-pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
+pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B>) -> Plan<'r> {
     let headers = req.headers();
     // Every request through the layer, limited or not: it guards against replays.
     if let Some(stamp) = &rules.client_timestamp {
@@ -41,8 +45,9 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
     };
     // The client's address only when something asks for it: a `global` or `endpoint`
     // budget without exempt networks never looks.
+    let enumeration = rules.enumeration.as_ref();
     let exempts_by_ip = !rules.exempt_cidrs.is_empty();
-    let client = if rule.key.needs_ip() || exempts_by_ip {
+    let client = if rule.key.needs_ip() || exempts_by_ip || enumeration.is_some() {
         match req.extensions().get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(peer)) => Some(rules.client_ip.resolve(peer.ip(), headers)),
             // Exempt networks cannot be told apart without it: refuse rather than limit
@@ -60,19 +65,23 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
     }
 
     let needs_user = rule.key.needs_user();
+    let mut failed_token = false;
     let user = match &rules.jwt {
-        Some(jwt) if needs_user || !rules.exempt_users.is_empty() => match jwt.identify(headers) {
-            Ok(user) => Some(user),
-            Err(err) if needs_user && rules.token_fallback == TokenFallback::Reject => {
-                return Plan::Reject(Rejection::Unauthorized(err));
-            }
-            Err(err) => {
-                if err != TokenError::Missing {
-                    tracing::debug!(policy = rule.policy.name(), error = %err, "token not accepted; counting by client address");
+        Some(jwt) if needs_user || !rules.exempt_users.is_empty() || enumeration.is_some() => {
+            match jwt.identify(headers) {
+                Ok(user) => Some(user),
+                Err(err) if needs_user && rules.token_fallback == TokenFallback::Reject => {
+                    return Plan::Reject(Rejection::Unauthorized(err));
                 }
-                None
+                Err(err) => {
+                    failed_token = err != TokenError::Missing;
+                    if failed_token {
+                        tracing::debug!(policy = rule.policy.name(), error = %err, "token not accepted; counting by client address");
+                    }
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
     if user
@@ -80,6 +89,31 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
         .is_some_and(|u| rules.exempt_users.contains(u))
     {
         return Plan::Pass;
+    }
+
+    let api_key = if rule.key.needs_api_key() || enumeration.is_some() {
+        rules.api_key.read(headers)
+    } else {
+        None
+    };
+    // After the identity is known, before any store call: a blocked client costs none.
+    let mut report = None;
+    if let (Some(config), Some(ip)) = (enumeration, client) {
+        let source = Source {
+            address: rules.client_ip.bucket(ip),
+            network: rules.client_ip.network(ip),
+        };
+        let presented = Presented {
+            user: user.as_deref(),
+            api_key: api_key.as_deref(),
+            failed_token: failed_token
+                .then(|| headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+                .flatten(),
+        };
+        match guard.check(config, &source, &presented) {
+            Verdict::Blocked(left) => return Plan::Reject(Rejection::AbnormalUsage(left)),
+            Verdict::Pass(r) => report = r,
+        }
     }
 
     let cost = match rule.cost.of(headers) {
@@ -91,13 +125,9 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
             rule,
             key: Cow::Borrowed(key),
             cost,
+            report,
         };
     }
-    let api_key = if rule.key.needs_api_key() {
-        rules.api_key.read(headers)
-    } else {
-        None
-    };
     // Formatting the address allocates: only when the key can contain it.
     let ip = client
         .filter(|_| rule.key.needs_ip())
@@ -105,7 +135,7 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
     let key = rule.key.render(&RequestIdentity {
         user: user.as_deref(),
         ip: ip.as_deref(),
-        api_key: api_key.as_deref(),
+        api_key: api_key.as_deref().filter(|_| rule.key.needs_api_key()),
         method: req.method().as_str(),
         route: &rule.route,
     });
@@ -114,6 +144,7 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, req: &Request<B>) -> Plan<'r> {
             rule,
             key: Cow::Owned(key),
             cost,
+            report,
         },
         None => no_client_address(),
     }

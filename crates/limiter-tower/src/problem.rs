@@ -30,6 +30,21 @@ pub(crate) fn quota_exceeded(policy: &str, window: &str, capacity: u64, never: b
     }))
 }
 
+/// The problem type the ratelimit-headers draft registers for traffic that looks
+/// unintentional or malicious.
+pub(crate) const ABNORMAL_USAGE: &str =
+    "https://iana.org/assignments/http-problem-types#abnormal-usage-detected";
+
+/// The body of a 429 for a client blocked by the enumeration defence.
+pub(crate) fn abnormal_usage() -> Bytes {
+    body(json!({
+        "type": ABNORMAL_USAGE,
+        "title": "Request not satisfied due to detection of abnormal request pattern",
+        "status": 429,
+        "detail": "This client presented too many different identities or failed credentials, or one that no client should have; retry after the time given in Retry-After.",
+    }))
+}
+
 /// A problem with the given status, title and detail (`type` is `about:blank`).
 pub(crate) fn plain(status: u16, title: &str, detail: &str) -> Bytes {
     body(json!({

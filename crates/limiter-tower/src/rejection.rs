@@ -1,12 +1,16 @@
 //! Requests the layer answers itself without asking the store: a token that a policy
 //! requires is missing or invalid (401), a cost or timestamp header is unusable (400),
-//! or the server gives the layer no client address where a policy counts by it (500).
+//! the client is blocked by the enumeration defence (429), or the server gives the layer
+//! no client address where a policy counts by it (500).
 
 use bytes::Bytes;
-use http::header::WWW_AUTHENTICATE;
+use std::time::Duration;
+
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::client_timestamp::BadTimestamp;
+use crate::headers::ceil_secs;
 use crate::key::TokenError;
 use crate::problem;
 use crate::rules::BadCost;
@@ -30,6 +34,10 @@ pub enum Rejection {
     /// rather than counting every client in one shared budget.
     #[error("{NO_CLIENT_ADDRESS}")]
     NoClientAddress,
+    /// The client address (or its network) is blocked by the enumeration defence for
+    /// this much longer.
+    #[error("abnormal usage detected; blocked for {0:?}")]
+    AbnormalUsage(Duration),
 }
 
 /// The detail of [`Rejection::NoClientAddress`], also logged once.
@@ -42,12 +50,20 @@ impl Rejection {
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::BadCost(_) | Rejection::BadTimestamp(_) => StatusCode::BAD_REQUEST,
             Rejection::NoClientAddress => StatusCode::INTERNAL_SERVER_ERROR,
+            Rejection::AbnormalUsage(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The response: an RFC 9457 problem body, with `WWW-Authenticate` on 401.
     pub fn to_response(&self) -> Response<Bytes> {
         let status = self.status();
+        if let Rejection::AbnormalUsage(left) = self {
+            let mut response = problem::response(status, problem::abnormal_usage());
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*left).max(1)));
+            return response;
+        }
         let title = status.canonical_reason().unwrap_or("Error");
         let body = problem::plain(status.as_u16(), title, &self.to_string());
         let mut response = problem::response(status, body);

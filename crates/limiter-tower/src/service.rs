@@ -86,10 +86,15 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // One snapshot per request: a reload during the request does not affect it.
         let rules = self.shared.rules.load();
-        let (rule, key, cost) = match plan(&rules, &req) {
-            Plan::Pass => return ResponseFuture::called(self.inner.call(req), None),
+        let (rule, key, cost, report) = match plan(&rules, &self.shared.guard, &req) {
+            Plan::Pass => return ResponseFuture::called(self.inner.call(req), None, None),
             Plan::Reject(rejection) => return ResponseFuture::answered(rejection.to_response()),
-            Plan::Check { rule, key, cost } => (rule, key, cost),
+            Plan::Check {
+                rule,
+                key,
+                cost,
+                report,
+            } => (rule, key, cost, report),
         };
         let store = &self.shared.store;
         let kind = store.kind();
@@ -100,7 +105,9 @@ where
             .in_scope(|| store.check_now(&rule.policy, &key, cost));
         if let Some(result) = now {
             return match conclude(rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => ResponseFuture::called(self.inner.call(req), Some(stamp)),
+                Outcome::Allow(stamp) => {
+                    ResponseFuture::called(self.inner.call(req), Some(stamp), report)
+                }
                 Outcome::Deny(response) => ResponseFuture::answered(response),
             };
         }
@@ -119,7 +126,7 @@ where
                 .instrument(span)
                 .await;
             match conclude(&rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp),
+                Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp, report),
                 Outcome::Deny(response) => Checked::Answered(response),
             }
         }))

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use limiter_core::MemoryDistinct;
+
+use crate::enumeration::{Counter, Enumeration, SourceGuard};
 use crate::rules::Rules;
 use crate::store::AnyStore;
 
@@ -12,6 +15,8 @@ use crate::store::AnyStore;
 pub(crate) struct Shared {
     pub(crate) rules: ArcSwap<Rules>,
     pub(crate) store: AnyStore,
+    /// The enumeration defence's state; it outlives reloads, which change its thresholds.
+    pub(crate) guard: SourceGuard,
     /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
     generation: AtomicU64,
 }
@@ -19,7 +24,17 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(rules: Rules, store: AnyStore) -> Arc<Self> {
         metrics::gauge!(crate::metric_names::CONFIG_GENERATION).set(1.0);
+        // Sized once, by the rules in force at start-up.
+        let max_sources = rules
+            .enumeration
+            .as_ref()
+            .map_or(Enumeration::default().max_sources, |e| e.max_sources);
+        let counter = match store.distinct() {
+            Some(redis) => Counter::Redis(redis.clone()),
+            None => Counter::Memory(MemoryDistinct::new(max_sources)),
+        };
         Arc::new(Shared {
+            guard: SourceGuard::new(counter, max_sources),
             rules: ArcSwap::from_pointee(rules),
             store,
             generation: AtomicU64::new(1),

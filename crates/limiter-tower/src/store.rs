@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use limiter_core::{
     Batched, BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
-    LeaseStats, LeaseStore, Leased, MemoryStore, Policy, RedisStore, Store, StoreError,
-    Unavailable,
+    LeaseStats, LeaseStore, Leased, MemoryStore, Policy, RedisDistinct, RedisStore, Store,
+    StoreError, Unavailable,
 };
 
 use crate::config::{BatchConfig, LeasesConfig, LocalCacheConfig, StoreConfig, StoreSetup};
@@ -33,6 +33,8 @@ pub struct AnyStore {
     backend: Backend,
     kind: &'static str,
     failure_mode: FailureMode,
+    /// The enumeration defence's distinct counts, on the same Redis (`None` in memory).
+    distinct: Option<RedisDistinct>,
 }
 
 #[derive(Clone)]
@@ -149,8 +151,8 @@ impl AnyStore {
                 None => Backend::Redis(stack),
             })
         };
-        let (backend, kind) = match setup.store.clone() {
-            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory"),
+        let (backend, kind, distinct) = match setup.store.clone() {
+            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory", None),
             StoreConfig::Redis {
                 url,
                 key_prefix,
@@ -159,6 +161,8 @@ impl AnyStore {
                 batch,
                 leases,
             } => {
+                let distinct = bounded(RedisDistinct::connect(&url, distinct_prefix(&key_prefix)));
+                let distinct = Some(distinct.await?);
                 let store = bounded(prefixed(key_prefix).connect(&url)).await?;
                 let layers = Layers {
                     timeout,
@@ -166,7 +170,7 @@ impl AnyStore {
                     batch,
                     leases,
                 };
-                (stack(store, layers)?, "redis")
+                (stack(store, layers)?, "redis", distinct)
             }
             StoreConfig::RedisCluster {
                 nodes,
@@ -177,6 +181,8 @@ impl AnyStore {
                 leases,
             } => {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+                let distinct = RedisDistinct::connect_cluster(&nodes, distinct_prefix(&key_prefix));
+                let distinct = Some(bounded(distinct).await?);
                 let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
                 let layers = Layers {
                     timeout,
@@ -184,13 +190,14 @@ impl AnyStore {
                     batch,
                     leases,
                 };
-                (stack(store, layers)?, "redis_cluster")
+                (stack(store, layers)?, "redis_cluster", distinct)
             }
         };
         Ok(AnyStore {
             backend,
             kind,
             failure_mode,
+            distinct,
         })
     }
 
@@ -210,6 +217,7 @@ impl AnyStore {
                 backend: memory(max_keys),
                 kind: "memory",
                 failure_mode: setup.failure_mode,
+                distinct: None,
             }),
             StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => {
                 Err(ConnectError::NotInMemory)
@@ -226,6 +234,11 @@ impl AnyStore {
     /// of nanoseconds.
     pub(crate) fn is_in_process(&self) -> bool {
         matches!(self.backend, Backend::Memory(_))
+    }
+
+    /// The Redis counter of distinct identities, for a Redis store.
+    pub(crate) fn distinct(&self) -> Option<&RedisDistinct> {
+        self.distinct.as_ref()
     }
 
     /// What decides when the store fails.
@@ -344,6 +357,11 @@ fn leased(store: Guarded<Wire>, config: LeasesConfig) -> Leased<Guarded<Wire>> {
         builder = builder.max_bytes(max_memory.0);
     }
     builder.build()
+}
+
+/// The enumeration counts live beside the counters, under the same prefix.
+fn distinct_prefix(prefix: &Option<String>) -> &str {
+    prefix.as_deref().unwrap_or("rl:")
 }
 
 fn prefixed(prefix: Option<String>) -> limiter_core::RedisStoreBuilder {

@@ -17,6 +17,7 @@ pub(crate) use error::Entry;
 
 use crate::client_timestamp::ClientTimestamp;
 use crate::config::{ForwardedHeader, HeaderStyle, StoreConfig, StoreSetup, TokenFallback};
+use crate::enumeration::Enumeration;
 use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
 use crate::layer::{LayerError, LimiterLayer};
@@ -62,6 +63,17 @@ pub struct LimiterBuilder {
     failure_mode: FailureMode,
     breaker: BreakerConfig,
     client_timestamp: Option<ClientTimestamp>,
+    enumeration: EnumerationSlot,
+}
+
+/// The enumeration defence, on by default (see [`Enumeration::default`]).
+#[derive(Debug, Clone)]
+struct EnumerationSlot(Option<Enumeration>);
+
+impl Default for EnumerationSlot {
+    fn default() -> Self {
+        EnumerationSlot(Some(Enumeration::default()))
+    }
 }
 
 /// IPv6 clients share one budget per /64 unless told otherwise.
@@ -160,6 +172,13 @@ impl LimiterBuilder {
         self
     }
 
+    /// The key-enumeration defence: `Some` to configure it, `None` to turn it off (on by
+    /// default, with [`Enumeration::default`]'s thresholds).
+    pub fn enumeration(mut self, enumeration: Option<Enumeration>) -> Self {
+        self.enumeration = EnumerationSlot(enumeration);
+        self
+    }
+
     /// The rules, checked: for [`LimiterLayer::new`] or
     /// [`LimiterLayer::replace_rules`].
     pub fn rules(self) -> Result<Rules, BuildError> {
@@ -243,7 +262,24 @@ impl LimiterBuilder {
             return Err(BuildError::new(format!("breaker.{field}"), message));
         }
 
+        let enumeration = match self.enumeration.0 {
+            Some(mut enumeration) => {
+                if let Some((field, message)) = enumeration.invalid_field() {
+                    return Err(BuildError::new(format!("enumeration.{field}"), message));
+                }
+                // Compared with what requests present, which is hashed.
+                enumeration.honeypot_api_keys = enumeration
+                    .honeypot_api_keys
+                    .iter()
+                    .map(|key| crate::key::hash_api_key(key.as_bytes()))
+                    .collect();
+                Some(Arc::new(enumeration))
+            }
+            None => None,
+        };
+
         Ok(Rules {
+            enumeration,
             routes,
             endpoints: endpoints.into(),
             default,

@@ -75,7 +75,8 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
         .exempt_users(config.exemptions.users.iter().cloned())
         .store(expand_store(&ctx, &config.store)?)
         .failure_mode(config.failure_mode)
-        .breaker(config.breaker.clone());
+        .breaker(config.breaker.clone())
+        .enumeration(config.enumeration.to_builder());
     for (i, entry) in config.endpoints.iter().enumerate() {
         let at = position(entry);
         let field = format!("endpoints[{i}]");

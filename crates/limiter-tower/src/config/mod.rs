@@ -3,6 +3,7 @@
 
 mod client_clock;
 mod compile;
+mod enumeration;
 mod env;
 mod error;
 mod guard;
@@ -13,6 +14,7 @@ mod schema;
 mod throughput;
 
 pub use client_clock::ClientTimestampConfig;
+pub use enumeration::{EnumerationConfig, Honeypot};
 pub use error::{ConfigError, Position};
 pub use load::{load, load_str, parse, Loaded};
 pub use model::*;

@@ -51,6 +51,9 @@ pub struct ConfigFile {
     /// (off unless set).
     #[serde(default)]
     pub client_timestamp: Option<super::ClientTimestampConfig>,
+    /// The key-enumeration defence (on by default).
+    #[serde(default)]
+    pub enumeration: super::EnumerationConfig,
     /// The policy for requests that match no endpoint; without one they pass unlimited.
     #[serde(default)]
     #[schemars(with = "Option<PolicyConfig>")]

@@ -23,8 +23,14 @@ impl ApiKeyReader {
         if value.is_empty() {
             return None;
         }
-        Some(hex::encode(&Sha256::digest(value)[..16]))
+        Some(hash_api_key(value))
     }
+}
+
+/// The first 128 bits of the SHA-256 of `key`, in hex: what [`ApiKeyReader::read`] makes
+/// of a header.
+pub(crate) fn hash_api_key(key: &[u8]) -> String {
+    hex::encode(&Sha256::digest(key)[..16])
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
-use ipnet::{IpNet, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::ForwardedHeader;
 
@@ -75,6 +75,15 @@ impl ClientIpResolver {
             }
         }
         client
+    }
+
+    /// The network `ip` is counted in besides itself by the enumeration defence: its /24
+    /// for IPv4; none for IPv6, whose [`bucket`](Self::bucket) is a network already.
+    pub(crate) fn network(&self, ip: IpAddr) -> Option<String> {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Ipv4Net::new(v4, 24).ok().map(|net| net.trunc().to_string()),
+            IpAddr::V6(_) => None,
+        }
     }
 
     /// The key part for `ip`: IPv4 as is, IPv6 as its network at the configured prefix.

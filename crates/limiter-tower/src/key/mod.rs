@@ -8,7 +8,7 @@ mod escape;
 mod jwt;
 mod jwt_keys;
 
-pub(crate) use api_key::ApiKeyReader;
+pub(crate) use api_key::{hash_api_key, ApiKeyReader};
 pub(crate) use client_ip::ClientIpResolver;
 pub(crate) use compose::{KeyTemplate, RequestIdentity};
 pub(crate) use jwt::{JwtVerifier, TokenError};

@@ -38,6 +38,8 @@ pub struct Rules {
     pub(crate) exempt_users: HashSet<String>,
     /// Refuses requests whose own timestamp is too far from this process's clock.
     pub(crate) client_timestamp: Option<ClientTimestamp>,
+    /// The enumeration defence; `None` when off.
+    pub(crate) enumeration: Option<Arc<crate::Enumeration>>,
     /// The store sections it was compiled with; a reload cannot change the store.
     pub(crate) store: StoreSetup,
 }
