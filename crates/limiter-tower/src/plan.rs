@@ -99,10 +99,6 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
     // After the identity is known, before any store call: a blocked client costs none.
     let mut report = None;
     if let (Some(config), Some(ip)) = (enumeration, client) {
-        let source = Source {
-            address: rules.client_ip.bucket(ip),
-            network: rules.client_ip.network(ip),
-        };
         let presented = Presented {
             user: user.as_deref(),
             api_key: api_key.as_deref(),
@@ -110,9 +106,17 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
                 .then(|| headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
                 .flatten(),
         };
-        match guard.check(config, &source, &presented) {
-            Verdict::Blocked(left) => return Plan::Reject(Rejection::AbnormalUsage(left)),
-            Verdict::Pass(r) => report = r,
+        // Formatting the source allocates: an anonymous request while no source is
+        // blocked has nothing to count and nothing to be refused for.
+        if !presented.is_empty() || guard.any_blocked() {
+            let source = Source {
+                address: rules.client_ip.bucket(ip),
+                network: rules.client_ip.network(ip),
+            };
+            match guard.check(config, &source, &presented) {
+                Verdict::Blocked(left) => return Plan::Reject(Rejection::AbnormalUsage(left)),
+                Verdict::Pass(r) => report = r,
+            }
         }
     }
 

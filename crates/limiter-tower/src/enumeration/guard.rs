@@ -4,6 +4,7 @@
 //! Redis, in a task of their own, so that no request waits for it).
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,10 @@ pub(crate) struct SourceGuard {
 struct Inner {
     /// Address or network → blocked until.
     blocked: Cache<String, Instant>,
+    /// When the latest block ends, in nanoseconds after `epoch`: while it is past, no
+    /// source is blocked, and a request presenting no identity needs no lookup at all.
+    blocks_end: AtomicU64,
+    epoch: Instant,
     /// Hash of (set, item) → when it was counted.
     seen: Cache<u64, Instant>,
     seen_hasher: std::collections::hash_map::RandomState,
@@ -62,6 +67,13 @@ pub(crate) struct Presented<'a> {
     pub(crate) user: Option<&'a str>,
     pub(crate) api_key: Option<&'a str>,
     pub(crate) failed_token: Option<&'a [u8]>,
+}
+
+impl Presented<'_> {
+    /// Nothing to count: only a block in force can concern such a request.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.user.is_none() && self.api_key.is_none() && self.failed_token.is_none()
+    }
 }
 
 /// What the guard says of a request.
@@ -116,6 +128,8 @@ impl SourceGuard {
         SourceGuard {
             inner: Arc::new(Inner {
                 blocked: Cache::new(max_sources),
+                blocks_end: AtomicU64::new(0),
+                epoch: Instant::now(),
                 // A few identities per source in ordinary use.
                 seen: Cache::new(max_sources.saturating_mul(4)),
                 seen_hasher: Default::default(),
@@ -123,6 +137,15 @@ impl SourceGuard {
                 in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             }),
         }
+    }
+
+    /// Whether any source may be blocked now (false once every block has ended).
+    pub(crate) fn any_blocked(&self) -> bool {
+        self.inner.blocks_end.load(Ordering::Relaxed) > self.nanos(Instant::now())
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.inner.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// How much longer `target` stays blocked, if it is.
@@ -141,6 +164,8 @@ impl SourceGuard {
             return;
         }
         self.inner.blocked.insert(target.to_owned(), now + duration);
+        let end = self.nanos(now + duration);
+        self.inner.blocks_end.fetch_max(end, Ordering::Relaxed);
         metrics::counter!(crate::metric_names::ABUSE_BLOCKS_TOTAL, "reason" => reason).increment(1);
         tracing::warn!(
             source = target,
