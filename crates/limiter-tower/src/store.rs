@@ -26,8 +26,8 @@ use crate::config::{BatchConfig, LeasesConfig, LocalCacheConfig, StoreConfig, St
 /// - [`Batched`], unless `batch: off`: concurrent decisions share one script call;
 /// - the [`RedisStore`].
 ///
-/// The in-memory store needs none of them; its one failure (full) is decided by the
-/// failure mode in the layer.
+/// The in-memory store needs none of them; its one failure (full: a new key beyond
+/// `max_keys`) is answered 429 by the layer, whatever the failure mode.
 #[derive(Clone)]
 pub struct AnyStore {
     backend: Backend,

@@ -71,7 +71,9 @@ pub struct ConfigFile {
 pub enum StoreConfig {
     /// In this process only: each instance counts on its own.
     Memory {
-        /// The most keys held at once (default: no limit).
+        /// The most (policy, key) entries held at once (default 1,000,000). At the cap,
+        /// once expired entries are swept, a request for a new key is answered 429
+        /// whatever the failure mode (never admitted uncounted); tracked keys keep working.
         #[serde(default)]
         max_keys: Option<usize>,
     },
