@@ -62,5 +62,6 @@ pub use store::{
 };
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};
 pub use store::{
-    MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store, DEFAULT_MAX_KEYS,
+    MemoryGuard, MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store,
+    DEFAULT_MAX_KEYS,
 };
