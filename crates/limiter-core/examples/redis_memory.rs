@@ -60,7 +60,6 @@ async fn run(
         for chunk in (0..keys).collect::<Vec<_>>().chunks(2_000) {
             let checks = chunk.iter().map(|i| {
                 let key = format!("user:{i:08}");
-                let store = store;
                 async move { store.check(policy, &key, 1).await }
             });
             for result in join_all(checks).await {
