@@ -25,7 +25,7 @@ const SECRETS: [&str; 4] = [
 fn policies(url: &str) -> String {
     format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, local_cache: {{ max_keys: 100 }}, leases: {{ lifetime: 500ms }} }}
+store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, local_cache: {{ max_keys: 100 }}, leases: {{ lifetime: 500ms }}, memory_guard: {{ max_fraction: 0.5, interval: 10ms }} }}
 # Generous: a busy test machine must not open the breaker by slowness alone.
 breaker: {{ slow_calls: 1000000 }}
 failure_mode: closed
@@ -159,6 +159,38 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         .unwrap();
     assert_eq!(r.status(), 429);
 
+    // Redis memory above half its maxmemory: a new client is refused by the memory
+    // guard, decided by the failure mode (ratelimit_memory_guard_refusals_total).
+    let used: String = redis.cmd(&["INFO", "memory"]);
+    let used: u64 = used
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let _: () = redis.cmd(&["CONFIG", "SET", "maxmemory", &(used * 3 / 2).to_string()]);
+    let (mut refused, mut admitted_before) = (false, 0);
+    for i in 0..500 {
+        let r = client
+            .get(format!("http://{addr}/elsewhere"))
+            .header("x-forwarded-for", format!("198.51.100.{}", i % 250 + 1))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 && r.headers().contains_key("ratelimit-degraded") {
+            refused = true;
+            break;
+        }
+        assert_eq!(
+            r.status(),
+            200,
+            "a new client before the guard reads memory"
+        );
+        admitted_before += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(refused, "the memory guard never refused a new key");
+    let _: () = redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+
     // Reloads: one applied, one rejected.
     let reloader = layer.reloader(&file);
     std::fs::write(&file, policies(&redis.url()).replace("max: 3", "max: 4")).unwrap();
@@ -285,7 +317,10 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         r#"ratelimit_decisions_total{policy="items",result="allowed"} 3"#,
         r#"ratelimit_decisions_total{policy="items",result="denied"} 2"#,
         r#"ratelimit_local_cache_hits_total{policy="items"} 1"#,
-        r#"ratelimit_decisions_total{policy="fallback-policy",result="allowed"} 1"#,
+        &format!(
+            r#"ratelimit_decisions_total{{policy="fallback-policy",result="allowed"}} {}"#,
+            1 + admitted_before
+        ),
         r#"ratelimit_config_reloads_total{result="ok"} 1"#,
         r#"ratelimit_config_reloads_total{result="failed"} 1"#,
         "ratelimit_config_generation 2",

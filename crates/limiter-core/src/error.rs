@@ -148,7 +148,8 @@ pub enum InvalidFailureMode {
 ///
 /// The store's own failures ([`Redis`](StoreError::Redis) with the client's error as
 /// its [`source`](std::error::Error::source), [`Unavailable`](StoreError::Unavailable),
-/// [`Protocol`](StoreError::Protocol), [`Full`](StoreError::Full)) are apart from the
+/// [`Protocol`](StoreError::Protocol), [`Full`](StoreError::Full),
+/// [`MemoryPressure`](StoreError::MemoryPressure)) are apart from the
 /// caller's configuration mistakes ([`Config`](StoreError::Config)).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -165,6 +166,10 @@ pub enum StoreError {
     /// The in-memory store holds its configured maximum of keys and none has expired.
     #[error("in-memory store is full ({0} keys)")]
     Full(usize),
+    /// Redis memory is above the [`MemoryGuard`](crate::MemoryGuard)'s threshold and the
+    /// key is new: it was refused without being written. Keys Redis holds are decided.
+    #[error("redis memory above the guard's threshold: new key refused")]
+    MemoryPressure,
     /// The caller's configuration of the store cannot be applied.
     #[error("invalid store configuration: {0}")]
     Config(#[from] StoreConfigError),
@@ -210,6 +215,9 @@ pub enum StoreConfigError {
     /// A failure mode that cannot be applied.
     #[error(transparent)]
     FailureMode(InvalidFailureMode),
+    /// A [`MemoryGuard`](crate::MemoryGuard) that cannot be applied.
+    #[error("invalid memory guard: {0}")]
+    MemoryGuard(&'static str),
 }
 
 /// A rate-limit check that could not be made.

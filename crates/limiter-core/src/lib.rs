@@ -61,4 +61,7 @@ pub use store::{
     BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
 };
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};
-pub use store::{MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store};
+pub use store::{
+    MemoryGuard, MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store,
+    DEFAULT_MAX_KEYS,
+};

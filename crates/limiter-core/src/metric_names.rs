@@ -1,6 +1,6 @@
 //! The names of the metrics this crate emits through the [`metrics`] facade, in one place:
 //! the store wrappers' ([`Guarded`](crate::Guarded), [`Batched`](crate::Batched),
-//! [`Leased`](crate::Leased)). Nothing is recorded unless the application installs a
+//! [`Leased`](crate::Leased)) and the Redis store's [`MemoryGuard`](crate::MemoryGuard). Nothing is recorded unless the application installs a
 //! `metrics` recorder.
 //!
 //! ```
@@ -29,6 +29,11 @@ pub const LEASES_TOTAL: &str = "ratelimit_leases_total";
 pub const LEASE_REFUNDED_UNITS_TOTAL: &str = "ratelimit_lease_refunded_units_total";
 /// Counter: lease refunds the store did not take.
 pub const LEASE_REFUND_FAILURES_TOTAL: &str = "ratelimit_lease_refund_failures_total";
+/// Gauge: 1 while Redis memory is above the [`MemoryGuard`](crate::MemoryGuard)'s
+/// threshold (new keys refused), else 0.
+pub const MEMORY_GUARD_OVER: &str = "ratelimit_memory_guard_over";
+/// Counter: decisions for new keys the [`MemoryGuard`](crate::MemoryGuard) refused.
+pub const MEMORY_GUARD_REFUSALS_TOTAL: &str = "ratelimit_memory_guard_refusals_total";
 
 /// Every metric name above.
 pub const ALL: &[&str] = &[
@@ -41,4 +46,6 @@ pub const ALL: &[&str] = &[
     LEASES_TOTAL,
     LEASE_REFUNDED_UNITS_TOTAL,
     LEASE_REFUND_FAILURES_TOTAL,
+    MEMORY_GUARD_OVER,
+    MEMORY_GUARD_REFUSALS_TOTAL,
 ];

@@ -4,7 +4,9 @@
 
 mod support;
 
-use limiter_core::{Algorithm, Error, Limit, ManualClock, MemoryStore, Store, StoreError};
+use limiter_core::{
+    Algorithm, Error, Limit, ManualClock, MemoryStore, Store, StoreError, DEFAULT_MAX_KEYS,
+};
 use support::*;
 
 #[tokio::test]
@@ -159,4 +161,55 @@ async fn time_never_goes_back_within_the_store_even_if_the_clock_does() {
         denied.retry_after(),
         Some(std::time::Duration::from_millis(500))
     );
+}
+
+#[tokio::test]
+async fn a_million_unique_keys_stay_within_the_default_cap() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::builder().clock(clock.clone()).build();
+    let policy = fresh_policy(vec![Limit::new(1, secs(3600))]);
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..DEFAULT_MAX_KEYS + 1_000 {
+        match store.check_now(&policy, &format!("k{i}"), 1) {
+            Ok(decision) => {
+                assert!(decision.is_allowed(), "k{i}");
+                admitted += 1;
+            }
+            Err(Error::Store(StoreError::Full(cap))) => {
+                assert_eq!(cap, DEFAULT_MAX_KEYS);
+                refused += 1;
+            }
+            Err(other) => panic!("k{i}: {other}"),
+        }
+    }
+    assert_eq!(store.len(), DEFAULT_MAX_KEYS);
+    assert_eq!((admitted, refused), (DEFAULT_MAX_KEYS, 1_000));
+    // Tracked keys keep being decided exactly: each has used its one unit.
+    for i in [0, 1, DEFAULT_MAX_KEYS / 2, DEFAULT_MAX_KEYS - 1] {
+        assert!(!store
+            .check_now(&policy, &format!("k{i}"), 1)
+            .unwrap()
+            .is_allowed());
+    }
+}
+
+#[test]
+fn threads_racing_for_the_last_places_never_exceed_the_cap() {
+    let store = MemoryStore::builder().shards(64).max_keys(100).build();
+    let policy = fresh_policy(vec![Limit::new(1, secs(3600))]);
+    let admitted: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                let (store, policy) = (&store, &policy);
+                scope.spawn(move || {
+                    (0..1_000)
+                        .filter(|i| store.check_now(policy, &format!("{t}-{i}"), 1).is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(admitted, 100);
+    assert_eq!(store.len(), 100);
 }

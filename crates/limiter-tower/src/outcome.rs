@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use limiter_core::{Decision, Error, FailureMode};
+use limiter_core::{Decision, Error, FailureMode, StoreError};
 
 use crate::headers::{ceil_secs, Fields, Figures, RATELIMIT_DEGRADED};
 use crate::observe::{Judgement, Observation};
@@ -90,9 +90,26 @@ fn outcome(
                 (Outcome::Deny(response), Judgement::denied(degraded))
             }
         }
+        Err(Error::Store(StoreError::Full(cap))) => {
+            // The in-memory store holds its cap of keys: a new key is refused whatever the
+            // failure mode, since admitting keys it cannot count would let a flood of
+            // distinct keys bypass every limit. Tracked keys are still decided.
+            tracing::warn!(
+                policy = rule.policy.name(),
+                max_keys = cap,
+                "in-memory rate-limit store full; new key refused"
+            );
+            (
+                Outcome::Deny(degraded_denial_with(
+                    Duration::from_secs(1),
+                    "The rate limiter tracks as many clients as it may and cannot count this one.",
+                )),
+                Judgement::DegradedDenied,
+            )
+        }
         Err(err) => {
-            // Only an unguarded store gets here (the in-memory store when full): the
-            // failure mode decides as the guard would, without a local stand-in.
+            // Only an unguarded store's other failures get here: the failure mode
+            // decides as the guard would, without a local stand-in.
             tracing::warn!(policy = rule.policy.name(), error = %err, failure_mode = failure_mode.name(), "rate-limit store failed; decided by the failure mode");
             metrics::counter!(limiter_core::metric_names::FALLBACK_DECISIONS_TOTAL, "mode" => failure_mode.name())
                 .increment(1);
@@ -120,14 +137,17 @@ fn denied(rule: &EndpointRule, decision: &Decision) -> Response<Bytes> {
 }
 
 fn degraded_denial(retry: Duration) -> Response<Bytes> {
+    degraded_denial_with(
+        retry,
+        "The rate-limit store did not answer and this service refuses requests it cannot count.",
+    )
+}
+
+fn degraded_denial_with(retry: Duration, detail: &str) -> Response<Bytes> {
     let status = StatusCode::TOO_MANY_REQUESTS;
     let mut response = problem::response(
         status,
-        problem::plain(
-            status.as_u16(),
-            "Rate limiter unavailable",
-            "The rate-limit store did not answer and this service refuses requests it cannot count.",
-        ),
+        problem::plain(status.as_u16(), "Rate limiter unavailable", detail),
     );
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_DEGRADED, HeaderValue::from_static("true"));

@@ -11,7 +11,9 @@ use limiter_core::{
     StoreError, Unavailable,
 };
 
-use crate::config::{BatchConfig, LeasesConfig, LocalCacheConfig, StoreConfig, StoreSetup};
+use crate::config::{
+    BatchConfig, LeasesConfig, LocalCacheConfig, MemoryGuardConfig, StoreConfig, StoreSetup,
+};
 
 /// The store a configuration names. A Redis store (standalone or cluster) is the stack
 /// of limiter-core wrappers its sections ask for, outermost first:
@@ -26,8 +28,8 @@ use crate::config::{BatchConfig, LeasesConfig, LocalCacheConfig, StoreConfig, St
 /// - [`Batched`], unless `batch: off`: concurrent decisions share one script call;
 /// - the [`RedisStore`].
 ///
-/// The in-memory store needs none of them; its one failure (full) is decided by the
-/// failure mode in the layer.
+/// The in-memory store needs none of them; its one failure (full: a new key beyond
+/// `max_keys`) is answered 429 by the layer, whatever the failure mode.
 #[derive(Clone)]
 pub struct AnyStore {
     backend: Backend,
@@ -160,10 +162,11 @@ impl AnyStore {
                 local_cache,
                 batch,
                 leases,
+                memory_guard,
             } => {
                 let distinct = bounded(RedisDistinct::connect(&url, distinct_prefix(&key_prefix)));
                 let distinct = Some(distinct.await?);
-                let store = bounded(prefixed(key_prefix).connect(&url)).await?;
+                let store = bounded(configured(key_prefix, memory_guard).connect(&url)).await?;
                 let layers = Layers {
                     timeout,
                     local_cache,
@@ -179,11 +182,13 @@ impl AnyStore {
                 local_cache,
                 batch,
                 leases,
+                memory_guard,
             } => {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let distinct = RedisDistinct::connect_cluster(&nodes, distinct_prefix(&key_prefix));
                 let distinct = Some(bounded(distinct).await?);
-                let store = bounded(prefixed(key_prefix).connect_cluster(&nodes)).await?;
+                let store =
+                    bounded(configured(key_prefix, memory_guard).connect_cluster(&nodes)).await?;
                 let layers = Layers {
                     timeout,
                     local_cache,
@@ -364,12 +369,18 @@ fn distinct_prefix(prefix: &Option<String>) -> &str {
     prefix.as_deref().unwrap_or("rl:")
 }
 
-fn prefixed(prefix: Option<String>) -> limiter_core::RedisStoreBuilder {
-    let builder = RedisStore::builder();
-    match prefix {
-        Some(prefix) => builder.prefix(&prefix),
-        None => builder,
+fn configured(
+    prefix: Option<String>,
+    memory_guard: Option<MemoryGuardConfig>,
+) -> limiter_core::RedisStoreBuilder {
+    let mut builder = RedisStore::builder();
+    if let Some(prefix) = prefix {
+        builder = builder.prefix(&prefix);
     }
+    if let Some(guard) = memory_guard {
+        builder = builder.memory_guard(guard.guard());
+    }
+    builder
 }
 
 /// Connecting at start-up gets a generous bound of its own: a first connection (a

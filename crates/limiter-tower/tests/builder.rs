@@ -225,3 +225,31 @@ fn the_service_shows_and_gives_back_what_it_wraps() {
     assert_eq!(service.get_ref(), "inner!");
     assert_eq!(service.into_inner(), "inner!");
 }
+
+#[tokio::test]
+async fn a_full_memory_store_refuses_new_clients_even_failing_open() {
+    const CAPPED: &str = r#"
+store: { kind: memory, max_keys: 2 }
+failure_mode: open
+default_policy:
+  name: default
+  scopes: [ip]
+  limits: [{ name: minute, max: 5, window: 60s }]
+"#;
+    let app = app(from(CAPPED).await);
+    let mut statuses = Vec::new();
+    for client in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"] {
+        statuses.push(send(&app, Method::GET, "/other", client).await.0.as_u16());
+    }
+    // The third client would be a third key: refused, never admitted uncounted, while
+    // the tracked ones keep their limits.
+    assert_eq!(statuses, [200, 200, 429, 200]);
+}
+
+async fn from(file: &str) -> LimiterLayer {
+    let loaded = load_str(file, Path::new("inline.yaml")).expect("a valid file");
+    let store = AnyStore::connect(loaded.rules.store())
+        .await
+        .expect("the memory store");
+    LimiterLayer::new(loaded.rules, store)
+}

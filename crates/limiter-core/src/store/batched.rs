@@ -126,6 +126,11 @@ impl Batched {
 
     /// Decides `cost` for `key` in the next batch, with the store time of the decision.
     async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decided, Error> {
+        // Before queueing, so that a refused new key fails alone, not its whole batch.
+        self.shared
+            .store
+            .refuse_new_under_pressure(policy, &key::normalize(key)?)
+            .await?;
         let (reply, answer) = oneshot::channel();
         self.enqueue(policy, key, Work::Decide { cost, reply })
             .await?;

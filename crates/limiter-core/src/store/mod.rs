@@ -17,8 +17,8 @@ pub use self::guarded::{
     BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
 };
 pub use self::leased::{LeaseStats, Leased, LeasedBuilder};
-pub use self::memory::{MemoryStore, MemoryStoreBuilder};
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::memory::{MemoryStore, MemoryStoreBuilder, DEFAULT_MAX_KEYS};
+pub use self::redis::{MemoryGuard, RedisStore, RedisStoreBuilder};
 use crate::decision::Decision;
 use crate::error::Error;
 use crate::policy::Policy;

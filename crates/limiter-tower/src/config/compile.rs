@@ -306,6 +306,7 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             local_cache,
             batch,
             leases,
+            memory_guard,
         } => StoreConfig::Redis {
             url: ctx.env("store.url", url)?,
             key_prefix: prefix(key_prefix)?,
@@ -313,6 +314,7 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             local_cache: *local_cache,
             batch: *batch,
             leases: *leases,
+            memory_guard: *memory_guard,
         },
         StoreConfig::RedisCluster {
             nodes,
@@ -321,6 +323,7 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             local_cache,
             batch,
             leases,
+            memory_guard,
         } => StoreConfig::RedisCluster {
             nodes: nodes
                 .iter()
@@ -332,6 +335,7 @@ fn expand_store(ctx: &Ctx<'_>, store: &StoreConfig) -> Result<StoreConfig, Confi
             local_cache: *local_cache,
             batch: *batch,
             leases: *leases,
+            memory_guard: *memory_guard,
         },
     })
 }

@@ -8,6 +8,7 @@ mod env;
 mod error;
 mod guard;
 mod load;
+mod memory_guard;
 mod model;
 mod reload;
 mod schema;

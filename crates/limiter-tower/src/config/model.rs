@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
 pub use super::guard::StoreSetup;
+pub use super::memory_guard::MemoryGuardConfig;
 use super::throughput::Switchable;
 pub use super::throughput::{BatchConfig, ByteSize, LeasesConfig, PolicyLeases};
 use limiter_core::config_serde::{no_default, DurationText};
@@ -71,7 +72,9 @@ pub struct ConfigFile {
 pub enum StoreConfig {
     /// In this process only: each instance counts on its own.
     Memory {
-        /// The most keys held at once (default: no limit).
+        /// The most (policy, key) entries held at once (default 1,000,000). At the cap,
+        /// once expired entries are swept, a request for a new key is answered 429
+        /// whatever the failure mode (never admitted uncounted); tracked keys keep working.
         #[serde(default)]
         max_keys: Option<usize>,
     },
@@ -108,6 +111,15 @@ pub enum StoreConfig {
         #[serde(default, deserialize_with = "super::throughput::leases")]
         #[schemars(with = "Switchable<LeasesConfig>")]
         leases: Option<LeasesConfig>,
+        /// Refuse new keys while Redis memory is above a share of `maxmemory` (on
+        /// unless `off`): they are decided by the failure mode, while keys Redis holds
+        /// keep being decided.
+        #[serde(
+            default = "super::memory_guard::memory_guard_on",
+            deserialize_with = "super::memory_guard::memory_guard"
+        )]
+        #[schemars(with = "Switchable<MemoryGuardConfig>")]
+        memory_guard: Option<MemoryGuardConfig>,
     },
     /// A Redis Cluster, reached through any of its nodes.
     RedisCluster {
@@ -142,6 +154,15 @@ pub enum StoreConfig {
         #[serde(default, deserialize_with = "super::throughput::leases")]
         #[schemars(with = "Switchable<LeasesConfig>")]
         leases: Option<LeasesConfig>,
+        /// Refuse new keys while Redis memory is above a share of `maxmemory` (on
+        /// unless `off`): they are decided by the failure mode, while keys Redis holds
+        /// keep being decided.
+        #[serde(
+            default = "super::memory_guard::memory_guard_on",
+            deserialize_with = "super::memory_guard::memory_guard"
+        )]
+        #[schemars(with = "Switchable<MemoryGuardConfig>")]
+        memory_guard: Option<MemoryGuardConfig>,
     },
 }
 
@@ -197,7 +218,7 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// One Redis server at `url` (`redis://host:port/db`), as the file's defaults have
     /// it: keys under `rl:`, the default `timeout`, batches on, no local cache, no
-    /// leases.
+    /// leases, the memory guard on.
     ///
     /// ```
     /// use limiter_tower::StoreConfig;
@@ -216,6 +237,7 @@ impl StoreConfig {
             local_cache: None,
             batch: super::throughput::batch_on(),
             leases: None,
+            memory_guard: super::memory_guard::memory_guard_on(),
         }
     }
 
@@ -229,6 +251,7 @@ impl StoreConfig {
             local_cache: None,
             batch: super::throughput::batch_on(),
             leases: None,
+            memory_guard: super::memory_guard::memory_guard_on(),
         }
     }
 }

@@ -304,7 +304,7 @@ impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Switch<T> {
     }
 }
 
-fn switch<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+pub(super) fn switch<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     deserializer: D,
     section: &'static str,
 ) -> Result<Option<T>, D::Error> {

@@ -30,6 +30,9 @@ use crate::store::{LeaseStore, Store};
 /// - Meanwhile the failure mode decides, and its decisions say so
 ///   ([`Decision::is_degraded`]); they are counted in
 ///   `ratelimit_fallback_decisions_total{mode}`.
+/// - A new key refused by a Redis store's [`MemoryGuard`](crate::MemoryGuard)
+///   ([`StoreError::MemoryPressure`]) is decided by the failure mode too, but counts as
+///   an answer, not a failure: the breaker stays closed for the keys Redis holds.
 /// - Store latency goes to the `ratelimit_store_duration_seconds` histogram, failures to
 ///   `ratelimit_store_errors_total{kind}` (`timeout`, `unavailable`, `protocol`, `full`).
 ///
@@ -177,6 +180,12 @@ impl<S: Store> Guarded<S> {
                 self.record(CallResult::Success { elapsed });
                 return Ok(value);
             }
+            Ok(Err(Error::Store(StoreError::MemoryPressure))) => {
+                // The store answered, refusing a new key: not a failure of the store, so
+                // the breaker stays closed and keys it holds keep reaching it.
+                self.record(CallResult::Success { elapsed });
+                return Err(StoreError::MemoryPressure.into());
+            }
             Ok(Err(Error::Store(err))) => (store_error_kind(&err), err),
             Ok(Err(other)) => return Err(other),
             Err(_) => (
@@ -245,6 +254,7 @@ fn store_error_kind(err: &StoreError) -> &'static str {
         StoreError::Redis(_) | StoreError::Unavailable(_) => "unavailable",
         StoreError::Protocol(_) => "protocol",
         StoreError::Full(_) => "full",
+        StoreError::MemoryPressure => "memory_pressure",
         StoreError::Config(_) => "config",
     }
 }

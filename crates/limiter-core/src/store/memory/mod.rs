@@ -28,11 +28,12 @@ use crate::policy::Policy;
 ///   capacity. Each shard sweeps expired entries when it has doubled since its last
 ///   sweep (amortized O(1) per insert) and gives memory back when mostly empty;
 ///   [`purge_expired`](MemoryStore::purge_expired) sweeps everything at once.
-/// - **Key cap**: with [`max_keys`](MemoryStoreBuilder::max_keys) set, a request for a
-///   new key when the cap is reached first sweeps its shard; if that frees nothing the
-///   request fails with [`StoreError::Full`], and the caller's failure mode decides
-///   (keys already tracked keep working). Refusing is deliberate: admitting new keys
-///   untracked would let a flood of distinct keys bypass every limit.
+/// - **Key cap**: at most [`max_keys`](MemoryStoreBuilder::max_keys) entries
+///   ([`DEFAULT_MAX_KEYS`] unless set), never more, however many threads race for the
+///   last place. A request for a new key when the cap is reached first sweeps its shard;
+///   if that frees nothing the request fails with [`StoreError::Full`] and nothing is
+///   admitted for it (keys already tracked keep working). Refusing is deliberate:
+///   admitting new keys untracked would let a flood of distinct keys bypass every limit.
 ///
 /// ```
 /// use std::time::Duration;
@@ -112,6 +113,9 @@ type Tables<'a, const N: usize, const M: usize> =
 
 const MIN_SWEEP: usize = 64;
 
+/// The default cap on a [`MemoryStore`]'s (policy, key) entries: 1,000,000.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
 /// Builds a [`MemoryStore`].
 #[derive(Debug)]
 pub struct MemoryStoreBuilder<C = MonotonicClock> {
@@ -125,7 +129,7 @@ impl MemoryStoreBuilder<MonotonicClock> {
         MemoryStoreBuilder {
             clock: MonotonicClock::new(),
             shards: 64,
-            max_keys: usize::MAX,
+            max_keys: DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -146,7 +150,8 @@ impl<C: Clock> MemoryStoreBuilder<C> {
         self
     }
 
-    /// The most (policy, key) entries held at once (default: unbounded).
+    /// The most (policy, key) entries held at once (default [`DEFAULT_MAX_KEYS`]);
+    /// `usize::MAX` for no cap.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self
@@ -177,7 +182,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
 }
 
 impl MemoryStore<MonotonicClock> {
-    /// A store with 64 shards, no key cap and the monotonic clock.
+    /// A store with 64 shards, the [`DEFAULT_MAX_KEYS`] cap and the monotonic clock.
     pub fn new() -> Self {
         Self::builder().build()
     }
@@ -312,16 +317,16 @@ impl<C: Clock> Inner<C> {
             return Ok(decision);
         };
         if kept_until.is_none() {
-            if self.len.load(Ordering::Relaxed) >= self.max_keys {
-                self.sweep(shard, now);
-                if self.len.load(Ordering::Relaxed) >= self.max_keys {
-                    return Err(StoreError::Full(self.max_keys).into());
-                }
-            }
             if shard.narrow.len() + shard.wide.len() >= shard.sweep_at {
                 self.sweep(shard, now);
             }
-            self.len.fetch_add(1, Ordering::Relaxed);
+            if !self.reserve() {
+                self.sweep(shard, now);
+                if !self.reserve() {
+                    // Decided but not committed: the slots are dropped with the request.
+                    return Err(StoreError::Full(self.max_keys).into());
+                }
+            }
         }
         let entry = Entry {
             hash,
@@ -332,6 +337,16 @@ impl<C: Clock> Inner<C> {
         };
         tables(shard).0.insert_unique(hash, entry, |e| e.hash);
         Ok(decision)
+    }
+
+    /// Counts one more entry if the cap allows: one atomic step, so that shards racing
+    /// for the last place never take it twice.
+    fn reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |len| {
+                (len < self.max_keys).then_some(len + 1)
+            })
+            .is_ok()
     }
 
     fn sweep(&self, shard: &mut Shard, now: i64) -> usize {

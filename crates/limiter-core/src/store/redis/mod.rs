@@ -32,10 +32,13 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 mod batch;
+mod memory_guard;
 mod refund;
 mod scripts;
 
 pub(crate) use self::batch::{BatchEntry, BatchOp, Decided};
+pub use self::memory_guard::MemoryGuard;
+use self::memory_guard::MemoryState;
 use self::scripts::{ScriptClock, Scripts};
 use super::{LeaseStore, Store};
 use crate::decision::{Decision, Verdict, WindowState, Windows};
@@ -50,6 +53,8 @@ use crate::policy::{Algorithm, Limit, Policy};
 /// - The only clock is Redis `TIME`, read inside the script: instances with skewed
 ///   clocks make identical decisions.
 /// - Every key expires when its window no longer matters.
+/// - With a [`MemoryGuard`] (see [`RedisStoreBuilder::memory_guard`]), new keys are
+///   refused while Redis memory is above a fraction of `maxmemory`.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -68,6 +73,7 @@ pub struct RedisStore {
     conn: Connection,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
+    memory: Option<Arc<MemoryState>>,
     #[cfg(feature = "test-clock")]
     script_clock: Option<Arc<dyn crate::Clock>>,
 }
@@ -81,6 +87,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("connection", &connection)
+            .field("memory_over", &self.memory_over())
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +102,7 @@ enum Connection {
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     prefix: String,
+    memory_guard: Option<MemoryGuard>,
 }
 
 impl RedisStore {
@@ -102,7 +110,41 @@ impl RedisStore {
     pub fn builder() -> RedisStoreBuilder {
         RedisStoreBuilder {
             prefix: "rl:".to_owned(),
+            memory_guard: None,
         }
+    }
+
+    /// Whether the [`MemoryGuard`] last read Redis memory above its threshold (new keys
+    /// refused); `None` without a guard.
+    pub fn memory_over(&self) -> Option<bool> {
+        self.memory.as_ref().map(|m| m.is_over())
+    }
+
+    /// While the memory guard is over its threshold, fails with
+    /// [`StoreError::MemoryPressure`] if Redis holds none of `key`'s windows under
+    /// `policy` (`key` normalized). Otherwise, the normal case, costs one atomic load.
+    pub(crate) async fn refuse_new_under_pressure(
+        &self,
+        policy: &Policy,
+        key: &str,
+    ) -> Result<(), Error> {
+        if !self.memory_over().unwrap_or(false) {
+            return Ok(());
+        }
+        // One EXISTS round trip, only under pressure: the keys share a hash tag, so on a
+        // Cluster they are one slot's. A key created or expiring between this and the
+        // decision is decided as it then stands: at most a few keys either way.
+        let mut cmd = ::redis::cmd("EXISTS");
+        self.push_keys(&mut cmd, policy, key);
+        let held: u64 = match &self.conn {
+            Connection::Single(conn) => cmd.query_async(&mut conn.clone()).await,
+            Connection::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+        .map_err(store_error)?;
+        if held == 0 {
+            return Err(memory_guard::refused());
+        }
+        Ok(())
     }
 
     /// The key prefix.
@@ -127,6 +169,7 @@ impl RedisStore {
 
     async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         let key = key::normalize(key)?;
+        self.refuse_new_under_pressure(policy, &key).await?;
         let cmd = self.evalsha(policy, &key, cost);
         let reply = match &self.conn {
             Connection::Single(conn) => {
@@ -336,7 +379,49 @@ impl RedisStoreBuilder {
         self
     }
 
-    fn build(self, conn: Connection) -> Result<RedisStore, StoreError> {
+    /// Refuses new keys while Redis memory is high (off by default): see [`MemoryGuard`].
+    /// Connecting then also opens one connection per node given for its `INFO memory`
+    /// reads (on a Cluster, give every primary: the guard trips when any is over).
+    ///
+    /// ```no_run
+    /// use limiter_core::{MemoryGuard, RedisStore};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder()
+    ///     .memory_guard(MemoryGuard::default())
+    ///     .connect("redis://127.0.0.1:6379")
+    ///     .await?;
+    /// assert_eq!(store.memory_over(), Some(false));
+    /// # Ok(()) }
+    /// ```
+    pub fn memory_guard(mut self, guard: MemoryGuard) -> Self {
+        self.memory_guard = Some(guard);
+        self
+    }
+
+    /// Validates the guard and connects its own connections to `urls`.
+    async fn watch(&self, urls: &[&str]) -> Result<Option<Arc<MemoryState>>, StoreError> {
+        let Some(guard) = self.memory_guard else {
+            return Ok(None);
+        };
+        guard.validate()?;
+        let mut nodes = Vec::with_capacity(urls.len());
+        for url in urls {
+            let client = redis::Client::open(*url).map_err(StoreError::from)?;
+            nodes.push(
+                ConnectionManager::new(client)
+                    .await
+                    .map_err(StoreError::from)?,
+            );
+        }
+        Ok(Some(MemoryState::watch(guard, nodes)))
+    }
+
+    fn build(
+        self,
+        conn: Connection,
+        memory: Option<Arc<MemoryState>>,
+    ) -> Result<RedisStore, StoreError> {
         if self.prefix.contains(['{', '}']) {
             return Err(StoreConfigError::KeyPrefix(self.prefix).into());
         }
@@ -344,6 +429,7 @@ impl RedisStoreBuilder {
             conn,
             prefix: self.prefix.into(),
             scripts: Arc::new(Scripts::new(ScriptClock::Redis)),
+            memory,
             #[cfg(feature = "test-clock")]
             script_clock: None,
         })
@@ -355,7 +441,8 @@ impl RedisStoreBuilder {
         let conn = ConnectionManager::new(client)
             .await
             .map_err(StoreError::from)?;
-        self.build(Connection::Single(conn))
+        let memory = self.watch(&[url]).await?;
+        self.build(Connection::Single(conn), memory)
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
@@ -366,7 +453,8 @@ impl RedisStoreBuilder {
             .get_async_connection()
             .await
             .map_err(StoreError::from)?;
-        self.build(Connection::Cluster(conn))
+        let memory = self.watch(nodes).await?;
+        self.build(Connection::Cluster(conn), memory)
     }
 }
 
@@ -388,6 +476,7 @@ impl Store for RedisStore {
 impl LeaseStore for RedisStore {
     async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<Decided, Error> {
         let key = key::normalize(key)?;
+        self.refuse_new_under_pressure(policy, &key).await?;
         let entry = BatchEntry {
             policy,
             key: &key,
