@@ -9,3 +9,9 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q redis-server
 fi
 cargo test --workspace --all-features
+# The fuzzer on top, when asked for (FUZZ_SECS=10: ten seconds per target). Off by default:
+# installing cargo-fuzz and building its instrumented targets costs minutes for seconds of
+# fuzzing; the property tests above check the same parsers on every run.
+if [ -n "${FUZZ_SECS:-}" ]; then
+  FUZZ_OPTIONAL=1 SECS="$FUZZ_SECS" bash scripts/fuzz.sh
+fi

@@ -47,6 +47,9 @@ mod client_timestamp;
 pub mod config;
 mod enumeration;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod key;
 mod layer;

@@ -262,6 +262,78 @@ mod tests {
         assert_eq!(r.resolve(ip("::1"), &hidden), ip("203.0.113.9"));
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Header values: any bytes a header can carry, and chains of entries near what
+        /// the parser reads.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            let entry = prop_oneof![
+                "(10|203)\\.0\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{1,5})?",
+                "\\[?(::1|2001:db8::[0-9a-f]{1,4}|fe80::1%eth0)\\]?(:[0-9]{1,5})?",
+                "(for|For|by)=\"?\\[?[0-9a-f.:]{0,20}\\]?\"?(;proto=https)?",
+                "unknown|_hidden|\\PC{0,8}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(prop_oneof![Just(b'\t'), 0x20u8..=0xff], 0..64),
+                proptest::collection::vec(entry, 0..6).prop_map(|e| e.join(", ").into_bytes()),
+            ]
+        }
+
+        fn headers(name: &'static str, values: &[Vec<u8>]) -> HeaderMap {
+            let mut map = HeaderMap::new();
+            for v in values {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    map.append(name, v);
+                }
+            }
+            map
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Whatever the forwarding headers hold, an untrusted peer is its own client,
+            /// and a trusted one yields itself or an address written in them: the last
+            /// entry, or one whose right neighbours are all trusted.
+            #[test]
+            fn the_client_is_the_peer_or_an_address_the_proxies_wrote(
+                rfc7239 in any::<bool>(),
+                peer in prop::sample::select(vec!["10.0.0.1", "::1", "198.51.100.9"]),
+                values in proptest::collection::vec(value(), 0..4),
+            ) {
+                let (header, name) = if rfc7239 {
+                    (ForwardedHeader::Forwarded, "forwarded")
+                } else {
+                    (ForwardedHeader::XForwardedFor, "x-forwarded-for")
+                };
+                let r = resolver(header);
+                let peer = ip(peer);
+                let h = headers(name, &values);
+                let client = r.resolve(peer, &h);
+                if !r.is_trusted(peer) {
+                    prop_assert_eq!(client, peer);
+                } else if client != peer {
+                    let parse: ParseEntry = if rfc7239 { parse_forwarded } else { parse_xff };
+                    let entries: Vec<Option<IpAddr>> = h
+                        .get_all(name)
+                        .iter()
+                        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                        .map(parse)
+                        .collect();
+                    let at = entries.iter().rposition(|e| *e == Some(client));
+                    prop_assert!(at.is_some(), "{:?} not in {:?}", client, h);
+                    let right = &entries[at.unwrap_or_default() + 1..];
+                    prop_assert!(
+                        right.iter().all(|e| e.is_some_and(|ip| r.is_trusted(ip))),
+                        "{:?} believed past {:?}", client, right
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn ipv6_grouped_by_prefix_and_mapped_v4_unwrapped() {
         let r = resolver(ForwardedHeader::XForwardedFor);

@@ -411,4 +411,61 @@ mod tests {
             assert_eq!(v.identify(&headers), Err(want), "{value:?}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn identify(v: &JwtVerifier, value: &[u8]) -> Result<String, TokenError> {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_bytes(value) {
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
+            v.identify(&headers)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Arbitrary `Authorization` bytes, bearer or not, never yield an identity.
+            #[test]
+            fn arbitrary_authorization_bytes_name_no_one(
+                scheme in prop::sample::select(vec![&b""[..], b"Bearer ", b"bearer\t", b"Basic "]),
+                rest in proptest::collection::vec(any::<u8>(), 0..200),
+                shaped in "[A-Za-z0-9_.-]{0,120}",
+            ) {
+                let v = hs_and_rs();
+                prop_assert!(identify(&v, &[scheme, &rest].concat()).is_err());
+                prop_assert!(identify(&v, &[scheme, shaped.as_bytes()].concat()).is_err());
+            }
+
+            /// A validly signed token changed anywhere (one byte replaced, removed or
+            /// inserted) no longer verifies: neither its header, its claims nor its
+            /// signature's encoding can be altered.
+            #[test]
+            fn a_token_changed_anywhere_is_refused(
+                at in any::<prop::sample::Index>(),
+                byte in prop::sample::select(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ".to_vec(),
+                ),
+                how in 0..3u8,
+            ) {
+                let v = hs_and_rs();
+                let token = hs(&claims());
+                let mut changed = token.clone().into_bytes();
+                let i = at.index(changed.len());
+                match how {
+                    0 => changed[i] = byte,
+                    1 => {
+                        changed.remove(i);
+                    }
+                    _ => changed.insert(i, byte),
+                }
+                let bearer = [&b"Bearer "[..], &changed].concat();
+                // Only a change the bearer syntax itself ignores (surrounding blanks).
+                prop_assume!(String::from_utf8_lossy(&changed).trim() != token);
+                prop_assert!(identify(&v, &bearer).is_err(), "{}", String::from_utf8_lossy(&changed));
+            }
+        }
+    }
 }
