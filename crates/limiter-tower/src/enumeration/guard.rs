@@ -333,6 +333,46 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_sources_stays_within_the_caps() {
+        let guard = guard();
+        let config = Arc::new(
+            Enumeration::default()
+                .honeypot_users(["canary"])
+                .max_identities(1_000),
+        );
+        for i in 0..100_000u32 {
+            let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            let user = if i % 2 == 0 {
+                "canary".to_owned()
+            } else {
+                format!("user-{i}")
+            };
+            let presented = Presented {
+                user: Some(&user),
+                ..Default::default()
+            };
+            let source = Source {
+                address,
+                network: None,
+            };
+            let verdict = guard.check(&config, &source, &presented);
+            assert_eq!(
+                matches!(verdict, Verdict::Blocked(_)),
+                i % 2 == 0,
+                "{}",
+                source.address
+            );
+        }
+        // 50,000 sources blocked and 100,000 pairs seen, in caches of 100 and 400.
+        assert!(
+            guard.inner.blocked.len() <= 100,
+            "{}",
+            guard.inner.blocked.len()
+        );
+        assert!(guard.inner.seen.len() <= 400, "{}", guard.inner.seen.len());
+    }
+
+    #[test]
     fn blocks_above_the_threshold_and_only_that_source() {
         let guard = guard();
         let config = Arc::new(Enumeration::default().max_identities(5));
