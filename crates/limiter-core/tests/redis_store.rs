@@ -76,6 +76,49 @@ async fn keys_share_a_hash_tag_carry_the_prefix_and_expire() {
     );
 }
 
+/// Many distinct clients leave nothing behind: every key they create carries a TTL, and
+/// once their windows have passed Redis holds no key at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_many_clients_all_expire_after_their_windows() {
+    let server = RedisServer::spawn();
+    let store = redis_store(&server).await;
+    let policy = fresh_policy(vec![
+        Limit::new(3, secs(1)),
+        Limit::new(3, secs(1)).with_algorithm(Algorithm::SlidingLog),
+        Limit::new(3, secs(1)).with_algorithm(Algorithm::SlidingWindow),
+        Limit::new(3, secs(1)).with_algorithm(Algorithm::FixedWindow),
+    ]);
+    for client in 0..2_000 {
+        let key = format!("client-{client}");
+        for _ in 0..2 {
+            store.check(&policy, &key, 1).await.unwrap();
+        }
+    }
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert!(keys.len() >= 2_000, "{} keys", keys.len());
+    for key in &keys {
+        let ttl: i64 = server.cmd(&["PTTL", key]);
+        // At most two windows (a sliding counter's count matters through the next one),
+        // or expiring now (0) or gone (-2); never without a TTL (-1).
+        assert!(
+            ttl == -2 || (0..=2_000).contains(&ttl),
+            "{key} has TTL {ttl} ms"
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left: i64 = server.cmd(&["DBSIZE"]);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} keys outlived their windows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A decision in a window already started writes only its count and leaves the TTL the
 /// window's first write set: every key still carries one, bounded by its window's.
 #[tokio::test]
