@@ -10,6 +10,9 @@
 //!     127.0.0.1:3001 127.0.0.1:3002 127.0.0.1:3003
 //! ```
 //!
+//! Defaults: `--conns 64 --total 3000 --limit 1000 --path /status --timeout-ms 10000` (the
+//! timeout bounds each connect and each request).
+//!
 //! Prints one line of `key=value` (scripts/bench-flood.sh reads it): the responses by
 //! kind, with `admitted` every 2xx, `denied` every 429 without `RateLimit-Degraded`,
 //! `degraded` every response with that header (whatever its status, so it overlaps the
