@@ -32,7 +32,7 @@ const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'st
 
 /// Upper bounds (seconds) of the latency histograms: a decision takes tens of
 /// microseconds in memory and a few hundred on a local Redis; the top buckets catch
-/// deadline misses (the store timeout defaults to 20 ms).
+/// timeouts (the store timeout defaults to 100 ms).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25,

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use limiter_core::{
-    Algorithm, Batched, BreakerConfig, Decision, DenialCache, Error, Guarded, Leased, Limit,
-    MemoryStore, Policy, RedisStore, Store,
+    Algorithm, Batched, Decision, DenialCache, Error, Guarded, Leased, Limit, MemoryStore, Policy,
+    RedisStore, Store,
 };
 
 /// The stacks compared, as one type.
@@ -38,8 +38,8 @@ enum Stack {
     Memory(MemoryStore),
     Plain(RedisStore),
     Batched(Batched),
-    Leased(Arc<Leased<Guarded<Batched>>>),
-    All(Arc<DenialCache<Leased<Guarded<Batched>>>>),
+    Leased(Arc<Leased<Batched>>),
+    All(Arc<Guarded<DenialCache<Leased<Batched>>>>),
 }
 
 impl Stack {
@@ -56,24 +56,16 @@ impl Stack {
 
 async fn stack(url: &str, mode: &str) -> Result<Stack, Box<dyn std::error::Error>> {
     let redis = RedisStore::builder().prefix("bench:").connect(url).await?;
-    let leased = || -> Result<Leased<Guarded<Batched>>, Box<dyn std::error::Error>> {
-        // A deadline and slow-call threshold of a second: the benchmark measures the
-        // store, not the failure mode.
-        let guarded = Guarded::builder(Batched::builder(redis.clone()).build())
-            .deadline(Duration::from_secs(1))
-            .breaker(BreakerConfig {
-                slow_call: Duration::from_secs(1),
-                ..BreakerConfig::default()
-            })
-            .build()?;
-        Ok(Leased::builder(guarded).build())
-    };
+    // Every setting at its default: what a user gets.
+    let leased = || Leased::builder(Batched::builder(redis.clone()).build()).build();
     Ok(match mode {
         "memory" => Stack::Memory(MemoryStore::new()),
         "plain" => Stack::Plain(redis.clone()),
         "batched" => Stack::Batched(Batched::builder(redis.clone()).build()),
-        "leased" => Stack::Leased(Arc::new(leased()?)),
-        "all" => Stack::All(Arc::new(DenialCache::new(leased()?))),
+        "leased" => Stack::Leased(Arc::new(leased())),
+        "all" => Stack::All(Arc::new(
+            Guarded::builder(DenialCache::new(leased())).build()?,
+        )),
         other => return Err(format!("mode {other}: plain, batched, leased or all").into()),
     })
 }
@@ -231,7 +223,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     for stack in &stacks {
         let leased = match stack {
             Stack::Leased(s) => Some(s.stats()),
-            Stack::All(s) => Some(s.inner().stats()),
+            Stack::All(s) => Some(s.inner().inner().stats()),
             Stack::Memory(_) | Stack::Plain(_) | Stack::Batched(_) => None,
         };
         if let Some(stats) = leased {

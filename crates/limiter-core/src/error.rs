@@ -200,9 +200,44 @@ pub enum Unavailable {
     /// The circuit breaker is open: the store was not asked.
     #[error("circuit breaker open")]
     BreakerOpen,
-    /// The batching task has stopped (its runtime shut down).
-    #[error("the batching task has stopped (its runtime shut down)")]
-    BatcherStopped,
+    /// The store's I/O thread has stopped (or could not be started).
+    #[error("the store's I/O thread has stopped")]
+    IoStopped,
+}
+
+/// Why a decision was shed: this process had more decisions waiting for the store than
+/// it is configured to hold. The store was not asked, nothing was counted and nothing
+/// may be admitted; a server answers `503 Service Unavailable` with `Retry-After`.
+///
+/// ```
+/// use std::time::Duration;
+/// use limiter_core::{Error, Overload};
+///
+/// let err = Error::Overloaded(Overload::Waited(Duration::from_millis(500)));
+/// assert_eq!(err.to_string(), "overloaded: a decision waited 500ms for the store and was shed");
+/// assert_eq!(Overload::Queued(16_384).reason(), "queue_full");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Overload {
+    /// This many decisions were already waiting to be sent: the bound on queued
+    /// decisions.
+    #[error("{0} decisions were already waiting for the store")]
+    Queued(usize),
+    /// The decision waited this long (the bound on time queued) without being sent.
+    #[error("a decision waited {0:?} for the store and was shed")]
+    Waited(Duration),
+}
+
+impl Overload {
+    /// The `reason` label of `ratelimit_shed_decisions_total`: `queue_full` or
+    /// `queue_time`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Overload::Queued(_) => "queue_full",
+            Overload::Waited(_) => "queue_time",
+        }
+    }
 }
 
 /// A store configuration that cannot be applied: the caller's mistake, not the store's.
@@ -230,6 +265,11 @@ pub enum Error {
     /// The store failed; the caller's failure mode decides what happens.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// This process is overloaded: the decision was shed without asking the store. Not
+    /// a failure of the store, so no failure mode decides it: the request must be
+    /// refused (nothing counted it).
+    #[error("overloaded: {0}")]
+    Overloaded(Overload),
 }
 
 /// Why [`Limiter::acquire`](crate::Limiter::acquire) gave up.

@@ -51,17 +51,16 @@ pub use calendar::Period;
 pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, Stopwatch};
 pub use decision::{Decision, Verdict, WindowState};
 pub use distinct::{DistinctCounter, MemoryDistinct, RedisDistinct};
-pub use error::{AcquireError, Error, InvalidFailureMode, PolicyError, StoreError};
+pub use error::{AcquireError, Error, InvalidFailureMode, Overload, PolicyError, StoreError};
 pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};
 pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
-pub use store::{
-    BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
-};
+pub use store::{BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder};
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};
 pub use store::{
     MemoryGuard, MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder, Store,
     DEFAULT_MAX_KEYS,
 };
+pub use store::{DEFAULT_MAX_QUEUED, DEFAULT_MAX_WAIT, DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};

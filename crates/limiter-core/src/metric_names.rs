@@ -10,11 +10,14 @@
 //! assert!(metric_names::ALL.iter().all(|name| name.starts_with("ratelimit_")));
 //! ```
 
-/// Histogram: seconds each call to the store behind [`Guarded`](crate::Guarded) took.
+/// Histogram: seconds each call to Redis took on the wire (a batch is one call).
 pub const STORE_DURATION_SECONDS: &str = "ratelimit_store_duration_seconds";
-/// Counter `{kind}`: store failures seen by [`Guarded`](crate::Guarded) (`timeout`,
-/// `unavailable`, `protocol`, `full`).
+/// Counter `{kind}`: calls to Redis that failed (`timeout`, `unavailable`, `protocol`).
 pub const STORE_ERRORS_TOTAL: &str = "ratelimit_store_errors_total";
+/// Counter `{reason}`: decisions shed because this process had too many waiting for
+/// the store (`queue_full`) or one waited too long (`queue_time`); see
+/// [`Batched`](crate::Batched).
+pub const SHED_DECISIONS_TOTAL: &str = "ratelimit_shed_decisions_total";
 /// Counter `{mode}`: decisions taken by the failure mode instead of the store.
 pub const FALLBACK_DECISIONS_TOTAL: &str = "ratelimit_fallback_decisions_total";
 /// Gauge: the circuit breaker's state ([`BreakerState`](crate::BreakerState) as a number).
@@ -39,6 +42,7 @@ pub const MEMORY_GUARD_REFUSALS_TOTAL: &str = "ratelimit_memory_guard_refusals_t
 pub const ALL: &[&str] = &[
     STORE_DURATION_SECONDS,
     STORE_ERRORS_TOTAL,
+    SHED_DECISIONS_TOTAL,
     FALLBACK_DECISIONS_TOTAL,
     BREAKER_STATE,
     BREAKER_TRANSITIONS_TOTAL,

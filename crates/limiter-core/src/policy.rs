@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::calendar::Period;
-use crate::error::{LimitProblem, PolicyError};
+use crate::error::{InvalidFailureMode, LimitProblem, PolicyError};
+use crate::store::FailureMode;
 
 /// The most windows one policy may hold. Work per decision is linear in this number,
 /// and a bound keeps a single decision's Redis script short.
@@ -213,6 +214,7 @@ pub struct Policy {
     name_hash: u64,
     limits: Arc<[Limit]>,
     leasing: Leasing,
+    failure_mode: Option<FailureMode>,
 }
 
 /// Whether and how a [`Leased`](crate::Leased) store may lease a policy's keys.
@@ -275,6 +277,7 @@ impl Policy {
             name_hash: foldhash::fast::FixedState::with_seed(0x5eed_cafe).hash_one(name),
             limits: limits.into(),
             leasing: Leasing::Store,
+            failure_mode: None,
         })
     }
 
@@ -288,6 +291,30 @@ impl Policy {
     /// Whether and how this policy's keys may be leased.
     pub fn leasing(&self) -> Leasing {
         self.leasing
+    }
+
+    /// Sets what decides this policy's requests while the store cannot (default: the
+    /// [`Guarded`](crate::Guarded) store's own mode); fails for a local share outside
+    /// (0, 1].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::{FailureMode, Limit, Policy};
+    ///
+    /// let pay = Policy::new("pay", vec![Limit::new(10, Duration::from_secs(60))]).unwrap();
+    /// let pay = pay.with_failure_mode(FailureMode::Closed).unwrap();
+    /// assert_eq!(pay.failure_mode(), Some(FailureMode::Closed));
+    /// assert!(pay.with_failure_mode(FailureMode::Local { share: 0.0 }).is_err());
+    /// ```
+    pub fn with_failure_mode(mut self, mode: FailureMode) -> Result<Self, InvalidFailureMode> {
+        mode.validate()?;
+        self.failure_mode = Some(mode);
+        Ok(self)
+    }
+
+    /// This policy's failure mode, if it names one.
+    pub fn failure_mode(&self) -> Option<FailureMode> {
+        self.failure_mode
     }
 
     /// The policy's name; part of every storage key, so usage survives a policy reload.

@@ -4,11 +4,13 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use limiter_core::{
-    Algorithm, Batched, Decision, Limit, Limiter, ManualClock, Period, Policy, RedisStore, Store,
+    Algorithm, Batched, Decision, Error, Limit, Limiter, ManualClock, Overload, Period, Policy,
+    RedisStore, Store,
 };
 use redis_harness::{RedisCluster, RedisServer};
 use support::*;
@@ -198,11 +200,11 @@ async fn batching_on_a_cluster_stays_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_makes_callers_wait_and_loses_nothing() {
+async fn a_full_queue_sheds_and_counts_only_what_it_sent() {
     let server = RedisServer::spawn();
-    // One decision queued and one per call at most: every caller waits its turn.
+    // One decision queued and one per call at most: a burst overflows the queue at once.
     let store = Batched::builder(redis_store(&server).await)
-        .queue(1)
+        .max_queued(1)
         .max_batch(1)
         .max_in_flight(1)
         .linger(Duration::ZERO)
@@ -213,14 +215,34 @@ async fn a_full_queue_makes_callers_wait_and_loses_nothing() {
     let before = server.script_calls();
     let keys: Vec<String> = (0..400).map(|i| format!("k{}", i % 50)).collect();
     let decisions = join_all(keys.iter().map(|key| store.check(&policy, key, 1))).await;
-    let admitted = decisions
-        .iter()
-        .filter(|d| d.as_ref().unwrap().is_allowed())
-        .count();
-    assert_eq!(admitted, 50 * 3, "each of 50 keys admits its 3 of 8");
+    let mut admitted: HashMap<&str, u64> = HashMap::new();
+    let (mut decided, mut shed) = (0, 0);
+    for (key, decision) in keys.iter().zip(&decisions) {
+        match decision {
+            Ok(d) => {
+                decided += 1;
+                *admitted.entry(key).or_default() += u64::from(d.is_allowed());
+            }
+            Err(Error::Overloaded(Overload::Queued(1))) => shed += 1,
+            Err(other) => panic!("only shed or decided, not {other}"),
+        }
+    }
+    assert!(shed > 0, "a burst of 400 overflows a queue of one");
+    assert_eq!(decided + shed, 400);
     assert_eq!(
         server.script_calls() - before,
-        400,
-        "one call per decision at max_batch 1"
+        decided,
+        "a shed decision never reaches Redis"
     );
+    // Redis counted exactly what was admitted: nothing admitted uncounted.
+    for i in 0..50 {
+        let key = format!("k{i}");
+        let peek = store.check(&policy, &key, 0).await.unwrap();
+        let used = 3 - peek.windows()[0].remaining();
+        assert_eq!(
+            used,
+            admitted.get(key.as_str()).copied().unwrap_or(0),
+            "{key}"
+        );
+    }
 }

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limiter_core::{
-    Algorithm, Batched, BreakerConfig, FailureMode, Guarded, Leased, Limit, Limiter, Period,
-    RedisStore, Store,
+    Algorithm, Batched, FailureMode, Guarded, Leased, Limit, Limiter, Period, RedisStore, Store,
 };
 use redis_harness::RedisCluster;
 use support::*;
@@ -127,15 +126,8 @@ async fn realistic_traffic_has_no_hot_key_and_reaches_every_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_and_leased_traffic_has_no_hot_key_either() {
     let cluster = RedisCluster::spawn();
-    let guarded = Guarded::builder(Batched::builder(cluster_store(&cluster).await).build())
-        .deadline(Duration::from_secs(2))
-        .breaker(BreakerConfig {
-            slow_call: Duration::from_secs(2),
-            ..BreakerConfig::default()
-        })
-        .build()
-        .unwrap();
-    let store = Leased::builder(guarded).build();
+    let batched = Batched::builder(cluster_store(&cluster).await).build();
+    let store = Leased::builder(batched).build();
     let total = skewed_traffic_per_master(&cluster, store.clone()).await;
     assert!(
         total < REQUESTS,
@@ -214,16 +206,19 @@ async fn skewed_traffic_per_master<S: Store + Clone>(cluster: &RedisCluster, sto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_dies_its_replica_takes_over_and_the_limiter_carries_on() {
+    for bounds in Bounds::ALL {
+        master_dies(bounds).await;
+    }
+}
+
+async fn master_dies(bounds: Bounds) {
     let mut cluster = RedisCluster::spawn();
-    let store = Guarded::builder(cluster_store(&cluster).await)
-        .deadline(Duration::from_millis(500))
+    let nodes = cluster.nodes();
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let redis = bounds.apply(RedisStore::builder());
+    let redis = redis.connect_cluster(&nodes).await.unwrap();
+    let store = Guarded::builder(redis)
         .failure_mode(FailureMode::Open)
-        .breaker(BreakerConfig {
-            failures: 3,
-            slow_calls: 1_000, // a busy test machine must not trip it by slowness alone
-            probe_interval: Duration::from_millis(100),
-            ..BreakerConfig::default()
-        })
         .build()
         .unwrap();
     let limiter = Limiter::new(fresh_policy(vec![Limit::new(1_000, secs(3600))]), store);

@@ -257,12 +257,25 @@ async fn holds_at_most_its_bound() {
 #[tokio::test]
 async fn defaults_clones_and_a_zero_bound() {
     let clock = ManualClock::new(T0);
-    let cache = DenialCache::builder(memory_store(&clock))
+    let off = DenialCache::builder(memory_store(&clock))
         .max_keys(0)
         .clock(clock.clone())
         .build();
-    assert!(cache.capacity() >= 1, "a bound of 0 means 1");
+    assert_eq!(off.capacity(), 0, "a bound of 0 remembers nothing");
     let policy = fresh_policy(vec![Limit::new(1, secs(60))]);
+    assert!(off.check(&policy, "k", 1).await.unwrap().is_allowed());
+    let denied = off.check(&policy, "k", 1).await.unwrap();
+    assert!(
+        !denied.is_allowed() && !denied.is_cached(),
+        "the store denied"
+    );
+    assert!(off.lookup(&policy, "k", 1).is_none() && off.is_empty());
+    assert!(!off.check(&policy, "k", 1).await.unwrap().is_cached());
+
+    let cache = DenialCache::builder(memory_store(&clock))
+        .max_keys(1)
+        .clock(clock.clone())
+        .build();
     deny(&cache, &policy, "k").await;
     let clone = cache.clone();
     assert!(

@@ -11,42 +11,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use limiter_core::{
-    Algorithm, Batched, BreakerConfig, FailureMode, Guarded, LeaseStats, Leased, Limit, Limiter,
-    Period, Policy, RedisStore, Store,
+    Algorithm, Batched, FailureMode, Guarded, LeaseStats, Leased, Limit, Limiter, Period, Policy,
+    RedisStore, Store,
 };
 use redis_harness::{RedisCluster, RedisServer};
 use support::*;
 
-type Instance = Leased<Guarded<Batched>>;
+/// One instance as the layer builds it: the failure mode outermost, leases over the
+/// batched store.
+type Instance = Guarded<Leased<Batched>>;
 
-/// One instance: its own connection, batching, a guard with a deadline long enough for
-/// a loaded test machine (and calls counted slow only past it), and leases.
-fn instance(redis: RedisStore, mode: FailureMode, deadline: Duration) -> Instance {
-    Leased::builder(guarded(redis, mode, deadline)).build()
+/// One instance on `redis` (its own connection, with the timeout and breaker it was
+/// built with): batching, leases and the failure mode `mode`, each at its defaults.
+fn instance(redis: RedisStore, mode: FailureMode) -> Instance {
+    let leased = Leased::builder(Batched::builder(redis).build()).build();
+    Guarded::builder(leased).failure_mode(mode).build().unwrap()
 }
 
-fn guarded(redis: RedisStore, mode: FailureMode, deadline: Duration) -> Guarded<Batched> {
-    Guarded::builder(Batched::builder(redis).build())
-        .deadline(deadline)
-        .breaker(BreakerConfig {
-            slow_call: deadline,
-            ..BreakerConfig::default()
-        })
-        .failure_mode(mode)
-        .build()
-        .unwrap()
-}
-
-async fn instances(server: &RedisServer, n: usize) -> Vec<Instance> {
+async fn instances(server: &RedisServer, n: usize, bounds: Bounds) -> Vec<Instance> {
     let mut all = Vec::new();
     for _ in 0..n {
-        all.push(instance(
-            redis_store(server).await,
-            FailureMode::Closed,
-            Duration::from_secs(2),
-        ));
+        let redis = bounded_store(server, bounds).await;
+        all.push(instance(redis, FailureMode::Closed));
     }
     all
+}
+
+fn stats(instance: &Instance) -> LeaseStats {
+    instance.inner().stats()
 }
 
 fn algorithms() -> [Algorithm; 4] {
@@ -105,7 +97,7 @@ async fn hammer(
 async fn leases_ended(instances: &[Instance]) -> LeaseStats {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let stats = total(instances.iter().map(Leased::stats));
+        let stats = total(instances.iter().map(stats));
         if stats.outstanding == 0 {
             return stats;
         }
@@ -120,15 +112,19 @@ async fn leases_ended(instances: &[Instance]) -> LeaseStats {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_never_admit_more_than_the_limit() {
     let server = RedisServer::spawn();
-    for n in [2, 3] {
-        let all = instances(&server, n).await;
+    for (n, bounds) in [
+        (2, Bounds::Defaults),
+        (3, Bounds::Defaults),
+        (3, Bounds::Raised),
+    ] {
+        let all = instances(&server, n, bounds).await;
         for algorithm in algorithms() {
             let policy =
                 fresh_policy(vec![Limit::new(100, secs(86_400)).with_algorithm(algorithm)]);
             let admitted = hammer(&all, &policy, "hot", 1000, 1).await;
             assert!(
                 (99..=100).contains(&admitted),
-                "{n} instances, {algorithm:?}: {admitted} admitted"
+                "{n} instances, {bounds:?}, {algorithm:?}: {admitted} admitted"
             );
         }
     }
@@ -142,7 +138,7 @@ async fn instances_on_a_cluster_never_admit_more_than_the_limit() {
     let mut all = Vec::new();
     for _ in 0..3 {
         let redis = RedisStore::builder().connect_cluster(&nodes).await.unwrap();
-        all.push(instance(redis, FailureMode::Closed, Duration::from_secs(2)));
+        all.push(instance(redis, FailureMode::Closed));
     }
     for algorithm in algorithms() {
         let policy = fresh_policy(vec![Limit::new(100, secs(86_400)).with_algorithm(algorithm)]);
@@ -158,13 +154,13 @@ async fn instances_on_a_cluster_never_admit_more_than_the_limit() {
             "{algorithm:?}: {admitted}"
         );
     }
-    assert!(total(all.iter().map(Leased::stats)).local_admissions > 0);
+    assert!(total(all.iter().map(stats)).local_admissions > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_keys_are_leased_up_to_their_limit_and_no_further() {
     let server = RedisServer::spawn();
-    let all = instances(&server, 3).await;
+    let all = instances(&server, 3, Bounds::Defaults).await;
     for algorithm in algorithms() {
         let policy = fresh_policy(vec![
             Limit::new(2000, secs(86_400)).with_algorithm(algorithm),
@@ -186,21 +182,22 @@ async fn hot_keys_are_leased_up_to_their_limit_and_no_further() {
     assert!(stats.local_admissions > 1000, "{stats:?}");
     for instance in &all {
         let policy = fresh_policy(vec![Limit::new(2000, secs(86_400))]);
-        assert!(instance.stats().oldest_use <= instance.lifetime(&policy));
+        let leased = instance.inner();
+        assert!(leased.stats().oldest_use <= leased.lifetime(&policy));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_units_are_given_back_when_leases_end() {
     let server = RedisServer::spawn();
-    let all = instances(&server, 2).await;
+    let all = instances(&server, 2, Bounds::Defaults).await;
     let plain = redis_store(&server).await;
     for algorithm in algorithms() {
         // Far from any limit, in a window so long that nothing refills meanwhile.
         let policy = fresh_policy(vec![
             Limit::new(100_000, secs(400 * 86_400)).with_algorithm(algorithm)
         ]);
-        let refunded_before = total(all.iter().map(Leased::stats)).refunded_units;
+        let refunded_before = total(all.iter().map(stats)).refunded_units;
         let admitted = hammer(&all, &policy, "k", 8, 300).await;
         assert_eq!(admitted, 2400, "{algorithm:?}");
         let stats = leases_ended(&all).await;
@@ -244,13 +241,9 @@ async fn decisions_stay_within_one_percent_of_pure_redis() {
     let server = RedisServer::spawn();
     let pure = redis_store(&server).await;
     // Ten times the default speculation, so that even these small limits are leased.
-    let wrapped = Leased::builder(guarded(
-        redis_store(&server).await,
-        FailureMode::Closed,
-        Duration::from_secs(2),
-    ))
-    .speculation(0.05)
-    .build();
+    let wrapped = Leased::builder(Batched::builder(redis_store(&server).await).build())
+        .speculation(0.05)
+        .build();
     let traffic = recorded_traffic(4000);
     let mut drift = 0;
     let mut requests = 0;
@@ -299,11 +292,8 @@ async fn decisions_stay_within_one_percent_of_pure_redis() {
 async fn a_million_keys_stay_within_the_memory_bound() {
     let server = RedisServer::spawn();
     let bound = 2_000_000;
-    let guarded = Guarded::builder(Batched::builder(redis_store(&server).await).build())
-        .deadline(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let store = Arc::new(Leased::builder(guarded).max_bytes(bound).build());
+    let batched = Batched::builder(redis_store(&server).await).build();
+    let store = Arc::new(Leased::builder(batched).max_bytes(bound).build());
     let policy = fresh_policy(vec![Limit::new(2, secs(1))]);
     let tasks: Vec<_> = (0..64u64)
         .map(|t| {
@@ -342,22 +332,18 @@ async fn a_million_keys_stay_within_the_memory_bound() {
 async fn a_stalled_redis_while_leases_are_held_is_decided_by_the_failure_mode() {
     let server = RedisServer::spawn();
     let plain = redis_store(&server).await;
-    let store = instance(
-        redis_store(&server).await,
-        FailureMode::Closed,
-        Duration::from_millis(100),
-    );
+    let store = instance(redis_store(&server).await, FailureMode::Closed);
     let policy = fresh_policy(vec![Limit::new(100_000, secs(86_400))]);
     let limiter = Limiter::new(policy.clone(), store.clone());
     // Warm the key until a lease is held.
     let mut admitted = 0u64;
     for _ in 0..10_000 {
         admitted += u64::from(limiter.check("k", 1).await.unwrap().is_allowed());
-        if store.stats().outstanding > 0 {
+        if stats(&store).outstanding > 0 {
             break;
         }
     }
-    assert!(store.stats().outstanding > 0, "a lease was taken");
+    assert!(stats(&store).outstanding > 0, "a lease was taken");
 
     server.pause(Duration::from_secs(30));
     let mut local = 0u64;

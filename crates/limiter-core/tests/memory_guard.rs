@@ -79,13 +79,17 @@ async fn new_keys_are_refused_above_the_threshold_and_known_keys_decided_exactly
     // A new key: each failure mode decides, and Redis is not written.
     let closed = guarded.check(&policy, "new", 1).await.unwrap();
     assert!(!closed.is_allowed() && closed.is_degraded());
+    let open_policy = policy.clone().with_failure_mode(FailureMode::Open);
     let open = guarded
-        .check_with(&policy, "new", 1, &FailureMode::Open)
+        .check(&open_policy.unwrap(), "new", 1)
         .await
         .unwrap();
     assert!(open.is_allowed() && open.is_degraded());
+    let local_policy = policy
+        .clone()
+        .with_failure_mode(FailureMode::Local { share: 1.0 });
     let local = guarded
-        .check_with(&policy, "new", 1, &FailureMode::Local { share: 1.0 })
+        .check(&local_policy.unwrap(), "new", 1)
         .await
         .unwrap();
     assert!(local.is_allowed() && local.is_degraded());
@@ -109,7 +113,7 @@ async fn new_keys_are_refused_above_the_threshold_and_known_keys_decided_exactly
     let denied = batched.check(&policy, "known", 1).await.unwrap();
     assert!(!denied.is_allowed() && !denied.is_degraded());
     // Refusals are answers, not failures: the breaker stayed closed.
-    assert_eq!(guarded.breaker_state(), BreakerState::Closed);
+    assert_eq!(store.breaker_state(), BreakerState::Closed);
 
     // Memory falls: new keys are admitted again.
     for i in 0..fillers {

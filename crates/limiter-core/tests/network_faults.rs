@@ -1,37 +1,28 @@
 //! Network faults between the limiter and Redis, injected by a TCP proxy of the test
 //! harness: connections cut mid-flight, added latency, a partition (blackhole), refused
-//! connections. The guard answers every call within its deadline and recovers on its own.
+//! connections. The store answers every call within its timeout, the failure mode decides
+//! what Redis could not, and both recover on their own. Each case runs with the timeout
+//! and breaker a user gets by default, and with both raised.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use limiter_core::{
-    BreakerConfig, BreakerState, Decision, FailureMode, Guarded, Limit, Limiter, RedisStore,
-};
+use limiter_core::{BreakerConfig, BreakerState, Decision, Guarded, Limit, Limiter, RedisStore};
 use redis_harness::{FaultProxy, Mode, RedisServer};
 use support::*;
 
 /// Far above the deadline, far below the faults: finishing within it shows no call waited.
 const BOUND: Duration = Duration::from_secs(3);
 
-async fn limiter_through(proxy: &FaultProxy) -> Limiter<Guarded<RedisStore>> {
-    let store = RedisStore::builder()
+async fn limiter_through(proxy: &FaultProxy, bounds: Bounds) -> Limiter<Guarded<RedisStore>> {
+    let store = bounds
+        .apply(RedisStore::builder())
         .connect(&proxy.url())
         .await
         .expect("connect via proxy");
-    let guarded = Guarded::builder(store)
-        .deadline(Duration::from_millis(400))
-        .failure_mode(FailureMode::Open)
-        .breaker(BreakerConfig {
-            failures: 3,
-            slow_calls: 1_000, // a busy test machine must not trip it by slowness alone
-            probe_interval: Duration::from_millis(50),
-            ..BreakerConfig::default()
-        })
-        .build()
-        .unwrap();
+    let guarded = Guarded::builder(store).build().unwrap();
     Limiter::new(fresh_policy(vec![Limit::new(100_000, secs(3600))]), guarded)
 }
 
@@ -56,9 +47,15 @@ async fn until_recovered(limiter: &Limiter<Guarded<RedisStore>>) -> Decision {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_cut_mid_flight_are_answered_and_reconnected() {
+    for bounds in Bounds::ALL {
+        connections_cut(bounds).await;
+    }
+}
+
+async fn connections_cut(bounds: Bounds) {
     let server = RedisServer::spawn();
     let proxy = Arc::new(FaultProxy::start(("127.0.0.1", server.port())));
-    let limiter = limiter_through(&proxy).await;
+    let limiter = limiter_through(&proxy, bounds).await;
     let (progress, mut seen) = tokio::sync::watch::channel(0usize);
     let progress = Arc::new(progress);
     let clients: Vec<_> = (0..4)
@@ -85,31 +82,76 @@ async fn connections_cut_mid_flight_are_answered_and_reconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latency_beyond_the_deadline_opens_the_breaker_until_the_network_heals() {
+async fn latency_beyond_the_timeout_opens_the_breaker_until_the_network_heals() {
+    for bounds in Bounds::ALL {
+        latency_beyond_the_timeout(bounds).await;
+    }
+}
+
+async fn latency_beyond_the_timeout(bounds: Bounds) {
     let server = RedisServer::spawn();
     let proxy = FaultProxy::start(("127.0.0.1", server.port()));
-    let limiter = limiter_through(&proxy).await;
+    let limiter = limiter_through(&proxy, bounds).await;
     until_recovered(&limiter).await;
 
     proxy.set_mode(Mode::Delay(Duration::from_millis(1500)));
-    for i in 0..3 {
+    for i in 0..BreakerConfig::default().failures {
         assert!(decide(&limiter, &format!("slow-{i}")).await.is_degraded());
     }
-    assert_eq!(limiter.store().breaker_state(), BreakerState::Open);
+    assert_eq!(breaker(&limiter), BreakerState::Open);
     for i in 0..100 {
         assert!(decide(&limiter, &format!("open-{i}")).await.is_degraded());
     }
 
     proxy.set_mode(Mode::Pass);
     until_recovered(&limiter).await;
-    assert_eq!(limiter.store().breaker_state(), BreakerState::Closed);
+    assert_eq!(breaker(&limiter), BreakerState::Closed);
+}
+
+/// Redis answering every call, but slower than the breaker's slow-call bound (10 ms by
+/// default) and within the timeout (100 ms): the breaker opens once `slow_calls` such
+/// calls fall within its window, and closes when the network is fast again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_slower_than_the_slow_call_bound_open_the_breaker() {
+    let server = RedisServer::spawn();
+    let proxy = FaultProxy::start(("127.0.0.1", server.port()));
+    let limiter = limiter_through(&proxy, Bounds::Defaults).await;
+    until_recovered(&limiter).await;
+
+    // 7 ms each way: a 14 ms round trip.
+    proxy.set_mode(Mode::Delay(Duration::from_millis(7)));
+    let slow_calls = BreakerConfig::default().slow_calls;
+    let mut degraded = 0;
+    for i in 0..slow_calls + 10 {
+        let d = decide(&limiter, &format!("slow-{i}")).await;
+        degraded += usize::from(d.is_degraded());
+    }
+    assert_eq!(breaker(&limiter), BreakerState::Open);
+    assert!(
+        degraded >= 10,
+        "the failure mode decides once the breaker opens"
+    );
+
+    proxy.set_mode(Mode::Pass);
+    until_recovered(&limiter).await;
+    assert_eq!(breaker(&limiter), BreakerState::Closed);
+}
+
+fn breaker(limiter: &Limiter<Guarded<RedisStore>>) -> BreakerState {
+    limiter.store().inner().breaker_state()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_then_refused_connections_then_recovery() {
+    for bounds in Bounds::ALL {
+        partition_then_refused(bounds).await;
+    }
+}
+
+async fn partition_then_refused(bounds: Bounds) {
     let server = RedisServer::spawn();
     let proxy = FaultProxy::start(("127.0.0.1", server.port()));
-    let limiter = limiter_through(&proxy).await;
+    let limiter = limiter_through(&proxy, bounds).await;
     until_recovered(&limiter).await;
 
     proxy.set_mode(Mode::Blackhole);

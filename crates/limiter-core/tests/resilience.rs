@@ -1,6 +1,7 @@
 //! Failure handling with real faults on a real Redis: killed, stalled (`CLIENT PAUSE`) and
-//! restarted empty. Deadlines and breaker settings are generous so that a slow CI machine
-//! cannot trip them by accident; assertions are on outcomes, never on timings.
+//! restarted empty. Each case runs with the timeout and breaker a user gets by default,
+//! and with both raised far beyond what a loaded machine could trip by accident;
+//! assertions are on outcomes, never on timings.
 
 mod support;
 
@@ -16,21 +17,11 @@ use support::*;
 /// so finishing within it shows no call waited on Redis beyond its deadline.
 const BOUND: Duration = Duration::from_secs(5);
 
-fn breaker() -> BreakerConfig {
-    BreakerConfig {
-        failures: 3,
-        slow_calls: 1_000,
-        slow_call: Duration::from_secs(1),
-        window: Duration::from_secs(60),
-        probe_interval: Duration::from_millis(50),
-    }
-}
-
-async fn guarded(server: &RedisServer, mode: FailureMode) -> Guarded<RedisStore> {
-    Guarded::builder(redis_store(server).await)
-        .deadline(Duration::from_secs(1))
+async fn guarded(server: &RedisServer, mode: FailureMode, bounds: Bounds) -> Guarded<RedisStore> {
+    let store = bounded_store(server, bounds).await;
+    Guarded::builder(store)
         .failure_mode(mode)
-        .breaker(breaker())
+        .retry_after(bounds.probe_interval())
         .build()
         .expect("valid guard")
 }
@@ -67,8 +58,17 @@ async fn burst<S: Store + Clone>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_fail_open_allows_everything() {
+    for bounds in Bounds::ALL {
+        killed_mid_load_fail_open(bounds).await;
+    }
+}
+
+async fn killed_mid_load_fail_open(bounds: Bounds) {
     let mut server = RedisServer::spawn();
-    let limiter = Limiter::new(policy(1_000), guarded(&server, FailureMode::Open).await);
+    let limiter = Limiter::new(
+        policy(1_000),
+        guarded(&server, FailureMode::Open, bounds).await,
+    );
     // Four clients load the limiter; Redis is killed once 100 decisions are in, and the
     // clients make their other 500 only after it is dead, so that some must be degraded.
     let (progress, mut seen) = tokio::sync::watch::channel(0usize);
@@ -112,28 +112,29 @@ async fn redis_killed_mid_load_fail_open_allows_everything() {
         "decisions after the kill are degraded"
     );
     assert!(!all[0].is_degraded());
-    assert_eq!(limiter.store().breaker_state(), BreakerState::Open);
+    assert_eq!(limiter.store().inner().breaker_state(), BreakerState::Open);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_fail_closed_denies_with_a_retry_time() {
-    let mut server = RedisServer::spawn();
-    let limiter = Limiter::new(policy(1_000), guarded(&server, FailureMode::Closed).await);
-    server.kill();
-    let after = burst(&limiter, 50, "closed", BOUND).await;
-    for d in &after {
-        assert!(!d.is_allowed() && d.is_degraded());
-        assert_eq!(d.retry_after(), Some(breaker().probe_interval));
+    for bounds in Bounds::ALL {
+        let mut server = RedisServer::spawn();
+        let store = guarded(&server, FailureMode::Closed, bounds).await;
+        let limiter = Limiter::new(policy(1_000), store);
+        server.kill();
+        let after = burst(&limiter, 50, "closed", BOUND).await;
+        for d in &after {
+            assert!(!d.is_allowed() && d.is_degraded());
+            assert_eq!(d.retry_after(), Some(bounds.probe_interval()));
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_fail_local_keeps_enforcing_this_instances_share() {
     let mut server = RedisServer::spawn();
-    let limiter = Limiter::new(
-        policy(10),
-        guarded(&server, FailureMode::Local { share: 0.5 }).await,
-    );
+    let local = FailureMode::Local { share: 0.5 };
+    let limiter = Limiter::new(policy(10), guarded(&server, local, Bounds::Defaults).await);
     server.kill();
     let mut allowed = 0;
     for _ in 0..20 {
@@ -149,30 +150,37 @@ async fn redis_killed_fail_local_keeps_enforcing_this_instances_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_redis_opens_the_breaker_and_decisions_stay_bounded() {
+    for bounds in Bounds::ALL {
+        stalled_redis(bounds).await;
+    }
+}
+
+async fn stalled_redis(bounds: Bounds) {
     let server = RedisServer::spawn();
-    let store = Guarded::builder(redis_store(&server).await)
-        .deadline(Duration::from_millis(300))
-        .failure_mode(FailureMode::Open)
-        .breaker(breaker())
-        .build()
-        .unwrap();
-    let limiter = Limiter::new(policy(1_000), store);
+    let limiter = Limiter::new(
+        policy(1_000),
+        guarded(&server, FailureMode::Open, bounds).await,
+    );
     until_decided_by_redis(&limiter).await;
 
-    // Stall every client for 3 s: each call now misses its deadline.
+    // Stall every client for 3 s (1 s past the raised timeout): each call now misses it.
     let _: () = server.cmd(&["CLIENT", "PAUSE", "3000", "ALL"]);
-    for i in 0..3 {
+    let failures = BreakerConfig::default().failures.max(3);
+    for i in 0..failures {
         let d = limiter.check(&format!("stalled-{i}"), 1).await.unwrap();
-        assert!(d.is_degraded(), "deadline missed, failure mode decided");
+        assert!(d.is_degraded(), "timeout missed, failure mode decided");
     }
-    assert_eq!(limiter.store().breaker_state(), BreakerState::Open);
+    assert_eq!(limiter.store().inner().breaker_state(), BreakerState::Open);
     // While open, no call touches Redis: 200 decisions, each well within the 3 s stall.
     let open = burst(&limiter, 200, "open", Duration::from_millis(1500)).await;
     assert!(open.iter().all(|d| d.is_allowed() && d.is_degraded()));
 
     // When the stall ends, the health check half-opens and a good call closes.
     until_decided_by_redis(&limiter).await;
-    assert_eq!(limiter.store().breaker_state(), BreakerState::Closed);
+    assert_eq!(
+        limiter.store().inner().breaker_state(),
+        BreakerState::Closed
+    );
 }
 
 /// Decides until Redis (not the failure mode) answers; bounded.
@@ -189,8 +197,17 @@ async fn until_decided_by_redis<S: Store + Clone>(limiter: &Limiter<S>) -> limit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_recovers_without_restarting_the_application() {
+    for bounds in Bounds::ALL {
+        restarted_empty(bounds).await;
+    }
+}
+
+async fn restarted_empty(bounds: Bounds) {
     let mut server = RedisServer::spawn();
-    let limiter = Limiter::new(policy(5), guarded(&server, FailureMode::Closed).await);
+    let limiter = Limiter::new(
+        policy(5),
+        guarded(&server, FailureMode::Closed, bounds).await,
+    );
     until_decided_by_redis(&limiter).await;
     for _ in 0..5 {
         assert!(limiter.check("u", 1).await.unwrap().is_allowed());
@@ -221,28 +238,25 @@ async fn redis_restarted_empty_recovers_without_restarting_the_application() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_policy_can_name_its_own_failure_mode() {
     let mut server = RedisServer::spawn();
-    let store = guarded(&server, FailureMode::Open).await;
-    let (search, payments, uploads) = (policy(10), policy(10), policy(10));
+    let store = guarded(&server, FailureMode::Open, Bounds::Defaults).await;
+    let search = policy(10);
+    let payments = policy(10).with_failure_mode(FailureMode::Closed).unwrap();
+    let local = FailureMode::Local { share: 0.3 };
+    let uploads = policy(10).with_failure_mode(local).unwrap();
     server.kill();
     // The guard's default (open) for one policy, closed for another, local for a third.
     let d = store.check(&search, "u", 1).await.unwrap();
     assert!(d.is_allowed() && d.is_degraded());
-    let d = store
-        .check_with(&payments, "u", 1, &FailureMode::Closed)
-        .await
-        .unwrap();
+    let d = store.check(&payments, "u", 1).await.unwrap();
     assert!(!d.is_allowed() && d.is_degraded());
-    let local = FailureMode::Local { share: 0.3 };
     let mut allowed = 0;
     for _ in 0..10 {
-        let d = store.check_with(&uploads, "u", 1, &local).await.unwrap();
+        let d = store.check(&uploads, "u", 1).await.unwrap();
         assert!(d.is_degraded());
         allowed += usize::from(d.is_allowed());
     }
     assert_eq!(allowed, 3, "30% of 10, enforced locally");
-    let bad = store
-        .check_with(&uploads, "u", 1, &FailureMode::Local { share: 2.0 })
-        .await;
+    let bad = policy(10).with_failure_mode(FailureMode::Local { share: 2.0 });
     assert!(
         bad.is_err(),
         "an invalid share is an error, not a silent default"

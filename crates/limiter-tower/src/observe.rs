@@ -30,6 +30,8 @@ pub(crate) enum Judgement {
     DegradedAllowed,
     /// A failure mode refused the request.
     DegradedDenied,
+    /// This process was overloaded: the decision was shed (503), nothing counted it.
+    Shed,
 }
 
 impl Judgement {
@@ -56,6 +58,7 @@ impl Judgement {
             Judgement::Denied => "denied",
             Judgement::DegradedAllowed => "degraded_allowed",
             Judgement::DegradedDenied => "degraded_denied",
+            Judgement::Shed => "shed",
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use limiter_core::{Decision, Error, FailureMode, StoreError};
+use limiter_core::{Decision, Error, FailureMode, Overload, StoreError};
 
 use crate::headers::{ceil_secs, Fields, Figures, RATELIMIT_DEGRADED};
 use crate::observe::{Judgement, Observation};
@@ -51,7 +51,8 @@ pub(crate) fn conclude(
     result: &Result<Decision, Error>,
 ) -> Outcome {
     let cached = result.as_ref().is_ok_and(Decision::is_cached);
-    let (outcome, judgement) = outcome(rule, &rule.failure_mode, result);
+    let failure_mode = rule.policy.failure_mode().unwrap_or_default();
+    let (outcome, judgement) = outcome(rule, &failure_mode, result);
     observation.finish(rule, store, judgement, cached);
     outcome
 }
@@ -107,6 +108,10 @@ fn outcome(
                 Judgement::DegradedDenied,
             )
         }
+        Err(Error::Overloaded(overload)) => {
+            shed_log(rule, overload);
+            (Outcome::Deny(problem::overloaded()), Judgement::Shed)
+        }
         Err(err) => {
             // Only an unguarded store's other failures get here: the failure mode
             // decides as the guard would, without a local stand-in.
@@ -121,6 +126,27 @@ fn outcome(
                 ),
             }
         }
+    }
+}
+
+/// Logs a shed decision, at most once a second per process: a flood sheds thousands a
+/// second, and the metric counts them all.
+fn shed_log(rule: &EndpointRule, overload: &Overload) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + 1;
+    let last = LAST.load(Ordering::Relaxed);
+    if now > last
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(policy = rule.policy.name(), reason = overload.reason(), %overload, "overloaded: rate-limit decisions shed with 503 (at most one such line a second; ratelimit_shed_decisions_total counts them)");
     }
 }
 

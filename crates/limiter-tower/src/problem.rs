@@ -45,6 +45,28 @@ pub(crate) fn abnormal_usage() -> Bytes {
     }))
 }
 
+/// This project's problem type for a request shed because the service is overloaded.
+pub(crate) const OVERLOADED: &str = "tag:limiter-rs,2026:problems/overloaded";
+
+/// The 503 of a request shed because this process had more rate-limit decisions waiting
+/// for the store than it may hold: `Retry-After: 1`, nothing counted.
+pub(crate) fn overloaded() -> Response<Bytes> {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let body = BODY.get_or_init(|| {
+        body(json!({
+            "type": OVERLOADED,
+            "title": "Service overloaded",
+            "status": 503,
+            "detail": "This service has more requests waiting for its rate limiter than it can hold; retry after the time given in Retry-After.",
+        }))
+    });
+    let mut response = response(StatusCode::SERVICE_UNAVAILABLE, body.clone());
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// A problem with the given status, title and detail (`type` is `about:blank`).
 pub(crate) fn plain(status: u16, title: &str, detail: &str) -> Bytes {
     body(json!({

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use limiter_core::Store;
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -121,10 +122,7 @@ where
         ResponseFuture::checking(Box::pin(async move {
             let store = &shared.store;
             let span = observation.span().clone();
-            let result = store
-                .check_with(&rule.policy, &key, cost, &rule.failure_mode)
-                .instrument(span)
-                .await;
+            let result = store.check(&rule.policy, &key, cost).instrument(span).await;
             match conclude(&rule, kind, observation, &result) {
                 Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp, report),
                 Outcome::Deny(response) => Checked::Answered(response),

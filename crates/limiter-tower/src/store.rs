@@ -7,26 +7,28 @@ use std::time::Duration;
 
 use limiter_core::{
     Batched, BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
-    LeaseStats, LeaseStore, Leased, MemoryStore, Policy, RedisDistinct, RedisStore, Store,
-    StoreError, Unavailable,
+    LeaseStats, Leased, MemoryStore, Policy, RedisDistinct, RedisStore, Store, StoreError,
+    Unavailable,
 };
 
 use crate::config::{
-    BatchConfig, LeasesConfig, LocalCacheConfig, MemoryGuardConfig, StoreConfig, StoreSetup,
+    BatchConfig, LeasesConfig, LocalCacheConfig, MemoryGuardConfig, OverloadConfig, StoreConfig,
+    StoreSetup,
 };
 
-/// The store a configuration names. A Redis store (standalone or cluster) is the stack
-/// of limiter-core wrappers its sections ask for, outermost first:
+/// The store a configuration names. A Redis store (standalone or cluster) is one stack
+/// of limiter-core wrappers, outermost first, whatever its sections say (a section left
+/// out turns its wrapper into a pass-through):
 ///
-/// - [`DenialCache`], with `local_cache`: a remembered denial is answered without Redis,
-///   the breaker or the timeout (such decisions are [cached](Decision::is_cached));
+/// - [`Guarded`]: the failure mode (the policy's, else the file's) decides what Redis
+///   could not (such decisions are [degraded](Decision::is_degraded));
+/// - [`DenialCache`], with `local_cache`: a remembered denial is answered without Redis
+///   (such decisions are [cached](Decision::is_cached));
 /// - [`Leased`], with `leases`: hot keys are admitted in process from units reserved in
 ///   Redis first ([leased](Decision::is_leased) decisions);
-/// - [`Guarded`], always: the store `timeout` bounds every call, a circuit breaker stops
-///   calling a failing Redis, and the failure mode decides meanwhile (such decisions are
-///   [degraded](Decision::is_degraded));
-/// - [`Batched`], unless `batch: off`: concurrent decisions share one script call;
-/// - the [`RedisStore`].
+/// - [`Batched`]: the bounded queue in front of Redis (`overload`), batching concurrent
+///   decisions into one script call unless `batch: off`;
+/// - the [`RedisStore`], whose calls have the store `timeout` and the circuit breaker.
 ///
 /// The in-memory store needs none of them; its one failure (full: a new key beyond
 /// `max_keys`) is answered 429 by the layer, whatever the failure mode.
@@ -43,28 +45,16 @@ pub struct AnyStore {
 enum Backend {
     Memory(MemoryStore),
     Redis(RedisStack),
-    CachedRedis(DenialCache<RedisStack>),
 }
 
-/// A Redis store as configured below its local cache of denials: [`Leased`] (with
-/// `leases`) over [`Guarded`] over [`Batched`] (unless `batch: off`) over the
-/// [`RedisStore`]. What [`AnyStore::local_cache`] wraps.
+/// A Redis store as the layer runs it: [`Guarded`] over [`DenialCache`] over [`Leased`]
+/// over [`Batched`] over the [`RedisStore`], with the sections that were configured.
 #[derive(Clone)]
 pub struct RedisStack {
-    top: Top,
-}
-
-#[derive(Clone)]
-enum Top {
-    Guarded(Guarded<Wire>),
-    Leased(Leased<Guarded<Wire>>),
-}
-
-/// The Redis store, behind [`Batched`] or not: one type either way.
-#[derive(Clone)]
-enum Wire {
-    Direct(RedisStore),
-    Batched(Batched),
+    top: Guarded<DenialCache<Leased<Batched>>>,
+    local_cache: bool,
+    leases: bool,
+    batched: bool,
 }
 
 impl std::fmt::Debug for AnyStore {
@@ -72,7 +62,6 @@ impl std::fmt::Debug for AnyStore {
         f.debug_struct("AnyStore")
             .field("kind", &self.kind)
             .field("failure_mode", &self.failure_mode)
-            .field("local_cache", &self.local_cache().is_some())
             .field("redis", &self.redis())
             .finish()
     }
@@ -81,8 +70,9 @@ impl std::fmt::Debug for AnyStore {
 impl std::fmt::Debug for RedisStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStack")
-            .field("batched", &self.is_batched())
-            .field("leased", &matches!(self.top, Top::Leased(_)))
+            .field("local_cache", &self.local_cache)
+            .field("leases", &self.leases)
+            .field("batched", &self.batched)
             .field("breaker", &self.breaker_state())
             .finish()
     }
@@ -129,30 +119,6 @@ impl AnyStore {
     /// ```
     pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
         let failure_mode = setup.failure_mode;
-        let stack = |store: RedisStore, redis: Layers| -> Result<Backend, ConnectError> {
-            let wire = match redis.batch {
-                Some(batch) => Wire::Batched(batched(store, batch)),
-                None => Wire::Direct(store),
-            };
-            let guarded = Guarded::builder(wire)
-                .deadline(redis.timeout)
-                .failure_mode(failure_mode)
-                .breaker(setup.breaker.clone())
-                .build()?;
-            let top = match redis.leases {
-                Some(leases) => Top::Leased(leased(guarded, leases)),
-                None => Top::Guarded(guarded),
-            };
-            let stack = RedisStack { top };
-            Ok(match redis.local_cache {
-                Some(config) => Backend::CachedRedis(
-                    DenialCache::builder(stack)
-                        .max_keys(config.max_keys.get())
-                        .build(),
-                ),
-                None => Backend::Redis(stack),
-            })
-        };
         let (backend, kind, distinct) = match setup.store.clone() {
             StoreConfig::Memory { max_keys } => (memory(max_keys), "memory", None),
             StoreConfig::Redis {
@@ -166,14 +132,16 @@ impl AnyStore {
             } => {
                 let distinct = bounded(RedisDistinct::connect(&url, distinct_prefix(&key_prefix)));
                 let distinct = Some(distinct.await?);
-                let store = bounded(configured(key_prefix, memory_guard).connect(&url)).await?;
-                let layers = Layers {
-                    timeout,
+                let redis = configured(setup, key_prefix, timeout, memory_guard);
+                let store = bounded(redis.connect(&url)).await?;
+                let sections = Sections {
                     local_cache,
                     batch,
                     leases,
+                    overload: setup.overload,
                 };
-                (stack(store, layers)?, "redis", distinct)
+                let stack = RedisStack::new(store, sections, failure_mode)?;
+                (Backend::Redis(stack), "redis", distinct)
             }
             StoreConfig::RedisCluster {
                 nodes,
@@ -187,15 +155,16 @@ impl AnyStore {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let distinct = RedisDistinct::connect_cluster(&nodes, distinct_prefix(&key_prefix));
                 let distinct = Some(bounded(distinct).await?);
-                let store =
-                    bounded(configured(key_prefix, memory_guard).connect_cluster(&nodes)).await?;
-                let layers = Layers {
-                    timeout,
+                let redis = configured(setup, key_prefix, timeout, memory_guard);
+                let store = bounded(redis.connect_cluster(&nodes)).await?;
+                let sections = Sections {
                     local_cache,
                     batch,
                     leases,
+                    overload: setup.overload,
                 };
-                (stack(store, layers)?, "redis_cluster", distinct)
+                let stack = RedisStack::new(store, sections, failure_mode)?;
+                (Backend::Redis(stack), "redis_cluster", distinct)
             }
         };
         Ok(AnyStore {
@@ -255,7 +224,6 @@ impl AnyStore {
         match &self.backend {
             Backend::Memory(_) => None,
             Backend::Redis(stack) => Some(stack),
-            Backend::CachedRedis(cache) => Some(cache.inner()),
         }
     }
 
@@ -266,7 +234,7 @@ impl AnyStore {
 
     /// Whether decisions reach Redis in batches (Redis stores without `batch: off`).
     pub fn is_batched(&self) -> bool {
-        self.redis().is_some_and(RedisStack::is_batched)
+        self.redis().is_some_and(|stack| stack.batched)
     }
 
     /// What the quota leases have done so far, when `leases` is configured.
@@ -275,11 +243,10 @@ impl AnyStore {
     }
 
     /// The local cache of denials, when `local_cache` is configured.
-    pub fn local_cache(&self) -> Option<&DenialCache<RedisStack>> {
-        match &self.backend {
-            Backend::CachedRedis(cache) => Some(cache),
-            Backend::Memory(_) | Backend::Redis(_) => None,
-        }
+    pub fn local_cache(&self) -> Option<&DenialCache<Leased<Batched>>> {
+        self.redis()
+            .filter(|stack| stack.local_cache)
+            .map(|stack| stack.top.inner())
     }
 
     /// Decides at once when the store needs no I/O (the in-memory store, or a denial the
@@ -292,42 +259,82 @@ impl AnyStore {
     ) -> Option<Result<Decision, Error>> {
         match &self.backend {
             Backend::Memory(store) => Some(store.check_now(policy, key, cost)),
-            Backend::Redis(_) => None,
-            Backend::CachedRedis(cache) => cache.lookup(policy, key, cost).map(Ok),
-        }
-    }
-
-    /// Decides like [`Store::check`], with `mode` deciding if the store cannot (each
-    /// policy may name its own; the breaker stays shared).
-    pub async fn check_with(
-        &self,
-        policy: &Policy,
-        key: &str,
-        cost: u64,
-        mode: &FailureMode,
-    ) -> Result<Decision, Error> {
-        match &self.backend {
-            Backend::Memory(store) => store.check_now(policy, key, cost),
-            Backend::Redis(stack) => stack.check_with(policy, key, cost, mode).await,
-            Backend::CachedRedis(cache) => {
-                let miss = cache.inner().check_with(policy, key, cost, mode);
-                cache.check_or(policy, key, cost, miss).await
+            Backend::Redis(stack) if stack.local_cache => {
+                stack.top.inner().lookup(policy, key, cost).map(Ok)
             }
+            Backend::Redis(_) => None,
         }
     }
 }
 
 /// The sections of a Redis store that shape its stack.
-struct Layers {
-    timeout: Duration,
+struct Sections {
     local_cache: Option<LocalCacheConfig>,
     batch: Option<BatchConfig>,
     leases: Option<LeasesConfig>,
+    overload: OverloadConfig,
 }
 
-/// Settings left out keep limiter-core's defaults.
-fn batched(store: RedisStore, config: BatchConfig) -> Batched {
-    let mut builder = Batched::builder(store);
+impl RedisStack {
+    fn new(
+        store: RedisStore,
+        sections: Sections,
+        failure_mode: FailureMode,
+    ) -> Result<RedisStack, ConnectError> {
+        let retry = store.probe_interval();
+        let queue = batched(store, sections.batch, sections.overload);
+        let leased = leased(queue, sections.leases);
+        let max_keys = sections.local_cache.map_or(0, |c| c.max_keys.get());
+        let cache = DenialCache::builder(leased).max_keys(max_keys).build();
+        let top = Guarded::builder(cache)
+            .failure_mode(failure_mode)
+            .retry_after(retry)
+            .build()?;
+        Ok(RedisStack {
+            top,
+            local_cache: sections.local_cache.is_some(),
+            leases: sections.leases.is_some(),
+            batched: sections.batch.is_some(),
+        })
+    }
+
+    fn leased(&self) -> &Leased<Batched> {
+        self.top.inner().inner()
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.leased().inner().inner().breaker_state()
+    }
+
+    /// What the quota leases have done so far, when `leases` is configured.
+    pub fn lease_stats(&self) -> Option<LeaseStats> {
+        self.leases.then(|| self.leased().stats())
+    }
+}
+
+impl Store for RedisStack {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        self.top.check(policy, key, cost).await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.top.ping().await
+    }
+}
+
+/// `batch: off` is one decision per call, several calls out at once, through the same
+/// bounded queue. Settings left out keep limiter-core's defaults.
+fn batched(store: RedisStore, config: Option<BatchConfig>, overload: OverloadConfig) -> Batched {
+    let mut builder = Batched::builder(store)
+        .max_queued(overload.max_queued.get())
+        .max_wait(overload.max_wait);
+    let Some(config) = config else {
+        return builder
+            .max_batch(1)
+            .max_in_flight(UNBATCHED_IN_FLIGHT)
+            .build();
+    };
     if let Some(max_batch) = config.max_batch {
         builder = builder.max_batch(max_batch.get());
     }
@@ -340,9 +347,15 @@ fn batched(store: RedisStore, config: BatchConfig) -> Batched {
     builder.build()
 }
 
-/// Settings left out keep limiter-core's defaults.
-fn leased(store: Guarded<Wire>, config: LeasesConfig) -> Leased<Guarded<Wire>> {
-    let mut builder = Leased::builder(store);
+/// Calls out at once with `batch: off`: enough to keep a pipelined connection busy.
+const UNBATCHED_IN_FLIGHT: usize = 64;
+
+/// Without `leases`, a pass-through. Settings left out keep limiter-core's defaults.
+fn leased(store: Batched, config: Option<LeasesConfig>) -> Leased<Batched> {
+    let mut builder = Leased::builder(store).enabled(config.is_some());
+    let Some(config) = config else {
+        return builder.build();
+    };
     if let Some(lifetime) = config.lifetime {
         builder = builder.lifetime(lifetime);
     }
@@ -370,10 +383,14 @@ fn distinct_prefix(prefix: &Option<String>) -> &str {
 }
 
 fn configured(
+    setup: &StoreSetup,
     prefix: Option<String>,
+    timeout: Duration,
     memory_guard: Option<MemoryGuardConfig>,
 ) -> limiter_core::RedisStoreBuilder {
-    let mut builder = RedisStore::builder();
+    let mut builder = RedisStore::builder()
+        .timeout(timeout)
+        .breaker(setup.breaker.clone());
     if let Some(prefix) = prefix {
         builder = builder.prefix(&prefix);
     }
@@ -401,7 +418,6 @@ impl Store for AnyStore {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
             Backend::Redis(stack) => stack.check(policy, key, cost).await,
-            Backend::CachedRedis(cache) => cache.check(policy, key, cost).await,
         }
     }
 
@@ -409,105 +425,6 @@ impl Store for AnyStore {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
             Backend::Redis(stack) => stack.ping().await,
-            Backend::CachedRedis(cache) => cache.ping().await,
-        }
-    }
-}
-
-impl RedisStack {
-    fn guard(&self) -> &Guarded<Wire> {
-        match &self.top {
-            Top::Guarded(guarded) => guarded,
-            Top::Leased(leased) => leased.inner(),
-        }
-    }
-
-    /// The circuit breaker's state.
-    pub fn breaker_state(&self) -> BreakerState {
-        self.guard().breaker_state()
-    }
-
-    /// Whether decisions reach Redis in batches.
-    pub fn is_batched(&self) -> bool {
-        matches!(self.guard().inner(), Wire::Batched(_))
-    }
-
-    /// What the quota leases have done so far, when `leases` is configured.
-    pub fn lease_stats(&self) -> Option<LeaseStats> {
-        match &self.top {
-            Top::Guarded(_) => None,
-            Top::Leased(leased) => Some(leased.stats()),
-        }
-    }
-
-    /// Decides like [`Store::check`], with `mode` deciding if Redis cannot, leased or not.
-    pub async fn check_with(
-        &self,
-        policy: &Policy,
-        key: &str,
-        cost: u64,
-        mode: &FailureMode,
-    ) -> Result<Decision, Error> {
-        match &self.top {
-            Top::Guarded(guarded) => guarded.check_with(policy, key, cost, mode).await,
-            Top::Leased(leased) => {
-                // What leases leave to Redis is decided, when Redis cannot, by the
-                // request's own failure mode, exactly as without leases.
-                let miss = || leased.inner().check_with(policy, key, cost, mode);
-                leased.check_or(policy, key, cost, miss).await
-            }
-        }
-    }
-}
-
-impl Store for RedisStack {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        match &self.top {
-            Top::Guarded(guarded) => guarded.check(policy, key, cost).await,
-            Top::Leased(leased) => leased.check(policy, key, cost).await,
-        }
-    }
-
-    async fn ping(&self) -> Result<(), Error> {
-        self.guard().ping().await
-    }
-}
-
-impl Store for Wire {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        match self {
-            Wire::Direct(store) => store.check(policy, key, cost).await,
-            Wire::Batched(store) => store.check(policy, key, cost).await,
-        }
-    }
-
-    async fn ping(&self) -> Result<(), Error> {
-        match self {
-            Wire::Direct(store) => store.ping().await,
-            Wire::Batched(store) => store.ping().await,
-        }
-    }
-}
-
-impl LeaseStore for Wire {
-    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<(Decision, i64), Error> {
-        match self {
-            Wire::Direct(store) => store.take(policy, key, units).await,
-            Wire::Batched(store) => store.take(policy, key, units).await,
-        }
-    }
-
-    async fn refund(
-        &self,
-        policy: &Policy,
-        key: &str,
-        taken: u64,
-        unused: u64,
-        taken_at_us: i64,
-    ) -> Result<(), Error> {
-        match self {
-            Wire::Direct(store) => store.refund(policy, key, taken, unused, taken_at_us).await,
-            Wire::Batched(store) => store.refund(policy, key, taken, unused, taken_at_us).await,
         }
     }
 }

@@ -55,9 +55,9 @@ const DEFAULT_MAX_KEYS: usize = 10_000;
 /// - At most [`max_keys`](DenialCacheBuilder::max_keys) pairs are held (default 10,000),
 ///   the least useful evicted first.
 ///
-/// It pays off in front of a remote store (Redis) under floods from over-limit keys;
-/// wrap it around the [`Guarded`](crate::Guarded) store, so that a hit skips the breaker
-/// and the deadline too.
+/// It pays off in front of a remote store (Redis) under floods from over-limit keys.
+/// Put it inside [`Guarded`](crate::Guarded): it then never sees a failure mode's
+/// decisions.
 ///
 /// ```
 /// use std::time::Duration;
@@ -91,7 +91,8 @@ impl<S: Store, C: Clock> Clone for DenialCache<S, C> {
 struct Inner<S, C> {
     store: S,
     clock: C,
-    denials: Cache<PolicyKey, Arc<Denial>>,
+    /// `None` with `max_keys(0)`: nothing remembered, every request asks the store.
+    denials: Option<Cache<PolicyKey, Arc<Denial>>>,
 }
 
 /// A remembered denial.
@@ -147,11 +148,13 @@ impl<S: Store> DenialCache<S> {
 }
 
 impl<S: Store, C: Clock> DenialCacheBuilder<S, C> {
-    /// The most (policy, key) denials remembered at once (default 10,000; at least 1).
+    /// The most (policy, key) denials remembered at once (default 10,000). 0 remembers
+    /// nothing: every request goes to the store, as if the cache were not there, so one
+    /// stack of stores serves configurations with a cache and without.
     /// The bound is split evenly over internal shards, each rounded up, so the cache
     /// may hold a few more: see [`DenialCache::capacity`].
     pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys.max(1);
+        self.max_keys = max_keys;
         self
     }
 
@@ -171,7 +174,7 @@ impl<S: Store, C: Clock> DenialCacheBuilder<S, C> {
             inner: Arc::new(Inner {
                 store: self.store,
                 clock: self.clock,
-                denials: Cache::new(self.max_keys),
+                denials: (self.max_keys > 0).then(|| Cache::new(self.max_keys)),
             }),
         }
     }
@@ -185,18 +188,19 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
 
     /// Denials held now (expired ones included until they are next looked up or evicted).
     pub fn len(&self) -> usize {
-        self.inner.denials.len()
+        self.inner.denials.as_ref().map_or(0, Cache::len)
     }
 
     /// Whether no denial is held.
     pub fn is_empty(&self) -> bool {
-        self.inner.denials.is_empty()
+        self.len() == 0
     }
 
     /// The most denials the cache holds at once: `max_keys` rounded up to a whole number
     /// of entries per internal shard (less than `max_keys` plus the shard count).
     pub fn capacity(&self) -> usize {
-        usize::try_from(self.inner.denials.capacity()).unwrap_or(usize::MAX)
+        let capacity = self.inner.denials.as_ref().map_or(0, Cache::capacity);
+        usize::try_from(capacity).unwrap_or(usize::MAX)
     }
 
     /// The remembered denial that answers `cost` for `key` under `policy` now, if there
@@ -220,60 +224,17 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
         self.answer(policy, key, cost, self.inner.clock.now_us())
     }
 
-    /// Decides like [`Store::check`], but on a miss awaits `miss` instead of the inner
-    /// store's `check`: for calls the `Store` trait cannot express, such as
-    /// [`Guarded::check_with`](crate::Guarded::check_with) and its per-policy failure
-    /// mode. `miss` must decide `cost` for `key` under `policy` on the inner store; it
-    /// is dropped unpolled on a hit (store futures do nothing until polled).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use limiter_core::{DenialCache, FailureMode, Guarded, Limit, MemoryStore, Policy};
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let cache = DenialCache::new(Guarded::builder(MemoryStore::new()).build().unwrap());
-    /// let policy = Policy::new("pay", vec![Limit::new(1, Duration::from_secs(60))]).unwrap();
-    /// let mode = FailureMode::Closed;
-    /// for expected_cached in [false, false, true] {
-    ///     let miss = cache.inner().check_with(&policy, "card", 1, &mode);
-    ///     let d = cache.check_or(&policy, "card", 1, miss).await.unwrap();
-    ///     assert_eq!(d.is_cached(), expected_cached);
-    /// }
-    /// # });
-    /// ```
-    pub async fn check_or<F>(
-        &self,
-        policy: &Policy,
-        key: &str,
-        cost: u64,
-        miss: F,
-    ) -> Result<Decision, Error>
-    where
-        F: Future<Output = Result<Decision, Error>>,
-    {
-        // Read before the store is asked: the store decides at this moment or later, so a
-        // denial's retry time counted from here never outlasts the real one.
-        let before = self.inner.clock.now_us();
-        if let Some(hit) = self.answer(policy, key, cost, before) {
-            return Ok(hit);
-        }
-        let decision = miss.await?;
-        self.learn(policy, key, cost, before, &decision);
-        Ok(decision)
-    }
-
     fn answer(&self, policy: &Policy, key: &str, cost: u64, now: i64) -> Option<Decision> {
         if cost == 0 {
             // A peek reports the state and must see the store's own figures.
             return None;
         }
         let probe = PolicyKeyRef::new(policy, key);
-        let denial = self.inner.denials.get(&probe)?;
+        let denials = self.inner.denials.as_ref()?;
+        let denial = denials.get(&probe)?;
         if now >= denial.until_us || denial.policy.limits() != policy.limits() {
             // Expired, or made under limits since reloaded: of no further use.
-            self.inner
-                .denials
-                .remove_if(&probe, |held| Arc::ptr_eq(held, &denial));
+            denials.remove_if(&probe, |held| Arc::ptr_eq(held, &denial));
             return None;
         }
         if cost < denial.cost || policy.limits().iter().any(|l| cost > l.capacity()) {
@@ -285,6 +246,9 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
     }
 
     fn learn(&self, policy: &Policy, key: &str, cost: u64, before: i64, decision: &Decision) {
+        let Some(denials) = &self.inner.denials else {
+            return;
+        };
         if cost == 0 || decision.is_degraded() || decision.is_cached() {
             // A peek always fits and says nothing about room; a failure mode's decision
             // says nothing about the store's state.
@@ -293,7 +257,7 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
         if decision.is_allowed() {
             // The key has room again (for some cost): a remembered denial is likely stale.
             // Dropping one that was still valid only costs a store call later.
-            self.inner.denials.remove(&PolicyKeyRef::new(policy, key));
+            denials.remove(&PolicyKeyRef::new(policy, key));
             return;
         }
         let Some(retry) = decision.retry_after() else {
@@ -310,9 +274,7 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
             policy: policy.clone(),
             decision: decision.clone(),
         };
-        self.inner
-            .denials
-            .insert(PolicyKey::new(policy, key), Arc::new(denial));
+        denials.insert(PolicyKey::new(policy, key), Arc::new(denial));
     }
 }
 
@@ -356,8 +318,15 @@ impl Denial {
 
 impl<S: Store, C: Clock> Store for DenialCache<S, C> {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        let miss = self.inner.store.check(policy, key, cost);
-        self.check_or(policy, key, cost, miss).await
+        // Read before the store is asked: the store decides at this moment or later, so a
+        // denial's retry time counted from here never outlasts the real one.
+        let before = self.inner.clock.now_us();
+        if let Some(hit) = self.answer(policy, key, cost, before) {
+            return Ok(hit);
+        }
+        let decision = self.inner.store.check(policy, key, cost).await?;
+        self.learn(policy, key, cost, before, &decision);
+        Ok(decision)
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

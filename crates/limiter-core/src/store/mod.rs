@@ -1,7 +1,6 @@
 //! Where window state lives. One [`Store::check`] call decides every window of a policy
 //! atomically: one critical section in memory, one script round trip on Redis.
 
-mod batched;
 mod denial_cache;
 mod guarded;
 mod leased;
@@ -11,14 +10,15 @@ mod redis;
 
 use std::future::Future;
 
-pub use self::batched::{Batched, BatchedBuilder};
 pub use self::denial_cache::{DenialCache, DenialCacheBuilder};
-pub use self::guarded::{
-    BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder, DEFAULT_DEADLINE,
-};
+pub use self::guarded::{FailureMode, Guarded, GuardedBuilder};
 pub use self::leased::{LeaseStats, Leased, LeasedBuilder};
 pub use self::memory::{MemoryStore, MemoryStoreBuilder, DEFAULT_MAX_KEYS};
-pub use self::redis::{MemoryGuard, RedisStore, RedisStoreBuilder};
+pub use self::redis::{
+    Batched, BatchedBuilder, BreakerConfig, BreakerState, MemoryGuard, RedisStore,
+    RedisStoreBuilder, DEFAULT_MAX_QUEUED, DEFAULT_MAX_WAIT, DEFAULT_TIMEOUT,
+    PER_DECISION_ALLOWANCE,
+};
 use crate::decision::Decision;
 use crate::error::Error;
 use crate::policy::Policy;
@@ -62,8 +62,8 @@ impl<S: Store> Store for std::sync::Arc<S> {
 }
 
 /// A store that can reserve units for admission elsewhere and take back what was not
-/// used: what [`Leased`] needs of the store it wraps. Implemented by [`RedisStore`],
-/// [`Batched`] and [`Guarded`](crate::Guarded) over either.
+/// used: what [`Leased`] needs of the store it wraps. Implemented by [`RedisStore`] and
+/// [`Batched`].
 pub trait LeaseStore: Store {
     /// Decides `units` for `key` like [`Store::check`], and also returns the store's
     /// clock (µs) at the decision, which a later [`refund`](LeaseStore::refund) names.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use limiter_core::{Limit, ManualClock, MemoryStore, Policy, RedisStore};
+use limiter_core::{BreakerConfig, Limit, ManualClock, MemoryStore, Policy, RedisStore};
 use redis_harness::RedisServer;
 
 /// 2026-11-23T00:00:00Z in microseconds: tests start at a fixed, realistic time.
@@ -33,6 +33,56 @@ pub async fn redis_store_on_clock(server: &RedisServer, clock: &ManualClock) -> 
 /// A Redis store using Redis `TIME`, as in production.
 pub async fn redis_store(server: &RedisServer) -> RedisStore {
     RedisStore::builder()
+        .connect(&server.url())
+        .await
+        .expect("connect to the test redis")
+}
+
+/// How a test's Redis store is bounded: as a user gets it, or with the timeout and the
+/// breaker raised far beyond what a loaded machine could trip by accident. Tests of
+/// timing-sensitive parts run with both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bounds {
+    Defaults,
+    Raised,
+}
+
+impl Bounds {
+    pub const ALL: [Bounds; 2] = [Bounds::Defaults, Bounds::Raised];
+
+    /// The store's timeout and breaker under these bounds.
+    pub fn apply(
+        self,
+        builder: limiter_core::RedisStoreBuilder,
+    ) -> limiter_core::RedisStoreBuilder {
+        match self {
+            Bounds::Defaults => builder,
+            Bounds::Raised => builder
+                .timeout(Duration::from_secs(1))
+                .breaker(BreakerConfig {
+                    failures: 3,
+                    slow_calls: 1_000,
+                    slow_share: 0.5,
+                    slow_call: Duration::from_secs(1),
+                    window: Duration::from_secs(60),
+                    probe_interval: Duration::from_millis(50),
+                }),
+        }
+    }
+
+    /// How often an open breaker probes under these bounds.
+    pub fn probe_interval(self) -> Duration {
+        match self {
+            Bounds::Defaults => BreakerConfig::default().probe_interval,
+            Bounds::Raised => Duration::from_millis(50),
+        }
+    }
+}
+
+/// A Redis store using Redis `TIME`, with `bounds`.
+pub async fn bounded_store(server: &RedisServer, bounds: Bounds) -> RedisStore {
+    bounds
+        .apply(RedisStore::builder())
         .connect(&server.url())
         .await
         .expect("connect to the test redis")

@@ -16,7 +16,9 @@ pub use error::BuildError;
 pub(crate) use error::Entry;
 
 use crate::client_timestamp::ClientTimestamp;
-use crate::config::{ForwardedHeader, HeaderStyle, StoreConfig, StoreSetup, TokenFallback};
+use crate::config::{
+    ForwardedHeader, HeaderStyle, OverloadConfig, StoreConfig, StoreSetup, TokenFallback,
+};
 use crate::enumeration::Enumeration;
 use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
@@ -62,6 +64,7 @@ pub struct LimiterBuilder {
     store: StoreConfig,
     failure_mode: FailureMode,
     breaker: BreakerConfig,
+    overload: OverloadConfig,
     client_timestamp: Option<ClientTimestamp>,
     enumeration: EnumerationSlot,
 }
@@ -158,9 +161,16 @@ impl LimiterBuilder {
         self
     }
 
-    /// The circuit breaker in front of a Redis store.
+    /// The circuit breaker of a Redis store's calls.
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
+        self
+    }
+
+    /// When a Redis store's waiting decisions are shed with 503 (see
+    /// [`OverloadConfig`]).
+    pub fn overload(mut self, overload: OverloadConfig) -> Self {
+        self.overload = overload;
         self
     }
 
@@ -300,6 +310,7 @@ impl LimiterBuilder {
                 store: self.store,
                 failure_mode: self.failure_mode,
                 breaker: self.breaker,
+                overload: self.overload,
             },
         })
     }
@@ -333,10 +344,11 @@ fn compile_rule(
             "at least one scope is needed (`global` for one budget for everyone)",
         ));
     }
-    if let Some(mode) = &rule.failure_mode {
-        mode.validate().map_err(|e| at.error("failure_mode", e))?;
-    }
-    let policy = rule.policy;
+    // What decides for this policy when the store fails travels with it.
+    let policy = rule
+        .policy
+        .with_failure_mode(rule.failure_mode.unwrap_or(default_mode))
+        .map_err(|e| at.error("failure_mode", e))?;
     let headers =
         PreparedHeaders::new(&policy, rule.quota_unit, style).map_err(|e| at.error("limits", e))?;
     let denials = policy
@@ -354,7 +366,6 @@ fn compile_rule(
         cost: rule.cost,
         headers,
         denials,
-        failure_mode: rule.failure_mode.unwrap_or(default_mode),
         policy,
         metrics: Default::default(),
     })
@@ -366,6 +377,8 @@ fn invalid_breaker_field(breaker: &BreakerConfig) -> Option<(&'static str, &'sta
         Some(("failures", "must be at least 1"))
     } else if breaker.slow_calls == 0 {
         Some(("slow_calls", "must be at least 1"))
+    } else if !(0.0..1.0).contains(&breaker.slow_share) {
+        Some(("slow_share", "must be at least 0 and below 1"))
     } else if breaker.window.is_zero() {
         Some(("window", "must be longer than zero"))
     } else if breaker.probe_interval.is_zero() {

@@ -76,6 +76,7 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
         .store(expand_store(&ctx, &config.store)?)
         .failure_mode(config.failure_mode)
         .breaker(config.breaker.clone())
+        .overload(config.overload)
         .enumeration(config.enumeration.to_builder());
     for (i, entry) in config.endpoints.iter().enumerate() {
         let at = position(entry);

@@ -1,5 +1,5 @@
-//! [`StoreSetup`]: the store and how it is guarded (the `store`, `failure_mode` and
-//! `breaker` sections, the last two read as the core's own types), everything
+//! [`StoreSetup`]: the store and how it is guarded (the `store`, `failure_mode`,
+//! `breaker` and `overload` sections), everything
 //! [`AnyStore::connect`](crate::AnyStore::connect) needs.
 
 use limiter_core::BreakerConfig;
@@ -16,4 +16,6 @@ pub struct StoreSetup {
     pub failure_mode: limiter_core::FailureMode,
     /// The circuit breaker (Redis stores only).
     pub breaker: BreakerConfig,
+    /// When decisions waiting for Redis are shed (Redis stores only).
+    pub overload: super::OverloadConfig,
 }

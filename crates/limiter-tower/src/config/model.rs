@@ -30,9 +30,13 @@ pub struct ConfigFile {
     /// `{ mode: local, share: 0.34 }`. Read at start-up, like `store`.
     #[serde(default)]
     pub failure_mode: FailureMode,
-    /// The circuit breaker in front of a Redis store. Read at start-up, like `store`.
+    /// The circuit breaker of a Redis store's calls. Read at start-up, like `store`.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// When this process sheds requests (503) instead of queueing their decisions for
+    /// Redis any longer. Read at start-up, like `store`.
+    #[serde(default)]
+    pub overload: super::OverloadConfig,
     /// Which rate-limit response headers to send.
     #[serde(default)]
     pub headers: HeaderStyle,
@@ -85,8 +89,11 @@ pub enum StoreConfig {
         /// Prefix of every key (default `rl:`).
         #[serde(default)]
         key_prefix: Option<String>,
-        /// The longest one decision may wait for Redis before the failure mode decides
-        /// (default 20ms); a miss counts as a failure for the circuit breaker.
+        /// The longest one call to Redis may take before it has failed, the failure
+        /// mode deciding its requests (default 100ms; a batch gets 100us more per
+        /// decision after its first). Timed from when the call is written to when its
+        /// reply is read, on a thread of its own: time queued in this process never
+        /// counts (see `overload`). A miss counts as a failure for the circuit breaker.
         #[serde(
             default = "default_store_timeout",
             deserialize_with = "limiter_core::config_serde::duration"
@@ -128,8 +135,11 @@ pub enum StoreConfig {
         /// Prefix of every key (default `rl:`).
         #[serde(default)]
         key_prefix: Option<String>,
-        /// The longest one decision may wait for Redis before the failure mode decides
-        /// (default 20ms); a miss counts as a failure for the circuit breaker.
+        /// The longest one call to Redis may take before it has failed, the failure
+        /// mode deciding its requests (default 100ms; a batch gets 100us more per
+        /// decision after its first). Timed from when the call is written to when its
+        /// reply is read, on a thread of its own: time queued in this process never
+        /// counts (see `overload`). A miss counts as a failure for the circuit breaker.
         #[serde(
             default = "default_store_timeout",
             deserialize_with = "limiter_core::config_serde::duration"
@@ -257,7 +267,7 @@ impl StoreConfig {
 }
 
 fn default_store_timeout() -> Duration {
-    limiter_core::DEFAULT_DEADLINE
+    limiter_core::DEFAULT_TIMEOUT
 }
 
 /// Which headers carry the rate-limit state.

@@ -118,7 +118,7 @@ impl Reloader {
         }
         let loaded = load_str(&text, &self.path)?;
         if loaded.rules.store() != self.shared.rules.load().store() {
-            tracing::warn!(file = %self.path.display(), "the store, failure_mode or breaker section changed; it takes effect on restart only");
+            tracing::warn!(file = %self.path.display(), "the store, failure_mode, breaker or overload section changed; it takes effect on restart only");
         }
         self.shared.replace_rules(loaded.rules);
         *last = Some(text);

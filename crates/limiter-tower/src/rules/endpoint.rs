@@ -91,8 +91,6 @@ pub(crate) struct EndpointRule {
     pub headers: PreparedHeaders,
     /// One pair of 429 bodies per window, in policy order.
     pub denials: Box<[Denial]>,
-    /// What decides for this policy when the store fails.
-    pub failure_mode: limiter_core::FailureMode,
     /// This policy's metric handles, registered on first use rather than per request
     /// (a registration builds and hashes the labelled key).
     pub metrics: RuleMetrics,
@@ -103,7 +101,7 @@ pub(crate) struct EndpointRule {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleMetrics {
     /// `ratelimit_decisions_total{policy, result}`, one per result.
-    pub decisions: [std::sync::OnceLock<metrics::Counter>; 4],
+    pub decisions: [std::sync::OnceLock<metrics::Counter>; 5],
     /// `ratelimit_decision_duration_seconds{store}`.
     pub latency: std::sync::OnceLock<metrics::Histogram>,
     /// `ratelimit_local_cache_hits_total{policy}`: denials answered by the local cache.

@@ -14,8 +14,11 @@ use crate::store::MemoryStore;
 
 /// What a [`Guarded`](crate::Guarded) store does while its primary store is unavailable,
 /// too slow, or behind an open circuit breaker. Decisions it makes say so
-/// ([`Decision::is_degraded`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// ([`Decision::is_degraded`]). A policy may carry its own
+/// ([`Policy::with_failure_mode`]).
+///
+/// Two modes are equal when they are the same mode with the same share, bit for bit.
+#[derive(Clone, Copy, Debug, Default)]
 pub enum FailureMode {
     /// Fail open: allow every request (the default).
     #[default]
@@ -31,7 +34,30 @@ pub enum FailureMode {
     },
 }
 
+impl PartialEq for FailureMode {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for FailureMode {}
+
+impl std::hash::Hash for FailureMode {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
 impl FailureMode {
+    /// What equality and hashing compare: the mode, and a local share's bits.
+    fn key(&self) -> (u8, u64) {
+        match *self {
+            FailureMode::Open => (0, 0),
+            FailureMode::Closed => (1, 0),
+            FailureMode::Local { share } => (2, share.to_bits()),
+        }
+    }
+
     /// The `mode` label of the `ratelimit_fallback_decisions_total` metric.
     pub fn name(&self) -> &'static str {
         match self {

@@ -52,15 +52,14 @@ use crate::policy::{Leasing, Policy};
 ///   the key's next request asks the store.
 /// - **Observable**: [`stats`](Leased::stats), and the counters `ratelimit_leases_total`,
 ///   `ratelimit_lease_refunded_units_total` and `ratelimit_lease_refund_failures_total`.
-/// - **Store failures**: a take that fails is decided by [`Store::check`] on the wrapped
-///   store, so the failure mode of a [`Guarded`](crate::Guarded) store decides as
-///   before; leases already held keep admitting until they expire (their units were
-///   consumed), and a lease is given back at most once.
+/// - **Store failures**: a take that fails fails its request (a [`Guarded`](crate::Guarded)
+///   store around this one lets its failure mode decide); leases already held keep
+///   admitting until they expire (their units were consumed), and a lease is given back
+///   at most once.
 ///
-/// Put it outside [`Guarded`](crate::Guarded) (so that local admissions skip the
-/// deadline and breaker) and inside [`DenialCache`](crate::DenialCache). The expiry task
-/// starts with the first lease and ends, giving back what is still held, when the last
-/// clone is dropped.
+/// Put it inside [`DenialCache`](crate::DenialCache) and [`Guarded`](crate::Guarded),
+/// around [`Batched`](crate::Batched). The expiry task starts with the first lease and ends, giving back
+/// what is still held, when the last clone is dropped.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -68,14 +67,16 @@ use crate::policy::{Leasing, Policy};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = RedisStore::builder().connect("redis://127.0.0.1:6379").await?;
-/// let guarded = Guarded::builder(Batched::builder(redis).build()).build()?;
-/// let store = Leased::builder(guarded).lifetime(Duration::from_millis(50)).build();
+/// let leased = Leased::builder(Batched::builder(redis).build())
+///     .lifetime(Duration::from_millis(50))
+///     .build();
+/// let store = Guarded::builder(leased.clone()).build()?;
 /// let policy = Policy::new("api", vec![Limit::new(10_000, Duration::from_secs(60))])?;
 /// let limiter = Limiter::new(policy, store);
 /// for _ in 0..100 {
 ///     limiter.check("hot-tenant", 1).await?; // most are admitted from a lease
 /// }
-/// println!("{:?}", limiter.store().stats());
+/// println!("{:?}", leased.stats());
 /// # Ok(()) }
 /// ```
 pub struct Leased<S: LeaseStore> {
@@ -113,6 +114,7 @@ struct Shared<S> {
 /// How leases are sized and how long they live.
 #[derive(Clone, Debug)]
 pub(crate) struct LeaseConfig {
+    enabled: bool,
     lifetime: Duration,
     reserve: f64,
     speculation: f64,
@@ -125,6 +127,7 @@ pub(crate) struct LeaseConfig {
 impl Default for LeaseConfig {
     fn default() -> Self {
         LeaseConfig {
+            enabled: true,
             lifetime: Duration::from_millis(250),
             reserve: 0.1,
             speculation: 0.005,
@@ -153,6 +156,7 @@ impl LeaseConfig {
     /// of any window; zero when the policy is never leased.
     fn lifetime_for(&self, policy: &Policy) -> Duration {
         let lifetime = match policy.leasing() {
+            _ if !self.enabled => return Duration::ZERO,
             Leasing::Off => return Duration::ZERO,
             Leasing::Lifetime(lifetime) => lifetime,
             _ => self.lifetime,
@@ -287,40 +291,11 @@ impl<S: LeaseStore> Leased<S> {
         lane
     }
 
-    /// Decides like [`Store::check`], but where the wrapped store would be asked to decide
-    /// the request itself (the key is not leased, or a take was not granted or failed),
-    /// awaits `miss` instead: for calls the `Store` trait cannot express, such as
-    /// [`Guarded::check_with`](crate::Guarded::check_with) and its per-policy failure
-    /// mode. `miss` must decide `cost` for `key` under `policy` on the wrapped store; it
-    /// is called at most once.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use limiter_core::{FailureMode, Guarded, Leased, Limit, Policy, RedisStore};
-    ///
-    /// # async fn demo(redis: RedisStore) -> Result<(), limiter_core::Error> {
-    /// let store = Leased::builder(Guarded::builder(redis).build().unwrap()).build();
-    /// let pay = Policy::new("pay", vec![Limit::new(100, Duration::from_secs(60))]).unwrap();
-    /// let mode = FailureMode::Closed;
-    /// let miss = || store.inner().check_with(&pay, "card-1", 1, &mode);
-    /// let decision = store.check_or(&pay, "card-1", 1, miss).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn check_or<F, Fut>(
-        &self,
-        policy: &Policy,
-        key: &str,
-        cost: u64,
-        miss: F,
-    ) -> Result<Decision, Error>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Decision, Error>>,
-    {
-        if cost == 0 || key.is_empty() || policy.leasing() == Leasing::Off {
+    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        if cost == 0 || key.is_empty() || self.shared.config.lifetime_for(policy).is_zero() {
             // A peek reports the store's own figures; an empty key is the store's error;
             // a policy never leased needs no state here.
-            return miss().await;
+            return self.shared.store.check(policy, key, cost).await;
         }
         let now = Instant::now();
         let lane = self.lane(policy, key, now);
@@ -374,9 +349,9 @@ impl<S: LeaseStore> Leased<S> {
                     if let Some(decision) = self.take(&lane, cost, units).await? {
                         return Ok(decision);
                     }
-                    return self.check_store(&lane, miss).await;
+                    return self.check_store(&lane, cost).await;
                 }
-                Step::Check => return self.check_store(&lane, miss).await,
+                Step::Check => return self.check_store(&lane, cost).await,
             }
         }
     }
@@ -395,13 +370,13 @@ impl<S: LeaseStore> Leased<S> {
         let (decision, taken_at_us) =
             match self.shared.store.take(&lane.policy, &lane.key, taken).await {
                 Ok(taken) => taken,
-                Err(Error::Store(_)) => {
-                    // No more takes until the store has answered a request again: during
-                    // an outage each request then waits for one failing call, not two.
+                Err(err) => {
+                    // No more takes until the store has answered a request again. The
+                    // failure is the request's answer: asking again would only wait for
+                    // a second failing call (or be shed again).
                     lane.state.lock().forget_room();
-                    return Ok(None);
+                    return Err(err);
                 }
-                Err(other) => return Err(other),
             };
         let reserve = self.shared.config.reserve;
         if !decision.is_allowed() || decision.is_degraded() {
@@ -456,15 +431,13 @@ impl<S: LeaseStore> Leased<S> {
         Ok(Some(mine))
     }
 
-    async fn check_store<Fut>(
-        &self,
-        lane: &Lane,
-        miss: impl FnOnce() -> Fut,
-    ) -> Result<Decision, Error>
-    where
-        Fut: Future<Output = Result<Decision, Error>>,
-    {
-        let decision = miss().await?;
+    /// Asks the store to decide the request on its own.
+    async fn check_store(&self, lane: &Lane, cost: u64) -> Result<Decision, Error> {
+        let decision = self
+            .shared
+            .store
+            .check(&lane.policy, &lane.key, cost)
+            .await?;
         lane.state
             .lock()
             .observe(&decision, self.shared.config.reserve);
@@ -522,6 +495,14 @@ impl<S: LeaseStore> LeasedBuilder<S> {
     /// policy also at most 1/20 of its shortest window.
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.config.lifetime = lifetime;
+        self
+    }
+
+    /// Whether any policy is leased (default true). Off, every decision goes to the
+    /// wrapped store as if this wrapper were not there, and no state is kept: one stack
+    /// of stores serves configurations with leases and without.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.enabled = enabled;
         self
     }
 
@@ -594,8 +575,7 @@ impl<S: LeaseStore> LeasedBuilder<S> {
 
 impl<S: LeaseStore> Store for Leased<S> {
     async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        let miss = || self.shared.store.check(policy, key, cost);
-        self.check_or(policy, key, cost, miss).await
+        self.decide(policy, key, cost).await
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::decision::Decision;
 use crate::error::{Error, StoreError};
+use crate::key;
 use crate::policy::Policy;
 
 /// One entry of a batch, for one (normalized) key under one policy.
@@ -43,6 +44,13 @@ impl BatchEntry<'_> {
 /// A decision and the store time (Redis `TIME`, µs) it was made at.
 pub(crate) type Decided = (Decision, i64);
 
+/// A [`BatchOp`] that owns its figures, to be sent to the I/O thread: a decision of
+/// `cost`, or a refund of `(taken, unused, taken_at)`.
+pub(super) struct OwnedOp {
+    pub(super) cost: u64,
+    pub(super) refund: Option<(u64, u64, i64)>,
+}
+
 impl RedisStore {
     /// Runs every entry in order: each cost of a decision entry decided exactly as
     /// [`Store::check`](crate::Store::check) would one by one, each refund as
@@ -52,40 +60,67 @@ impl RedisStore {
     /// On a standalone Redis the whole batch is one call. On a Cluster a script's keys
     /// must share a slot, so each entry (whose keys share a hash tag) is its own call;
     /// the calls travel together over the cluster connection's pipelined connections.
-    pub(crate) async fn decide_batch(
+    /// Either way the batch is one outcome for the timeout and the breaker. On the I/O
+    /// thread only.
+    pub(super) async fn decide_batch(
         &self,
         entries: &[BatchEntry<'_>],
     ) -> Result<Vec<Decided>, Error> {
-        match &self.conn {
-            Connection::Single(conn) => self.call_batch(entries, &mut conn.clone()).await,
-            Connection::Cluster(conn) => {
-                let calls = entries.iter().map(|entry| {
-                    let mut conn = conn.clone();
-                    async move {
-                        self.call_batch(std::slice::from_ref(entry), &mut conn)
-                            .await
-                    }
-                });
-                let mut decided = Vec::with_capacity(entries.len());
-                for result in futures_util::future::join_all(calls).await {
-                    decided.extend(result?);
-                }
-                Ok(decided)
-            }
-        }
+        let decisions = entries.iter().map(|e| e.costs().len().max(1)).sum();
+        self.on_wire(decisions, self.send_batch(entries)).await
     }
 
-    async fn call_batch<C: redis::aio::ConnectionLike>(
-        &self,
-        entries: &[BatchEntry<'_>],
-        conn: &mut C,
-    ) -> Result<Vec<Decided>, Error> {
+    async fn send_batch(&self, entries: &[BatchEntry<'_>]) -> Result<Vec<Decided>, Error> {
+        if matches!(self.conn, Connection::Single(_)) {
+            return self.call_batch(entries).await;
+        }
+        let calls = entries
+            .iter()
+            .map(|entry| self.call_batch(std::slice::from_ref(entry)));
+        let mut decided = Vec::with_capacity(entries.len());
+        for result in futures_util::future::join_all(calls).await {
+            decided.extend(result?);
+        }
+        Ok(decided)
+    }
+
+    async fn call_batch(&self, entries: &[BatchEntry<'_>]) -> Result<Vec<Decided>, Error> {
         let cmd = self.batch_cmd(entries);
         let reply = self
-            .run(&self.scripts.batch, &cmd, conn)
+            .run(&self.scripts.batch, &cmd, &mut self.conn.clone())
             .await
             .map_err(store_error)?;
         parse_batch(entries, &reply)
+    }
+
+    /// One entry as its own batch, sent from any runtime: a take or refund of a lease
+    /// without [`Batched`](crate::Batched).
+    pub(super) async fn decide_alone(
+        &self,
+        policy: &Policy,
+        key: &str,
+        op: OwnedOp,
+    ) -> Result<Vec<Decided>, Error> {
+        let policy = policy.clone();
+        let key = key::normalize(key)?.into_owned();
+        self.on_io(move |store| async move {
+            let costs = [op.cost];
+            let op = match op.refund {
+                None => BatchOp::Decide(&costs),
+                Some((taken, unused, taken_at)) => BatchOp::Refund {
+                    taken,
+                    unused,
+                    taken_at,
+                },
+            };
+            let entry = BatchEntry {
+                policy: &policy,
+                key: &key,
+                op,
+            };
+            store.decide_batch(std::slice::from_ref(&entry)).await
+        })
+        .await
     }
 
     fn batch_cmd(&self, entries: &[BatchEntry<'_>]) -> redis::Cmd {

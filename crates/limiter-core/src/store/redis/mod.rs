@@ -27,19 +27,30 @@
 //! TTL outlasts the backlog, so it outlives the backlog by at most one window.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 mod batch;
+mod batched;
+mod breaker;
+mod io;
 mod memory_guard;
 mod refund;
 mod scripts;
+mod wire;
 
-pub(crate) use self::batch::{BatchEntry, BatchOp, Decided};
+use self::batch::{Decided, OwnedOp};
+pub use self::batched::{Batched, BatchedBuilder, DEFAULT_MAX_QUEUED, DEFAULT_MAX_WAIT};
+pub use self::breaker::{BreakerConfig, BreakerState};
+use self::io::IoThread;
 pub use self::memory_guard::MemoryGuard;
 use self::memory_guard::MemoryState;
 use self::scripts::{ScriptClock, Scripts};
+use self::wire::Wire;
+pub use self::wire::{DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};
 use super::{LeaseStore, Store};
 use crate::decision::{Decision, Verdict, WindowState, Windows};
 use crate::error::{Error, StoreConfigError, StoreError};
@@ -50,6 +61,15 @@ use crate::policy::{Algorithm, Limit, Policy};
 ///
 /// - One `EVALSHA` per decision, whatever the number of windows; the script is loaded
 ///   again automatically after `NOSCRIPT` (a restarted or flushed Redis).
+/// - Every call has a [`timeout`](RedisStoreBuilder::timeout) (default
+///   [`DEFAULT_TIMEOUT`]) and goes through a circuit breaker
+///   ([`BreakerConfig`]): errors, broken connections, timeouts and calls slower than
+///   `slow_call` open it, and while it is open calls fail at once with
+///   [`Unavailable::BreakerOpen`](crate::Unavailable::BreakerOpen) (a
+///   [`Guarded`](crate::Guarded) store's failure mode then decides); a `PING` every
+///   `probe_interval` half-opens it, and the next successful call closes it. Calls run
+///   on a thread of the store's own and are timed there, from when they are written to
+///   when their reply is read: this process's load never counts against Redis.
 /// - The only clock is Redis `TIME`, read inside the script: instances with skewed
 ///   clocks make identical decisions.
 /// - Every key expires when its window no longer matters.
@@ -74,6 +94,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
     memory: Option<Arc<MemoryState>>,
+    io: IoThread,
+    wire: Arc<Wire>,
     #[cfg(feature = "test-clock")]
     script_clock: Option<Arc<dyn crate::Clock>>,
 }
@@ -88,6 +110,7 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("connection", &connection)
             .field("memory_over", &self.memory_over())
+            .field("breaker", &self.breaker_state())
             .finish_non_exhaustive()
     }
 }
@@ -98,20 +121,118 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// One connection type for every command: the store never asks which it has.
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 /// Configures and connects a [`RedisStore`].
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     prefix: String,
     memory_guard: Option<MemoryGuard>,
+    timeout: Duration,
+    breaker: BreakerConfig,
 }
 
 impl RedisStore {
-    /// Starts configuring a store (key prefix `"rl:"`).
+    /// Starts configuring a store (key prefix `"rl:"`, [`DEFAULT_TIMEOUT`], the default
+    /// [`BreakerConfig`]).
     pub fn builder() -> RedisStoreBuilder {
         RedisStoreBuilder {
             prefix: "rl:".to_owned(),
             memory_guard: None,
+            timeout: DEFAULT_TIMEOUT,
+            breaker: BreakerConfig::default(),
         }
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.wire.breaker().state()
+    }
+
+    /// How often an open breaker checks whether Redis answers again: when a request
+    /// refused meanwhile may retry.
+    pub fn probe_interval(&self) -> Duration {
+        self.wire.breaker().config().probe_interval
+    }
+
+    /// Runs `call`, a round trip to Redis carrying `decisions` decisions, under the
+    /// timeout and the breaker. On the I/O thread only.
+    async fn on_wire<T>(
+        &self,
+        decisions: usize,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let (result, opened) = self.wire.call(decisions, call).await;
+        if opened {
+            self.start_health_check();
+        }
+        result
+    }
+
+    /// Runs `call` with a clone of this store on the I/O thread, from any runtime.
+    async fn on_io<T, F>(&self, call: impl FnOnce(RedisStore) -> F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        self.io.run(call(self.clone())).await
+    }
+
+    /// Probes Redis every `probe_interval` until it answers, then half-opens the
+    /// breaker. The task holds only a weak reference to the breaker between probes, so
+    /// dropping the store ends it.
+    fn start_health_check(&self) {
+        let wire = Arc::downgrade(&self.wire);
+        let mut conn = self.conn.clone();
+        let interval = self.probe_interval();
+        let timeout = self.wire.timeout();
+        self.io.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(wire) = wire.upgrade() else {
+                    return;
+                };
+                if wire.breaker().state() != BreakerState::Open {
+                    return;
+                }
+                let ping = redis::cmd("PING");
+                let ping = ping.query_async::<()>(&mut conn);
+                if let Ok(Ok(())) = tokio::time::timeout(timeout, ping).await {
+                    wire.breaker().half_open();
+                    return;
+                }
+            }
+        });
     }
 
     /// Whether the [`MemoryGuard`] last read Redis memory above its threshold (new keys
@@ -136,11 +257,15 @@ impl RedisStore {
         // decision is decided as it then stands: at most a few keys either way.
         let mut cmd = ::redis::cmd("EXISTS");
         self.push_keys(&mut cmd, policy, key);
-        let held: u64 = match &self.conn {
-            Connection::Single(conn) => cmd.query_async(&mut conn.clone()).await,
-            Connection::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
-        }
-        .map_err(store_error)?;
+        let held: u64 = self
+            .on_io(|store| async move {
+                let mut conn = store.conn.clone();
+                let exists = cmd.query_async(&mut conn);
+                store
+                    .on_wire(1, async { exists.await.map_err(store_error) })
+                    .await
+            })
+            .await?;
         if held == 0 {
             return Err(memory_guard::refused());
         }
@@ -171,17 +296,15 @@ impl RedisStore {
         let key = key::normalize(key)?;
         self.refuse_new_under_pressure(policy, &key).await?;
         let cmd = self.evalsha(policy, &key, cost);
-        let reply = match &self.conn {
-            Connection::Single(conn) => {
-                self.run(&self.scripts.decide, &cmd, &mut conn.clone())
+        let reply = self
+            .on_io(|store| async move {
+                let mut conn = store.conn.clone();
+                let run = store.run(&store.scripts.decide, &cmd, &mut conn);
+                store
+                    .on_wire(1, async { run.await.map_err(store_error) })
                     .await
-            }
-            Connection::Cluster(conn) => {
-                self.run(&self.scripts.decide, &cmd, &mut conn.clone())
-                    .await
-            }
-        }
-        .map_err(store_error)?;
+            })
+            .await?;
         parse_reply(policy, &reply)
     }
 
@@ -379,6 +502,22 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// The longest a call to Redis carrying one decision may take before it has failed
+    /// (default [`DEFAULT_TIMEOUT`]); a batch of `n` decisions gets `n - 1` times
+    /// [`PER_DECISION_ALLOWANCE`] more. Counted from when the call is written, on the
+    /// store's own thread: time queued in this process is not part of it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// When the circuit breaker opens and how often it probes (default
+    /// [`BreakerConfig::default`]).
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
     /// Refuses new keys while Redis memory is high (off by default): see [`MemoryGuard`].
     /// Connecting then also opens one connection per node given for its `INFO memory`
     /// reads (on a Cluster, give every primary: the guard trips when any is over).
@@ -417,44 +556,65 @@ impl RedisStoreBuilder {
         Ok(Some(MemoryState::watch(guard, nodes)))
     }
 
-    fn build(
-        self,
-        conn: Connection,
-        memory: Option<Arc<MemoryState>>,
-    ) -> Result<RedisStore, StoreError> {
+    /// Checks the settings and starts the store's I/O thread, on which its connection
+    /// is then made (the connection's own task lives there).
+    fn prepare(&self) -> Result<IoThread, StoreError> {
         if self.prefix.contains(['{', '}']) {
-            return Err(StoreConfigError::KeyPrefix(self.prefix).into());
+            return Err(StoreConfigError::KeyPrefix(self.prefix.clone()).into());
         }
-        Ok(RedisStore {
+        IoThread::start()
+    }
+
+    fn build(self, io: IoThread, conn: Connection, memory: Option<Arc<MemoryState>>) -> RedisStore {
+        RedisStore {
             conn,
             prefix: self.prefix.into(),
             scripts: Arc::new(Scripts::new(ScriptClock::Redis)),
             memory,
+            io,
+            wire: Arc::new(Wire::new(self.timeout, self.breaker)),
             #[cfg(feature = "test-clock")]
             script_clock: None,
-        })
+        }
     }
 
     /// Connects to a standalone Redis (`redis://host:port/db`), reconnecting by itself.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let io = self.prepare()?;
         let client = redis::Client::open(url).map_err(StoreError::from)?;
-        let conn = ConnectionManager::new(client)
+        let conn = io
+            .run(async move {
+                let conn = ConnectionManager::new(client).await;
+                conn.map_err(|e| Error::Store(e.into()))
+            })
             .await
-            .map_err(StoreError::from)?;
+            .map_err(into_store_error)?;
         let memory = self.watch(&[url]).await?;
-        self.build(Connection::Single(conn), memory)
+        Ok(self.build(io, Connection::Single(conn), memory))
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
     pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, StoreError> {
+        let io = self.prepare()?;
         let client =
             redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(StoreError::from)?;
-        let conn = client
-            .get_async_connection()
+        let conn = io
+            .run(async move {
+                let conn = client.get_async_connection().await;
+                conn.map_err(|e| Error::Store(e.into()))
+            })
             .await
-            .map_err(StoreError::from)?;
+            .map_err(into_store_error)?;
         let memory = self.watch(nodes).await?;
-        self.build(Connection::Cluster(conn), memory)
+        Ok(self.build(io, Connection::Cluster(conn), memory))
+    }
+}
+
+/// The store failure inside an [`Error`] returned on the I/O thread while connecting.
+fn into_store_error(err: Error) -> StoreError {
+    match err {
+        Error::Store(err) => err,
+        other => StoreError::Protocol(other.to_string()),
     }
 }
 
@@ -465,24 +625,21 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), Error> {
         let ping = ::redis::cmd("PING");
-        match &self.conn {
-            Connection::Single(conn) => ping.query_async::<()>(&mut conn.clone()).await,
-            Connection::Cluster(conn) => ping.query_async::<()>(&mut conn.clone()).await,
-        }
-        .map_err(store_error)
+        ping.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(store_error)
     }
 }
 
 impl LeaseStore for RedisStore {
     async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<Decided, Error> {
-        let key = key::normalize(key)?;
-        self.refuse_new_under_pressure(policy, &key).await?;
-        let entry = BatchEntry {
-            policy,
-            key: &key,
-            op: BatchOp::Decide(&[units]),
+        self.refuse_new_under_pressure(policy, &key::normalize(key)?)
+            .await?;
+        let op = OwnedOp {
+            cost: units,
+            refund: None,
         };
-        let mut decided = self.decide_batch(std::slice::from_ref(&entry)).await?;
+        let mut decided = self.decide_alone(policy, key, op).await?;
         decided
             .pop()
             .ok_or_else(|| StoreError::Protocol("batch script replied nothing".into()).into())
@@ -496,18 +653,10 @@ impl LeaseStore for RedisStore {
         unused: u64,
         taken_at_us: i64,
     ) -> Result<(), Error> {
-        let key = key::normalize(key)?;
-        let entry = BatchEntry {
-            policy,
-            key: &key,
-            op: BatchOp::Refund {
-                taken,
-                unused,
-                taken_at: taken_at_us,
-            },
+        let op = OwnedOp {
+            cost: 0,
+            refund: Some((taken, unused, taken_at_us)),
         };
-        self.decide_batch(std::slice::from_ref(&entry))
-            .await
-            .map(drop)
+        self.decide_alone(policy, key, op).await.map(drop)
     }
 }

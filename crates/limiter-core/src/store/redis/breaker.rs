@@ -1,6 +1,7 @@
-//! A circuit breaker: closed while the store behaves, open after too many failures or
-//! slow calls within a window (no call is attempted while open), half-open once a health
-//! check succeeds, closed again after a successful call.
+//! The circuit breaker of a Redis store's calls: closed while Redis behaves, open after
+//! too many failed or slow calls within a window (no call is attempted while open),
+//! half-open once a health check succeeds, closed again after a successful call. It is
+//! fed by [`Wire`](super::wire::Wire), one outcome per call to Redis.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -8,11 +9,19 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-/// The circuit breaker in front of a Redis store: it opens after `failures` failed or
-/// `slow_calls` slow calls within `window`; while open no call reaches Redis and the
-/// failure mode decides; a health check every `probe_interval` half-opens it, and the
-/// next successful call closes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The circuit breaker of a Redis store: it opens after `failures` failed calls to Redis
+/// within `window`, or `slow_calls` slow ones that are also more than `slow_share` of
+/// the window's calls (by default: Redis's p99 above 10 ms); while open no call reaches
+/// Redis and the failure mode decides; a health check every `probe_interval` half-opens
+/// it, and the next successful call closes it.
+///
+/// A call is one round trip to Redis (a batch of decisions is one call), timed from when
+/// it is written to when its reply is read, on the store's own I/O thread: time that
+/// decisions spend queued in this process, or that its runtime takes to poll them, never
+/// counts. A batch of `n` decisions is allowed `n - 1` times
+/// [`PER_DECISION`](crate::RedisStoreBuilder::PER_DECISION) more than `slow_call` (and
+/// than the store's `timeout`) for Redis's own work on it.
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Deserialize, schemars::JsonSchema),
@@ -20,10 +29,16 @@ use tokio::time::Instant;
     schemars(rename = "BreakerSection")
 )]
 pub struct BreakerConfig {
-    /// Failed calls (errors, or no answer within the store's `timeout`) that open it.
+    /// Failed calls (errors, broken connections, or no answer within the store's
+    /// `timeout`) that open it.
     pub failures: u32,
-    /// Successful calls slower than `slow_call` that open it.
+    /// Successful calls slower than `slow_call` that open it, if they are also more than
+    /// `slow_share` of the calls in the window.
     pub slow_calls: u32,
+    /// The share of the window's calls that must be slow for slow calls to open it
+    /// (default 0.01: a p99 above `slow_call`). A few calls delayed by a busy machine
+    /// then never open it, a Redis slow on every call does.
+    pub slow_share: f64,
     /// A call slower than this counts as slow. At or above the store's `timeout` it
     /// never counts: such calls are failures.
     #[cfg_attr(
@@ -59,12 +74,11 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        // `slow_call` is half the guard's default deadline: a call past the deadline is a
-        // failure, so a slow-call threshold at or above it could never count.
         BreakerConfig {
             failures: 5,
             slow_calls: 50,
-            slow_call: super::DEFAULT_DEADLINE / 2,
+            slow_share: 0.01,
+            slow_call: Duration::from_millis(10),
             window: Duration::from_secs(10),
             probe_interval: Duration::from_millis(500),
         }
@@ -104,7 +118,11 @@ impl BreakerState {
 /// What a finished call tells the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CallResult {
-    Success { elapsed: Duration },
+    /// Answered within its slow-call bound.
+    Fast,
+    /// Answered, but slower than its slow-call bound.
+    Slow,
+    /// An error, a broken connection or no answer within the timeout.
     Failure,
 }
 
@@ -117,6 +135,7 @@ pub(crate) struct Breaker {
 
 struct Counts {
     window_start: Instant,
+    calls: u32,
     failures: u32,
     slow: u32,
 }
@@ -128,6 +147,7 @@ impl Breaker {
             state: AtomicU8::new(BreakerState::Closed as u8),
             counts: Mutex::new(Counts {
                 window_start: Instant::now(),
+                calls: 0,
                 failures: 0,
                 slow: 0,
             }),
@@ -149,7 +169,7 @@ impl Breaker {
         match (state, result) {
             (BreakerState::Open, _) => false,
             (BreakerState::HalfOpen, CallResult::Failure) => self.transition(BreakerState::Open),
-            (BreakerState::HalfOpen, CallResult::Success { .. }) => {
+            (BreakerState::HalfOpen, CallResult::Fast | CallResult::Slow) => {
                 self.reset_counts();
                 self.transition(BreakerState::Closed);
                 false
@@ -160,19 +180,20 @@ impl Breaker {
                 if now.duration_since(counts.window_start) >= self.config.window {
                     *counts = Counts {
                         window_start: now,
+                        calls: 0,
                         failures: 0,
                         slow: 0,
                     };
                 }
+                counts.calls = counts.calls.saturating_add(1);
                 match result {
                     CallResult::Failure => counts.failures += 1,
-                    CallResult::Success { elapsed } if elapsed > self.config.slow_call => {
-                        counts.slow += 1
-                    }
-                    CallResult::Success { .. } => return false,
+                    CallResult::Slow => counts.slow += 1,
+                    CallResult::Fast => return false,
                 }
-                let trip = counts.failures >= self.config.failures
-                    || counts.slow >= self.config.slow_calls;
+                let slow = counts.slow >= self.config.slow_calls
+                    && f64::from(counts.slow) > self.config.slow_share * f64::from(counts.calls);
+                let trip = counts.failures >= self.config.failures || slow;
                 drop(counts);
                 trip && self.transition(BreakerState::Open)
             }
@@ -186,6 +207,7 @@ impl Breaker {
 
     fn reset_counts(&self) {
         let mut counts = self.counts.lock();
+        counts.calls = 0;
         counts.failures = 0;
         counts.slow = 0;
         counts.window_start = Instant::now();
@@ -218,6 +240,7 @@ mod tests {
         BreakerConfig {
             failures: 3,
             slow_calls: 2,
+            slow_share: 0.01,
             slow_call: Duration::from_millis(10),
             window: Duration::from_secs(1),
             probe_interval: Duration::from_millis(100),
@@ -244,12 +267,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn opens_after_n_slow_calls_and_recovers_through_half_open() {
         let b = Breaker::new(config());
-        let slow = CallResult::Success {
-            elapsed: Duration::from_millis(11),
-        };
-        let fast = CallResult::Success {
-            elapsed: Duration::from_millis(9),
-        };
+        let (slow, fast) = (CallResult::Slow, CallResult::Fast);
         assert!(!b.record(fast));
         assert!(!b.record(slow));
         assert!(b.record(slow));
@@ -261,5 +279,25 @@ mod tests {
         assert!(!b.record(fast));
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(!b.record(slow), "counts were reset on closing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_open_it_only_as_more_than_their_share_of_calls() {
+        let b = Breaker::new(BreakerConfig {
+            slow_calls: 2,
+            slow_share: 0.1,
+            ..config()
+        });
+        // 2 slow of 30 calls: the count is reached, the share (10%) is not.
+        for _ in 0..28 {
+            assert!(!b.record(CallResult::Fast));
+        }
+        assert!(!b.record(CallResult::Slow));
+        assert!(!b.record(CallResult::Slow));
+        assert_eq!(b.state(), BreakerState::Closed);
+        // 4 of 32: above 10%.
+        assert!(!b.record(CallResult::Slow));
+        assert!(b.record(CallResult::Slow));
+        assert_eq!(b.state(), BreakerState::Open);
     }
 }

@@ -1,0 +1,501 @@
+//! [`Batched`]: the queue in front of a Redis store. It sends the concurrent decisions of
+//! one process to Redis together, one script call for many, with concurrent requests for
+//! the same key coalesced into one entry, and sheds decisions beyond its bounds.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use compact_str::CompactString;
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::time::Instant;
+
+use super::batch::{BatchEntry, BatchOp, Decided};
+use super::RedisStore;
+use crate::decision::Decision;
+use crate::error::{Error, Overload, StoreError, Unavailable};
+use crate::key;
+use crate::policy::Policy;
+use crate::store::{LeaseStore, Store};
+
+/// The default bound on decisions waiting to be sent: beyond it a decision is shed.
+pub const DEFAULT_MAX_QUEUED: usize = 16_384;
+
+/// The default bound on the time a decision waits to be sent: a decision still waiting
+/// after it is shed. Half a second: far above what a healthy Redis needs to drain a full
+/// queue (tens of milliseconds), and below the timeouts of the clients of a typical API.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// A [`RedisStore`] whose concurrent decisions travel to Redis together, through a
+/// bounded queue.
+///
+/// - **Batches**: a task on the store's I/O thread collects the decisions waiting to be
+///   sent and decides them in one script call, each exactly as a call of its own would
+///   (the batch script runs the single-decision script for each). With no call out, a
+///   decision is sent at once (with whatever else is already queued): an idle process
+///   adds no latency. Behind a call already out, a batch closes when
+///   [`max_batch`](BatchedBuilder::max_batch) decisions are waiting or
+///   [`linger`](BatchedBuilder::linger) after its first one, and while every one of the
+///   [`max_in_flight`](BatchedBuilder::max_in_flight) calls is out it keeps growing until
+///   one comes back: a busy process sends fewer, larger calls.
+/// - **One outcome per call**: a batch is one call for the store's timeout and circuit
+///   breaker, timed on the wire (see [`RedisStore`]); the time its decisions waited here
+///   never counts against Redis.
+/// - **Sheds what it cannot send in time**: when decisions arrive faster than Redis
+///   answers they wait their turn, but never more than
+///   [`max_queued`](BatchedBuilder::max_queued) of them (default
+///   [`DEFAULT_MAX_QUEUED`]) and never longer than [`max_wait`](BatchedBuilder::max_wait)
+///   (default [`DEFAULT_MAX_WAIT`]): beyond either a decision fails with
+///   [`Error::Overloaded`] without reaching Redis (nothing counted, nothing to admit;
+///   a server answers 503), counted in `ratelimit_shed_decisions_total{reason}`.
+/// - **Coalesces hot keys**: decisions for the same policy and key in one batch are one
+///   entry carrying every cost; the script decides them in arrival order, so a burst on
+///   one key admits exactly what one-by-one calls would, in one round trip.
+/// - **Refunds travel too**: a [`Leased`](crate::Leased) store's refunds are entries of
+///   the next batch (never shed: they wait for room).
+/// - **Observable**: the decisions each call carried go to the `ratelimit_batch_decisions`
+///   histogram.
+/// - **Cluster**: a script's keys must share a slot, so each entry is its own call, all
+///   sent together (one outcome for the breaker).
+/// - **Unbatched**: [`max_batch(1)`](BatchedBuilder::max_batch) with several calls in
+///   flight sends each decision as its own call, through the same bounded queue.
+///
+/// A failed call fails every decision in it with the same error; wrap the store in
+/// [`Guarded`](crate::Guarded) for a failure mode. Dropping a decision's future does not
+/// take it out of a batch already sent. The collector ends when the last clone is
+/// dropped.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use limiter_core::{Batched, Limit, Limiter, Policy, RedisStore};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisStore::builder().connect("redis://127.0.0.1:6379").await?;
+/// let store = Batched::builder(redis).max_wait(Duration::from_millis(200)).build();
+/// let policy = Policy::new("api", vec![Limit::new(100, Duration::from_secs(60))])?;
+/// let limiter = Limiter::new(policy, store);
+/// assert!(limiter.check("user:42", 1).await?.is_allowed());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Batched {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: RedisStore,
+    config: BatchConfig,
+    queue: mpsc::UnboundedSender<Job>,
+    /// One permit per decision waiting to be sent: the queue's bound, the batch being
+    /// formed included.
+    room: Arc<Semaphore>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct BatchConfig {
+    max_batch: usize,
+    linger: Duration,
+    max_in_flight: usize,
+    max_queued: usize,
+    max_wait: Duration,
+}
+
+/// One decision or refund waiting for its batch.
+struct Job {
+    policy: Policy,
+    key: CompactString,
+    work: Work,
+}
+
+enum Work {
+    Decide {
+        cost: u64,
+        queued_at: Instant,
+        /// Its room in the queue, given back when its batch is sent.
+        room: Option<OwnedSemaphorePermit>,
+        reply: oneshot::Sender<Result<Decided, Error>>,
+    },
+    Refund {
+        taken: u64,
+        unused: u64,
+        taken_at: i64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// Configures a [`Batched`] store.
+#[derive(Debug)]
+pub struct BatchedBuilder {
+    store: RedisStore,
+    config: BatchConfig,
+}
+
+impl Batched {
+    /// Starts configuring batching in front of `store`: batches of at most 256
+    /// decisions, a 20 µs linger, 1 call in flight, at most [`DEFAULT_MAX_QUEUED`]
+    /// decisions queued for at most [`DEFAULT_MAX_WAIT`].
+    pub fn builder(store: RedisStore) -> BatchedBuilder {
+        BatchedBuilder {
+            store,
+            config: BatchConfig {
+                max_batch: 256,
+                linger: Duration::from_micros(20),
+                max_in_flight: 1,
+                max_queued: DEFAULT_MAX_QUEUED,
+                max_wait: DEFAULT_MAX_WAIT,
+            },
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &RedisStore {
+        &self.shared.store
+    }
+
+    /// Decides `cost` for `key` in the next batch, with the store time of the decision.
+    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decided, Error> {
+        let key = key::normalize(key)?;
+        // Before queueing, so that a refused new key fails alone, not its whole batch.
+        self.shared
+            .store
+            .refuse_new_under_pressure(policy, &key)
+            .await?;
+        let room = match Arc::clone(&self.shared.room).try_acquire_owned() {
+            Ok(room) => room,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(shed(Overload::Queued(self.shared.config.max_queued)))
+            }
+            Err(TryAcquireError::Closed) => return Err(stopped()),
+        };
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Decide {
+            cost,
+            queued_at: Instant::now(),
+            room: Some(room),
+            reply,
+        };
+        self.shared
+            .queue
+            .send(job(policy, &key, work))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Sends a lease refund in the next batch. Refunds are never shed: they are bounded
+    /// by the leases held, and a lost refund would leave units used until their window
+    /// passes.
+    async fn give_back(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at: i64,
+    ) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Refund {
+            taken,
+            unused,
+            taken_at,
+            reply,
+        };
+        let job = job(policy, &key::normalize(key)?, work);
+        self.shared.queue.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn job(policy: &Policy, key: &str, work: Work) -> Job {
+    Job {
+        policy: policy.clone(),
+        key: CompactString::from(key),
+        work,
+    }
+}
+
+impl std::fmt::Debug for Batched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("store", &self.shared.store)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn stopped() -> Error {
+    Error::Store(StoreError::Unavailable(Unavailable::IoStopped))
+}
+
+/// A shed decision, counted.
+fn shed(overload: Overload) -> Error {
+    metrics::counter!(crate::metric_names::SHED_DECISIONS_TOTAL, "reason" => overload.reason())
+        .increment(1);
+    Error::Overloaded(overload)
+}
+
+impl BatchedBuilder {
+    /// The most decisions one batch carries (default 256; at least 1). With 1 (and
+    /// several calls in flight) every decision is its own call.
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.config.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// How long a batch waits for more decisions after its first while another call is
+    /// out (default 20 µs). The wait yields to other tasks rather than sleeping, since
+    /// timers are coarser than this; zero sends what is queued at once.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
+    /// How many batch calls may be out at once (default 1; at least 1). While all are
+    /// out, the next batch keeps growing. With one, batches reach Redis in the order they
+    /// were formed, so every key's requests are decided in arrival order; with more, two
+    /// calls may overtake each other and so may two requests of one key in them (counts
+    /// stay exact). More calls in flight did not raise throughput on the 2-core
+    /// benchmark machine (see BENCHMARKS.md).
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.config.max_in_flight = max_in_flight.max(1);
+        self
+    }
+
+    /// The most decisions waiting to be sent (default [`DEFAULT_MAX_QUEUED`]; at least
+    /// 1): a decision arriving beyond it is shed with [`Overload::Queued`]. Bounds memory
+    /// and, with [`max_wait`](Self::max_wait), the wait under overload.
+    pub fn max_queued(mut self, max_queued: usize) -> Self {
+        self.config.max_queued = max_queued.max(1);
+        self
+    }
+
+    /// The longest a decision waits to be sent (default [`DEFAULT_MAX_WAIT`]): one still
+    /// waiting when its batch goes out is shed with [`Overload::Waited`] instead.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.config.max_wait = max_wait;
+        self
+    }
+
+    /// Builds the store and starts its collector on the store's I/O thread.
+    pub fn build(self) -> Batched {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        self.store
+            .io
+            .spawn(collect(self.store.clone(), jobs, self.config));
+        Batched {
+            shared: Arc::new(Shared {
+                store: self.store,
+                config: self.config,
+                queue,
+                room: Arc::new(Semaphore::new(self.config.max_queued)),
+            }),
+        }
+    }
+}
+
+/// The collector: forms batches and sends each in a task of its own.
+async fn collect(store: RedisStore, mut queue: mpsc::UnboundedReceiver<Job>, config: BatchConfig) {
+    let calls = Arc::new(Semaphore::new(config.max_in_flight));
+    while let Some(first) = queue.recv().await {
+        let mut jobs = Vec::with_capacity(config.max_batch.min(64));
+        jobs.push(first);
+        take_queued(&mut queue, &mut jobs, config.max_batch);
+        // Linger only behind a call already out: an idle process sends at once.
+        let busy = calls.available_permits() < config.max_in_flight;
+        if busy && jobs.len() < config.max_batch && !config.linger.is_zero() {
+            let until = Instant::now() + config.linger;
+            while jobs.len() < config.max_batch && Instant::now() < until {
+                tokio::task::yield_now().await;
+                take_queued(&mut queue, &mut jobs, config.max_batch);
+            }
+        }
+        let Some(permit) = call_slot(&calls, &mut queue, &mut jobs, config.max_batch).await else {
+            return;
+        };
+        tokio::spawn(send(store.clone(), jobs, permit, config.max_wait));
+    }
+}
+
+fn take_queued(queue: &mut mpsc::UnboundedReceiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+    while jobs.len() < max {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Waits for a free call slot, adding arriving decisions to the batch meanwhile.
+async fn call_slot(
+    calls: &Arc<Semaphore>,
+    queue: &mut mpsc::UnboundedReceiver<Job>,
+    jobs: &mut Vec<Job>,
+    max: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let mut open = true;
+    loop {
+        if jobs.len() >= max || !open {
+            return Arc::clone(calls).acquire_owned().await.ok();
+        }
+        tokio::select! {
+            biased;
+            permit = Arc::clone(calls).acquire_owned() => return permit.ok(),
+            job = queue.recv() => match job {
+                Some(job) => {
+                    jobs.push(job);
+                    take_queued(queue, jobs, max);
+                }
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// One entry of a batch: the job whose policy and key it is, the costs in arrival order
+/// and the job each cost is for (a refund: its job alone, no cost).
+struct Group {
+    first: usize,
+    costs: SmallVec<[u64; 4]>,
+    jobs: SmallVec<[usize; 4]>,
+}
+
+/// Sends one batch: decisions that waited past `max_wait` are shed, decisions for the
+/// same (policy, key) become one entry with their costs in arrival order, each refund an
+/// entry of its own; every job gets its answer.
+async fn send(
+    store: RedisStore,
+    mut jobs: Vec<Job>,
+    permit: OwnedSemaphorePermit,
+    max_wait: Duration,
+) {
+    let now = Instant::now();
+    jobs.retain_mut(|job| match &mut job.work {
+        Work::Decide {
+            queued_at, reply, ..
+        } if now.duration_since(*queued_at) > max_wait => {
+            // A caller that gave up has dropped its receiver: nothing to tell it.
+            let (closed, _) = oneshot::channel();
+            let reply = std::mem::replace(reply, closed);
+            let _ = reply.send(Err(shed(Overload::Waited(max_wait))));
+            false
+        }
+        Work::Decide { room, .. } => {
+            // Sent now: its room in the queue is free for the next decision.
+            drop(room.take());
+            true
+        }
+        Work::Refund { .. } => true,
+    });
+    if jobs.is_empty() {
+        return;
+    }
+    let groups = group(&jobs);
+    let entries: Vec<BatchEntry<'_>> = groups.iter().map(|g| entry(&jobs[g.first], g)).collect();
+    metrics::histogram!(crate::metric_names::BATCH_DECISIONS).record(jobs.len() as f64);
+    let result = store.decide_batch(&entries).await;
+    drop(permit);
+    drop(entries);
+    let mut answers: Vec<Option<Decided>> = Vec::new();
+    answers.resize_with(jobs.len(), || None);
+    let result = result.map(|decided| {
+        let order = groups.iter().flat_map(|g| g.jobs.iter().copied());
+        for (job, decision) in order.zip(decided) {
+            answers[job] = Some(decision);
+        }
+    });
+    // A caller that gave up has dropped its receiver: there is nothing to tell it.
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        match (job.work, &result) {
+            (Work::Decide { reply, .. }, Ok(_)) => {
+                if let Some(answer) = answer {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            (Work::Decide { reply, .. }, Err(err)) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            (Work::Refund { reply, .. }, Ok(_)) => {
+                let _ = reply.send(Ok(()));
+            }
+            (Work::Refund { reply, .. }, Err(err)) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// The entries of a batch: decisions for one (policy, key) together, refunds alone.
+fn group(jobs: &[Job]) -> Vec<Group> {
+    let mut index: HashMap<(&Policy, &str), usize> = HashMap::with_capacity(jobs.len());
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let alone = Group {
+            first: i,
+            costs: SmallVec::new(),
+            jobs: SmallVec::new(),
+        };
+        match job.work {
+            Work::Decide { cost, .. } => {
+                let at = *index
+                    .entry((&job.policy, job.key.as_str()))
+                    .or_insert_with(|| {
+                        groups.push(alone);
+                        groups.len() - 1
+                    });
+                groups[at].costs.push(cost);
+                groups[at].jobs.push(i);
+            }
+            Work::Refund { .. } => groups.push(alone),
+        }
+    }
+    groups
+}
+
+fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
+    let op = match job.work {
+        Work::Decide { .. } => BatchOp::Decide(&group.costs),
+        Work::Refund {
+            taken,
+            unused,
+            taken_at,
+            ..
+        } => BatchOp::Refund {
+            taken,
+            unused,
+            taken_at,
+        },
+    };
+    BatchEntry {
+        policy: &job.policy,
+        key: &job.key,
+        op,
+    }
+}
+
+impl Store for Batched {
+    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+        Ok(self.decide(policy, key, cost).await?.0)
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        self.shared.store.ping()
+    }
+}
+
+impl LeaseStore for Batched {
+    async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<Decided, Error> {
+        self.decide(policy, key, units).await
+    }
+
+    fn refund(
+        &self,
+        policy: &Policy,
+        key: &str,
+        taken: u64,
+        unused: u64,
+        taken_at_us: i64,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.give_back(policy, key, taken, unused, taken_at_us)
+    }
+}
