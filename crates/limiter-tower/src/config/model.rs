@@ -236,7 +236,7 @@ impl StoreConfig {
     /// let StoreConfig::Redis { timeout, batch, .. } = StoreConfig::redis("redis://127.0.0.1/") else {
     ///     unreachable!()
     /// };
-    /// assert_eq!(timeout, std::time::Duration::from_millis(20));
+    /// assert_eq!(timeout, std::time::Duration::from_millis(250));
     /// assert!(batch.is_some());
     /// ```
     pub fn redis(url: impl Into<String>) -> Self {

@@ -87,7 +87,7 @@ impl RedisStore {
     async fn call_batch(&self, entries: &[BatchEntry<'_>]) -> Result<Vec<Decided>, Error> {
         let cmd = self.batch_cmd(entries);
         let reply = self
-            .run(&self.scripts.batch, &cmd, &mut self.conn.clone())
+            .run(&cmd, &mut self.conn.clone())
             .await
             .map_err(store_error)?;
         parse_batch(entries, &reply)

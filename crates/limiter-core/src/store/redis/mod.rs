@@ -174,6 +174,17 @@ impl RedisStore {
         }
     }
 
+    /// Loads the scripts (on a Cluster, `SCRIPT LOAD` reaches every primary), so that
+    /// the first burst of decisions does not meet `NOSCRIPT`.
+    async fn with_scripts_loaded(self) -> Result<RedisStore, StoreError> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .load_once(0, &mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(self)
+    }
+
     /// The circuit breaker's state.
     pub fn breaker_state(&self) -> BreakerState {
         self.wire.breaker().state()
@@ -299,7 +310,7 @@ impl RedisStore {
         let reply = self
             .on_io(|store| async move {
                 let mut conn = store.conn.clone();
-                let run = store.run(&store.scripts.decide, &cmd, &mut conn);
+                let run = store.run(&cmd, &mut conn);
                 store
                     .on_wire(1, async { run.await.map_err(store_error) })
                     .await
@@ -359,19 +370,20 @@ impl RedisStore {
         }
     }
 
-    /// Runs the script; after `NOSCRIPT` (a restarted or flushed Redis) loads it and
-    /// runs it again.
-    async fn run<C: ::redis::aio::ConnectionLike>(
+    /// Runs the script; after `NOSCRIPT` (a new, restarted or flushed Redis) loads it
+    /// and runs it again. Concurrent calls that meet `NOSCRIPT` together load it once:
+    /// a thousand loads of a script are tens of milliseconds of Redis's time.
+    async fn run<C: ConnectionLike>(
         &self,
-        script: &::redis::Script,
         cmd: &::redis::Cmd,
         conn: &mut C,
     ) -> ::redis::RedisResult<Vec<i64>> {
+        let loads = self.scripts.loads();
         match cmd.query_async(conn).await {
             Err(err)
                 if err.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
             {
-                script.prepare_invoke().load_async(conn).await?;
+                self.scripts.load_once(loads, conn).await?;
                 cmd.query_async(conn).await
             }
             result => result,
@@ -590,7 +602,9 @@ impl RedisStoreBuilder {
             .await
             .map_err(into_store_error)?;
         let memory = self.watch(&[url]).await?;
-        Ok(self.build(io, Connection::Single(conn), memory))
+        self.build(io, Connection::Single(conn), memory)
+            .with_scripts_loaded()
+            .await
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
@@ -606,7 +620,9 @@ impl RedisStoreBuilder {
             .await
             .map_err(into_store_error)?;
         let memory = self.watch(nodes).await?;
-        Ok(self.build(io, Connection::Cluster(conn), memory))
+        self.build(io, Connection::Cluster(conn), memory)
+            .with_scripts_loaded()
+            .await
     }
 }
 

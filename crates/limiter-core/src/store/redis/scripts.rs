@@ -1,6 +1,9 @@
 //! The store's Lua scripts, as sent to Redis: `decide.lua` alone, and the batch wrapper
 //! running `decide.lua` and `refund.lua` for many entries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis::aio::ConnectionLike;
 use redis::Script;
 
 const DECIDE: &str = include_str!("decide.lua");
@@ -11,6 +14,10 @@ const REFUND: &str = include_str!("refund.lua");
 pub(super) struct Scripts {
     pub(super) decide: Script,
     pub(super) batch: Script,
+    /// How many times a `NOSCRIPT` made this store load its scripts, under the lock that
+    /// makes concurrent callers load them once.
+    loaded: tokio::sync::Mutex<u64>,
+    loads: AtomicU64,
 }
 
 /// Where the scripts read "now" from.
@@ -34,7 +41,31 @@ impl Scripts {
         Scripts {
             decide: Script::new(&with_ttls(&decide, clock)),
             batch: Script::new(&with_ttls(&batch, clock)),
+            loaded: tokio::sync::Mutex::new(0),
+            loads: AtomicU64::new(0),
         }
+    }
+
+    /// The loads so far: read before a call that may meet `NOSCRIPT`.
+    pub(super) fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Acquire)
+    }
+
+    /// Loads every script unless another caller has loaded them since `seen` (what
+    /// [`loads`](Self::loads) read before the call that met `NOSCRIPT`).
+    pub(super) async fn load_once<C: ConnectionLike>(
+        &self,
+        seen: u64,
+        conn: &mut C,
+    ) -> redis::RedisResult<()> {
+        let mut loaded = self.loaded.lock().await;
+        if *loaded == seen {
+            self.decide.prepare_invoke().load_async(conn).await?;
+            self.batch.prepare_invoke().load_async(conn).await?;
+            *loaded += 1;
+            self.loads.store(*loaded, Ordering::Release);
+        }
+        Ok(())
     }
 }
 

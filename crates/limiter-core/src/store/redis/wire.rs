@@ -22,11 +22,10 @@ use crate::error::{Error, StoreError, Unavailable};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// What a call is allowed beyond the timeout and the breaker's slow-call bound for each
-/// decision Redis must work through before answering it (its own after the first, and
-/// those of calls still out ahead of it on the connection): Redis's own work on a
-/// decision is tens of microseconds (a few for GCRA, more for several windows or a long
-/// sliding log), and a batch of 256, or a call behind 256 others, would otherwise look
-/// slow to a breaker set for one.
+/// decision it shares the connection with (its own after the first, and those of calls
+/// out at the same time): Redis's own work on a decision is tens of microseconds (a few
+/// for GCRA, more for several windows or a long sliding log), and a batch of 256, or a
+/// call among 256 others, would otherwise look slow to a breaker set for one.
 pub const PER_DECISION_ALLOWANCE: Duration = Duration::from_micros(100);
 
 /// The timeout and the breaker of one store (shared by its clones).
@@ -77,12 +76,16 @@ impl Wire {
             wire: self,
             decisions,
         };
-        let allowance = batch_allowance(ahead + decisions);
-        let timeout = self.timeout + allowance;
+        let timeout = self.timeout + batch_allowance(ahead + decisions);
         let start = Instant::now();
         let outcome = tokio::time::timeout(timeout, call).await;
         let elapsed = start.elapsed();
+        // Calls that went out after this one and are still out shared the connection
+        // and this thread with it: on a pipelined connection Redis may not have reached
+        // them, but writing them held this call's reply up.
+        let beside = self.in_flight.load(Ordering::Relaxed);
         drop(out);
+        let allowance = batch_allowance(ahead.max(beside - decisions) + decisions);
         metrics::histogram!(crate::metric_names::STORE_DURATION_SECONDS)
             .record(elapsed.as_secs_f64());
         let (result, failure) = match outcome {
