@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -61,7 +60,7 @@ impl Wire {
     ///
     /// Must run on the store's I/O thread, where its clock measures Redis only.
     pub(super) async fn call<T>(
-        self: &Arc<Self>,
+        &self,
         decisions: usize,
         call: impl Future<Output = Result<T, Error>>,
     ) -> (Result<T, Error>, bool) {
@@ -85,7 +84,7 @@ impl Wire {
         // them, but writing them held this call's reply up.
         let beside = self.in_flight.load(Ordering::Relaxed);
         drop(out);
-        let allowance = batch_allowance(ahead.max(beside - decisions) + decisions);
+        let allowance = batch_allowance(ahead.max(beside.saturating_sub(decisions)) + decisions);
         metrics::histogram!(crate::metric_names::STORE_DURATION_SECONDS)
             .record(elapsed.as_secs_f64());
         let (result, failure) = match outcome {
