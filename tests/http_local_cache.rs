@@ -1,27 +1,59 @@
 //! `local_cache` on a Redis store: a flood from a client over its limit is answered 429
 //! from memory, with the Retry-After Redis gave counted down, every hit counted in
 //! `ratelimit_local_cache_hits_total{policy}`, and Redis asked about once for the flood.
+//! The case runs with the default store timeout and breaker, and with both raised.
 //!
-//! One test per binary: the Prometheus recorder is process-global.
+//! The Prometheus recorder is process-global: each run counts under a policy of its own.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use limiter::telemetry::install_prometheus;
+use metrics_exporter_prometheus::PrometheusHandle;
 use redis_harness::RedisServer;
 
-fn policies(url: &str) -> String {
+/// The store's `timeout` and the `breaker` of a run.
+#[derive(Clone, Copy, Debug)]
+enum Bounds {
+    /// Neither set: what users get.
+    Defaults,
+    /// Generous: a busy test machine must not open the breaker by slowness alone.
+    Raised,
+}
+
+impl Bounds {
+    /// The name of the run's policy, which labels its hits.
+    fn policy(self) -> &'static str {
+        match self {
+            Bounds::Defaults => "flood-defaults",
+            Bounds::Raised => "flood-raised",
+        }
+    }
+}
+
+fn policies(url: &str, bounds: Bounds) -> String {
+    let (timeout, breaker) = match bounds {
+        Bounds::Defaults => ("", ""),
+        Bounds::Raised => (", timeout: 500ms", "breaker: { slow_calls: 1000000 }"),
+    };
+    let policy = bounds.policy();
     format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "cache:", timeout: 500ms, local_cache: {{ max_keys: 1000 }} }}
-# Generous: a busy test machine must not open the breaker by slowness alone.
-breaker: {{ slow_calls: 1000000 }}
+store: {{ kind: redis, url: "{url}", key_prefix: "cache:"{timeout}, local_cache: {{ max_keys: 1000 }} }}
+{breaker}
 endpoints:
-  - {{ path: /flood, name: flood, scopes: [api_key], limits: [{{ name: h, max: 2, window: 1h }}] }}
+  - {{ path: /flood, name: {policy}, scopes: [api_key], limits: [{{ name: h, max: 2, window: 1h }}] }}
 "#
     )
+}
+
+/// The binary's Prometheus recorder, installed by the first run that asks.
+fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| install_prometheus().expect("the only recorder of this binary"))
 }
 
 /// The status and `Retry-After` (whole seconds) of one request with `key`.
@@ -44,18 +76,30 @@ async fn get(client: &reqwest::Client, addr: SocketAddr, key: &str) -> (u16, Opt
     (r.status().as_u16(), retry)
 }
 
-fn hits(text: &str) -> u64 {
+/// The hits counted under `policy`.
+fn hits(text: &str, policy: &str) -> u64 {
+    let series = format!(r#"ratelimit_local_cache_hits_total{{policy="{policy}"}} "#);
     text.lines()
-        .find_map(|l| l.strip_prefix(r#"ratelimit_local_cache_hits_total{policy="flood"} "#))
+        .find_map(|l| l.strip_prefix(&series))
         .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_from_a_limited_client_is_answered_from_memory() {
-    let metrics = install_prometheus().expect("the only recorder of this binary");
+async fn a_flood_from_a_limited_client_is_answered_from_memory_with_the_defaults() {
+    a_flood_from_a_limited_client_is_answered_from_memory(Bounds::Defaults).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_a_limited_client_is_answered_from_memory_with_raised_bounds() {
+    a_flood_from_a_limited_client_is_answered_from_memory(Bounds::Raised).await;
+}
+
+async fn a_flood_from_a_limited_client_is_answered_from_memory(bounds: Bounds) {
+    let metrics = recorder();
+    let policy = bounds.policy();
     let start = Instant::now();
     let redis = RedisServer::spawn();
-    let layer = common::layer(&policies(&redis.url())).await;
+    let layer = common::layer(&policies(&redis.url(), bounds)).await;
     assert!(layer.store().local_cache().is_some());
     let addr = common::serve(layer.clone(), "127.0.0.1:0").await;
     let client = common::client();
@@ -98,7 +142,7 @@ async fn a_flood_from_a_limited_client_is_answered_from_memory() {
     let calls = redis.script_calls() - before;
     assert!(calls <= 2, "251 denials made {calls} script calls");
     assert_eq!(
-        hits(&metrics.render()),
+        hits(&metrics.render(), policy),
         250,
         "every denial after Redis's first was a hit:\n{}",
         metrics.render()
@@ -106,6 +150,6 @@ async fn a_flood_from_a_limited_client_is_answered_from_memory() {
 
     // Another client is unaffected, and its requests are no hits.
     assert_eq!(get(&client, addr, "someone-else").await.0, 200);
-    assert_eq!(hits(&metrics.render()), 250);
+    assert_eq!(hits(&metrics.render(), policy), 250);
     assert_eq!(layer.store().local_cache().map(|c| c.len()), Some(1));
 }

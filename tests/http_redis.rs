@@ -1,5 +1,6 @@
 //! Two server instances on one Redis enforce one budget; a Redis that stops answering
-//! degrades by the failure mode instead of failing requests.
+//! degrades by the failure mode instead of failing requests. Each case runs with the
+//! default store timeout and breaker, and with both raised.
 
 mod common;
 
@@ -7,12 +8,31 @@ use limiter::limiter_core::BreakerState;
 use limiter::limiter_tower::LimiterLayer;
 use redis_harness::RedisServer;
 
-fn policies(url: &str, failure_mode: &str) -> String {
+/// The store's `timeout` and the `breaker` of a case.
+#[derive(Clone, Copy, Debug)]
+enum Bounds {
+    /// Neither set: what users get.
+    Defaults,
+    /// Generous: a busy test machine must not open the breaker by slowness alone.
+    Raised,
+}
+
+impl Bounds {
+    /// The `timeout` field of a flow-style `store`, and the `breaker` section.
+    fn yaml(self) -> (&'static str, &'static str) {
+        match self {
+            Bounds::Defaults => ("", ""),
+            Bounds::Raised => (", timeout: 500ms", "breaker: { slow_calls: 1000000 }"),
+        }
+    }
+}
+
+fn policies(url: &str, failure_mode: &str, bounds: Bounds) -> String {
+    let (timeout, breaker) = bounds.yaml();
     format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "e2e:", timeout: 500ms }}
-# Generous: a busy test machine must not open the breaker by slowness alone.
-breaker: {{ slow_calls: 1000000 }}
+store: {{ kind: redis, url: "{url}", key_prefix: "e2e:"{timeout} }}
+{breaker}
 failure_mode: {failure_mode}
 endpoints:
   - {{ path: /shared, name: shared, scopes: [global], limits: [{{ name: h, max: 25, window: 1h }}, {{ name: d, max: 1000, window: 1d, algorithm: sliding_log }}] }}
@@ -27,9 +47,18 @@ async fn instance(yaml: &str) -> (LimiterLayer, std::net::SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_one_budget() {
+async fn two_instances_share_one_budget_with_the_defaults() {
+    two_instances_share_one_budget(Bounds::Defaults).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_budget_with_raised_bounds() {
+    two_instances_share_one_budget(Bounds::Raised).await;
+}
+
+async fn two_instances_share_one_budget(bounds: Bounds) {
     let redis = RedisServer::spawn();
-    let yaml = policies(&redis.url(), "deny");
+    let yaml = policies(&redis.url(), "deny", bounds);
     let (_a, addr_a) = instance(&yaml).await;
     let (_b, addr_b) = instance(&yaml).await;
     let client = common::client();
@@ -90,11 +119,20 @@ async fn get(client: &reqwest::Client, addr: std::net::SocketAddr) -> reqwest::R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_failure_degrades_by_failure_mode() {
+async fn store_failure_degrades_by_failure_mode_with_the_defaults() {
+    store_failure_degrades_by_failure_mode(Bounds::Defaults).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failure_degrades_by_failure_mode_with_raised_bounds() {
+    store_failure_degrades_by_failure_mode(Bounds::Raised).await;
+}
+
+async fn store_failure_degrades_by_failure_mode(bounds: Bounds) {
     let mut redis = RedisServer::spawn();
     // `allow` is the older name of `open`; `closed` the newer one of `deny`.
-    let (open_layer, open_addr) = instance(&policies(&redis.url(), "allow")).await;
-    let (_closed, closed_addr) = instance(&policies(&redis.url(), "closed")).await;
+    let (open_layer, open_addr) = instance(&policies(&redis.url(), "allow", bounds)).await;
+    let (_closed, closed_addr) = instance(&policies(&redis.url(), "closed", bounds)).await;
     let client = common::client();
     for addr in [open_addr, closed_addr] {
         let ok = get(&client, addr).await;
@@ -141,10 +179,24 @@ async fn store_failure_degrades_by_failure_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_failure_mode_enforces_this_instances_share() {
+async fn local_failure_mode_enforces_this_instances_share_with_the_defaults() {
+    local_failure_mode_enforces_this_instances_share(Bounds::Defaults).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_failure_mode_enforces_this_instances_share_with_raised_bounds() {
+    local_failure_mode_enforces_this_instances_share(Bounds::Raised).await;
+}
+
+async fn local_failure_mode_enforces_this_instances_share(bounds: Bounds) {
     let mut redis = RedisServer::spawn();
     // 25 an hour shared; 0.2 of it is 5 for this instance while Redis is away.
-    let (_layer, addr) = instance(&policies(&redis.url(), "{ mode: local, share: 0.2 }")).await;
+    let (_layer, addr) = instance(&policies(
+        &redis.url(),
+        "{ mode: local, share: 0.2 }",
+        bounds,
+    ))
+    .await;
     let client = common::client();
     let ok = get(&client, addr).await;
     assert_eq!(ok.status(), 200);
@@ -170,12 +222,22 @@ async fn local_failure_mode_enforces_this_instances_share() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_endpoint_can_override_the_failure_mode() {
+async fn each_endpoint_can_override_the_failure_mode_with_the_defaults() {
+    each_endpoint_can_override_the_failure_mode(Bounds::Defaults).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_can_override_the_failure_mode_with_raised_bounds() {
+    each_endpoint_can_override_the_failure_mode(Bounds::Raised).await;
+}
+
+async fn each_endpoint_can_override_the_failure_mode(bounds: Bounds) {
     let mut redis = RedisServer::spawn();
+    let (timeout, breaker) = bounds.yaml();
     let yaml = format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "e2e-modes:", timeout: 500ms }}
-breaker: {{ slow_calls: 1000000 }}
+store: {{ kind: redis, url: "{url}", key_prefix: "e2e-modes:"{timeout} }}
+{breaker}
 failure_mode: open
 endpoints:
   - {{ path: /search, name: search, scopes: [global], limits: [{{ name: h, max: 100, window: 1h }}] }}

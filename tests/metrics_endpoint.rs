@@ -1,9 +1,11 @@
-//! `/metrics` after real traffic (batched, with leases on a hot key): every metric of the
-//! workspace is exported under its Prometheus name, scrapes are never limited, and no
-//! label value comes from a request (paths, headers, tokens, addresses): each one is from
-//! a fixed set or the policy file.
+//! `/metrics` after real traffic (batched, with leases on a hot key, a burst past the
+//! queue bound): every metric of the workspace is exported under its Prometheus name,
+//! scrapes are never limited, and no label value comes from a request (paths, headers,
+//! tokens, addresses): each one is from a fixed set or the policy file. The case runs
+//! with the default store timeout and breaker, and with both raised.
 //!
-//! One test per binary: the Prometheus recorder is process-global.
+//! The Prometheus recorder is process-global and the counts checked are exact: each run
+//! has a process of its own.
 
 mod common;
 
@@ -22,12 +24,27 @@ const SECRETS: [&str; 4] = [
     "203.0.113.44",
 ];
 
-fn policies(url: &str) -> String {
+/// The store's `timeout` and the `breaker` of a run.
+#[derive(Clone, Copy, Debug)]
+enum Bounds {
+    /// None set: what users get.
+    Defaults,
+    /// Generous: a busy test machine must not open the breaker by slowness alone.
+    Raised,
+}
+
+/// The policy file: one decision at most waits for Redis (`overload.max_queued`), so
+/// that a burst is shed.
+fn policies(url: &str, bounds: Bounds) -> String {
+    let (timeout, breaker) = match bounds {
+        Bounds::Defaults => ("", ""),
+        Bounds::Raised => (", timeout: 500ms", "breaker: { slow_calls: 1000000 }"),
+    };
     format!(
         r#"
-store: {{ kind: redis, url: "{url}", key_prefix: "metrics:", timeout: 500ms, local_cache: {{ max_keys: 100 }}, leases: {{ lifetime: 500ms }}, memory_guard: {{ max_fraction: 0.5, interval: 10ms }} }}
-# Generous: a busy test machine must not open the breaker by slowness alone.
-breaker: {{ slow_calls: 1000000 }}
+store: {{ kind: redis, url: "{url}", key_prefix: "metrics:"{timeout}, local_cache: {{ max_keys: 100 }}, leases: {{ lifetime: 500ms }}, memory_guard: {{ max_fraction: 0.5, interval: 10ms }} }}
+{breaker}
+overload: {{ max_queued: 1 }}
 failure_mode: closed
 client_ip: {{ trusted_proxies: ["127.0.0.1/32"] }}
 enumeration: {{ honeypot: {{ api_keys: [honeypot-key] }} }}
@@ -35,6 +52,7 @@ default_policy: {{ name: fallback-policy, scopes: [ip], leases: off, limits: [{{
 endpoints:
   - {{ path: "/items/{{id}}", name: items, scopes: [api_key, endpoint], leases: off, limits: [{{ name: h, max: 3, window: 1h }}] }}
   - {{ path: /hot, name: hot, scopes: [global], limits: [{{ name: h, max: 1000000, window: 1h }}] }}
+  - {{ path: /burst, name: burst, scopes: [global], leases: off, limits: [{{ name: h, max: 1000000, window: 1h }}] }}
 "#
     )
 }
@@ -81,6 +99,36 @@ async fn hot_traffic(client: &reqwest::Client, addr: SocketAddr) {
     }
 }
 
+/// Bursts of concurrent requests on `/burst` until one is shed: how many were shed.
+async fn burst(client: &reqwest::Client, addr: SocketAddr) -> usize {
+    let mut shed = 0;
+    for _ in 0..20 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let r = client
+                    .get(format!("http://{addr}/burst"))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            });
+        }
+        while let Some(status) = tasks.join_next().await {
+            match status.unwrap() {
+                200 => {}
+                503 => shed += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        if shed > 0 {
+            break;
+        }
+    }
+    shed
+}
+
 /// Waits until `done` holds of the layer's lease counts.
 async fn leases(
     layer: &limiter::limiter_tower::LimiterLayer,
@@ -115,14 +163,58 @@ fn parse(line: &str) -> (String, Vec<(String, String)>) {
     (name.to_owned(), labels)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
-    let handle = install_prometheus().expect("the only recorder of this binary");
+/// Set in the process [`in_own_process`] starts: its test runs the case.
+const IN_OWN_PROCESS: &str = "METRICS_ENDPOINT_IN_OWN_PROCESS";
+
+#[test]
+fn metrics_are_named_by_convention_and_labelled_only_by_config_with_the_defaults() {
+    in_own_process(
+        "metrics_are_named_by_convention_and_labelled_only_by_config_with_the_defaults",
+        Bounds::Defaults,
+    );
+}
+
+#[test]
+fn metrics_are_named_by_convention_and_labelled_only_by_config_with_raised_bounds() {
+    in_own_process(
+        "metrics_are_named_by_convention_and_labelled_only_by_config_with_raised_bounds",
+        Bounds::Raised,
+    );
+}
+
+/// Runs the case with `bounds` in a process of its own: this test binary again, running
+/// only `test` (the caller), with [`IN_OWN_PROCESS`] set.
+fn in_own_process(test: &str, bounds: Bounds) {
+    if std::env::var_os(IN_OWN_PROCESS).is_some() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        return runtime.block_on(metrics_are_named_by_convention_and_labelled_only_by_config(
+            bounds,
+        ));
+    }
+    let run = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact"])
+        .env(IN_OWN_PROCESS, "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bounds) {
+    let handle = install_prometheus().expect("the only recorder of this process");
     let mut redis = RedisServer::spawn();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policies.yaml");
-    std::fs::write(&file, policies(&redis.url())).unwrap();
-    let (layer, addr) = serve(&policies(&redis.url()), handle).await;
+    std::fs::write(&file, policies(&redis.url(), bounds)).unwrap();
+    let (layer, addr) = serve(&policies(&redis.url(), bounds), handle).await;
     let client = common::client();
 
     // Allowed, denied by the store, denied by the local cache; then an unmatched route
@@ -148,6 +240,11 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         s.leases > 0 && s.outstanding == 0 && s.refunded_units > 0
     })
     .await;
+
+    // A burst past the queue bound: the excess is shed with 503, never admitted
+    // uncounted (ratelimit_shed_decisions_total).
+    let shed = burst(&client, addr).await;
+    assert!(shed > 0, "no request of the bursts was shed");
 
     // A honeypot key: its client is blocked (ratelimit_abuse_blocks_total).
     let r = client
@@ -210,7 +307,11 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
 
     // Reloads: one applied, one rejected.
     let reloader = layer.reloader(&file);
-    std::fs::write(&file, policies(&redis.url()).replace("max: 3", "max: 4")).unwrap();
+    std::fs::write(
+        &file,
+        policies(&redis.url(), bounds).replace("max: 3", "max: 4"),
+    )
+    .unwrap();
     assert!(reloader.reload().unwrap(), "changed file applied");
     std::fs::write(&file, "endpoints: 7").unwrap();
     assert!(reloader.reload().is_err());
@@ -289,11 +390,15 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     let allowed: BTreeSet<&str> = [
         "items",
         "hot",
+        "burst",
         "fallback-policy", // policy names
         "allowed",
         "denied",
         "degraded_allowed",
-        "degraded_denied", // results
+        "degraded_denied",
+        "shed", // results
+        "queue_full",
+        "queue_time", // shed reasons
         "memory",
         "redis",
         "redis_cluster", // stores
@@ -334,6 +439,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
         r#"ratelimit_decisions_total{policy="items",result="allowed"} 3"#,
         r#"ratelimit_decisions_total{policy="items",result="denied"} 2"#,
         r#"ratelimit_local_cache_hits_total{policy="items"} 1"#,
+        &format!(r#"ratelimit_decisions_total{{policy="burst",result="shed"}} {shed}"#),
         &format!(
             r#"ratelimit_decisions_total{{policy="fallback-policy",result="allowed"}} {}"#,
             // One before the guard's part, those before it tripped, one after it cleared.
@@ -353,6 +459,10 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config() {
     );
     assert!(
         text.contains(r#"ratelimit_fallback_decisions_total{mode="closed"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ratelimit_shed_decisions_total{reason="queue_full"}"#),
         "{text}"
     );
 }

@@ -272,3 +272,48 @@ async fn invalid_local_share_is_a_typed_error() {
         .err();
     assert!(err.is_some());
 }
+
+/// A stalled Redis under load, every setting at its default: decisions queue behind
+/// calls that time out until the breaker opens. Those that wait past the queue's
+/// `max_wait` waited for Redis, not for this process: the failure mode decides them
+/// (fail closed: 429), none is shed as overload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_held_up_by_a_stalled_redis_go_to_the_failure_mode_not_the_shed() {
+    let server = RedisServer::spawn();
+    let batched = limiter_core::Batched::builder(redis_store(&server).await).build();
+    let store = Guarded::builder(batched)
+        .failure_mode(FailureMode::Closed)
+        .build()
+        .unwrap();
+    let limiter = Limiter::new(policy(1_000_000), store);
+    until_decided_by_redis(&limiter).await;
+
+    let _: () = server.cmd(&["CLIENT", "PAUSE", "4000", "ALL"]);
+    // More tasks than a batch holds (256): some decisions wait for two failing calls.
+    let clients: Vec<_> = (0..800)
+        .map(|c| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let mut degraded = 0;
+                // Until the breaker has opened: every decision after it is degraded at
+                // once, the ones before waited behind failing calls.
+                for i in 0..8 {
+                    match limiter.check(&format!("c{c}-{i}"), 1).await {
+                        Ok(d) => degraded += usize::from(d.is_degraded()),
+                        Err(err) => panic!("only the failure mode answers a stalled Redis: {err}"),
+                    }
+                }
+                degraded
+            })
+        })
+        .collect();
+    let mut degraded = 0;
+    for client in clients {
+        degraded += client.await.unwrap();
+    }
+    assert!(degraded > 0);
+    assert_eq!(
+        limiter.store().inner().inner().breaker_state(),
+        BreakerState::Open
+    );
+}

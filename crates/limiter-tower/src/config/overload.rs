@@ -16,7 +16,9 @@ use limiter_core::config_serde::{duration, no_default, DurationText};
 /// `503 Service Unavailable` with `Retry-After: 1` (problem type `.../overloaded`),
 /// counted in `ratelimit_shed_decisions_total{reason}` and never admitted. Shedding is
 /// this process protecting itself, not a failure of Redis: the failure mode and the
-/// circuit breaker are not involved. Read at start-up, like `store`.
+/// circuit breaker are not involved (a decision that waited `max_wait` behind calls to
+/// Redis that failed waited for Redis: the failure mode decides it). Read at start-up,
+/// like `store`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverloadConfig {

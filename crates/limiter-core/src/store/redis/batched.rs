@@ -49,7 +49,10 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(500);
 ///   [`DEFAULT_MAX_QUEUED`]) and never longer than [`max_wait`](BatchedBuilder::max_wait)
 ///   (default [`DEFAULT_MAX_WAIT`]): beyond either a decision fails with
 ///   [`Error::Overloaded`] without reaching Redis (nothing counted, nothing to admit;
-///   a server answers 503), counted in `ratelimit_shed_decisions_total{reason}`.
+///   a server answers 503), counted in `ratelimit_shed_decisions_total{reason}`. A
+///   decision that waited too long behind calls that failed (Redis stalled, the breaker
+///   not open yet) waited for Redis, not for this process: it fails as a store failure
+///   ([`Unavailable::Deadline`]), for the failure mode to decide.
 /// - **Coalesces hot keys**: decisions for the same policy and key in one batch are one
 ///   entry carrying every cost; the script decides them in arrival order, so a burst on
 ///   one key admits exactly what one-by-one calls would, in one round trip.
@@ -228,6 +231,18 @@ fn stopped() -> Error {
     Error::Store(StoreError::Unavailable(Unavailable::IoStopped))
 }
 
+/// The answer to a decision that waited `max_wait` without being sent. Behind calls
+/// that failed (a stalled Redis, before the breaker has opened), Redis is why it waited:
+/// a store failure, for the failure mode to decide. Behind calls that succeeded, this
+/// process fell behind: it is shed.
+fn waited_too_long(store: &RedisStore, max_wait: Duration) -> Error {
+    if store.wire.is_failing() {
+        Error::Store(StoreError::Unavailable(Unavailable::Deadline(max_wait)))
+    } else {
+        shed(Overload::Waited(max_wait))
+    }
+}
+
 /// A shed decision, counted.
 fn shed(overload: Overload) -> Error {
     metrics::counter!(crate::metric_names::SHED_DECISIONS_TOTAL, "reason" => overload.reason())
@@ -271,7 +286,9 @@ impl BatchedBuilder {
     }
 
     /// The longest a decision waits to be sent (default [`DEFAULT_MAX_WAIT`]): one still
-    /// waiting when its batch goes out is shed with [`Overload::Waited`] instead.
+    /// waiting when its batch goes out is shed with [`Overload::Waited`] instead, or,
+    /// when the last call to Redis failed, fails with [`Unavailable::Deadline`] (Redis
+    /// held it up: the failure mode decides).
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.config.max_wait = max_wait;
         self
@@ -377,7 +394,7 @@ async fn send(
             // A caller that gave up has dropped its receiver: nothing to tell it.
             let (closed, _) = oneshot::channel();
             let reply = std::mem::replace(reply, closed);
-            let _ = reply.send(Err(shed(Overload::Waited(max_wait))));
+            let _ = reply.send(Err(waited_too_long(&store, max_wait)));
             false
         }
         Work::Decide { room, .. } => {

@@ -2,7 +2,7 @@
 //! outcome per call (a batch of decisions is one call).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -33,6 +33,9 @@ pub(super) struct Wire {
     breaker: Breaker,
     /// Decisions in calls out now: a call's allowance counts those ahead of it.
     in_flight: AtomicUsize,
+    /// Whether the last call that ended failed: Redis, not this process, is then why
+    /// decisions wait.
+    failing: AtomicBool,
 }
 
 impl Wire {
@@ -41,11 +44,17 @@ impl Wire {
             timeout,
             breaker: Breaker::new(breaker),
             in_flight: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
         }
     }
 
     pub(super) fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// Whether the last call that ended failed (an error, a timeout).
+    pub(super) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// The timeout of a call carrying one decision.
@@ -89,6 +98,7 @@ impl Wire {
             .record(elapsed.as_secs_f64());
         let (result, failure) = match outcome {
             Ok(Ok(value)) => {
+                self.failing.store(false, Ordering::Relaxed);
                 let slow = elapsed > self.breaker.config().slow_call + allowance;
                 let result = if slow {
                     CallResult::Slow
@@ -107,6 +117,7 @@ impl Wire {
                 "timeout",
             ),
         };
+        self.failing.store(true, Ordering::Relaxed);
         metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL, "kind" => failure).increment(1);
         tracing::warn!(kind = failure, decisions, "rate-limit store call failed");
         (result, self.breaker.record(CallResult::Failure))
