@@ -253,6 +253,17 @@ pub enum StoreConfigError {
     /// A [`MemoryGuard`](crate::MemoryGuard) that cannot be applied.
     #[error("invalid memory guard: {0}")]
     MemoryGuard(&'static str),
+    /// A store timeout of zero: every call would fail.
+    #[error("invalid store timeout: must be longer than zero")]
+    Timeout,
+    /// A [`BreakerConfig`](crate::BreakerConfig) field that cannot work, and why.
+    #[error("invalid breaker: {field} {problem}")]
+    Breaker {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 /// A rate-limit check that could not be made.

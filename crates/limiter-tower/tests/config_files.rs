@@ -144,6 +144,14 @@ fn failure_modes_and_breaker_are_read_and_checked() {
     assert_eq!(e.field(), Some("breaker.failures"), "{e}");
     let e = error("breaker:\n  probe_interval: 0s\n");
     assert_eq!(e.field(), Some("breaker.probe_interval"), "{e}");
+    let e = error("breaker:\n  slow_share: 1.5\n");
+    assert_eq!(e.field(), Some("breaker.slow_share"), "{e}");
+    let e = error("store: { kind: redis, url: \"redis://127.0.0.1/\", timeout: 0s }\n");
+    assert_eq!(e.field(), Some("store.timeout"), "{e}");
+    let e = error("overload:\n  max_wait: 0s\n");
+    assert!(e.to_string().contains("max_wait"), "{e}");
+    let e = error("overload:\n  max_queued: 0\n");
+    assert!(e.to_string().contains("max_queued"), "{e}");
 }
 
 #[test]

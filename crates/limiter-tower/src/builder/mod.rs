@@ -268,8 +268,15 @@ impl LimiterBuilder {
         self.failure_mode
             .validate()
             .map_err(|e| BuildError::new("failure_mode", e))?;
-        if let Some((field, message)) = invalid_breaker_field(&self.breaker) {
+        if let Some((field, message)) = self.breaker.invalid_field() {
             return Err(BuildError::new(format!("breaker.{field}"), message));
+        }
+        if let StoreConfig::Redis { timeout, .. } | StoreConfig::RedisCluster { timeout, .. } =
+            &self.store
+        {
+            if timeout.is_zero() {
+                return Err(BuildError::new("store.timeout", "must be longer than zero"));
+            }
         }
 
         let enumeration = match self.enumeration.0 {
@@ -369,22 +376,4 @@ fn compile_rule(
         policy,
         metrics: Default::default(),
     })
-}
-
-/// The first breaker field that cannot work, with why.
-fn invalid_breaker_field(breaker: &BreakerConfig) -> Option<(&'static str, &'static str)> {
-    if breaker.failures == 0 {
-        Some(("failures", "must be at least 1"))
-    } else if breaker.slow_calls == 0 {
-        Some(("slow_calls", "must be at least 1"))
-    } else if !(0.0..1.0).contains(&breaker.slow_share) {
-        Some(("slow_share", "must be at least 0 and below 1"))
-    } else if breaker.window.is_zero() {
-        Some(("window", "must be longer than zero"))
-    } else if breaker.probe_interval.is_zero() {
-        // A zero interval would probe a dead Redis in a busy loop.
-        Some(("probe_interval", "must be longer than zero"))
-    } else {
-        None
-    }
 }

@@ -85,6 +85,34 @@ impl Default for BreakerConfig {
     }
 }
 
+impl BreakerConfig {
+    /// The first field that cannot work, with why: `None` when the breaker can be used.
+    ///
+    /// ```
+    /// use limiter_core::BreakerConfig;
+    ///
+    /// assert_eq!(BreakerConfig::default().invalid_field(), None);
+    /// let never = BreakerConfig { failures: 0, ..BreakerConfig::default() };
+    /// assert_eq!(never.invalid_field(), Some(("failures", "must be at least 1")));
+    /// ```
+    pub fn invalid_field(&self) -> Option<(&'static str, &'static str)> {
+        if self.failures == 0 {
+            Some(("failures", "must be at least 1"))
+        } else if self.slow_calls == 0 {
+            Some(("slow_calls", "must be at least 1"))
+        } else if !(0.0..1.0).contains(&self.slow_share) {
+            Some(("slow_share", "must be at least 0 and below 1"))
+        } else if self.window.is_zero() {
+            Some(("window", "must be longer than zero"))
+        } else if self.probe_interval.is_zero() {
+            // A zero interval would probe a dead Redis in a busy loop.
+            Some(("probe_interval", "must be longer than zero"))
+        } else {
+            None
+        }
+    }
+}
+
 /// The breaker's state, as exported in the `ratelimit_breaker_state` gauge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

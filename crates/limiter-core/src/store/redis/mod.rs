@@ -517,14 +517,16 @@ impl RedisStoreBuilder {
     /// The longest a call to Redis carrying one decision may take before it has failed
     /// (default [`DEFAULT_TIMEOUT`]); a batch of `n` decisions gets `n - 1` times
     /// [`PER_DECISION_ALLOWANCE`] more. Counted from when the call is written, on the
-    /// store's own thread: time queued in this process is not part of it.
+    /// store's own thread: time queued in this process is not part of it. Connecting
+    /// fails for zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// When the circuit breaker opens and how often it probes (default
-    /// [`BreakerConfig::default`]).
+    /// [`BreakerConfig::default`]); connecting fails for a field that cannot work (see
+    /// [`BreakerConfig::invalid_field`]).
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
         self
@@ -573,6 +575,12 @@ impl RedisStoreBuilder {
     fn prepare(&self) -> Result<IoThread, StoreError> {
         if self.prefix.contains(['{', '}']) {
             return Err(StoreConfigError::KeyPrefix(self.prefix.clone()).into());
+        }
+        if self.timeout.is_zero() {
+            return Err(StoreConfigError::Timeout.into());
+        }
+        if let Some((field, problem)) = self.breaker.invalid_field() {
+            return Err(StoreConfigError::Breaker { field, problem }.into());
         }
         IoThread::start()
     }
