@@ -151,13 +151,20 @@ impl LeaseConfig {
         (capacity as f64 * self.speculation) as u64
     }
 
+    /// Whether `policy`'s keys are leased at all: a test on the hot path, cheaper than
+    /// [`lifetime_for`](Self::lifetime_for).
+    fn leases(&self, policy: &Policy) -> bool {
+        self.enabled && policy.leasing() != Leasing::Off
+    }
+
     /// The lifetime of a policy's leases: the configured one (or the policy's own), at
     /// most 1/20 of the shortest window, so that units consumed early stay a small part
     /// of any window; zero when the policy is never leased.
     fn lifetime_for(&self, policy: &Policy) -> Duration {
+        if !self.leases(policy) {
+            return Duration::ZERO;
+        }
         let lifetime = match policy.leasing() {
-            _ if !self.enabled => return Duration::ZERO,
-            Leasing::Off => return Duration::ZERO,
             Leasing::Lifetime(lifetime) => lifetime,
             _ => self.lifetime,
         };
@@ -292,7 +299,7 @@ impl<S: LeaseStore> Leased<S> {
     }
 
     async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        if cost == 0 || key.is_empty() || self.shared.config.lifetime_for(policy).is_zero() {
+        if cost == 0 || key.is_empty() || !self.shared.config.leases(policy) {
             // A peek reports the store's own figures; an empty key is the store's error;
             // a policy never leased needs no state here.
             return self.shared.store.check(policy, key, cost).await;
