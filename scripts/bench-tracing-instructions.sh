@@ -19,7 +19,7 @@ CPORT=${CPORT:-14319}
 TARGET=${CARGO_TARGET_DIR:-target}
 
 cargo build --release -q --features otel --example bench_http --example otlp_count
-BIN="$TARGET/release/examples/bench_http"
+BIN=${BIN:-$TARGET/release/examples/bench_http} # another build of it to compare
 tmp=$(mktemp -d)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
   --pidfile "$tmp/redis.pid" >/dev/null
