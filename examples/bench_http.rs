@@ -8,9 +8,13 @@
 //! terminal's cost is left out): the DEBUG-level `ratelimit.decide` span is filtered at
 //! its callsite. `TRACING=debug` enables it for `limiter_tower`: every span is created
 //! and its fields formatted. `TRACING=events` also writes each span as a line when it
-//! closes: a log line per decision. Default `off`: no subscriber.
+//! closes: a log line per decision. `TRACING=otlp` (feature `otel`) is the project's own
+//! OpenTelemetry setup (`limiter::telemetry`: JSON logs at INFO, here to a sink, and
+//! `otel::layer`): every decision's span exported in batches over OTLP/HTTP to
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`examples/otlp_count.rs` counts them); SIGTERM flushes
+//! the last batch. Default `off`: no subscriber.
 //!
-//! `MODE=bare|allow|deny|redis TRACING=off|info|debug|events PORT=18081 cargo run --release --example bench_http`
+//! `MODE=bare|allow|deny|redis TRACING=off|info|debug|events|otlp PORT=18081 cargo run --release --features otel --example bench_http`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +24,8 @@ use axum::Router;
 use limiter_tower::config::load_str;
 use limiter_tower::{AnyStore, LimiterLayer};
 use tracing_subscriber::fmt::format::FmtSpan;
+#[cfg(feature = "otel")]
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 const REDIS: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\nendpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
@@ -27,13 +33,34 @@ const DENY: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], li
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let span_events = match std::env::var("TRACING").as_deref() {
-        Ok("off") | Err(_) => None,
-        Ok("info") => Some((FmtSpan::NONE, "info")),
-        Ok("debug") => Some((FmtSpan::NONE, "info,limiter_tower=debug")),
-        Ok("events") => Some((FmtSpan::CLOSE, "info,limiter_tower=debug")),
-        Ok(other) => {
-            return Err(format!("TRACING must be off, info, debug or events, not {other}").into())
+    let tracing = std::env::var("TRACING").unwrap_or_else(|_| "off".into());
+    #[cfg(feature = "otel")]
+    let provider = if tracing == "otlp" {
+        let provider = limiter::telemetry::otel::otlp_provider("bench_http")?;
+        let logs = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::registry()
+            .with(limiter::telemetry::otel::layer(&provider))
+            .with(logs)
+            .init();
+        Some(provider)
+    } else {
+        None
+    };
+    let span_events = match tracing.as_str() {
+        "off" => None,
+        #[cfg(feature = "otel")]
+        "otlp" => None,
+        "info" => Some((FmtSpan::NONE, "info")),
+        "debug" => Some((FmtSpan::NONE, "info,limiter_tower=debug")),
+        "events" => Some((FmtSpan::CLOSE, "info,limiter_tower=debug")),
+        other => {
+            return Err(format!(
+                "TRACING must be off, info, debug, events or (feature otel) otlp, not {other}"
+            )
+            .into())
         }
     };
     if let Some((span_events, filter)) = span_events {
@@ -65,10 +92,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app = app.layer(LimiterLayer::new(loaded.rules, store));
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(async move {
+        term.recv().await;
+    })
     .await?;
+    #[cfg(feature = "otel")]
+    if let Some(provider) = provider {
+        provider.shutdown()?;
+    }
     Ok(())
 }

@@ -249,6 +249,15 @@ impl AnyStore {
             .map(|stack| stack.top.inner())
     }
 
+    /// Whether [`AnyStore::check_now`] can answer at all: false for a Redis store without
+    /// a local cache, whose every decision is awaited.
+    pub(crate) fn may_answer_now(&self) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => true,
+            Backend::Redis(stack) => stack.local_cache,
+        }
+    }
+
     /// Decides at once when the store needs no I/O (the in-memory store, or a denial the
     /// local cache remembers); `None` means [`Store::check`] must be awaited.
     pub fn check_now(
