@@ -163,6 +163,37 @@ impl Decision {
         }
     }
 
+    /// An admission with no window yet, for a store to [`push`](Self::push) each
+    /// window's state into: built where it is returned, a decision is not copied.
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Decision {
+            allowed: true,
+            denied_by: None,
+            degraded: false,
+            cached: false,
+            leased: false,
+            windows: Windows::new(),
+        }
+    }
+
+    /// Adds the next window's state: a window that keeps the request out longer than
+    /// those before it (as [`from_windows`](Self::from_windows) ranks them) denies it.
+    #[inline]
+    pub(crate) fn push(&mut self, window: WindowState) {
+        let rank = window.verdict.rank();
+        if rank > 0 {
+            let worst = self
+                .denied_by
+                .map_or(0, |i| self.windows[usize::from(i)].verdict.rank());
+            if rank > worst {
+                self.allowed = false;
+                self.denied_by = Some(self.windows.len() as u8);
+            }
+        }
+        self.windows.push(window);
+    }
+
     /// Whether the request was admitted (and its cost consumed from every window).
     pub fn is_allowed(&self) -> bool {
         self.allowed

@@ -69,21 +69,31 @@ fn weigh(count: u64, window: i64, overlap: i64) -> u64 {
     if count == 0 {
         return 0;
     }
-    let exact = count as f64 * overlap as f64 / window as f64;
+    let exact = double(count) * overlap as f64 / window as f64;
     // `f64::ceil` is a libm call on baseline x86-64 (no SSE4.1 `roundsd`); for the
     // non-negative values here, truncating and stepping up is the same number.
-    let truncated = exact as u64;
+    let truncated = exact as i64;
     if (truncated as f64) < exact {
-        truncated + 1
+        truncated as u64 + 1
     } else {
-        truncated
+        truncated as u64
     }
 }
 
 /// The first offset into a window at which `ceil(count * (window - offset) / window)`
 /// is at most `room`.
 fn offset_where_fits(window: i64, count: u64, room: u64) -> i64 {
-    window - (room as f64 * window as f64 / count as f64).floor() as i64
+    // Truncated: the floor of a non-negative number, without `f64::floor` (a libm call,
+    // as `ceil` is).
+    window - (double(room) * window as f64 / double(count)) as i64
+}
+
+/// A count as a double, through `i64`: one instruction, where converting a `u64` takes a
+/// branch and several (on x86-64 before AVX-512). The same number: counts stay below
+/// 2^63 (units are at most 2^50).
+#[inline]
+fn double(count: u64) -> f64 {
+    count as i64 as f64
 }
 
 /// How long until `cost` fits: within the current window while the previous one fades,

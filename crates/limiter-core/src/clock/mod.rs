@@ -45,6 +45,9 @@ pub trait Clock: Send + Sync + 'static {
 pub struct MonotonicClock {
     /// Microseconds since the Unix epoch at the process-wide monotonic origin.
     epoch_at_origin_us: i64,
+    /// Kept, so that a read goes straight to it, not through the check that it was
+    /// chosen (a function call per read).
+    source: &'static source::Source,
 }
 
 impl MonotonicClock {
@@ -54,8 +57,10 @@ impl MonotonicClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         let wall_us = i64::try_from(since_epoch.as_micros()).unwrap_or(0);
+        let source = source::source();
         MonotonicClock {
-            epoch_at_origin_us: wall_us - (source::monotonic_ns() / 1_000) as i64,
+            epoch_at_origin_us: wall_us - (source.now_ns() / 1_000) as i64,
+            source,
         }
     }
 }
@@ -69,7 +74,7 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline]
     fn now_us(&self) -> i64 {
-        self.epoch_at_origin_us + (source::monotonic_ns() / 1_000) as i64
+        self.epoch_at_origin_us + (self.source.now_ns() / 1_000) as i64
     }
 }
 

@@ -13,18 +13,30 @@ use std::time::Instant;
 /// Nanoseconds since a process-wide origin.
 #[inline]
 pub(super) fn monotonic_ns() -> u64 {
-    match source() {
-        Source::Tsc { clock, origin } => clock.delta_as_nanos(*origin, clock.raw()),
-        Source::Os(origin) => u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
-    }
+    source().now_ns()
 }
 
-enum Source {
+/// The process's time source, chosen once.
+#[derive(Debug)]
+pub(super) enum Source {
     Tsc { clock: quanta::Clock, origin: u64 },
     Os(Instant),
 }
 
-fn source() -> &'static Source {
+impl Source {
+    /// Nanoseconds since the process-wide origin.
+    #[inline]
+    pub(super) fn now_ns(&self) -> u64 {
+        match self {
+            Source::Tsc { clock, origin } => clock.delta_as_nanos(*origin, clock.raw()),
+            Source::Os(origin) => u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// The source, chosen on the first call. A clock that reads often keeps the reference
+/// (see `MonotonicClock`): each call checks that the choice was made.
+pub(super) fn source() -> &'static Source {
     static SOURCE: OnceLock<Source> = OnceLock::new();
     SOURCE.get_or_init(|| {
         if kernel_uses_tsc() {

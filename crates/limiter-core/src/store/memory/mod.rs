@@ -15,7 +15,7 @@ use self::slot::{Commit, Slot};
 use super::Store;
 use crate::algorithm::View;
 use crate::clock::{Clock, MonotonicClock};
-use crate::decision::{Decision, Verdict, Windows};
+use crate::decision::Decision;
 use crate::error::{Error, StoreError};
 use crate::key;
 use crate::policy::Policy;
@@ -224,13 +224,24 @@ impl<C: Clock> MemoryStore<C> {
     #[inline]
     pub fn check_now(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
         let key = key::normalize(key)?;
-        self.inner.check(policy, &key, cost)
+        // Filled in place and moved once, here: a decision holds three windows inline
+        // (over 128 bytes, copied by a call to `memcpy`), and returning it from each
+        // function on the way out of the store moved it once per function.
+        let mut decision = Decision::new();
+        self.inner.check(policy, &key, cost, &mut decision)?;
+        Ok(decision)
     }
 }
 
 impl<C: Clock> Inner<C> {
     #[inline]
-    fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: u64,
+        decision: &mut Decision,
+    ) -> Result<(), Error> {
         // Seeded with the policy name's hash, computed once: a (policy, key) hash costs
         // a hash of the key alone.
         let hash = foldhash::fast::FixedState::with_seed(policy.name_hash()).hash_one(key);
@@ -252,9 +263,9 @@ impl<C: Clock> Inner<C> {
             cost,
         };
         if policy.limits().len() == 1 {
-            self.check_in(shard, |s| (&mut s.narrow, &mut s.wide), request)
+            self.check_in(shard, |s| (&mut s.narrow, &mut s.wide), request, decision)
         } else {
-            self.check_in(shard, |s| (&mut s.wide, &mut s.narrow), request)
+            self.check_in(shard, |s| (&mut s.wide, &mut s.narrow), request, decision)
         }
     }
 
@@ -266,7 +277,8 @@ impl<C: Clock> Inner<C> {
         shard: &mut Shard,
         tables: for<'a> fn(&'a mut Shard) -> Tables<'a, N, M>,
         request: Request<'_>,
-    ) -> Result<Decision, Error> {
+        decision: &mut Decision,
+    ) -> Result<(), Error> {
         let Request {
             policy,
             key,
@@ -281,19 +293,17 @@ impl<C: Clock> Inner<C> {
             if entry.slots.len() != limits.len() {
                 entry.slots.resize(limits.len(), Slot::Vacant);
             }
-            let (decision, expires_at) = decide(&mut entry.slots, policy, now, cost);
-            match expires_at {
-                Some(expires_at) => entry.expires_at = expires_at,
-                None => {
-                    // Nothing consumed, but a reload may have re-read the state under a
-                    // lower rate (a longer GCRA backlog): the entry lives as long as
-                    // what it holds.
-                    let held = decision.windows.iter().map(|w| w.reset_after_us).max();
-                    let until = now.saturating_add(held.unwrap_or(0) as i64);
-                    entry.expires_at = entry.expires_at.max(until);
-                }
-            }
-            return Ok(decision);
+            decide(&mut entry.slots, policy, now, cost, decision);
+            let until = held_until(decision, now);
+            entry.expires_at = if consumed(decision, cost) {
+                until
+            } else {
+                // Nothing consumed, but a reload may have re-read the state under a
+                // lower rate (a longer GCRA backlog): the entry lives as long as what it
+                // holds.
+                entry.expires_at.max(until)
+            };
+            return Ok(());
         }
 
         let moved = match other.find_entry(hash, |e| e.is(name, key)) {
@@ -310,11 +320,12 @@ impl<C: Clock> Inner<C> {
             None => (SmallVec::new(), None),
         };
         slots.resize(limits.len(), Slot::Vacant);
-        let (decision, expires_at) = decide(&mut slots, policy, now, cost);
+        decide(&mut slots, policy, now, cost, decision);
         // Only a consumed cost creates state (peeks and denials of new keys leave none);
         // a moved entry is kept whatever the decision.
-        let Some(expires_at) = expires_at.or(kept_until) else {
-            return Ok(decision);
+        let consumed = consumed(decision, cost).then(|| held_until(decision, now));
+        let Some(expires_at) = consumed.or(kept_until) else {
+            return Ok(());
         };
         if kept_until.is_none() {
             if shard.narrow.len() + shard.wide.len() >= shard.sweep_at {
@@ -336,7 +347,7 @@ impl<C: Clock> Inner<C> {
             slots,
         };
         tables(shard).0.insert_unique(hash, entry, |e| e.hash);
-        Ok(decision)
+        Ok(())
     }
 
     /// Counts one more entry if the cap allows: one atomic step, so that shards racing
@@ -368,54 +379,54 @@ fn sweep_table<const N: usize>(table: &mut HashTable<Entry<N>>, now: i64) -> usi
     before - table.len()
 }
 
-/// Evaluates every window, then consumes from all of them or none. Returns the decision
-/// and, when something was consumed, the new expiry of the entry.
+/// Evaluates every window into `decision` (new), then consumes from all of them or none.
 #[inline(always)]
-fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64) -> (Decision, Option<i64>) {
+fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64, decision: &mut Decision) {
     let limits = policy.limits();
     if let ([slot], [limit]) = (&mut *slots, limits) {
         // One window (the common case): evaluate once, commit in place.
         let (state, commit) = slot.evaluate(limit, now, cost, View::Shown);
-        let fits = state.verdict == Verdict::Fits;
-        let expires_at = (fits && cost > 0).then(|| {
+        decision.push(state);
+        if consumed(decision, cost) {
             slot.commit(commit, now, cost);
-            now.saturating_add(state.reset_after_us as i64)
-        });
-        let mut windows = Windows::new();
-        windows.push(state);
-        return (Decision::from_windows(windows), expires_at);
+        }
+        return;
     }
     // Several windows: evaluate each as if the request were admitted (the common case),
     // keeping what each would commit; commit all if every window fits. Otherwise nothing
     // is committed and a second pass reports the windows as they stand.
-    let mut windows = Windows::new();
     let mut commits: SmallVec<[Commit; 3]> = SmallVec::new();
-    let mut allowed = true;
-    let mut longest = 0;
     for (slot, limit) in slots.iter_mut().zip(limits) {
         let (state, commit) = slot.evaluate(limit, now, cost, View::Taken);
-        allowed &= state.verdict == Verdict::Fits;
-        longest = longest.max(state.reset_after_us);
-        windows.push(state);
+        decision.push(state);
         commits.push(commit);
     }
-    if allowed {
-        if cost == 0 {
-            return (Decision::from_windows(windows), None);
+    if decision.allowed {
+        if cost > 0 {
+            for (slot, commit) in slots.iter_mut().zip(&commits) {
+                slot.commit(*commit, now, cost);
+            }
         }
-        for (slot, commit) in slots.iter_mut().zip(&commits) {
-            slot.commit(*commit, now, cost);
-        }
-        return (
-            Decision::from_windows(windows),
-            Some(now.saturating_add(longest as i64)),
-        );
+        return;
     }
-    windows.clear();
+    *decision = Decision::new();
     for (slot, limit) in slots.iter_mut().zip(limits) {
-        windows.push(slot.evaluate(limit, now, cost, View::Held).0);
+        decision.push(slot.evaluate(limit, now, cost, View::Held).0);
     }
-    (Decision::from_windows(windows), None)
+}
+
+/// Whether `decide` consumed the cost: something to remember.
+#[inline(always)]
+fn consumed(decision: &Decision, cost: u64) -> bool {
+    decision.allowed && cost > 0
+}
+
+/// When every window of the entry is back to full capacity, as the decision reports
+/// them: the entry can be dropped then.
+#[inline(always)]
+fn held_until(decision: &Decision, now: i64) -> i64 {
+    let longest = decision.windows.iter().map(|w| w.reset_after_us).max();
+    now.saturating_add(longest.unwrap_or(0) as i64)
 }
 
 impl<C: Clock> Store for MemoryStore<C> {

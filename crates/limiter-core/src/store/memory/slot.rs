@@ -53,10 +53,11 @@ impl Slot {
         view: View,
     ) -> (WindowState, Commit) {
         match limit.algorithm() {
-            Algorithm::Gcra { .. } => {
+            Algorithm::Gcra { burst } => {
                 let gcra = Gcra {
                     emission_us: limit.emission_us(),
-                    capacity: limit.capacity(),
+                    // `limit.capacity()`, without matching the algorithm again.
+                    capacity: burst.unwrap_or(limit.max()),
                 };
                 let tat = match self {
                     Slot::Gcra { tat, emission_us } => {
@@ -135,12 +136,38 @@ impl Slot {
     /// Applies an admitted request's commit.
     #[inline(always)]
     pub(super) fn commit(&mut self, commit: Commit, now: i64, cost: u64) {
-        match commit {
-            Commit::Gcra { tat, emission_us } => *self = Slot::Gcra { tat, emission_us },
-            Commit::Fixed { start, count } => *self = Slot::Fixed { start, count },
-            Commit::Counter { start, cur, prev } => *self = Slot::Counter { start, cur, prev },
-            Commit::AppendLog => {
-                if let Slot::Log(log) = self {
+        // A slot of the commit's kind is written field by field: assigning a whole slot
+        // drops the old one first, a call (a slot may own a log).
+        match (commit, self) {
+            (
+                Commit::Gcra { tat, emission_us },
+                Slot::Gcra {
+                    tat: t,
+                    emission_us: e,
+                },
+            ) => {
+                (*t, *e) = (tat, emission_us);
+            }
+            (Commit::Fixed { start, count }, Slot::Fixed { start: s, count: n }) => {
+                (*s, *n) = (start, count);
+            }
+            (
+                Commit::Counter { start, cur, prev },
+                Slot::Counter {
+                    start: s,
+                    cur: c,
+                    prev: p,
+                },
+            ) => {
+                (*s, *c, *p) = (start, cur, prev);
+            }
+            (Commit::Gcra { tat, emission_us }, slot) => *slot = Slot::Gcra { tat, emission_us },
+            (Commit::Fixed { start, count }, slot) => *slot = Slot::Fixed { start, count },
+            (Commit::Counter { start, cur, prev }, slot) => {
+                *slot = Slot::Counter { start, cur, prev }
+            }
+            (Commit::AppendLog, slot) => {
+                if let Slot::Log(log) = slot {
                     log.consume(now, cost);
                 }
             }
