@@ -49,6 +49,19 @@ pub enum PolicyError {
         /// What is wrong with it.
         problem: LimitProblem,
     },
+    /// The windows count more than one unit besides requests (one cost per decision can
+    /// only say how many requests and how many of one other unit).
+    #[error("policy {policy:?}, limit #{index}: counts {unit:?}, but an earlier limit counts {first:?}; a policy counts requests and at most one other unit")]
+    MixedUnits {
+        /// The policy's name.
+        policy: String,
+        /// The window counting a second unit.
+        index: usize,
+        /// The unit counted first.
+        first: String,
+        /// The second unit.
+        unit: String,
+    },
 }
 
 impl PolicyError {
@@ -61,6 +74,7 @@ impl PolicyError {
             PolicyError::InvalidLimit { index, problem, .. } => {
                 format!("limits[{index}].{}", problem.field())
             }
+            PolicyError::MixedUnits { index, .. } => format!("limits[{index}].unit"),
         }
     }
 }

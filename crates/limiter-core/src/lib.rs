@@ -38,6 +38,7 @@ mod calendar;
 mod clock;
 #[cfg(feature = "serde")]
 pub mod config_serde;
+mod cost;
 mod decision;
 mod distinct;
 mod error;
@@ -45,10 +46,12 @@ mod key;
 mod limiter;
 pub mod metric_names;
 mod policy;
+mod reservation;
 mod store;
 
 pub use calendar::Period;
 pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, Stopwatch};
+pub use cost::Cost;
 pub use decision::{Decision, Verdict, WindowState};
 pub use distinct::{DistinctCounter, MemoryDistinct, RedisDistinct};
 pub use error::{AcquireError, Error, InvalidFailureMode, Overload, PolicyError, StoreError};
@@ -56,6 +59,7 @@ pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};
+pub use reservation::Reservation;
 pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};
 pub use store::{BreakerConfig, BreakerState, FailureMode, Guarded, GuardedBuilder};
 pub use store::{LeaseStats, LeaseStore, Leased, LeasedBuilder};

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{AcquireError, Error};
 use crate::policy::Policy;
+use crate::reservation::Reservation;
 use crate::store::Store;
 
 /// A policy enforced on a store.
@@ -87,10 +89,58 @@ impl<S: Store> Limiter<S> {
         &self.inner.store
     }
 
-    /// Decides `cost` units for `key` at once: consumed from every window if all have
-    /// room, from none otherwise. A cost of 0 only reports the state.
-    pub async fn check(&self, key: &str, cost: u64) -> Result<Decision, Error> {
+    /// Decides `cost` for `key` at once: consumed from every window if all have room,
+    /// from none otherwise. A cost of 0 only reports the state. A number is that many
+    /// units in every window; a [`Cost`] charges requests and another unit apart.
+    pub async fn check(&self, key: &str, cost: impl Into<Cost> + Send) -> Result<Decision, Error> {
         self.inner.store.check(&self.inner.policy, key, cost).await
+    }
+
+    /// Decides `estimate` for `key` as [`check`](Self::check) does, holding it until
+    /// [`settle`](Self::settle) says what was used (see [`Reservation`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::{Cost, Limit, Limiter, MemoryStore, Policy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let policy = Policy::new("llm", vec![
+    ///     Limit::new(60, Duration::from_secs(60)),
+    ///     Limit::new(100_000, Duration::from_secs(60)).counting("tokens"),
+    /// ]).unwrap();
+    /// let limiter = Limiter::new(policy, MemoryStore::new());
+    /// // One request, up to 4,000 tokens held while the model answers...
+    /// let reservation = limiter.reserve("user-1", Cost::new(1, 4_000)).await.unwrap();
+    /// assert!(reservation.is_allowed());
+    /// // ...which used 6,000: the 2,000 beyond the estimate are charged too.
+    /// limiter.settle("user-1", &reservation, Cost::new(1, 6_000)).await.unwrap();
+    /// let now = limiter.check("user-1", Cost::ZERO).await.unwrap();
+    /// assert_eq!(now.windows()[1].remaining(), 94_000);
+    /// # });
+    /// ```
+    pub async fn reserve(
+        &self,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        self.inner
+            .store
+            .reserve(&self.inner.policy, key, estimate)
+            .await
+    }
+
+    /// Settles `reservation` (made by [`reserve`](Self::reserve) for `key`) for
+    /// `actual`, at most once.
+    pub async fn settle(
+        &self,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        self.inner
+            .store
+            .settle(&self.inner.policy, key, reservation, actual)
+            .await
     }
 
     /// Waits until `cost` units for `key` are admitted, then returns the decision.

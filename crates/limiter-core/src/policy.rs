@@ -66,6 +66,8 @@ pub struct Limit {
     max: u64,
     window: Duration,
     algorithm: Algorithm,
+    /// What the window counts: `None` for requests, else the unit's name (tokens, bytes).
+    unit: Option<Arc<str>>,
     /// `window` in microseconds and GCRA's emission interval, computed once: divisions
     /// are a noticeable share of an in-memory decision.
     window_us: i64,
@@ -81,6 +83,7 @@ impl Limit {
             max,
             window,
             algorithm: Algorithm::Gcra { burst: None },
+            unit: None,
             window_us,
             // Rounded down so that `capacity` requests always fit at once.
             emission_us: window_us / max.clamp(1, i64::MAX as u64) as i64,
@@ -101,10 +104,41 @@ impl Limit {
     /// Chooses how the window counts.
     pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         if let Algorithm::Calendar(period) = algorithm {
+            let unit = self.unit.take();
             self = Limit::new(self.max, period.nominal()).with_name(&self.name);
+            self.unit = unit;
         }
         self.algorithm = algorithm;
         self
+    }
+
+    /// Makes the window count `unit` (tokens, bytes, credits) instead of requests: it
+    /// is charged a [`Cost`](crate::Cost)'s units, where windows counting requests are
+    /// charged its requests. `"requests"` (the default) counts requests.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::Limit;
+    ///
+    /// let tokens = Limit::new(100_000, Duration::from_secs(60)).counting("tokens");
+    /// assert_eq!(tokens.unit(), "tokens");
+    /// assert_eq!(Limit::new(60, Duration::from_secs(60)).unit(), "requests");
+    /// ```
+    pub fn counting(mut self, unit: &str) -> Self {
+        self.unit = (unit != REQUESTS).then(|| Arc::from(unit));
+        self
+    }
+
+    /// What the window counts: `"requests"` unless [`counting`](Self::counting) says
+    /// otherwise.
+    pub fn unit(&self) -> &str {
+        self.unit.as_deref().unwrap_or(REQUESTS)
+    }
+
+    /// Whether the window counts requests (a cost's requests), not another unit.
+    #[inline]
+    pub(crate) fn counts_requests(&self) -> bool {
+        self.unit.is_none()
     }
 
     /// The window's name.
@@ -139,6 +173,16 @@ impl Limit {
     #[inline]
     pub(crate) fn window_us(&self) -> i64 {
         self.window_us
+    }
+
+    /// The start of the window holding store time `at`, for the algorithms that count
+    /// in aligned windows (fixed, calendar and sliding counter); 0 for the others.
+    pub(crate) fn start_at(&self, at: i64) -> i64 {
+        match self.algorithm {
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => at - at.rem_euclid(self.window_us),
+            Algorithm::Calendar(period) => period.bounds(at).0,
+            Algorithm::Gcra { .. } | Algorithm::SlidingLog => 0,
+        }
     }
 
     /// GCRA emission interval in microseconds: the window divided by `max`.
@@ -185,6 +229,9 @@ impl Limit {
     }
 }
 
+/// The unit a window counts unless told otherwise.
+const REQUESTS: &str = "requests";
+
 /// Windows longer than this are configuration mistakes, and the bound keeps every
 /// product of microseconds and units exact in a Lua double (2^53).
 const MAX_WINDOW: Duration = Duration::from_secs(400 * 86_400);
@@ -213,6 +260,8 @@ pub struct Policy {
     /// instead of hashing the name on every decision.
     name_hash: u64,
     limits: Arc<[Limit]>,
+    /// The one unit besides requests that some windows count, if any.
+    unit: Option<Arc<str>>,
     leasing: Leasing,
     failure_mode: Option<FailureMode>,
 }
@@ -272,10 +321,12 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
+        let unit = other_unit(name, &limits)?;
         Ok(Policy {
             name: Arc::from(name),
             name_hash: foldhash::fast::FixedState::with_seed(0x5eed_cafe).hash_one(name),
             limits: limits.into(),
+            unit,
             leasing: Leasing::Store,
             failure_mode: None,
         })
@@ -327,6 +378,18 @@ impl Policy {
         &self.limits
     }
 
+    /// The unit besides requests that some of the windows count (see
+    /// [`Limit::counting`]), if any.
+    pub fn unit(&self) -> Option<&str> {
+        self.unit.as_deref()
+    }
+
+    /// Whether some windows count requests and others another unit: a cost then needs
+    /// both figures.
+    pub(crate) fn mixes_units(&self) -> bool {
+        self.unit.is_some() && self.limits.iter().any(Limit::counts_requests)
+    }
+
     pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
@@ -334,6 +397,27 @@ impl Policy {
     pub(crate) fn name_hash(&self) -> u64 {
         self.name_hash
     }
+}
+
+/// The one unit besides requests that `limits` count, or the error naming the first
+/// window that counts a second one.
+fn other_unit(policy: &str, limits: &[Limit]) -> Result<Option<Arc<str>>, PolicyError> {
+    let mut found: Option<&Arc<str>> = None;
+    for (index, limit) in limits.iter().enumerate() {
+        match (&limit.unit, found) {
+            (Some(unit), Some(first)) if unit != first => {
+                return Err(PolicyError::MixedUnits {
+                    policy: policy.to_owned(),
+                    index,
+                    first: first.to_string(),
+                    unit: unit.to_string(),
+                })
+            }
+            (Some(unit), None) => found = Some(unit),
+            _ => {}
+        }
+    }
+    Ok(found.cloned())
 }
 
 #[cfg(test)]
@@ -407,6 +491,37 @@ mod tests {
             Policy::new("a{b", vec![Limit::new(1, Duration::from_secs(1))]),
             Err(PolicyError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn counts_requests_and_at_most_one_other_unit() {
+        let minute = Duration::from_secs(60);
+        let p = Policy::new(
+            "chat",
+            vec![
+                Limit::new(60, minute),
+                Limit::new(100_000, minute).counting("tokens"),
+                Limit::new(1_000_000, minute * 60).counting("tokens"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.unit(), Some("tokens"));
+        assert!(p.mixes_units());
+        let err = Policy::new(
+            "chat",
+            vec![
+                Limit::new(100, minute).counting("tokens"),
+                Limit::new(60, minute).counting("requests"),
+                Limit::new(100, minute).counting("bytes"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "limits[2].unit");
+        assert!(err.to_string().contains("\"bytes\""), "{err}");
+        let calendar = Limit::new(5, minute)
+            .counting("credits")
+            .with_algorithm(Algorithm::Calendar(Period::Day));
+        assert_eq!(calendar.unit(), "credits");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use limiter_core::{
-    AcquireError, Algorithm, Clock, Decision, Error, Limit, Limiter, MemoryStore, Policy, Store,
+    AcquireError, Algorithm, Clock, Cost, Decision, Error, Limit, Limiter, MemoryStore, Policy,
+    Reservation, Store,
 };
 use redis_harness::RedisServer;
 use support::*;
@@ -31,9 +32,33 @@ struct Counting {
 }
 
 impl Store for Counting {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
         self.checks.fetch_add(1, Ordering::SeqCst);
         self.inner.check(policy, key, cost).await
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        self.inner.reserve(policy, key, estimate).await
+    }
+
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        self.inner.settle(policy, key, reservation, actual).await
     }
 }
 

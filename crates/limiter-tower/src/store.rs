@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use limiter_core::{
-    Batched, BreakerState, Decision, DenialCache, Error, FailureMode, Guarded, InvalidFailureMode,
-    LeaseStats, Leased, MemoryStore, Policy, RedisDistinct, RedisStore, Store, StoreError,
-    Unavailable,
+    Batched, BreakerState, Cost, Decision, DenialCache, Error, FailureMode, Guarded,
+    InvalidFailureMode, LeaseStats, Leased, MemoryStore, Policy, RedisDistinct, RedisStore,
+    Reservation, Store, StoreError, Unavailable,
 };
 
 use crate::config::{
@@ -323,8 +323,32 @@ impl RedisStack {
 }
 
 impl Store for RedisStack {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
         self.top.check(policy, key, cost).await
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        self.top.reserve(policy, key, estimate).await
+    }
+
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        self.top.settle(policy, key, reservation, actual).await
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -423,10 +447,40 @@ async fn bounded<T>(
 }
 
 impl Store for AnyStore {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
             Backend::Redis(stack) => stack.check(policy, key, cost).await,
+        }
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        match &self.backend {
+            Backend::Memory(store) => store.reserve_now(policy, key, estimate),
+            Backend::Redis(stack) => stack.reserve(policy, key, estimate).await,
+        }
+    }
+
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Memory(store) => store.settle_now(policy, key, reservation, actual),
+            Backend::Redis(stack) => stack.settle(policy, key, reservation, actual).await,
         }
     }
 

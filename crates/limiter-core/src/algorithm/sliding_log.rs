@@ -85,6 +85,24 @@ impl Log {
         non_negative(window)
     }
 
+    /// Gives back `unused` of the `taken` units recorded at `at` (a reservation settled
+    /// for less), if that entry is still in the log.
+    pub(crate) fn give_back(&mut self, at: i64, taken: u64, unused: u64) {
+        let first = self.entries.partition_point(|&(t, _)| t < at);
+        let found = (first..self.entries.len())
+            .take_while(|&i| self.entries[i].0 == at)
+            .find(|&i| self.entries[i].1 == taken);
+        if let Some(i) = found {
+            let back = unused.min(taken);
+            self.sum -= back;
+            if back == taken {
+                self.entries.remove(i);
+            } else {
+                self.entries[i].1 = taken - back;
+            }
+        }
+    }
+
     /// Records an admitted request.
     pub(crate) fn consume(&mut self, now: i64, cost: u64) {
         if cost > 0 {

@@ -34,9 +34,11 @@ use quick_cache::sync::Cache;
 use super::policy_key::{PolicyKey, PolicyKeyRef};
 use super::Store;
 use crate::clock::{Clock, MonotonicClock};
+use crate::cost::Cost;
 use crate::decision::{Decision, Verdict};
 use crate::error::Error;
 use crate::policy::Policy;
+use crate::reservation::Reservation;
 
 /// The default bound on remembered (policy, key) pairs.
 const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -317,16 +319,66 @@ impl Denial {
 }
 
 impl<S: Store, C: Clock> Store for DenialCache<S, C> {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
+        let cost = cost.into();
+        // A denial is remembered for one figure per window (all the same): requests and
+        // units apart always reach the store.
+        let Some(units) = cost.uniform(policy) else {
+            return self.inner.store.check(policy, key, cost).await;
+        };
         // Read before the store is asked: the store decides at this moment or later, so a
         // denial's retry time counted from here never outlasts the real one.
         let before = self.inner.clock.now_us();
-        if let Some(hit) = self.answer(policy, key, cost, before) {
+        if let Some(hit) = self.answer(policy, key, units, before) {
             return Ok(hit);
         }
         let decision = self.inner.store.check(policy, key, cost).await?;
-        self.learn(policy, key, cost, before, &decision);
+        self.learn(policy, key, units, before, &decision);
         Ok(decision)
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        let estimate = estimate.into();
+        let Some(units) = estimate.uniform(policy) else {
+            return self.inner.store.reserve(policy, key, estimate).await;
+        };
+        let before = self.inner.clock.now_us();
+        if let Some(hit) = self.answer(policy, key, units, before) {
+            return Ok(Reservation::new(hit, estimate, before));
+        }
+        let reservation = self.inner.store.reserve(policy, key, estimate).await?;
+        self.learn(policy, key, units, before, reservation.decision());
+        Ok(reservation)
+    }
+
+    /// Settles in the store, and forgets the key's remembered denial: a settlement may
+    /// give units back, and a denial is exact only while units come back with time alone.
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        let settled = self
+            .inner
+            .store
+            .settle(policy, key, reservation, actual)
+            .await;
+        if let Some(denials) = &self.inner.denials {
+            denials.remove(&PolicyKeyRef::new(policy, key));
+        }
+        settled
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

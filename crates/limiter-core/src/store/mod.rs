@@ -19,26 +19,51 @@ pub use self::redis::{
     RedisStoreBuilder, DEFAULT_MAX_QUEUED, DEFAULT_MAX_WAIT, DEFAULT_TIMEOUT,
     PER_DECISION_ALLOWANCE,
 };
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::Error;
 use crate::policy::Policy;
+use crate::reservation::Reservation;
 
 /// A place that keeps rate-limit state and decides requests against it.
 ///
 /// Implementations decide all windows of `policy` for `key` in one atomic step: the cost
 /// is consumed from every window or from none. A `cost` of 0 reports the state and
-/// consumes nothing. Wrappers (deadlines, circuit breakers, caches) implement `Store`
-/// themselves, so callers never change.
+/// consumes nothing. A cost known only later is [reserved](Store::reserve) and then
+/// [settled](Store::settle). Wrappers (deadlines, circuit breakers, caches) implement
+/// `Store` themselves, so callers never change.
 ///
 /// Nothing happens until the returned future is polled.
 pub trait Store: Send + Sync + 'static {
-    /// Decides `cost` units for `key` under every window of `policy`.
+    /// Decides `cost` for `key` under every window of `policy` (a number: that many
+    /// units in every window; a [`Cost`]: requests and units apart).
     fn check(
         &self,
         policy: &Policy,
         key: &str,
-        cost: u64,
+        cost: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<Decision, Error>> + Send;
+
+    /// Decides `estimate` as [`check`](Store::check) does, to be
+    /// [settled](Store::settle) once the actual cost is known (see [`Reservation`]).
+    fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> impl Future<Output = Result<Reservation, Error>> + Send;
+
+    /// Settles `reservation` (made by `reserve(policy, key, ..)` on this store) for
+    /// `actual`: gives back what it held and `actual` did not use, charges what `actual`
+    /// used beyond it. At most once per reservation, however often it is called; a
+    /// denied reservation settles nothing.
+    fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Checks that the store answers, for health checks; the default has nothing to ask.
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
@@ -51,9 +76,28 @@ impl<S: Store> Store for std::sync::Arc<S> {
         &self,
         policy: &Policy,
         key: &str,
-        cost: u64,
+        cost: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<Decision, Error>> + Send {
         (**self).check(policy, key, cost)
+    }
+
+    fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> impl Future<Output = Result<Reservation, Error>> + Send {
+        (**self).reserve(policy, key, estimate)
+    }
+
+    fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).settle(policy, key, reservation, actual)
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

@@ -7,9 +7,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
+use crate::cost::Cost;
 use crate::decision::{Decision, Verdict, WindowState};
-use crate::error::InvalidFailureMode;
+use crate::error::{Error, InvalidFailureMode};
 use crate::policy::{Algorithm, Limit, Policy};
+use crate::reservation::Reservation;
 use crate::store::MemoryStore;
 
 /// What a [`Guarded`](crate::Guarded) store does while its primary store is unavailable,
@@ -124,16 +126,10 @@ impl Local {
         policy: &Policy,
         share: f64,
         key: &str,
-        cost: u64,
+        cost: Cost,
         retry: Duration,
     ) -> Decision {
-        let scaled = self
-            .scaled
-            .lock()
-            .entry((policy.clone(), share.to_bits()))
-            .or_insert_with(|| scale(policy, share))
-            .clone();
-        match self.store.check_now(&scaled, key, cost) {
+        match self.store.check_now(&self.scaled(policy, share), key, cost) {
             Ok(mut decision) => {
                 decision.degraded = true;
                 decision
@@ -141,6 +137,45 @@ impl Local {
             // The local store is full: deny, as fail-closed would.
             Err(_) => deny(policy, retry),
         }
+    }
+
+    /// Reserves as [`decide`](Self::decide) decides.
+    pub(crate) fn reserve(
+        &self,
+        policy: &Policy,
+        share: f64,
+        key: &str,
+        estimate: Cost,
+        retry: Duration,
+    ) -> Reservation {
+        match self
+            .store
+            .reserve_now(&self.scaled(policy, share), key, estimate)
+        {
+            Ok(reservation) => reservation.degraded(),
+            Err(_) => Reservation::new(deny(policy, retry), estimate, 0),
+        }
+    }
+
+    /// Settles a reservation [`reserve`](Self::reserve) made.
+    pub(crate) fn settle(
+        &self,
+        policy: &Policy,
+        share: f64,
+        key: &str,
+        reservation: &Reservation,
+        actual: Cost,
+    ) -> Result<(), Error> {
+        self.store
+            .settle_now(&self.scaled(policy, share), key, reservation, actual)
+    }
+
+    fn scaled(&self, policy: &Policy, share: f64) -> Policy {
+        self.scaled
+            .lock()
+            .entry((policy.clone(), share.to_bits()))
+            .or_insert_with(|| scale(policy, share))
+            .clone()
     }
 }
 
@@ -159,6 +194,7 @@ fn scale(policy: &Policy, share: f64) -> Policy {
             };
             Limit::new(part(l.max()), l.window())
                 .with_name(l.name())
+                .counting(l.unit())
                 .with_algorithm(algorithm)
         })
         .collect();

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::fallback::FailureMode;
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, InvalidFailureMode};
 use crate::policy::Policy;
+use crate::reservation::Reservation;
 use crate::store::{BreakerConfig, Store};
 
 /// A store whose failures are decided by a [`FailureMode`]: the policy's own
@@ -106,12 +108,17 @@ impl<S: Store> Guarded<S> {
         self.inner.mode
     }
 
-    fn fallback(&self, policy: &Policy, key: &str, cost: u64) -> Decision {
-        let inner = &self.inner;
-        let mode = policy.failure_mode().unwrap_or(inner.mode);
+    /// The failure mode that decides for `policy`, counted as deciding once.
+    fn mode(&self, policy: &Policy) -> FailureMode {
+        let mode = policy.failure_mode().unwrap_or(self.inner.mode);
         metrics::counter!(crate::metric_names::FALLBACK_DECISIONS_TOTAL, "mode" => mode.name())
             .increment(1);
-        match mode {
+        mode
+    }
+
+    fn fallback(&self, policy: &Policy, key: &str, cost: Cost) -> Decision {
+        let inner = &self.inner;
+        match self.mode(policy) {
             FailureMode::Open => fallback::allow(policy),
             FailureMode::Closed => fallback::deny(policy, inner.retry),
             FailureMode::Local { share } => {
@@ -152,14 +159,77 @@ impl<S: Store> GuardedBuilder<S> {
 }
 
 impl<S: Store> Store for Guarded<S> {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
         if key.is_empty() {
             // Bad input is the caller's error, not a store failure.
             return Err(Error::EmptyKey);
         }
+        let cost = cost.into();
         match self.inner.primary.check(policy, key, cost).await {
             Err(Error::Store(_)) => Ok(self.fallback(policy, key, cost)),
             other => other,
+        }
+    }
+
+    /// Reserves in the store; while it fails, the failure mode decides, and the
+    /// reservation is [degraded](Decision::is_degraded): settled by the local stand-in
+    /// that made it, or not at all (open and closed count nothing).
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        let estimate = estimate.into();
+        match self.inner.primary.reserve(policy, key, estimate).await {
+            Err(Error::Store(_)) => {
+                let inner = &self.inner;
+                Ok(match self.mode(policy) {
+                    FailureMode::Open => Reservation::new(fallback::allow(policy), estimate, 0),
+                    FailureMode::Closed => {
+                        Reservation::new(fallback::deny(policy, inner.retry), estimate, 0)
+                    }
+                    FailureMode::Local { share } => {
+                        inner
+                            .local
+                            .reserve(policy, share, key, estimate, inner.retry)
+                    }
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Settles where the reservation was made. A store that fails now returns its
+    /// error: the caller may retry (a settlement happens once however often it is sent).
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        if !reservation.decision().is_degraded() {
+            return self
+                .inner
+                .primary
+                .settle(policy, key, reservation, actual)
+                .await;
+        }
+        match policy.failure_mode().unwrap_or(self.inner.mode) {
+            FailureMode::Local { share } => {
+                let local = &self.inner.local;
+                local.settle(policy, share, key, reservation, actual.into())
+            }
+            FailureMode::Open | FailureMode::Closed => Ok(()),
         }
     }
 

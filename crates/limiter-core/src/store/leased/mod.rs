@@ -19,9 +19,11 @@ use self::expiry::{give_back, Expiry};
 use self::lane::{Lane, Lease};
 use super::policy_key::{PolicyKey, PolicyKeyRef};
 use super::{LeaseStore, Store};
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::Error;
 use crate::policy::{Leasing, Policy};
+use crate::reservation::Reservation;
 
 /// A [`LeaseStore`] wrapper that admits requests for hot keys from quota leased in the
 /// shared store.
@@ -581,8 +583,40 @@ impl<S: LeaseStore> LeasedBuilder<S> {
 }
 
 impl<S: LeaseStore> Store for Leased<S> {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        self.decide(policy, key, cost).await
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
+        let cost = cost.into();
+        match cost.uniform(policy) {
+            Some(units) => self.decide(policy, key, units).await,
+            // A lease holds one figure for every window: requests and units apart are
+            // the store's to decide.
+            None => self.shared.store.check(policy, key, cost).await,
+        }
+    }
+
+    /// Reservations are the store's: a reserved estimate is settled against the window
+    /// it was counted in, which a lease admitting in process would not know.
+    fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> impl Future<Output = Result<Reservation, Error>> + Send {
+        self.shared.store.reserve(policy, key, estimate)
+    }
+
+    fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.shared.store.settle(policy, key, reservation, actual)
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

@@ -2,6 +2,7 @@
 
 mod slot;
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,10 +16,12 @@ use self::slot::{Commit, Slot};
 use super::Store;
 use crate::algorithm::View;
 use crate::clock::{Clock, MonotonicClock};
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, StoreError};
 use crate::key;
 use crate::policy::Policy;
+use crate::reservation::{Reservation, Settle};
 
 /// An in-process store: exact, atomic per key, no network.
 ///
@@ -76,6 +79,28 @@ struct Shard {
     latest: i64,
     /// Sweep when the two tables together hold this many entries.
     sweep_at: usize,
+    /// The reservations settled here, by (entry hash, id), until when each is
+    /// remembered: a settlement retried within that time changes nothing.
+    settled: HashMap<(u64, u64), i64>,
+    /// Forget the expired settlements when `settled` holds this many.
+    settled_sweep_at: usize,
+}
+
+impl Shard {
+    /// Remembers that reservation `id` of the entry hashed `hash` is settled, until
+    /// `until`; false if it already was.
+    fn first_settlement(&mut self, hash: u64, id: u64, now: i64, until: i64) -> bool {
+        if self.settled.get(&(hash, id)).is_some_and(|&t| t > now) {
+            return false;
+        }
+        if self.settled.len() >= self.settled_sweep_at {
+            self.settled.retain(|_, &mut t| t > now);
+            self.settled.shrink_to(self.settled.len() * 2);
+            self.settled_sweep_at = (self.settled.len() * 2).max(MIN_SWEEP);
+        }
+        self.settled.insert((hash, id), until);
+        true
+    }
 }
 
 /// The windows a `wide` entry holds inline; policies with more spill to the heap.
@@ -104,7 +129,7 @@ struct Request<'a> {
     key: &'a str,
     hash: u64,
     now: i64,
-    cost: u64,
+    cost: Cost,
 }
 
 /// A shard's two tables, the one a policy's entries belong in first.
@@ -166,6 +191,8 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                     wide: HashTable::new(),
                     latest: i64::MIN,
                     sweep_at: MIN_SWEEP,
+                    settled: HashMap::new(),
+                    settled_sweep_at: MIN_SWEEP,
                 }))
             })
             .collect();
@@ -222,36 +249,77 @@ impl<C: Clock> MemoryStore<C> {
 
     /// Decides synchronously: the body of [`Store::check`], which never waits.
     #[inline]
-    pub fn check_now(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    pub fn check_now(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
         let key = key::normalize(key)?;
         // Filled in place and moved once, here: a decision holds three windows inline
         // (over 128 bytes, copied by a call to `memcpy`), and returning it from each
         // function on the way out of the store moved it once per function.
         let mut decision = Decision::new();
-        self.inner.check(policy, &key, cost, &mut decision)?;
+        self.inner.check(policy, &key, cost.into(), &mut decision)?;
         Ok(decision)
+    }
+
+    /// Reserves synchronously: the body of [`Store::reserve`].
+    pub fn reserve_now(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        let key = key::normalize(key)?;
+        let estimate = estimate.into();
+        let mut decision = Decision::new();
+        let at = self.inner.check(policy, &key, estimate, &mut decision)?;
+        Ok(Reservation::new(decision, estimate, at))
+    }
+
+    /// Settles synchronously: the body of [`Store::settle`].
+    pub fn settle_now(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        let Some(settle) = reservation.settlement(actual.into()) else {
+            return Ok(());
+        };
+        let key = key::normalize(key)?;
+        self.inner.settle(policy, &key, &settle)
     }
 }
 
 impl<C: Clock> Inner<C> {
-    #[inline]
-    fn check(
-        &self,
-        policy: &Policy,
-        key: &str,
-        cost: u64,
-        decision: &mut Decision,
-    ) -> Result<(), Error> {
+    /// The (policy, key) hash and the shard holding its entry.
+    #[inline(always)]
+    fn locate(&self, policy: &Policy, key: &str) -> (u64, &Mutex<Shard>) {
         // Seeded with the policy name's hash, computed once: a (policy, key) hash costs
         // a hash of the key alone.
         let hash = foldhash::fast::FixedState::with_seed(policy.name_hash()).hash_one(key);
         // The table indexes buckets with the low bits and tags with the top 7: pick
         // shards with the bits just below the tag.
         let index = (hash << 7).checked_shr(self.shard_shift).unwrap_or(0);
-        let shard = &self.shards[index as usize];
+        (hash, &self.shards[index as usize].0)
+    }
+
+    /// Decides into `decision`; returns the store time it was decided at.
+    #[inline]
+    fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: Cost,
+        decision: &mut Decision,
+    ) -> Result<i64, Error> {
+        let (hash, shard) = self.locate(policy, key);
         // Read before taking the lock, so the lock is held for less time.
         let now = self.clock.now_us();
-        let mut guard = shard.0.lock();
+        let mut guard = shard.lock();
         let shard = &mut *guard;
         let now = now.max(shard.latest);
         shard.latest = now;
@@ -263,10 +331,118 @@ impl<C: Clock> Inner<C> {
             cost,
         };
         if policy.limits().len() == 1 {
-            self.check_in(shard, |s| (&mut s.narrow, &mut s.wide), request, decision)
+            self.check_in(shard, |s| (&mut s.narrow, &mut s.wide), request, decision)?;
         } else {
-            self.check_in(shard, |s| (&mut s.wide, &mut s.narrow), request, decision)
+            self.check_in(shard, |s| (&mut s.wide, &mut s.narrow), request, decision)?;
         }
+        Ok(now)
+    }
+
+    /// Applies `settle` to the entry of (`policy`, `key`), once per marked reservation.
+    fn settle(&self, policy: &Policy, key: &str, settle: &Settle) -> Result<(), Error> {
+        let (hash, shard) = self.locate(policy, key);
+        let now = self.clock.now_us();
+        let mut guard = shard.lock();
+        let shard = &mut *guard;
+        let now = now.max(shard.latest);
+        shard.latest = now;
+        if let Some(id) = settle.marker {
+            // After the longest window nothing the settlement could give back still
+            // counts (as the marker's TTL in Redis).
+            let longest = policy.limits().iter().map(|l| l.window_us()).max();
+            let until = now.saturating_add(longest.unwrap_or(0));
+            if !shard.first_settlement(hash, id, now, until) {
+                return Ok(());
+            }
+        }
+        let request = Request {
+            policy,
+            key,
+            hash,
+            now,
+            cost: settle.excess(),
+        };
+        if policy.limits().len() == 1 {
+            self.settle_in(shard, |s| (&mut s.narrow, &mut s.wide), request, settle)
+        } else {
+            self.settle_in(shard, |s| (&mut s.wide, &mut s.narrow), request, settle)
+        }
+    }
+
+    /// Gives back what `settle` did not use and charges its excess (`request.cost`),
+    /// whatever the windows' room, in the table `tables` puts first (moving the entry
+    /// from the other one as [`check_in`](Self::check_in) does).
+    fn settle_in<const N: usize, const M: usize>(
+        &self,
+        shard: &mut Shard,
+        tables: for<'a> fn(&'a mut Shard) -> Tables<'a, N, M>,
+        request: Request<'_>,
+        settle: &Settle,
+    ) -> Result<(), Error> {
+        let Request {
+            policy,
+            key,
+            hash,
+            now,
+            cost: excess,
+        } = request;
+        let limits = policy.limits();
+        let name = policy.shared_name();
+        let (own, other) = tables(shard);
+        if own.find(hash, |e| e.is(name, key)).is_none() {
+            let slots: SmallVec<[Slot; N]> = match other.find_entry(hash, |e| e.is(name, key)) {
+                Ok(found) => found
+                    .remove()
+                    .0
+                    .slots
+                    .into_iter()
+                    .take(limits.len())
+                    .collect(),
+                // The entry expired and was swept: nothing is left to give back.
+                Err(_) if excess.is_zero() => return Ok(()),
+                Err(_) => {
+                    if !self.reserve() {
+                        self.sweep(shard, now);
+                        if !self.reserve() {
+                            return Err(StoreError::Full(self.max_keys).into());
+                        }
+                    }
+                    SmallVec::new()
+                }
+            };
+            let entry = Entry {
+                hash,
+                policy: Arc::clone(name),
+                key: CompactString::from(key),
+                expires_at: now,
+                slots,
+            };
+            tables(shard).0.insert_unique(hash, entry, |e| e.hash);
+        }
+        let Some(entry) = tables(shard).0.find_mut(hash, |e| e.is(name, key)) else {
+            return Ok(());
+        };
+        entry.slots.resize(limits.len(), Slot::Vacant);
+        let unused = settle.unused();
+        let mut until = now;
+        for (slot, limit) in entry.slots.iter_mut().zip(limits) {
+            slot.give_back(
+                limit,
+                settle.at,
+                now,
+                settle.reserved.of(limit),
+                unused.of(limit),
+            );
+            let owed = excess.of(limit);
+            if owed > 0 {
+                let (_, commit) = slot.evaluate(limit, now, owed, View::Held);
+                slot.commit(commit, now, owed);
+            }
+            let held = slot.evaluate(limit, now, 0, View::Held).0.reset_after_us;
+            until = until.max(now.saturating_add(held as i64));
+        }
+        entry.expires_at = until;
+        Ok(())
     }
 
     /// Decides in the table `tables` puts first; the other one holds the key's state if a
@@ -381,13 +557,14 @@ fn sweep_table<const N: usize>(table: &mut HashTable<Entry<N>>, now: i64) -> usi
 
 /// Evaluates every window into `decision` (new), then consumes from all of them or none.
 #[inline(always)]
-fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64, decision: &mut Decision) {
+fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: Cost, decision: &mut Decision) {
     let limits = policy.limits();
     if let ([slot], [limit]) = (&mut *slots, limits) {
         // One window (the common case): evaluate once, commit in place.
+        let cost = cost.of(limit);
         let (state, commit) = slot.evaluate(limit, now, cost, View::Shown);
         decision.push(state);
-        if consumed(decision, cost) {
+        if decision.allowed && cost > 0 {
             slot.commit(commit, now, cost);
         }
         return;
@@ -397,13 +574,14 @@ fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64, decision: &m
     // is committed and a second pass reports the windows as they stand.
     let mut commits: SmallVec<[Commit; 3]> = SmallVec::new();
     for (slot, limit) in slots.iter_mut().zip(limits) {
-        let (state, commit) = slot.evaluate(limit, now, cost, View::Taken);
+        let (state, commit) = slot.evaluate(limit, now, cost.of(limit), View::Taken);
         decision.push(state);
         commits.push(commit);
     }
     if decision.allowed {
-        if cost > 0 {
-            for (slot, commit) in slots.iter_mut().zip(&commits) {
+        for ((slot, commit), limit) in slots.iter_mut().zip(&commits).zip(limits) {
+            let cost = cost.of(limit);
+            if cost > 0 {
                 slot.commit(*commit, now, cost);
             }
         }
@@ -411,14 +589,14 @@ fn decide(slots: &mut [Slot], policy: &Policy, now: i64, cost: u64, decision: &m
     }
     *decision = Decision::new();
     for (slot, limit) in slots.iter_mut().zip(limits) {
-        decision.push(slot.evaluate(limit, now, cost, View::Held).0);
+        decision.push(slot.evaluate(limit, now, cost.of(limit), View::Held).0);
     }
 }
 
 /// Whether `decide` consumed the cost: something to remember.
 #[inline(always)]
-fn consumed(decision: &Decision, cost: u64) -> bool {
-    decision.allowed && cost > 0
+fn consumed(decision: &Decision, cost: Cost) -> bool {
+    decision.allowed && !cost.is_zero()
 }
 
 /// When every window of the entry is back to full capacity, as the decision reports
@@ -430,7 +608,31 @@ fn held_until(decision: &Decision, now: i64) -> i64 {
 }
 
 impl<C: Clock> Store for MemoryStore<C> {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
         self.check_now(policy, key, cost)
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        self.reserve_now(policy, key, estimate)
+    }
+
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        self.settle_now(policy, key, reservation, actual)
     }
 }

@@ -133,6 +133,40 @@ impl Slot {
         }
     }
 
+    /// Gives back `unused` of the `taken` units a decision at store time `at` consumed
+    /// here, as far as this window can still tell them apart: a window that has moved on
+    /// since gives nothing back (refund.lua's rules).
+    pub(super) fn give_back(&mut self, limit: &Limit, at: i64, now: i64, taken: u64, unused: u64) {
+        if unused == 0 {
+            return;
+        }
+        let start = limit.start_at(at);
+        match self {
+            Slot::Gcra { tat, emission_us } => {
+                let back = unused.min(taken) as i64;
+                *tat = tat
+                    .saturating_sub(back.saturating_mul(*emission_us))
+                    .max(now);
+            }
+            Slot::Fixed { start: s, count } if *s == start => {
+                *count = count.saturating_sub(unused);
+            }
+            Slot::Counter {
+                start: s,
+                cur,
+                prev,
+            } => {
+                if *s == start {
+                    *cur = cur.saturating_sub(unused);
+                } else if *s == start + limit.window_us() {
+                    *prev = prev.saturating_sub(unused);
+                }
+            }
+            Slot::Log(log) => log.give_back(at, taken, unused),
+            Slot::Fixed { .. } | Slot::Vacant => {}
+        }
+    }
+
     /// Applies an admitted request's commit.
     #[inline(always)]
     pub(super) fn commit(&mut self, commit: Commit, now: i64, cost: u64) {

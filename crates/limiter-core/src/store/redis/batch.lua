@@ -1,15 +1,19 @@
 -- Runs many entries in one call, in order: decisions, each cost exactly as decide.lua
 -- decides it alone (an entry's costs in arrival order, so that a burst on one key costs
--- one entry and admits what one-by-one calls would, in that order), and lease refunds,
--- as refund.lua makes them. The two scripts' texts are the bodies of `decide` and
+-- one entry and admits what one-by-one calls would, in that order), and settlements of
+-- leases and reservations: a refund as refund.lua makes it, then any excess charged by
+-- decide.lua in its forced form, both at most once per settlement marker. The two scripts' texts are the bodies of `decide` and
 -- `refund` below, reading the batch's time instead of their own (one TIME call, and one
 -- instant per batch) and this call's KEYS and ARGV from an offset (`KEYS[i]` reads
 -- `KEYS[key_base + i]`): no table is built per entry.
 --
 -- ARGV[1] number of entries; then per entry: its key count, its argument count, its cost
 --   count, the costs, the arguments. A decision's arguments are what decide.lua takes
---   after the cost; an entry of no cost is a refund, its arguments refund.lua's ARGV.
--- KEYS: every entry's keys, in entry order.
+--   after the cost. An entry of no cost is a settlement: whether its last key is a
+--   marker ('1' or '0'), the marker's TTL (ms), the number of refund arguments, the
+--   refund (refund.lua's ARGV), the excess to charge ('0': none) and, unless none,
+--   decide.lua's arguments after the cost in the forced form.
+-- KEYS: every entry's keys, in entry order (a settlement's marker after its windows').
 -- Reply: the batch's time (us), then decide.lua's reply for every cost, in order.
 local batch_time = redis.call('TIME')
 local batch_now = batch_time[1] * 1000000 + batch_time[2]
@@ -33,7 +37,15 @@ for _ = 1, ARGV[1] + 0 do
   local cost_count = ARGV[arg_at + 2] + 0
   local costs_at = arg_at + 3
   if cost_count == 0 then
-    refund(key_at - 1, costs_at - 1)
+    -- A settlement runs once per marker: a retried one finds its marker set.
+    local fresh = ARGV[costs_at] == '0'
+      or redis.call('SET', KEYS[key_at + key_count - 1], '1', 'NX', 'PX', ARGV[costs_at + 1])
+    if fresh then
+      local refund_args = ARGV[costs_at + 2] + 0
+      refund(key_at - 1, costs_at + 2)
+      local excess_at = costs_at + 3 + refund_args
+      if ARGV[excess_at] ~= '0' then decide(key_at - 1, excess_at - 1) end
+    end
   elseif cost_count == 1 then
     local decided = decide(key_at - 1, costs_at - 1)
     for i = 1, #decided do reply[replied + i] = decided[i] end

@@ -1,15 +1,18 @@
-//! Many decisions and refunds in one script call: `batch.lua`, the wrapper that runs
-//! `decide.lua` for every cost of every decision entry and `refund.lua` for every refund.
+//! Many decisions and settlements in one script call: `batch.lua`, the wrapper that runs
+//! `decide.lua` for every cost of every decision entry, and `refund.lua` then a forced
+//! `decide.lua` for every settlement.
 
-use super::refund::{push_refund_args, refund_arg_count};
+use super::refund::{push_settle_args, settle_arg_count};
 use super::{
-    key_count, parse_reply, policy_arg_count, protocol, push_policy_args, store_error, Connection,
-    RedisStore,
+    key_count, parse_reply, policy_arg_count, protocol, push_cost, push_policy_args, store_error,
+    Connection, RedisStore,
 };
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, StoreError};
 use crate::key;
 use crate::policy::Policy;
+use crate::reservation::Settle;
 
 /// One entry of a batch, for one (normalized) key under one policy.
 pub(crate) struct BatchEntry<'a> {
@@ -21,22 +24,18 @@ pub(crate) struct BatchEntry<'a> {
 /// What an entry does.
 pub(crate) enum BatchOp<'a> {
     /// Decides every cost, in order (at least one).
-    Decide(&'a [u64]),
-    /// Gives back `unused` of the `taken` units an admitted decision consumed at store
-    /// time `taken_at` (see `refund.lua`).
-    Refund {
-        taken: u64,
-        unused: u64,
-        taken_at: i64,
-    },
+    Decide(&'a [Cost]),
+    /// Settles a lease or a reservation: gives back what it did not use, charges what
+    /// it used beyond what it took.
+    Settle(Settle),
 }
 
 impl BatchEntry<'_> {
-    /// The costs decided: a refund decides none.
-    fn costs(&self) -> &[u64] {
+    /// The costs decided: a settlement decides none.
+    fn costs(&self) -> &[Cost] {
         match self.op {
             BatchOp::Decide(costs) => costs,
-            BatchOp::Refund { .. } => &[],
+            BatchOp::Settle(_) => &[],
         }
     }
 }
@@ -44,17 +43,17 @@ impl BatchEntry<'_> {
 /// A decision and the store time (Redis `TIME`, µs) it was made at.
 pub(crate) type Decided = (Decision, i64);
 
-/// A [`BatchOp`] that owns its figures, to be sent to the I/O thread: a decision of
-/// `cost`, or a refund of `(taken, unused, taken_at)`.
-pub(super) struct OwnedOp {
-    pub(super) cost: u64,
-    pub(super) refund: Option<(u64, u64, i64)>,
+/// A [`BatchOp`] that owns its figures, to be sent to the I/O thread.
+pub(super) enum OwnedOp {
+    Decide(Cost),
+    Settle(Settle),
 }
 
 impl RedisStore {
     /// Runs every entry in order: each cost of a decision entry decided exactly as
     /// [`Store::check`](crate::Store::check) would one by one, each refund as
-    /// [`LeaseStore::refund`](crate::LeaseStore::refund) would. Returns one decision per
+    /// [`LeaseStore::refund`](crate::LeaseStore::refund) and
+    /// [`Store::settle`](crate::Store::settle) would. Returns one decision per
     /// cost, in that order.
     ///
     /// On a standalone Redis the whole batch is one call. On a Cluster a script's keys
@@ -93,8 +92,8 @@ impl RedisStore {
         parse_batch(entries, &reply)
     }
 
-    /// One entry as its own batch, sent from any runtime: a take or refund of a lease
-    /// without [`Batched`](crate::Batched).
+    /// One entry as its own batch, sent from any runtime: a take or refund of a lease, a
+    /// reservation or a settlement without [`Batched`](crate::Batched).
     pub(super) async fn decide_alone(
         &self,
         policy: &Policy,
@@ -104,14 +103,13 @@ impl RedisStore {
         let policy = policy.clone();
         let key = key::normalize(key)?.into_owned();
         self.on_io(move |store| async move {
-            let costs = [op.cost];
-            let op = match op.refund {
-                None => BatchOp::Decide(&costs),
-                Some((taken, unused, taken_at)) => BatchOp::Refund {
-                    taken,
-                    unused,
-                    taken_at,
-                },
+            let costs;
+            let op = match op {
+                OwnedOp::Decide(cost) => {
+                    costs = [cost];
+                    BatchOp::Decide(&costs)
+                }
+                OwnedOp::Settle(settle) => BatchOp::Settle(settle),
             };
             let entry = BatchEntry {
                 policy: &policy,
@@ -124,13 +122,20 @@ impl RedisStore {
     }
 
     fn batch_cmd(&self, entries: &[BatchEntry<'_>]) -> redis::Cmd {
-        let keys: usize = entries.iter().map(|e| key_count(e.policy)).sum();
+        let keys: usize = entries.iter().map(entry_key_count).sum();
         let mut cmd = redis::Cmd::with_capacity(4 + keys * 2 + entries.len() * 8, 64 * keys);
         cmd.arg("EVALSHA")
             .arg(self.scripts.batch.get_hash())
             .arg(keys);
         for entry in entries {
             self.push_keys(&mut cmd, entry.policy, entry.key);
+            if let BatchOp::Settle(Settle {
+                marker: Some(marker),
+                ..
+            }) = entry.op
+            {
+                self.push_marker(&mut cmd, entry.policy, entry.key, marker);
+            }
         }
         cmd.arg(entries.len());
         for entry in entries {
@@ -140,19 +145,15 @@ impl RedisStore {
                         .arg(policy_arg_count(entry.policy))
                         .arg(costs.len());
                     for cost in costs {
-                        cmd.arg(*cost);
+                        push_cost(&mut cmd, entry.policy, *cost, false);
                     }
                     push_policy_args(&mut cmd, entry.policy);
                 }
-                BatchOp::Refund {
-                    taken,
-                    unused,
-                    taken_at,
-                } => {
-                    cmd.arg(key_count(entry.policy))
-                        .arg(refund_arg_count(entry.policy))
+                BatchOp::Settle(ref settle) => {
+                    cmd.arg(entry_key_count(entry))
+                        .arg(settle_arg_count(entry.policy, settle))
                         .arg(0);
-                    push_refund_args(&mut cmd, entry.policy, taken, unused, taken_at);
+                    push_settle_args(&mut cmd, entry.policy, settle);
                 }
             }
         }
@@ -160,6 +161,18 @@ impl RedisStore {
         self.push_script_clock(&mut cmd);
         cmd
     }
+}
+
+/// The keys an entry sends: its windows', and a settlement's marker.
+fn entry_key_count(entry: &BatchEntry<'_>) -> usize {
+    let marker = matches!(
+        entry.op,
+        BatchOp::Settle(Settle {
+            marker: Some(_),
+            ..
+        })
+    );
+    key_count(entry.policy) + usize::from(marker)
 }
 
 fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>, Error> {

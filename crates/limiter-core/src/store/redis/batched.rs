@@ -14,10 +14,12 @@ use tokio::time::Instant;
 
 use super::batch::{BatchEntry, BatchOp, Decided};
 use super::RedisStore;
+use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, Overload, StoreError, Unavailable};
 use crate::key;
 use crate::policy::Policy;
+use crate::reservation::{Reservation, Settle};
 use crate::store::{LeaseStore, Store};
 
 /// The default bound on decisions waiting to be sent: beyond it a decision is shed.
@@ -105,7 +107,7 @@ struct BatchConfig {
     max_wait: Duration,
 }
 
-/// One decision or refund waiting for its batch.
+/// One decision or settlement waiting for its batch.
 struct Job {
     policy: Policy,
     key: CompactString,
@@ -114,16 +116,14 @@ struct Job {
 
 enum Work {
     Decide {
-        cost: u64,
+        cost: Cost,
         queued_at: Instant,
         /// Its room in the queue, given back when its batch is sent.
         room: Option<OwnedSemaphorePermit>,
         reply: oneshot::Sender<Result<Decided, Error>>,
     },
-    Refund {
-        taken: u64,
-        unused: u64,
-        taken_at: i64,
+    Settle {
+        settle: Settle,
         reply: oneshot::Sender<Result<(), Error>>,
     },
 }
@@ -158,7 +158,7 @@ impl Batched {
     }
 
     /// Decides `cost` for `key` in the next batch, with the store time of the decision.
-    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decided, Error> {
+    async fn decide(&self, policy: &Policy, key: &str, cost: Cost) -> Result<Decided, Error> {
         let key = key::normalize(key)?;
         // Before queueing, so that a refused new key fails alone, not its whole batch.
         self.shared
@@ -186,24 +186,12 @@ impl Batched {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Sends a lease refund in the next batch. Refunds are never shed: they are bounded
-    /// by the leases held, and a lost refund would leave units used until their window
-    /// passes.
-    async fn give_back(
-        &self,
-        policy: &Policy,
-        key: &str,
-        taken: u64,
-        unused: u64,
-        taken_at: i64,
-    ) -> Result<(), Error> {
+    /// Sends a settlement (a lease's refund, a reservation's) in the next batch.
+    /// Settlements are never shed: they are bounded by the leases and reservations
+    /// admitted, and a lost one would leave units used, or debt uncharged.
+    async fn send_settle(&self, policy: &Policy, key: &str, settle: Settle) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
-        let work = Work::Refund {
-            taken,
-            unused,
-            taken_at,
-            reply,
-        };
+        let work = Work::Settle { settle, reply };
         let job = job(policy, &key::normalize(key)?, work);
         self.shared.queue.send(job).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -373,7 +361,7 @@ async fn call_slot(
 /// and the job each cost is for (a refund: its job alone, no cost).
 struct Group {
     first: usize,
-    costs: SmallVec<[u64; 4]>,
+    costs: SmallVec<[Cost; 4]>,
     jobs: SmallVec<[usize; 4]>,
 }
 
@@ -402,7 +390,7 @@ async fn send(
             drop(room.take());
             true
         }
-        Work::Refund { .. } => true,
+        Work::Settle { .. } => true,
     });
     if jobs.is_empty() {
         return;
@@ -432,17 +420,17 @@ async fn send(
             (Work::Decide { reply, .. }, Err(err)) => {
                 let _ = reply.send(Err(err.clone()));
             }
-            (Work::Refund { reply, .. }, Ok(_)) => {
+            (Work::Settle { reply, .. }, Ok(_)) => {
                 let _ = reply.send(Ok(()));
             }
-            (Work::Refund { reply, .. }, Err(err)) => {
+            (Work::Settle { reply, .. }, Err(err)) => {
                 let _ = reply.send(Err(err.clone()));
             }
         }
     }
 }
 
-/// The entries of a batch: decisions for one (policy, key) together, refunds alone.
+/// The entries of a batch: decisions for one (policy, key) together, settlements alone.
 fn group(jobs: &[Job]) -> Vec<Group> {
     let mut index: HashMap<(&Policy, &str), usize> = HashMap::with_capacity(jobs.len());
     let mut groups: Vec<Group> = Vec::new();
@@ -463,7 +451,7 @@ fn group(jobs: &[Job]) -> Vec<Group> {
                 groups[at].costs.push(cost);
                 groups[at].jobs.push(i);
             }
-            Work::Refund { .. } => groups.push(alone),
+            Work::Settle { .. } => groups.push(alone),
         }
     }
     groups
@@ -472,16 +460,7 @@ fn group(jobs: &[Job]) -> Vec<Group> {
 fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
     let op = match job.work {
         Work::Decide { .. } => BatchOp::Decide(&group.costs),
-        Work::Refund {
-            taken,
-            unused,
-            taken_at,
-            ..
-        } => BatchOp::Refund {
-            taken,
-            unused,
-            taken_at,
-        },
+        Work::Settle { settle, .. } => BatchOp::Settle(settle),
     };
     BatchEntry {
         policy: &job.policy,
@@ -491,8 +470,37 @@ fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
 }
 
 impl Store for Batched {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        Ok(self.decide(policy, key, cost).await?.0)
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
+        Ok(self.decide(policy, key, cost.into()).await?.0)
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        let estimate = estimate.into();
+        let (decision, at) = self.decide(policy, key, estimate).await?;
+        Ok(Reservation::new(decision, estimate, at))
+    }
+
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        match reservation.settlement(actual.into()) {
+            Some(settle) => self.send_settle(policy, key, settle).await,
+            None => Ok(()),
+        }
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
@@ -502,7 +510,7 @@ impl Store for Batched {
 
 impl LeaseStore for Batched {
     async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<Decided, Error> {
-        self.decide(policy, key, units).await
+        self.decide(policy, key, units.into()).await
     }
 
     fn refund(
@@ -513,6 +521,12 @@ impl LeaseStore for Batched {
         unused: u64,
         taken_at_us: i64,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.give_back(policy, key, taken, unused, taken_at_us)
+        let settle = Settle {
+            reserved: taken.into(),
+            actual: taken.saturating_sub(unused).into(),
+            at: taken_at_us,
+            marker: None,
+        };
+        self.send_settle(policy, key, settle)
     }
 }

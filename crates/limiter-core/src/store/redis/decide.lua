@@ -16,9 +16,13 @@
 -- Needs Redis 5 or later, which replicates a script's effects rather than the script
 -- (TIME makes it non-deterministic).
 --
--- ARGV[1] cost, ARGV[2] number of windows, then ARGS_PER_WINDOW per window:
---   algorithm code (ALGORITHM_* below), max (GCRA: capacity), window in us (GCRA:
---   emission interval), calendar period code (PERIOD_* below).
+-- ARGV[1] cost: one number for every window, or "requests:units" when windows counting
+--   requests and windows counting another unit are charged differently.
+-- ARGV[2] number of windows, negative to force (commit the cost in every window
+--   whatever the verdicts: a settled reservation's excess, a debt that is never lost),
+--   then ARGS_PER_WINDOW per window: algorithm code (ALGORITHM_* below, plus
+--   UNIT_WINDOW for a window charged the units of a "requests:units" cost), max (GCRA:
+--   capacity), window in us (GCRA: emission interval), calendar period code (PERIOD_*).
 -- A policy of one GCRA window is sent shorter: ARGV[2] 'g', ARGV[3] capacity, ARGV[4]
 --   emission interval (every argument is a string Redis parses and Lua interns).
 -- KEYS: one per window in order; a sliding log takes two (entries, then its meta hash).
@@ -40,6 +44,7 @@ local ALGORITHM_FIXED = 2
 local ALGORITHM_CALENDAR = 3
 local ALGORITHM_SLIDING_COUNTER = 4
 local ALGORITHM_SLIDING_LOG = 5
+local UNIT_WINDOW = 8
 local ARGS_PER_WINDOW = 4
 local REPLY_PER_WINDOW = 4
 local FITS = -1
@@ -47,7 +52,9 @@ local NEVER = -2
 -- Milliseconds added to every TTL: none in production (see `with_script_clock`).
 local TTL_EXTRA = 0
 
-local cost = ARGV[1] + 0
+-- What the window being decided is charged: one figure on the fast path, each window's
+-- own in the loop below.
+local cost
 
 -- src/algorithm/gcra.rs Gcra::rebase: where a GCRA window's backlog starts, from its
 -- stored value ("tat:emission", or a legacy tat alone; unreadable counts as no state),
@@ -84,6 +91,7 @@ end
 -- One GCRA window, the common policy: gcra() below, inlined, computing only the figures
 -- the reply carries.
 if ARGV[2] == 'g' then
+  cost = ARGV[1] + 0
   local capacity, emission = ARGV[3] + 0, ARGV[4] + 0
   local tau = emission * capacity
   local start, rebased, tat_length = gcra_start(redis.call('GET', KEYS[1]), emission, ARGV[4])
@@ -146,9 +154,20 @@ local HOUR = 3600000000
 local DAY = 86400000000
 -- What the loop below keeps of each window: its figures, and what its commit writes.
 local VERDICTS_PER_WINDOW = 7
-local COMMIT_PER_WINDOW = 4
+local COMMIT_PER_WINDOW = 5
 
 local window_count = ARGV[2] + 0
+local force = window_count < 0
+if force then window_count = -window_count end
+local request_cost, unit_cost
+local separator = string.find(ARGV[1], ':', 1, true)
+if separator then
+  request_cost = tonumber(string.sub(ARGV[1], 1, separator - 1))
+  unit_cost = tonumber(string.sub(ARGV[1], separator + 1))
+else
+  request_cost = ARGV[1] + 0
+  unit_cost = request_cost
+end
 
 local function number_text(x) return string.format('%d', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
@@ -266,15 +285,20 @@ end
 
 -- Per window: the verdict, held remaining, reset and next unit, taken remaining, reset
 -- and next unit at (window - 1) * VERDICTS_PER_WINDOW; what to write if every window
--- fits at (window - 1) * COMMIT_PER_WINDOW (its last figure, `expire`: whether the key's
--- TTL must be set, false when the key already expires with the window it counts in; for
--- GCRA, the stored tat's length).
+-- fits at (window - 1) * COMMIT_PER_WINDOW (`expire`: whether the key's TTL must be set,
+-- false when the key already expires with the window it counts in; for GCRA, the stored
+-- tat's length; then the window's cost).
 local verdicts, commit = {}, {}
 local allowed = true
 local key_at = 1
 for window = 1, window_count do
   local at = 2 + (window - 1) * ARGS_PER_WINDOW
   local algorithm = ARGV[at + 1] + 0
+  cost = request_cost
+  if algorithm > UNIT_WINDOW then
+    algorithm = algorithm - UNIT_WINDOW
+    cost = unit_cost
+  end
   local max, span = ARGV[at + 2] + 0, ARGV[at + 3] + 0
   local key = KEYS[key_at]
   local verdict, held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next
@@ -418,18 +442,24 @@ for window = 1, window_count do
   verdicts[out + 5], verdicts[out + 6], verdicts[out + 7] = taken_remaining, taken_reset, taken_next
   out = COMMIT_PER_WINDOW * (window - 1)
   commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4] = write1, write2, write3, expire
+  commit[out + 5] = cost
   if verdict ~= FITS then allowed = false end
 end
 
-if allowed and cost > 0 then
+if (allowed or force) and (request_cost > 0 or unit_cost > 0) then
   key_at = 1
   for window = 1, window_count do
     local at = 2 + (window - 1) * ARGS_PER_WINDOW
     local algorithm, max, span = ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
+    if algorithm > UNIT_WINDOW then algorithm = algorithm - UNIT_WINDOW end
     local key = KEYS[key_at]
     local out = COMMIT_PER_WINDOW * (window - 1)
     local write1, write2, write3, expire = commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4]
-    if algorithm == ALGORITHM_GCRA then
+    cost = commit[out + 5]
+    if cost == 0 then
+      -- Nothing charged here (the other unit's windows are): nothing to write.
+      if algorithm == ALGORITHM_SLIDING_LOG then key_at = key_at + 1 end
+    elseif algorithm == ALGORITHM_GCRA then
       -- As the one-window path writes: in place while the TTL outlasts the backlog.
       local tat_text = number_text(write1)
       if expire == #tat_text and (redis.call('PTTL', key) - TTL_EXTRA) * 1000 >= write1 - now then

@@ -52,10 +52,12 @@ use self::scripts::{ScriptClock, Scripts};
 use self::wire::Wire;
 pub use self::wire::{DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};
 use super::{LeaseStore, Store};
+use crate::cost::Cost;
 use crate::decision::{Decision, Verdict, WindowState, Windows};
 use crate::error::{Error, StoreConfigError, StoreError};
 use crate::key;
 use crate::policy::{Algorithm, Limit, Policy};
+use crate::reservation::{Reservation, Settle};
 
 /// A store on Redis (standalone or Cluster): exact across any number of instances.
 ///
@@ -303,7 +305,7 @@ impl RedisStore {
         self
     }
 
-    async fn decide(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
+    async fn decide(&self, policy: &Policy, key: &str, cost: Cost) -> Result<Decision, Error> {
         let key = key::normalize(key)?;
         self.refuse_new_under_pressure(policy, &key).await?;
         let cmd = self.evalsha(policy, &key, cost);
@@ -322,7 +324,7 @@ impl RedisStore {
     /// `EVALSHA` built directly into one command buffer: a decision is the hot path, and
     /// a `redis::ScriptInvocation` would copy every key and argument into a vector of
     /// its own first.
-    fn evalsha(&self, policy: &Policy, key: &str, cost: u64) -> ::redis::Cmd {
+    fn evalsha(&self, policy: &Policy, key: &str, cost: Cost) -> ::redis::Cmd {
         let limits = policy.limits();
         let keys = key_count(policy);
         let mut cmd = ::redis::Cmd::with_capacity(
@@ -333,7 +335,7 @@ impl RedisStore {
             .arg(self.scripts.decide.get_hash())
             .arg(keys);
         self.push_keys(&mut cmd, policy, key);
-        cmd.arg(cost);
+        push_cost(&mut cmd, policy, cost, false);
         push_policy_args(&mut cmd, policy);
         #[cfg(feature = "test-clock")]
         self.push_script_clock(&mut cmd);
@@ -361,6 +363,17 @@ impl RedisStore {
                 cmd.arg(&name);
             }
         }
+    }
+
+    /// The key that marks a reservation as settled: beside the windows' keys, in their
+    /// hash slot (`r` and the id in hex; a window's key starts with its index, a digit).
+    fn push_marker(&self, cmd: &mut ::redis::Cmd, policy: &Policy, key: &str, marker: u64) {
+        cmd.arg(format!(
+            "{}{{{}:{}}}:r{marker:016x}",
+            self.prefix,
+            policy.name(),
+            key
+        ));
     }
 
     #[cfg(feature = "test-clock")]
@@ -401,11 +414,14 @@ pub(super) mod protocol {
     pub(crate) const ALGORITHM_SLIDING_LOG: u8 = 5;
     /// decide.lua's arguments per window (after the cost and the window count).
     pub(crate) const ARGS_PER_WINDOW: usize = 4;
+    /// Added to a window's algorithm code in decide.lua's arguments when the window is
+    /// charged the units of a "requests:units" cost.
+    pub(crate) const UNIT_WINDOW: u8 = 8;
     /// decide.lua's reply integers per window (after allowed): verdict, remaining, reset
     /// after us, next unit after us.
     pub(crate) const REPLY_PER_WINDOW: usize = 4;
     /// refund.lua's arguments per window (after the four leading ones).
-    pub(crate) const REFUND_ARGS_PER_WINDOW: usize = 3;
+    pub(crate) const REFUND_ARGS_PER_WINDOW: usize = 5;
     /// A window's verdict in a reply: the cost fits.
     pub(crate) const FITS: i64 = -1;
     /// A window's verdict in a reply: the cost can never fit.
@@ -422,6 +438,22 @@ fn key_count(policy: &Policy) -> usize {
             .count()
 }
 
+/// decide.lua's cost: one figure when every window is charged the same (always, on the
+/// one-GCRA-window fast path, unless `forced`), else "requests:units".
+fn push_cost(cmd: &mut ::redis::Cmd, policy: &Policy, cost: Cost, forced: bool) {
+    match (policy.limits(), cost.uniform(policy)) {
+        ([limit], _) if !forced && matches!(limit.algorithm(), Algorithm::Gcra { .. }) => {
+            cmd.arg(cost.of(limit));
+        }
+        (_, Some(cost)) => {
+            cmd.arg(cost);
+        }
+        (_, None) => {
+            cmd.arg(format!("{}:{}", cost.requests(), cost.units()));
+        }
+    }
+}
+
 /// decide.lua's arguments after the cost: the short form for one GCRA window, otherwise
 /// the window count and four arguments per window.
 fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
@@ -430,14 +462,33 @@ fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
         [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => {
             cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
         }
-        limits => {
-            cmd.arg(limits.len());
-            for limit in limits {
-                let (code, max, window, period) = script_args(limit);
-                cmd.arg(code).arg(max).arg(window).arg(period);
-            }
-        }
+        limits => push_windows(cmd, limits.len() as i64, limits),
     }
+}
+
+/// decide.lua's arguments after the cost in the forced form (a negative window count):
+/// every window charged whatever its verdict.
+pub(super) fn push_policy_args_forced(cmd: &mut ::redis::Cmd, policy: &Policy) {
+    let limits = policy.limits();
+    push_windows(cmd, -(limits.len() as i64), limits);
+}
+
+fn push_windows(cmd: &mut ::redis::Cmd, count: i64, limits: &[Limit]) {
+    cmd.arg(count);
+    for limit in limits {
+        let (code, max, window, period) = script_args(limit);
+        let code = if limit.counts_requests() {
+            code
+        } else {
+            code + protocol::UNIT_WINDOW
+        };
+        cmd.arg(code).arg(max).arg(window).arg(period);
+    }
+}
+
+/// How many arguments [`push_policy_args_forced`] sends.
+pub(super) fn policy_arg_count_forced(policy: &Policy) -> usize {
+    1 + protocol::ARGS_PER_WINDOW * policy.limits().len()
 }
 
 /// How many arguments [`push_policy_args`] sends.
@@ -643,8 +694,46 @@ fn into_store_error(err: Error) -> StoreError {
 }
 
 impl Store for RedisStore {
-    async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision, Error> {
-        self.decide(policy, key, cost).await
+    async fn check(
+        &self,
+        policy: &Policy,
+        key: &str,
+        cost: impl Into<Cost> + Send,
+    ) -> Result<Decision, Error> {
+        self.decide(policy, key, cost.into()).await
+    }
+
+    async fn reserve(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: impl Into<Cost> + Send,
+    ) -> Result<Reservation, Error> {
+        let estimate = estimate.into();
+        self.refuse_new_under_pressure(policy, &key::normalize(key)?)
+            .await?;
+        let mut decided = self
+            .decide_alone(policy, key, OwnedOp::Decide(estimate))
+            .await?;
+        let (decision, at) = decided
+            .pop()
+            .ok_or_else(|| StoreError::Protocol("batch script replied nothing".into()))?;
+        Ok(Reservation::new(decision, estimate, at))
+    }
+
+    async fn settle(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: impl Into<Cost> + Send,
+    ) -> Result<(), Error> {
+        let Some(settle) = reservation.settlement(actual.into()) else {
+            return Ok(());
+        };
+        self.decide_alone(policy, key, OwnedOp::Settle(settle))
+            .await
+            .map(drop)
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -659,10 +748,7 @@ impl LeaseStore for RedisStore {
     async fn take(&self, policy: &Policy, key: &str, units: u64) -> Result<Decided, Error> {
         self.refuse_new_under_pressure(policy, &key::normalize(key)?)
             .await?;
-        let op = OwnedOp {
-            cost: units,
-            refund: None,
-        };
+        let op = OwnedOp::Decide(units.into());
         let mut decided = self.decide_alone(policy, key, op).await?;
         decided
             .pop()
@@ -677,10 +763,12 @@ impl LeaseStore for RedisStore {
         unused: u64,
         taken_at_us: i64,
     ) -> Result<(), Error> {
-        let op = OwnedOp {
-            cost: 0,
-            refund: Some((taken, unused, taken_at_us)),
-        };
+        let op = OwnedOp::Settle(Settle {
+            reserved: taken.into(),
+            actual: taken.saturating_sub(unused).into(),
+            at: taken_at_us,
+            marker: None,
+        });
         self.decide_alone(policy, key, op).await.map(drop)
     }
 }

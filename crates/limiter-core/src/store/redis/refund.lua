@@ -1,13 +1,13 @@
--- Gives back what a lease took and did not use (run inside batch.lua): `unused` of the
--- `taken` units that an admitted decide.lua call consumed at time `taken_at`, in every window of the policy, as
--- far as each algorithm can tell those units apart from later usage. A window that has
--- moved on since the lease was taken keeps nothing to give back; a refund never gives
--- back more than the lease took.
+-- Gives back what a lease or a reservation took and did not use (run inside batch.lua):
+-- per window, `unused` of the `taken` units that an admitted decide.lua call consumed at
+-- time `taken_at`, as far as each algorithm can tell those units apart from later usage.
+-- A window that has moved on since keeps nothing to give back; a refund never gives back
+-- more than was taken.
 --
--- ARGV[1] taken, ARGV[2] unused, ARGV[3] taken_at (us), ARGV[4] number of windows, then
---   REFUND_ARGS_PER_WINDOW per window: algorithm code (ALGORITHM_* below, as
---   decide.lua's), window in us (GCRA: emission interval), the window's start at taken_at
---   (fixed, calendar and sliding counter).
+-- ARGV[1] taken_at (us), ARGV[2] number of windows, then REFUND_ARGS_PER_WINDOW per
+--   window: algorithm code (ALGORITHM_* below, as decide.lua's), window in us (GCRA:
+--   emission interval), the window's start at taken_at (fixed, calendar and sliding
+--   counter), the units taken and the units unused in it (0: nothing to give back).
 -- KEYS: as decide.lua's.
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -22,20 +22,24 @@ local ALGORITHM_FIXED = 2
 local ALGORITHM_CALENDAR = 3
 local ALGORITHM_SLIDING_COUNTER = 4
 local ALGORITHM_SLIDING_LOG = 5
-local REFUND_ARGS_PER_WINDOW = 3
+local REFUND_ARGS_PER_WINDOW = 5
 
 -- Numbers read by arithmetic, as in decide.lua.
-local taken, unused, taken_at = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0
+local taken_at = ARGV[1] + 0
 
 -- As decide.lua's: exact for integers below 2^53.
 local function number_text(x) return string.format('%d', x) end
 
 local key_at = 1
-for window = 1, ARGV[4] + 0 do
-  local at = 4 + (window - 1) * REFUND_ARGS_PER_WINDOW
+for window = 1, ARGV[2] + 0 do
+  local at = 2 + (window - 1) * REFUND_ARGS_PER_WINDOW
   local algorithm, span, start = ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
+  local taken, unused = ARGV[at + 4] + 0, ARGV[at + 5] + 0
   local key = KEYS[key_at]
-  if algorithm == ALGORITHM_GCRA then
+  if unused == 0 then
+    -- Nothing to give back in this window.
+    if algorithm == ALGORITHM_SLIDING_LOG then key_at = key_at + 1 end
+  elseif algorithm == ALGORITHM_GCRA then
     -- The lease moved the arrival time on by `taken` emission intervals of the rate the
     -- value was written under ("tat:emission", or a legacy bare tat at the current
     -- rate); moving it back by the unused ones never goes below now (time already given
