@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A walkthrough of the HTTP demo with curl: builds and starts it, then shows the rate-limit
 # headers, a 429 with Retry-After, two users with separate budgets, X-Forwarded-For from a
-# trusted proxy versus a spoofed one, a cost that can never fit, and a live reload that
-# changes a limit. It stops the server it started, whatever happens.
+# trusted proxy versus a spoofed one, a cost that can never fit, a live reload that
+# changes a limit, and a streamed answer charged the tokens it used. It stops the server
+# it started, whatever happens.
 #
 # The demo listens on 127.0.0.1 (trusted as a proxy by the policy file) and on ::1 (not).
 set -euo pipefail
@@ -89,5 +90,13 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 show -H "x-upload-kb: 2000" "${UPLOAD[@]}"
+
+step "7. Tokens known after the answer: /chat streams ~120 tokens; the quota (450 tokens a minute) falls by what each answer used"
+CHAT=(-H "Authorization: Bearer $ALICE" "$V4/chat")
+for answer in 1 2 3 4; do
+  echo "\$ curl -N $V4/chat   (answer $answer)"
+  curl -sS -N -i "${CHAT[@]}" | tr -d '\r' | grep -iE '^(HTTP|ratelimit:|retry-after)|^event: usage' -A1 | grep -vE '^(--|data: token)' || true
+done
+echo "(each answer reserves 100 tokens before it starts and is charged the 120 it streamed; the fourth finds too few left)"
 echo
 echo "Demo log:"; grep -E "reloaded|listening" "$WORK/demo.log" | sed 's/\x1b\[[0-9;]*m//g'

@@ -14,7 +14,13 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`examples/otlp_count.rs` counts them); SIGTERM flushes
 //! the last batch. Default `off`: no subscriber.
 //!
-//! `MODE=bare|allow|deny|redis TRACING=off|info|debug|events|otlp PORT=18081 cargo run --release --features otel --example bench_http`
+//! The `stream-*` modes serve a streamed body (five chunks, each reporting 20 tokens to
+//! the layer's `Usage` handle) under answers and tokens a minute, on memory or (`redis-`)
+//! on Redis: `*-plain` charges each answer a fixed 100 tokens when it arrives, `*-usage`
+//! reserves 100 and settles for the 100 reported when the body ends
+//! (`scripts/bench-reserve.sh`).
+//!
+//! `MODE=bare|allow|deny|redis|stream-plain|stream-usage|redis-stream-plain|redis-stream-usage TRACING=off|info|debug|events|otlp PORT=18081 cargo run --release --features otel --example bench_http`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,13 +28,17 @@ use std::path::Path;
 use axum::routing::get;
 use axum::Router;
 use limiter_tower::config::load_str;
-use limiter_tower::{AnyStore, LimiterLayer};
+use limiter_tower::{AnyStore, LimiterLayer, Usage};
+use tokio_stream::StreamExt;
 use tracing_subscriber::fmt::format::FmtSpan;
 #[cfg(feature = "otel")]
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 const REDIS: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\nendpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
+/// Answers and tokens, never reached; `{usage}` is replaced by the policy's usage line.
+const STREAM: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], cost: 100, {usage} limits: [{ name: answers, max: 1000000000, window: 60s }, { name: tokens, max: 1000000000000, window: 60s, unit: tokens }] }\n";
+const REDIS_STORE: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\n";
 const DENY: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: one, max: 1, window: 1000s }] }\n";
 
 #[tokio::main]
@@ -76,18 +86,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(18081);
-    let mut app = Router::new().route("/", get(|| async { "hello" }));
+    let streamed = mode.contains("stream");
+    let mut app = if streamed {
+        Router::new().route("/", get(stream))
+    } else {
+        Router::new().route("/", get(|| async { "hello" }))
+    };
+    let usage = if mode.ends_with("usage") {
+        "usage: { actual: report },"
+    } else {
+        ""
+    };
+    let stream_yaml = STREAM.replace("{usage}", usage);
     let yaml = match mode.as_str() {
         "bare" => None,
-        "allow" => Some(ALLOW),
-        "deny" => Some(DENY),
-        "redis" => Some(REDIS),
-        other => {
-            return Err(format!("MODE must be bare, allow, deny or redis, not {other}").into())
-        }
+        "allow" => Some(ALLOW.to_owned()),
+        "deny" => Some(DENY.to_owned()),
+        "redis" => Some(REDIS.to_owned()),
+        "stream-plain" | "stream-usage" => Some(stream_yaml),
+        "redis-stream-plain" | "redis-stream-usage" => Some(format!("{REDIS_STORE}{stream_yaml}")),
+        other => return Err(format!("MODE must be bare, allow, deny, redis, stream-plain, stream-usage, redis-stream-plain or redis-stream-usage, not {other}").into()),
     };
     if let Some(yaml) = yaml {
-        let loaded = load_str(yaml, Path::new("bench.yaml"))?;
+        let loaded = load_str(&yaml, Path::new("bench.yaml"))?;
         let store = AnyStore::connect(loaded.rules.store()).await?;
         app = app.layer(LimiterLayer::new(loaded.rules, store));
     }
@@ -106,4 +127,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         provider.shutdown()?;
     }
     Ok(())
+}
+
+/// Five chunks, each reporting 20 tokens as it is handed over.
+async fn stream(usage: Usage) -> axum::body::Body {
+    let chunks = tokio_stream::iter(0..5).map(move |_| {
+        usage.add(20);
+        Ok::<_, std::convert::Infallible>("token token token token ")
+    });
+    axum::body::Body::from_stream(chunks)
 }

@@ -1,5 +1,7 @@
-//! The HTTP demo: an axum server with ten endpoints under the policies of a YAML file,
-//! reloaded when the file changes or on SIGHUP.
+//! The HTTP demo: an axum server with a dozen endpoints under the policies of a YAML
+//! file, reloaded when the file changes or on SIGHUP. `GET /chat` streams an LLM-style
+//! answer and is limited per user in answers and tokens per minute, charged the tokens
+//! it streamed.
 //!
 //! ```sh
 //! cargo run --release --example demo -- --config config/demo.yaml --listen 127.0.0.1:3000
@@ -17,14 +19,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::extract::{Path, Query};
+use axum::response::sse::{Event, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use limiter::telemetry::{self, LogFormat};
 use limiter_tower::config::{self, StoreConfig, StoreSetup};
-use limiter_tower::{AnyStore, LimiterLayer};
+use limiter_tower::{AnyStore, LimiterLayer, Usage};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
+use tokio_stream::wrappers::IntervalStream;
+use tokio_stream::{Stream, StreamExt};
 
 /// The HMAC secret of the demo's tokens when `DEMO_JWT_SECRET` is not set.
 const DEMO_SECRET: &str = "demo-secret-do-not-use-in-production";
@@ -87,10 +92,40 @@ fn app() -> Router {
         .route("/upload", post(ok("uploaded")))
         .route("/catalog", get(ok("catalog")))
         .route("/status", get(ok("status")))
+        .route("/chat", get(chat))
         .route(
             "/health",
             get(|| async { Json::<Value>(json!({ "healthy": true })) }),
         )
+}
+
+#[derive(serde::Deserialize)]
+struct ChatQuery {
+    /// How many tokens the "model" answers with.
+    words: Option<u64>,
+}
+
+/// An LLM-style answer: `words` tokens (120 unless asked) streamed as server-sent events,
+/// each reported to the layer as it is sent, then a `usage` event with the total. The
+/// layer reserved the policy's estimate before the answer started and settles it for the
+/// tokens reported when the stream ends, or when the client leaves mid-way.
+async fn chat(
+    usage: Usage,
+    Query(query): Query<ChatQuery>,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let words = query.words.unwrap_or(120).min(10_000);
+    let ticks = IntervalStream::new(tokio::time::interval(Duration::from_millis(2)));
+    let mut sent = 0;
+    let events = ticks.take(words as usize + 1).map(move |_| {
+        if sent == words {
+            let total = json!({ "tokens": sent }).to_string();
+            return Ok(Event::default().event("usage").data(total));
+        }
+        sent += 1;
+        usage.add(1);
+        Ok(Event::default().data(format!("token-{sent}")))
+    });
+    Sse::new(events)
 }
 
 /// The store the demo runs on: the policy file's, as written, when `REDIS_URL` is set

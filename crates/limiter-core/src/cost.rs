@@ -65,7 +65,7 @@ impl Cost {
     /// The one figure every window of `policy` is charged, if they are all charged the
     /// same: what a store that counts one number per decision (a lease) can carry.
     #[inline]
-    pub(crate) fn uniform(&self, policy: &Policy) -> Option<u64> {
+    pub fn uniform(&self, policy: &Policy) -> Option<u64> {
         if policy.unit().is_none() {
             Some(self.requests)
         } else if !policy.mixes_units() || self.requests == self.units {

@@ -386,7 +386,7 @@ impl Policy {
 
     /// Whether some windows count requests and others another unit: a cost then needs
     /// both figures.
-    pub(crate) fn mixes_units(&self) -> bool {
+    pub fn mixes_units(&self) -> bool {
         self.unit.is_some() && self.limits.iter().any(Limit::counts_requests)
     }
 

@@ -13,12 +13,14 @@ use pin_project_lite::pin_project;
 use crate::body::{BodyKind, SameBody};
 use crate::enumeration::{FailedAuth, FailureReport};
 use crate::outcome::Stamp;
+use crate::usage::{attach, Actual, Pending, UsageReport};
 
 /// What a decision that had to wait for the store (Redis) leads to.
 pub(crate) enum Checked<O> {
-    /// The service was called; its output gets `Stamp`, and counts as a failed
-    /// authentication through the report if it says so.
-    Called(O, Stamp, Option<FailureReport>),
+    /// The service was called; its output gets `Stamp`, counts as a failed
+    /// authentication through the report if it says so, and settles the reservation
+    /// pending if there is one.
+    Called(O, Stamp, Option<FailureReport>, Option<Box<Pending>>),
     /// The layer answered.
     Answered(Response<Bytes>),
 }
@@ -39,7 +41,12 @@ pin_project! {
     #[project = StateProj]
     enum State<F: Future> {
         // Decided without waiting (or no policy): the service is already called.
-        Called { #[pin] fut: F, stamp: Option<Stamp>, report: Option<FailureReport> },
+        Called {
+            #[pin] fut: F,
+            stamp: Option<Stamp>,
+            report: Option<FailureReport>,
+            pending: Option<Box<Pending>>,
+        },
         // The layer's own answer.
         Answered { response: Option<Response<Bytes>> },
         // A store round trip first, then maybe the service.
@@ -61,8 +68,18 @@ impl<F: Future, M> std::fmt::Debug for ResponseFuture<F, M> {
 }
 
 impl<F: Future, M> ResponseFuture<F, M> {
-    pub(crate) fn called(fut: F, stamp: Option<Stamp>, report: Option<FailureReport>) -> Self {
-        ResponseFuture::new(State::Called { fut, stamp, report })
+    pub(crate) fn called(
+        fut: F,
+        stamp: Option<Stamp>,
+        report: Option<FailureReport>,
+        pending: Option<Box<Pending>>,
+    ) -> Self {
+        ResponseFuture::new(State::Called {
+            fut,
+            stamp,
+            report,
+            pending,
+        })
     }
 
     pub(crate) fn answered(response: Response<Bytes>) -> Self {
@@ -86,15 +103,22 @@ impl<F: Future, M> ResponseFuture<F, M> {
 impl<F, B, E, M> Future for ResponseFuture<F, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: 'static,
     M: BodyKind<B>,
 {
     type Output = Result<Response<M::Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { fut, stamp, report } => {
+            StateProj::Called {
+                fut,
+                stamp,
+                report,
+                pending,
+            } => {
                 let response = ready!(fut.poll(cx))?;
                 reported(&response, report.take());
+                let response = settled(response, pending.take());
                 Poll::Ready(Ok(stamped::<B, M>(response, stamp.take())))
             }
             StateProj::Answered { response } => {
@@ -104,9 +128,10 @@ where
                 Poll::Ready(Ok(response.map(M::written)))
             }
             StateProj::Checking { fut } => match ready!(fut.as_mut().poll(cx)) {
-                Checked::Called(output, stamp, report) => {
+                Checked::Called(output, stamp, report, pending) => {
                     let response = output?;
                     reported(&response, report);
+                    let response = settled(response, pending);
                     Poll::Ready(Ok(stamped::<B, M>(response, Some(stamp))))
                 }
                 Checked::Answered(response) => Poll::Ready(Ok(response.map(M::written))),
@@ -123,6 +148,31 @@ fn reported<B>(response: &Response<B>, report: Option<FailureReport>) {
             report.report();
         }
     }
+}
+
+/// Settles a pending reservation as far as the response's head tells: a status that is
+/// not charged refunds it whole, a header or a [`UsageReport`] gives the actual cost;
+/// a cost the handler still reports travels with the body until it ends.
+fn settled<B: 'static>(mut response: Response<B>, pending: Option<Box<Pending>>) -> Response<B> {
+    let Some(pending) = pending.map(|p| *p) else {
+        return response;
+    };
+    let Some(rule) = pending.rule() else {
+        return response;
+    };
+    // Read first: a header to strip goes whatever the status.
+    let header = rule.header_units(response.headers_mut());
+    if !rule.charges(response.status()) {
+        pending.settle(limiter_core::Cost::ZERO);
+        return response;
+    }
+    let report = response.extensions().get::<UsageReport>().map(|r| r.0);
+    match (header.or(report), &rule.actual) {
+        (Some(units), _) => pending.settle_units(units),
+        (None, Actual::Reported) => return response.map(|body| attach(body, pending)),
+        (None, _) => pending.keep(),
+    }
+    response
 }
 
 fn stamped<B, M: BodyKind<B>>(

@@ -49,6 +49,13 @@ pub(crate) const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-rate
 #[error("window name {0:?} must be printable ASCII without '\"' or '\\'")]
 pub(crate) struct BadWindowName(pub String);
 
+/// Whether `text` can be written as a Structured Field string as it is: printable ASCII
+/// without `"` or `\`.
+fn is_sf_string(text: &str) -> bool {
+    text.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// The parts of a policy's headers that never change.
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedHeaders {
@@ -70,11 +77,7 @@ impl PreparedHeaders {
         let mut field = String::new();
         for limit in policy.limits() {
             let name = limit.name();
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-            {
+            if name.is_empty() || !is_sf_string(name) {
                 return Err(BadWindowName(name.to_owned()));
             }
             let label = format!("\"{name}\"");
@@ -87,8 +90,19 @@ impl PreparedHeaders {
                 limit.max(),
                 ceil_secs(limit.window())
             );
-            if let Some(unit) = unit.filter(|u| *u != QuotaUnit::Requests) {
-                let _ = write!(field, ";qu=\"{}\"", unit.as_str());
+            // A window counting its own unit announces it; windows of requests announce
+            // the policy's quota unit, unless it is requests (the draft's default).
+            let announced = if limit.unit() != "requests" {
+                Some(limit.unit())
+            } else {
+                unit.filter(|u| *u != QuotaUnit::Requests)
+                    .map(QuotaUnit::as_str)
+            };
+            if let Some(announced) = announced {
+                if !is_sf_string(announced) {
+                    return Err(BadWindowName(announced.to_owned()));
+                }
+                let _ = write!(field, ";qu=\"{announced}\"");
             }
             labels.push(label);
         }

@@ -63,6 +63,7 @@ mod rules;
 mod service;
 mod shared;
 mod store;
+mod usage;
 
 pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
 pub use builder::{BuildError, Endpoint, LimiterBuilder, PolicyRule};
@@ -79,6 +80,7 @@ pub use rejection::Rejection;
 pub use rules::{BadCost, Cost, Rules};
 pub use service::LimiterService;
 pub use store::{AnyStore, ConnectError, RedisStack};
+pub use usage::{Actual, Usage, UsageReport};
 
 /// The core types a builder takes: policies and their windows, and how a failing
 /// store is handled.

@@ -24,6 +24,11 @@ pub const LOCAL_CACHE_HITS_TOTAL: &str = "ratelimit_local_cache_hits_total";
 /// `identities`, `failed_auth`).
 pub const ABUSE_BLOCKS_TOTAL: &str = "ratelimit_abuse_blocks_total";
 
+/// Counter `{policy, result}`: reservations settled after the response (`refunded`: the
+/// actual cost was below the estimate, `charged`: above it, `failed`: the store did not
+/// settle, and the estimate stays).
+pub const SETTLEMENTS_TOTAL: &str = "ratelimit_settlements_total";
+
 /// Every metric name above.
 pub const ALL: &[&str] = &[
     DECISIONS_TOTAL,
@@ -32,4 +37,5 @@ pub const ALL: &[&str] = &[
     CONFIG_GENERATION,
     LOCAL_CACHE_HITS_TOTAL,
     ABUSE_BLOCKS_TOTAL,
+    SETTLEMENTS_TOTAL,
 ];

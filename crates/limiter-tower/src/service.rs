@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use limiter_core::Store;
+use limiter_core::{Decision, Error, Reservation, Store};
 use tower_service::Service;
 
 use crate::body::{BodyKind, SameBody};
@@ -14,7 +14,9 @@ use crate::future::{Checked, ResponseFuture};
 use crate::observe::Observation;
 use crate::outcome::{conclude, Outcome};
 use crate::plan::{plan, Plan};
+use crate::rules::EndpointRule;
 use crate::shared::Shared;
+use crate::usage::{Actual, Pending, Usage};
 
 /// Rate-limits requests to `S` under the layer's current rules. Cheap to clone.
 ///
@@ -84,11 +86,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // One snapshot per request: a reload during the request does not affect it.
         let rules = self.shared.rules.load();
         let (rule, key, cost, report) = match plan(&rules, &self.shared.guard, &req) {
-            Plan::Pass => return ResponseFuture::called(self.inner.call(req), None, None),
+            Plan::Pass => return ResponseFuture::called(self.inner.call(req), None, None, None),
             Plan::Reject(rejection) => return ResponseFuture::answered(rejection.to_response()),
             Plan::Check {
                 rule,
@@ -97,6 +99,16 @@ where
                 report,
             } => (rule, key, cost, report),
         };
+        if let Some(settle) = &rule.settle {
+            let usage = (settle.actual == Actual::Reported).then(|| {
+                let usage = Usage::new();
+                req.extensions_mut().insert(usage.clone());
+                usage
+            });
+            let rule = Arc::clone(rule);
+            return self.reserve(rule, key.into_owned(), cost, report, usage, req);
+        }
+        let cost = rule.charge(cost);
         let store = &self.shared.store;
         let kind = store.kind();
         let observation = Observation::start(rule, kind, store.is_in_process(), &key);
@@ -113,7 +125,7 @@ where
         if let Some(result) = now {
             return match conclude(rule, kind, observation, &result) {
                 Outcome::Allow(stamp) => {
-                    ResponseFuture::called(self.inner.call(req), Some(stamp), report)
+                    ResponseFuture::called(self.inner.call(req), Some(stamp), report, None)
                 }
                 Outcome::Deny(response) => ResponseFuture::answered(response),
             };
@@ -132,9 +144,95 @@ where
             let span = observation.span();
             let result = std::future::poll_fn(|cx| span.in_scope(|| check.as_mut().poll(cx))).await;
             match conclude(&rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => Checked::Called(ready.call(req).await, stamp, report),
+                Outcome::Allow(stamp) => {
+                    Checked::Called(ready.call(req).await, stamp, report, None)
+                }
                 Outcome::Deny(response) => Checked::Answered(response),
             }
         }))
+    }
+}
+
+impl<S, M> LimiterService<S, M> {
+    /// Reserves `cost` (the estimate) for a policy settled after the response, then
+    /// calls the service with the reservation pending.
+    fn reserve<ReqBody, ResBody>(
+        &mut self,
+        rule: Arc<EndpointRule>,
+        key: String,
+        cost: u64,
+        report: Option<crate::enumeration::FailureReport>,
+        usage: Option<Usage>,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, M>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Send + 'static,
+    {
+        let estimate = rule.charge(cost);
+        let store = &self.shared.store;
+        let kind = store.kind();
+        let observation = Observation::start(&rule, kind, store.is_in_process(), &key);
+        let now = observation
+            .span()
+            .in_scope(|| store.reserve_now(&rule.policy, &key, estimate));
+        if let Some(result) = now {
+            let (result, reservation) = split(result);
+            return match conclude(&rule, kind, observation, &result) {
+                Outcome::Allow(stamp) => {
+                    let pending = reservation.map(|r| {
+                        Box::new(Pending::new(
+                            Arc::clone(&self.shared),
+                            rule,
+                            key.into(),
+                            r,
+                            usage,
+                        ))
+                    });
+                    ResponseFuture::called(self.inner.call(req), Some(stamp), report, pending)
+                }
+                Outcome::Deny(response) => ResponseFuture::answered(response),
+            };
+        }
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture::checking(Box::pin(async move {
+            let store = &shared.store;
+            let result = {
+                let mut reserve = std::pin::pin!(store.reserve(&rule.policy, &key, estimate));
+                let span = observation.span();
+                std::future::poll_fn(|cx| span.in_scope(|| reserve.as_mut().poll(cx))).await
+            };
+            let (result, reservation) = split(result);
+            match conclude(&rule, kind, observation, &result) {
+                Outcome::Allow(stamp) => {
+                    let pending = reservation.map(|r| {
+                        Box::new(Pending::new(
+                            Arc::clone(&shared),
+                            rule,
+                            key.into(),
+                            r,
+                            usage,
+                        ))
+                    });
+                    // Held across the call: a future dropped before the response (the
+                    // client went away) settles for what was reported by then.
+                    Checked::Called(ready.call(req).await, stamp, report, pending)
+                }
+                Outcome::Deny(response) => Checked::Answered(response),
+            }
+        }))
+    }
+}
+
+/// The decision of a reservation, and the reservation when there is one to settle.
+fn split(result: Result<Reservation, Error>) -> (Result<Decision, Error>, Option<Reservation>) {
+    match result {
+        Ok(reservation) => (Ok(reservation.decision().clone()), Some(reservation)),
+        Err(error) => (Err(error), None),
     }
 }

@@ -264,13 +264,45 @@ impl AnyStore {
         &self,
         policy: &Policy,
         key: &str,
-        cost: u64,
+        cost: impl Into<Cost>,
     ) -> Option<Result<Decision, Error>> {
+        let cost = cost.into();
         match &self.backend {
             Backend::Memory(store) => Some(store.check_now(policy, key, cost)),
             Backend::Redis(stack) if stack.local_cache => {
-                stack.top.inner().lookup(policy, key, cost).map(Ok)
+                // The cache remembers denials of one figure per window.
+                let units = cost.uniform(policy)?;
+                stack.top.inner().lookup(policy, key, units).map(Ok)
             }
+            Backend::Redis(_) => None,
+        }
+    }
+
+    /// Reserves at once on the in-memory store; `None` means [`Store::reserve`] must be
+    /// awaited.
+    pub(crate) fn reserve_now(
+        &self,
+        policy: &Policy,
+        key: &str,
+        estimate: Cost,
+    ) -> Option<Result<Reservation, Error>> {
+        match &self.backend {
+            Backend::Memory(store) => Some(store.reserve_now(policy, key, estimate)),
+            Backend::Redis(_) => None,
+        }
+    }
+
+    /// Settles at once on the in-memory store; `None` means [`Store::settle`] must be
+    /// awaited.
+    pub(crate) fn settle_now(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: &Reservation,
+        actual: Cost,
+    ) -> Option<Result<(), Error>> {
+        match &self.backend {
+            Backend::Memory(store) => Some(store.settle_now(policy, key, reservation, actual)),
             Backend::Redis(_) => None,
         }
     }

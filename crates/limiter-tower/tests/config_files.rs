@@ -15,14 +15,14 @@ fn repo(path: &str) -> PathBuf {
 fn reference_yaml_loads() {
     std::env::set_var("JWT_SECRET", "reference-secret");
     let loaded = load(&repo("config/reference.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.rules.policies().count(), 3);
+    assert_eq!(loaded.rules.policies().count(), 5);
 }
 
 #[test]
 fn demo_yaml_loads() {
     std::env::set_var("DEMO_JWT_SECRET", "demo-secret");
     let loaded = load(&repo("config/demo.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.rules.policies().count(), 12);
+    assert_eq!(loaded.rules.policies().count(), 13);
 }
 
 #[test]

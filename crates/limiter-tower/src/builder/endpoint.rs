@@ -1,11 +1,12 @@
 //! [`Endpoint`] and [`PolicyRule`]: a route and the policy enforced on it, as written in
 //! code (or read from one entry of the policy file).
 
-use http::Method;
+use http::{Method, StatusCode};
 use limiter_core::{FailureMode, Policy};
 
 use crate::config::{QuotaUnit, Scope};
 use crate::rules::Cost;
+use crate::usage::Actual;
 
 /// A policy and how requests are keyed and costed under it: the `default_policy` of
 /// [`LimiterBuilder`](crate::LimiterBuilder), and the part of every [`Endpoint`] that is
@@ -26,6 +27,9 @@ pub struct PolicyRule {
     pub(crate) cost: Cost,
     pub(crate) quota_unit: Option<QuotaUnit>,
     pub(crate) failure_mode: Option<FailureMode>,
+    pub(crate) actual: Actual,
+    pub(crate) charge_statuses: Vec<StatusCode>,
+    pub(crate) refund_server_errors: bool,
 }
 
 impl PolicyRule {
@@ -38,6 +42,9 @@ impl PolicyRule {
             cost: Cost::Fixed(1),
             quota_unit: None,
             failure_mode: None,
+            actual: Actual::Estimate,
+            charge_statuses: Vec::new(),
+            refund_server_errors: false,
         }
     }
 
@@ -48,9 +55,61 @@ impl PolicyRule {
         self
     }
 
-    /// What one request costs.
+    /// What one request costs: in a policy counting requests and another unit
+    /// ([`Limit::counting`](crate::Limit::counting)), the units; the request counts one
+    /// in the windows of requests. With an [`actual`](Self::actual) cost, the estimate
+    /// reserved until the response says what the request cost.
     pub fn cost(mut self, cost: Cost) -> Self {
         self.cost = cost;
+        self
+    }
+
+    /// Where the request's actual cost comes from once the handler has answered: its
+    /// [`cost`](Self::cost) is reserved first, as an estimate, and the difference given
+    /// back or charged on top (a debt past the limit delays later requests).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Actual, Cost, Limit, Policy, PolicyRule, Scope};
+    ///
+    /// // 60 answers and 100,000 tokens a minute per user; each answer reserves 2,000
+    /// // tokens and is charged what its handler reports through `Usage`.
+    /// let chat = Policy::new("chat", vec![
+    ///     Limit::new(60, Duration::from_secs(60)).with_name("answers"),
+    ///     Limit::new(100_000, Duration::from_secs(60)).with_name("tokens").counting("tokens"),
+    /// ]).unwrap();
+    /// let rule = PolicyRule::new(chat)
+    ///     .scopes([Scope::User])
+    ///     .cost(Cost::Fixed(2_000))
+    ///     .actual(Actual::Reported);
+    /// # let _ = rule;
+    /// ```
+    pub fn actual(mut self, actual: Actual) -> Self {
+        self.actual = actual;
+        self
+    }
+
+    /// Charges only responses of these statuses and refunds the others whole, the
+    /// request included: `[StatusCode::UNAUTHORIZED]` counts failed logins only.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::StatusCode;
+    /// use limiter_tower::{Limit, Policy, PolicyRule};
+    ///
+    /// let logins = Policy::new("failed-logins", vec![Limit::new(10, Duration::from_secs(60))]).unwrap();
+    /// let rule = PolicyRule::new(logins).charge_statuses([StatusCode::UNAUTHORIZED]);
+    /// # let _ = rule;
+    /// ```
+    pub fn charge_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.charge_statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// Refunds server errors (5xx) whole: a client is not charged for the service's
+    /// failures.
+    pub fn refund_server_errors(mut self, refund: bool) -> Self {
+        self.refund_server_errors = refund;
         self
     }
 
@@ -127,6 +186,24 @@ impl Endpoint {
     /// See [`PolicyRule::quota_unit`].
     pub fn quota_unit(mut self, unit: QuotaUnit) -> Self {
         self.rule = self.rule.quota_unit(unit);
+        self
+    }
+
+    /// See [`PolicyRule::actual`].
+    pub fn actual(mut self, actual: Actual) -> Self {
+        self.rule = self.rule.actual(actual);
+        self
+    }
+
+    /// See [`PolicyRule::charge_statuses`].
+    pub fn charge_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.rule = self.rule.charge_statuses(statuses);
+        self
+    }
+
+    /// See [`PolicyRule::refund_server_errors`].
+    pub fn refund_server_errors(mut self, refund: bool) -> Self {
+        self.rule = self.rule.refund_server_errors(refund);
         self
     }
 

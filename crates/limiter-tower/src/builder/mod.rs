@@ -26,6 +26,7 @@ use crate::layer::{LayerError, LimiterLayer};
 use crate::problem;
 use crate::rules::{Denial, EndpointRule, RouteTargets, Rules};
 use crate::store::AnyStore;
+use crate::usage::{Actual, SettleRule};
 
 /// The route name of the default policy in the `endpoint` scope.
 const UNMATCHED_ROUTE: &str = "*";
@@ -366,11 +367,20 @@ fn compile_rule(
             never: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), true),
         })
         .collect();
+    let settles = rule.actual != Actual::Estimate
+        || !rule.charge_statuses.is_empty()
+        || rule.refund_server_errors;
+    let settle = settles.then(|| SettleRule {
+        actual: rule.actual,
+        statuses: rule.charge_statuses.into(),
+        refund_server_errors: rule.refund_server_errors,
+    });
     Ok(EndpointRule {
         name: Arc::from(policy.name()),
         route: Arc::from(route),
         key: KeyTemplate::new(&rule.scopes),
         cost: rule.cost,
+        settle,
         headers,
         denials,
         policy,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, Method, StatusCode};
 use jsonwebtoken::Algorithm as JwtAlg;
 use limiter_core::{Algorithm, Leasing, Limit, Policy};
 use serde_saphyr::Spanned;
@@ -17,6 +17,7 @@ use crate::builder::{Endpoint, Entry, LimiterBuilder, PolicyRule};
 use crate::client_timestamp::ClientTimestamp;
 use crate::key::Jwt;
 use crate::rules::{Cost, Rules};
+use crate::usage::Actual;
 
 /// Reports problems against one file.
 struct Ctx<'a> {
@@ -185,6 +186,69 @@ fn policy_rule(
     if let Some(mode) = config.failure_mode {
         rule = rule.failure_mode(mode);
     }
+    if let Some(usage) = &config.usage {
+        rule = usage_rule(ctx, rule, usage, at, &format!("{field}.usage"))?;
+    }
+    Ok(rule)
+}
+
+/// The `usage` section of a policy, on its rule.
+fn usage_rule(
+    ctx: &Ctx<'_>,
+    mut rule: PolicyRule,
+    usage: &UsageConfig,
+    at: Option<Position>,
+    field: &str,
+) -> Result<PolicyRule, ConfigError> {
+    let actual = match (usage.actual, &usage.header) {
+        (ActualSource::Header, Some(name)) => Actual::Header {
+            name: HeaderName::from_str(name).map_err(|_| {
+                ctx.invalid(
+                    at.clone(),
+                    format!("{field}.header"),
+                    "not a valid header name",
+                )
+            })?,
+            strip: usage.strip_header,
+        },
+        (ActualSource::Header, None) => {
+            return Err(ctx.invalid(
+                at,
+                format!("{field}.header"),
+                "`actual: header` needs the header's name",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ctx.invalid(
+                at,
+                format!("{field}.header"),
+                "a header is read only with `actual: header`",
+            ));
+        }
+        (ActualSource::Report, None) => Actual::Reported,
+        (ActualSource::Estimate, None) => Actual::Estimate,
+    };
+    let statuses = usage
+        .charge_statuses
+        .iter()
+        .enumerate()
+        .map(|(i, &code)| {
+            StatusCode::from_u16(code)
+                .ok()
+                .filter(|_| (100..=599).contains(&code))
+                .ok_or_else(|| {
+                    ctx.invalid(
+                        at.clone(),
+                        format!("{field}.charge_statuses[{i}]"),
+                        "not an HTTP status (100 to 599)",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rule = rule
+        .actual(actual)
+        .charge_statuses(statuses)
+        .refund_server_errors(usage.refund_server_errors);
     Ok(rule)
 }
 
@@ -215,9 +279,16 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
         (_, Some(window)) => window,
         (_, None) => return Err("`window` is required".into()),
     };
-    Ok(Limit::new(config.max, window)
+    let mut limit = Limit::new(config.max, window)
         .with_name(&config.name)
-        .with_algorithm(algorithm))
+        .with_algorithm(algorithm);
+    if let Some(unit) = &config.unit {
+        if unit.is_empty() {
+            return Err("`unit` must not be empty".into());
+        }
+        limit = limit.counting(unit);
+    }
+    Ok(limit)
 }
 
 /// The `jwt` section's keys, read from the environment and the files it names.

@@ -492,6 +492,10 @@ pub struct EndpointConfig {
     /// `off`, `on` (the default) or `{ lifetime: 50ms }`. Reloaded with the policy.
     #[serde(default)]
     pub leases: Option<PolicyLeases>,
+    /// What is settled after the response: the actual cost, and which responses count.
+    /// The cost (`cost` or `cost_header`) is then the estimate reserved first.
+    #[serde(default)]
+    pub usage: Option<UsageConfig>,
 }
 
 impl EndpointConfig {
@@ -506,6 +510,7 @@ impl EndpointConfig {
             quota_unit: self.quota_unit,
             failure_mode: self.failure_mode,
             leases: self.leases,
+            usage: self.usage.clone(),
         }
     }
 }
@@ -539,6 +544,10 @@ pub struct PolicyConfig {
     /// `off`, `on` (the default) or `{ lifetime: 50ms }`. Reloaded with the policy.
     #[serde(default)]
     pub leases: Option<PolicyLeases>,
+    /// What is settled after the response: the actual cost, and which responses count.
+    /// The cost (`cost` or `cost_header`) is then the estimate reserved first.
+    #[serde(default)]
+    pub usage: Option<UsageConfig>,
 }
 
 fn default_scopes() -> Vec<Scope> {
@@ -573,6 +582,44 @@ impl Scope {
             Scope::Global => "global",
         }
     }
+}
+
+/// A cost known after the response.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Where the actual cost comes from: `estimate` (the cost is the estimate; only the
+    /// status rules settle), `report` (the handler, through `Usage` or `UsageReport`) or
+    /// `header` (a response header, named by `header`).
+    #[serde(default)]
+    pub actual: ActualSource,
+    /// With `actual: header`: the response header holding the actual cost.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// With `actual: header`: remove the header before the response leaves.
+    #[serde(default)]
+    pub strip_header: bool,
+    /// Only responses of these statuses are charged; the others are refunded whole (all
+    /// are charged when empty). `[401]` counts failed logins only.
+    #[serde(default)]
+    pub charge_statuses: Vec<u16>,
+    /// Refund server errors (5xx) whole.
+    #[serde(default)]
+    pub refund_server_errors: bool,
+}
+
+/// Where a request's actual cost comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ActualSource {
+    /// The estimate is the cost.
+    #[default]
+    Estimate,
+    /// The handler reports it.
+    Report,
+    /// A response header.
+    Header,
 }
 
 /// A cost read from a request header.
@@ -640,6 +687,11 @@ pub struct LimitConfig {
     /// `calendar` only: the UTC period.
     #[serde(default)]
     pub period: Option<Period>,
+    /// What the window counts: `requests` (the default) or another unit (`tokens`,
+    /// `bytes`), charged the policy's cost while windows of requests count the request.
+    /// A policy counts requests and at most one other unit.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 /// The counting algorithms of `limiter-core`.

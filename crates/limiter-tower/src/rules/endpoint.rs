@@ -8,6 +8,7 @@ use limiter_core::Policy;
 
 use crate::headers::PreparedHeaders;
 use crate::key::KeyTemplate;
+use crate::usage::SettleRule;
 
 /// The units a request costs.
 #[derive(Debug, Clone)]
@@ -85,8 +86,10 @@ pub(crate) struct EndpointRule {
     pub route: Arc<str>,
     /// How keys are built.
     pub key: KeyTemplate,
-    /// What a request costs.
+    /// What a request costs (the estimate, when settled later).
     pub cost: Cost,
+    /// What is settled after the response, if anything.
+    pub settle: Option<SettleRule>,
     /// The fixed parts of the response headers.
     pub headers: PreparedHeaders,
     /// One pair of 429 bodies per window, in policy order.
@@ -94,6 +97,18 @@ pub(crate) struct EndpointRule {
     /// This policy's metric handles, registered on first use rather than per request
     /// (a registration builds and hashes the labelled key).
     pub metrics: RuleMetrics,
+}
+
+impl EndpointRule {
+    /// What `units` of this policy's cost charge: one request and `units` of the other
+    /// unit where the policy counts both, `units` in every window otherwise.
+    pub(crate) fn charge(&self, units: u64) -> limiter_core::Cost {
+        if self.policy.mixes_units() {
+            limiter_core::Cost::new(1, units)
+        } else {
+            limiter_core::Cost::from(units)
+        }
+    }
 }
 
 /// Metric handles of one policy, created on first use: install the metrics recorder

@@ -1,0 +1,124 @@
+//! [`Pending`]: an admitted reservation waiting for its actual cost.
+
+use std::sync::Arc;
+
+use limiter_core::{Cost, Error, Reservation, Store};
+
+use super::{SettleRule, Usage};
+use crate::rules::EndpointRule;
+use crate::shared::Shared;
+
+/// A reservation the layer settles once the response says what the request cost.
+/// Dropped unsettled (the body ended or the client went away), it settles for what the
+/// [`Usage`] handle holds, or keeps the estimate if nothing was reported; dropped while
+/// a panic unwinds (a handler or a stream that panicked), it keeps the estimate.
+pub(crate) struct Pending {
+    shared: Arc<Shared>,
+    rule: Arc<EndpointRule>,
+    key: Box<str>,
+    reservation: Reservation,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rule: Arc<EndpointRule>,
+        key: Box<str>,
+        reservation: Reservation,
+        usage: Option<Usage>,
+    ) -> Self {
+        Pending {
+            shared,
+            rule,
+            key,
+            reservation,
+            usage,
+            done: false,
+        }
+    }
+
+    /// The policy's settlement rule.
+    pub(crate) fn rule(&self) -> Option<&SettleRule> {
+        self.rule.settle.as_ref()
+    }
+
+    /// Settles for `actual`.
+    pub(crate) fn settle(mut self, actual: Cost) {
+        self.done = true;
+        self.send(actual);
+    }
+
+    /// Settles for `units` of the policy's cost.
+    pub(crate) fn settle_units(self, units: u64) {
+        let actual = self.rule.charge(units);
+        self.settle(actual);
+    }
+
+    /// Leaves the estimate charged: the actual cost is the estimate.
+    pub(crate) fn keep(mut self) {
+        self.done = true;
+    }
+
+    /// Hands the settlement to the store: at once on the in-memory store, in a task of
+    /// its own on Redis (the response never waits for it).
+    fn send(&self, actual: Cost) {
+        if !self.reservation.is_allowed() || actual == self.reservation.reserved() {
+            return;
+        }
+        let charged = actual.requests() > self.reservation.reserved().requests()
+            || actual.units() > self.reservation.reserved().units();
+        let policy = &self.rule.policy;
+        let store = &self.shared.store;
+        if let Some(result) = store.settle_now(policy, &self.key, &self.reservation, actual) {
+            return record(&self.rule, charged, result);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                policy = policy.name(),
+                "no tokio runtime to settle a reservation in; the estimate stays charged"
+            );
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let rule = Arc::clone(&self.rule);
+        let key = self.key.clone();
+        let reservation = self.reservation.clone();
+        runtime.spawn(async move {
+            let store = &shared.store;
+            let result = store.settle(&rule.policy, &key, &reservation, actual).await;
+            record(&rule, charged, result);
+        });
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.done || std::thread::panicking() {
+            return;
+        }
+        if let Some(units) = self.usage.as_ref().and_then(Usage::get) {
+            self.send(self.rule.charge(units));
+        }
+    }
+}
+
+/// Counts a settlement, and logs one the store did not make: its reservation stays
+/// charged at the estimate.
+fn record(rule: &EndpointRule, charged: bool, result: Result<(), Error>) {
+    let outcome = match (&result, charged) {
+        (Err(_), _) => "failed",
+        (Ok(()), true) => "charged",
+        (Ok(()), false) => "refunded",
+    };
+    metrics::counter!(
+        crate::metric_names::SETTLEMENTS_TOTAL,
+        "policy" => metrics::SharedString::from(Arc::clone(&rule.name)),
+        "result" => outcome
+    )
+    .increment(1);
+    if let Err(error) = result {
+        tracing::warn!(policy = rule.policy.name(), %error, "settling a reservation failed; its estimate stays charged");
+    }
+}
