@@ -95,8 +95,10 @@ step "7. Tokens known after the answer: /chat streams ~120 tokens; the quota (45
 CHAT=(-H "Authorization: Bearer $ALICE" "$V4/chat")
 for answer in 1 2 3 4; do
   echo "\$ curl -N $V4/chat   (answer $answer)"
-  curl -sS -N -i "${CHAT[@]}" | tr -d '\r' | grep -iE '^(HTTP|ratelimit:|retry-after)|^event: usage' -A1 | grep -vE '^(--|data: token)' || true
+  curl -sS -N -i "${CHAT[@]}" | tr -d '\r' | grep -iE '^(HTTP|ratelimit|retry-after)|^event: usage|^\{' -A1 | grep -vE '^(--|data: token|x-ratelimit)' || true
 done
-echo "(each answer reserves 100 tokens before it starts and is charged the 120 it streamed; the fourth finds too few left)"
+echo "(each answer reserves 100 tokens before it starts and is charged the 120 it streamed, so r falls by"
+echo " about 120 an answer (a GCRA window refills 7.5 tokens a second meanwhile); the fourth finds fewer than"
+echo " the 100 it would reserve: 429, and the problem body names the window)"
 echo
 echo "Demo log:"; grep -E "reloaded|listening" "$WORK/demo.log" | sed 's/\x1b\[[0-9;]*m//g'
