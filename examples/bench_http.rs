@@ -37,7 +37,7 @@ use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 const REDIS: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\nendpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 /// Answers and tokens, never reached; `{usage}` is replaced by the policy's usage line.
-const STREAM: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], cost: 100, {usage} limits: [{ name: answers, max: 1000000000, window: 60s }, { name: tokens, max: 1000000000000, window: 60s, unit: tokens }] }\n";
+const STREAM: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], cost: 100, {usage} limits: [{ name: answers, max: 1000000000, window: 60s, algorithm: fixed_window }, { name: tokens, max: 1000000000000, window: 60s, algorithm: fixed_window, unit: tokens }] }\n";
 const REDIS_STORE: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\n";
 const DENY: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: one, max: 1, window: 1000s }] }\n";
 

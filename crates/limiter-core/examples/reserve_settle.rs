@@ -2,7 +2,8 @@
 //! second and, on Redis, the commands Redis ran per decision (INFO commandstats, the
 //! benchmark's own calls only). Used by `scripts/bench-reserve.sh`.
 //!
-//! The policy is an LLM gateway's: answers and tokens a minute, never reached. Plain:
+//! The policy is an LLM gateway's: answers and tokens a minute (fixed windows), never
+//! reached. Plain:
 //! `check` of one answer and 100 tokens. Committed: `reserve` of that estimate, then
 //! `settle` for 60 tokens (a refund: the Redis settlement is a second script call).
 //!
@@ -11,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use limiter_core::{Batched, Cost, Limit, MemoryStore, Policy, RedisStore, Store};
+use limiter_core::{Algorithm, Batched, Cost, Limit, MemoryStore, Policy, RedisStore, Store};
 
 const ESTIMATE: Cost = Cost::new(1, 100);
 const ACTUAL: Cost = Cost::new(1, 60);
@@ -35,10 +36,7 @@ async fn decide<S: Store>(store: &S, policy: &Policy, key: &str, mode: Mode) -> 
     match mode {
         Mode::Plain => store.check(policy, key, ESTIMATE).await.is_ok(),
         Mode::Committed => match store.reserve(policy, key, ESTIMATE).await {
-            Ok(reservation) => store
-                .settle(policy, key, &reservation, ACTUAL)
-                .await
-                .is_ok(),
+            Ok(reservation) => store.settle(policy, key, reservation, ACTUAL).await.is_ok(),
             Err(_) => false,
         },
     }
@@ -62,10 +60,13 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy::new(
         "bench-reserve",
         vec![
-            Limit::new(1_000_000_000, Duration::from_secs(60)).with_name("answers"),
+            Limit::new(1_000_000_000, Duration::from_secs(60))
+                .with_name("answers")
+                .with_algorithm(Algorithm::FixedWindow),
             Limit::new(1_000_000_000_000, Duration::from_secs(60))
                 .with_name("tokens")
-                .counting("tokens"),
+                .counting("tokens")
+                .with_algorithm(Algorithm::FixedWindow),
         ],
     )?;
 

@@ -113,7 +113,7 @@ impl<S: Store> Limiter<S> {
     /// let reservation = limiter.reserve("user-1", Cost::new(1, 4_000)).await.unwrap();
     /// assert!(reservation.is_allowed());
     /// // ...which used 6,000: the 2,000 beyond the estimate are charged too.
-    /// limiter.settle("user-1", &reservation, Cost::new(1, 6_000)).await.unwrap();
+    /// limiter.settle("user-1", reservation, Cost::new(1, 6_000)).await.unwrap();
     /// let now = limiter.check("user-1", Cost::ZERO).await.unwrap();
     /// assert_eq!(now.windows()[1].remaining(), 94_000);
     /// # });
@@ -130,11 +130,11 @@ impl<S: Store> Limiter<S> {
     }
 
     /// Settles `reservation` (made by [`reserve`](Self::reserve) for `key`) for
-    /// `actual`, at most once.
+    /// `actual` (see [`Store::settle`]).
     pub async fn settle(
         &self,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         self.inner

@@ -1,9 +1,5 @@
 //! Two-phase decisions: [`Reservation`], a decision whose cost is settled later.
 
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-
 use crate::cost::Cost;
 use crate::decision::Decision;
 
@@ -16,8 +12,12 @@ use crate::decision::Decision;
 ///   counted in while that window still counts it, and charges what was used beyond
 ///   the estimate in the window the settlement meets, whatever its room (a debt that
 ///   delays later requests; it is never lost).
-/// - **Once**: a reservation settles at most once, however often it is retried (the
-///   store remembers its [`id`](Self::id) for the policy's longest window).
+/// - **Once**: settling takes the reservation, so it settles once. To retry a settlement
+///   that may or may not have landed (a timeout), or to settle from another instance,
+///   give the reservation an id first ([`with_id`](Self::with_id), e.g. a hash of the
+///   request id): a settlement of an id settles once however often it is retried (the
+///   store remembers the id for the policy's longest window: on Redis, one small key per
+///   settlement, which is why ids are opt-in).
 /// - **Never settled** (dropped, a handler that panicked, a process that died): the
 ///   estimate stays charged, exactly as if the estimate had been the actual cost.
 ///
@@ -30,12 +30,12 @@ use crate::decision::Decision;
 ///     Limit::new(10_000, Duration::from_secs(60)).counting("tokens"),
 /// ]).unwrap();
 /// let store = MemoryStore::new();
-/// let reservation = store.reserve(&chat, "user-1", 4_000).await.unwrap();
+/// let reservation = store.reserve(&chat, "user-1", 4_000).await.unwrap().with_id(7);
 /// assert!(reservation.is_allowed());
 /// // The answer used 2,500 tokens: 1,500 come back.
-/// store.settle(&chat, "user-1", &reservation, 2_500).await.unwrap();
-/// // Settling again changes nothing.
-/// store.settle(&chat, "user-1", &reservation, 2_500).await.unwrap();
+/// store.settle(&chat, "user-1", reservation.clone(), 2_500).await.unwrap();
+/// // Retrying the settlement of id 7 changes nothing.
+/// store.settle(&chat, "user-1", reservation, 2_500).await.unwrap();
 /// let now = store.check(&chat, "user-1", Cost::ZERO).await.unwrap();
 /// assert_eq!(now.windows()[0].remaining(), 7_500);
 /// # });
@@ -45,7 +45,7 @@ pub struct Reservation {
     decision: Decision,
     reserved: Cost,
     at_us: i64,
-    id: u64,
+    id: Option<u64>,
 }
 
 impl Reservation {
@@ -61,7 +61,7 @@ impl Reservation {
             decision,
             reserved,
             at_us,
-            id: next_id(),
+            id: None,
         }
     }
 
@@ -80,16 +80,16 @@ impl Reservation {
         self.reserved
     }
 
-    /// What makes a settlement happen once: random unless set with
-    /// [`with_id`](Self::with_id).
-    pub fn id(&self) -> u64 {
+    /// The id its settlement is remembered by, if it was given one.
+    pub fn id(&self) -> Option<u64> {
         self.id
     }
 
-    /// Uses `id` (a request id the caller derives, unique per reservation) instead of a
-    /// random one, so that a settlement retried from elsewhere is recognized.
+    /// Gives the reservation `id` (unique per reservation of a (policy, key): a hash of
+    /// the request id), so that its settlement happens once however often, and from
+    /// wherever, it is retried.
     pub fn with_id(mut self, id: u64) -> Self {
-        self.id = id;
+        self.id = Some(id);
         self
     }
 
@@ -106,14 +106,13 @@ impl Reservation {
             reserved: self.reserved,
             actual,
             at: self.at_us,
-            marker: Some(self.id),
+            marker: self.id,
         })
     }
 }
 
 /// What a settlement changes: `reserved` taken at store time `at`, now `actual`. The
-/// marker (a reservation's id) makes a retried settlement a no-op; a lease's refund has
-/// none.
+/// marker (a reservation's id, if it has one) makes a retried settlement a no-op.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settle {
     pub(crate) reserved: Cost,
@@ -142,13 +141,4 @@ impl Settle {
             self.actual.units().saturating_sub(self.reserved.units()),
         )
     }
-}
-
-/// A keyed hash of a process-wide sequence, keyed at random per process: two ids, of one
-/// process or of two, collide with the odds of two random 64-bit numbers.
-fn next_id() -> u64 {
-    static SEED: OnceLock<RandomState> = OnceLock::new();
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    SEED.get_or_init(RandomState::new).hash_one(sequence)
 }

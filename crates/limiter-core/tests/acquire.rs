@@ -55,7 +55,7 @@ impl Store for Counting {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         self.inner.settle(policy, key, reservation, actual).await

@@ -158,9 +158,12 @@ fn check_algorithm(limits: Vec<Limit>) {
                     Kind::Settle(_) if pending.is_empty() => {}
                     Kind::Settle(which) => {
                         let (key, m, r) = pending.remove(which % pending.len());
+                        // Twice under an id: the second changes nothing.
+                        let (m, r) = (m.with_id(i as u64), r.with_id(i as u64));
                         for _ in 0..2 {
-                            memory.settle(&policy, &key, &m, cost).await.map_err(fail)?;
-                            redis.settle(&policy, &key, &r, cost).await.map_err(fail)?;
+                            let (m, r) = (m.clone(), r.clone());
+                            memory.settle(&policy, &key, m, cost).await.map_err(fail)?;
+                            redis.settle(&policy, &key, r, cost).await.map_err(fail)?;
                         }
                         let m = memory
                             .check(&policy, &key, Cost::ZERO)

@@ -37,8 +37,9 @@ fn actual(i: usize, max: u64) -> u64 {
 }
 
 /// `CALLS` concurrent calls, spread over `instances`, each reserving one request and
-/// `estimate` tokens and, when admitted, settling (twice, as a retry would) for its
-/// actual tokens. Returns how many were admitted and the sum of their actuals.
+/// `estimate` tokens and, when admitted, settling for its actual tokens (twice, as a
+/// retry would, under its id). Returns how many were admitted and the sum of their
+/// actuals.
 async fn reserve_and_settle<S: Store + Clone>(
     instances: &[S],
     policy: &Policy,
@@ -53,7 +54,8 @@ async fn reserve_and_settle<S: Store + Clone>(
             let reservation = store
                 .reserve(&policy, "user", Cost::new(1, estimate))
                 .await
-                .expect("reserve");
+                .expect("reserve")
+                .with_id(i as u64);
             if !reservation.is_allowed() {
                 return None;
             }
@@ -62,7 +64,7 @@ async fn reserve_and_settle<S: Store + Clone>(
             let used = Cost::new(1, actual(i, max_actual));
             for _ in 0..2 {
                 store
-                    .settle(&policy, "user", &reservation, used)
+                    .settle(&policy, "user", reservation.clone(), used)
                     .await
                     .expect("settle");
             }
@@ -162,13 +164,13 @@ async fn rules_on<S: Store>(store: &S, clock: &ManualClock, label: &str) {
     let denied = store.reserve(&fixed, "a", 7).await.unwrap();
     assert!(!denied.is_allowed(), "{label}");
     assert_eq!(denied.reserved(), Cost::ZERO);
-    store.settle(&fixed, "a", &denied, 9).await.unwrap();
+    store.settle(&fixed, "a", denied, 9).await.unwrap();
     assert_eq!(remaining(store.check(&fixed, "a", 0).await.unwrap()), 6);
 
-    // Settled once, however often it is retried.
-    let once = store.reserve(&fixed, "b", 8).await.unwrap();
+    // Settled once, however often a reservation with an id is retried.
+    let once = store.reserve(&fixed, "b", 8).await.unwrap().with_id(1);
     for _ in 0..3 {
-        store.settle(&fixed, "b", &once, 3).await.unwrap();
+        store.settle(&fixed, "b", once.clone(), 3).await.unwrap();
     }
     assert_eq!(
         remaining(store.check(&fixed, "b", 0).await.unwrap()),
@@ -180,7 +182,7 @@ async fn rules_on<S: Store>(store: &S, clock: &ManualClock, label: &str) {
     // nothing is given back to the new one, and an excess is charged to the new one.
     let late = store.reserve(&fixed, "c", 8).await.unwrap();
     clock.advance(Duration::from_millis(1_500));
-    store.settle(&fixed, "c", &late, 2).await.unwrap();
+    store.settle(&fixed, "c", late, 2).await.unwrap();
     assert_eq!(
         remaining(store.check(&fixed, "c", 0).await.unwrap()),
         10,
@@ -188,7 +190,7 @@ async fn rules_on<S: Store>(store: &S, clock: &ManualClock, label: &str) {
     );
     let later = store.reserve(&fixed, "c", 8).await.unwrap();
     clock.advance(Duration::from_millis(1_000));
-    store.settle(&fixed, "c", &later, 12).await.unwrap();
+    store.settle(&fixed, "c", later, 12).await.unwrap();
     assert_eq!(
         remaining(store.check(&fixed, "c", 0).await.unwrap()),
         6,
@@ -198,7 +200,7 @@ async fn rules_on<S: Store>(store: &S, clock: &ManualClock, label: &str) {
     // An excess beyond the room is a debt: later requests wait for it to drain.
     let gcra = fresh_policy(vec![Limit::new(10, secs(10)).counting("tokens")]);
     let small = store.reserve(&gcra, "d", 2).await.unwrap();
-    store.settle(&gcra, "d", &small, 25).await.unwrap();
+    store.settle(&gcra, "d", small, 25).await.unwrap();
     let refused = store.check(&gcra, "d", 1).await.unwrap();
     assert!(!refused.is_allowed(), "{label}");
     // 25 units at one per second, a burst of 10 back: 16 s before one more fits.
@@ -211,7 +213,7 @@ async fn rules_on<S: Store>(store: &S, clock: &ManualClock, label: &str) {
     ]);
     let call = store.reserve(&mixed, "e", Cost::new(1, 9)).await.unwrap();
     store
-        .settle(&mixed, "e", &call, Cost::new(1, 4))
+        .settle(&mixed, "e", call, Cost::new(1, 4))
         .await
         .unwrap();
     let now = store.check(&mixed, "e", Cost::ZERO).await.unwrap();
@@ -242,10 +244,10 @@ async fn a_settlement_retried_by_another_instance_with_the_same_id_charges_once(
         .await
         .unwrap()
         .with_id(0x5eed);
-    a.settle(&policy, "user", &reservation, Cost::new(1, 300))
+    a.settle(&policy, "user", reservation.clone(), Cost::new(1, 300))
         .await
         .unwrap();
-    b.settle(&policy, "user", &reservation, Cost::new(1, 300))
+    b.settle(&policy, "user", reservation, Cost::new(1, 300))
         .await
         .unwrap();
     assert_eq!(used(&b, &policy, 1_000).await, (1, 300));

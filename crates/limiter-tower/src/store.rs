@@ -292,17 +292,10 @@ impl AnyStore {
         }
     }
 
-    /// Settles at once on the in-memory store; `None` means [`Store::settle`] must be
-    /// awaited.
-    pub(crate) fn settle_now(
-        &self,
-        policy: &Policy,
-        key: &str,
-        reservation: &Reservation,
-        actual: Cost,
-    ) -> Option<Result<(), Error>> {
+    /// The in-memory store, which settles without waiting; `None` for Redis.
+    pub(crate) fn memory(&self) -> Option<&MemoryStore> {
         match &self.backend {
-            Backend::Memory(store) => Some(store.settle_now(policy, key, reservation, actual)),
+            Backend::Memory(store) => Some(store),
             Backend::Redis(_) => None,
         }
     }
@@ -377,7 +370,7 @@ impl Store for RedisStack {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         self.top.settle(policy, key, reservation, actual).await
@@ -507,7 +500,7 @@ impl Store for AnyStore {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         match &self.backend {

@@ -367,7 +367,7 @@ impl<S: Store, C: Clock> Store for DenialCache<S, C> {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         let settled = self

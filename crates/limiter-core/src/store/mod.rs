@@ -55,13 +55,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Settles `reservation` (made by `reserve(policy, key, ..)` on this store) for
     /// `actual`: gives back what it held and `actual` did not use, charges what `actual`
-    /// used beyond it. At most once per reservation, however often it is called; a
-    /// denied reservation settles nothing.
+    /// used beyond it. It takes the reservation: each settles once; a copy of one given
+    /// an id ([`Reservation::with_id`]) settles nothing more, however often it is
+    /// retried. A denied reservation settles nothing.
     fn settle(
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
@@ -94,7 +95,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         (**self).settle(policy, key, reservation, actual)

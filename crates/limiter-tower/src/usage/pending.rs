@@ -16,9 +16,9 @@ pub(crate) struct Pending {
     shared: Arc<Shared>,
     rule: Arc<EndpointRule>,
     key: Box<str>,
-    reservation: Reservation,
+    /// Taken by the settlement, or by `keep`.
+    reservation: Option<Reservation>,
     usage: Option<Usage>,
-    done: bool,
 }
 
 impl Pending {
@@ -33,9 +33,8 @@ impl Pending {
             shared,
             rule,
             key,
-            reservation,
+            reservation: Some(reservation),
             usage,
-            done: false,
         }
     }
 
@@ -46,7 +45,6 @@ impl Pending {
 
     /// Settles for `actual`.
     pub(crate) fn settle(mut self, actual: Cost) {
-        self.done = true;
         self.send(actual);
     }
 
@@ -58,25 +56,27 @@ impl Pending {
 
     /// Leaves the estimate charged: the actual cost is the estimate.
     pub(crate) fn keep(mut self) {
-        self.done = true;
+        self.reservation = None;
     }
 
     /// Hands the settlement to the store: at once on the in-memory store, in a task of
     /// its own on Redis (the response never waits for it).
-    fn send(&self, actual: Cost) {
-        if !self.reservation.is_allowed() || actual == self.reservation.reserved() {
+    fn send(&mut self, actual: Cost) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let reserved = reservation.reserved();
+        if !reservation.is_allowed() || actual == reserved {
             return;
         }
-        let charged = actual.requests() > self.reservation.reserved().requests()
-            || actual.units() > self.reservation.reserved().units();
-        let policy = &self.rule.policy;
-        let store = &self.shared.store;
-        if let Some(result) = store.settle_now(policy, &self.key, &self.reservation, actual) {
+        let charged = actual.requests() > reserved.requests() || actual.units() > reserved.units();
+        if let Some(memory) = self.shared.store.memory() {
+            let result = memory.settle_now(&self.rule.policy, &self.key, reservation, actual);
             return record(&self.rule, charged, result);
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(
-                policy = policy.name(),
+                policy = self.rule.policy.name(),
                 "no tokio runtime to settle a reservation in; the estimate stays charged"
             );
             return;
@@ -84,10 +84,9 @@ impl Pending {
         let shared = Arc::clone(&self.shared);
         let rule = Arc::clone(&self.rule);
         let key = self.key.clone();
-        let reservation = self.reservation.clone();
         runtime.spawn(async move {
             let store = &shared.store;
-            let result = store.settle(&rule.policy, &key, &reservation, actual).await;
+            let result = store.settle(&rule.policy, &key, reservation, actual).await;
             record(&rule, charged, result);
         });
     }
@@ -95,7 +94,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if self.done || std::thread::panicking() {
+        if self.reservation.is_none() || std::thread::panicking() {
             return;
         }
         if let Some(units) = self.usage.as_ref().and_then(Usage::get) {

@@ -163,7 +163,7 @@ impl Local {
         policy: &Policy,
         share: f64,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: Cost,
     ) -> Result<(), Error> {
         self.store

@@ -214,7 +214,7 @@ impl<S: Store> Store for Guarded<S> {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         if !reservation.decision().is_degraded() {

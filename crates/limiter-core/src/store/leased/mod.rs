@@ -613,7 +613,7 @@ impl<S: LeaseStore> Store for Leased<S> {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         self.shared.store.settle(policy, key, reservation, actual)

@@ -283,7 +283,7 @@ impl<C: Clock> MemoryStore<C> {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         let Some(settle) = reservation.settlement(actual.into()) else {
@@ -630,7 +630,7 @@ impl<C: Clock> Store for MemoryStore<C> {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         self.settle_now(policy, key, reservation, actual)

@@ -494,7 +494,7 @@ impl Store for Batched {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         match reservation.settlement(actual.into()) {

@@ -725,7 +725,7 @@ impl Store for RedisStore {
         &self,
         policy: &Policy,
         key: &str,
-        reservation: &Reservation,
+        reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         let Some(settle) = reservation.settlement(actual.into()) else {
