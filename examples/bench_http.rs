@@ -16,8 +16,9 @@
 //!
 //! The `stream-*` modes serve a streamed body (five chunks, each reporting 20 tokens to
 //! the layer's `Usage` handle) under answers and tokens a minute, on memory or (`redis-`)
-//! on Redis: `*-plain` charges each answer a fixed 100 tokens when it arrives, `*-usage`
-//! reserves 100 and settles for the 100 reported when the body ends
+//! on Redis: `*-plain` charges each answer a fixed 150 tokens when it arrives, `*-usage`
+//! reserves 150 and settles for the 100 reported when the body ends (a refund: on Redis, a
+//! second script call)
 //! (`scripts/bench-reserve.sh`).
 //!
 //! `MODE=bare|allow|deny|redis|stream-plain|stream-usage|redis-stream-plain|redis-stream-usage TRACING=off|info|debug|events|otlp PORT=18081 cargo run --release --features otel --example bench_http`
@@ -37,7 +38,7 @@ use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 const REDIS: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\nendpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 /// Answers and tokens, never reached; `{usage}` is replaced by the policy's usage line.
-const STREAM: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], cost: 100, {usage} limits: [{ name: answers, max: 1000000000, window: 60s, algorithm: fixed_window }, { name: tokens, max: 1000000000000, window: 60s, algorithm: fixed_window, unit: tokens }] }\n";
+const STREAM: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], cost: 150, {usage} limits: [{ name: answers, max: 1000000000, window: 60s, algorithm: fixed_window }, { name: tokens, max: 1000000000000, window: 60s, algorithm: fixed_window, unit: tokens }] }\n";
 const REDIS_STORE: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\n";
 const DENY: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: one, max: 1, window: 1000s }] }\n";
 

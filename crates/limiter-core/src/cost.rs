@@ -47,6 +47,14 @@ impl Cost {
         self.units
     }
 
+    /// Both costs together, each figure at most `u64::MAX`.
+    pub(crate) const fn saturating_add(self, other: Cost) -> Cost {
+        Cost::new(
+            self.requests.saturating_add(other.requests),
+            self.units.saturating_add(other.units),
+        )
+    }
+
     /// Whether it charges nothing anywhere.
     pub const fn is_zero(&self) -> bool {
         self.requests == 0 && self.units == 0

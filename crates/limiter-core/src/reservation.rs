@@ -2,6 +2,7 @@
 
 use crate::cost::Cost;
 use crate::decision::Decision;
+use crate::policy::{Algorithm, Policy};
 
 /// A decision made on an estimate, to be settled with the actual cost once it is known
 /// ([`Store::settle`](crate::Store::settle)): tokens a model answered with, bytes a
@@ -130,6 +131,25 @@ impl Settle {
                 .saturating_sub(self.actual.requests()),
             self.reserved.units().saturating_sub(self.actual.units()),
         )
+    }
+
+    /// This settlement and `other` (of the same policy and key) as one, when applying
+    /// them together is applying them one after the other: both give back and charge
+    /// nothing, neither must be remembered (a marker), and every window of `policy`
+    /// gives back to the same place for both (the same aligned window, or a GCRA's
+    /// arrival time, which takes sums; a sliding log gives back to one entry each).
+    pub(crate) fn merged(&self, other: &Settle, policy: &Policy) -> Option<Settle> {
+        let refund = |s: &Settle| s.marker.is_none() && s.excess().is_zero();
+        let same_windows = policy.limits().iter().all(|limit| {
+            limit.algorithm() != Algorithm::SlidingLog
+                && limit.start_at(self.at) == limit.start_at(other.at)
+        });
+        (refund(self) && refund(other) && same_windows).then(|| Settle {
+            reserved: self.reserved.saturating_add(other.reserved),
+            actual: self.actual.saturating_add(other.actual),
+            at: self.at,
+            marker: None,
+        })
     }
 
     /// What is charged on top: the units used beyond the reservation, per unit.

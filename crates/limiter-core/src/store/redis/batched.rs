@@ -357,12 +357,14 @@ async fn call_slot(
     }
 }
 
-/// One entry of a batch: the job whose policy and key it is, the costs in arrival order
-/// and the job each cost is for (a refund: its job alone, no cost).
+/// One entry of a batch: the job whose policy and key it is, and either the costs in
+/// arrival order and the job each cost is for, or a settlement (refunds of one key
+/// merged into one: see [`Settle::merged`]).
 struct Group {
     first: usize,
     costs: SmallVec<[Cost; 4]>,
     jobs: SmallVec<[usize; 4]>,
+    settle: Option<Settle>,
 }
 
 /// Sends one batch: decisions that waited past `max_wait` are shed, decisions for the
@@ -430,15 +432,18 @@ async fn send(
     }
 }
 
-/// The entries of a batch: decisions for one (policy, key) together, settlements alone.
+/// The entries of a batch: decisions for one (policy, key) together, and its refunds
+/// together where they give back to the same windows; other settlements alone.
 fn group(jobs: &[Job]) -> Vec<Group> {
     let mut index: HashMap<(&Policy, &str), usize> = HashMap::with_capacity(jobs.len());
+    let mut refunds: HashMap<(&Policy, &str), usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let alone = Group {
             first: i,
             costs: SmallVec::new(),
             jobs: SmallVec::new(),
+            settle: None,
         };
         match job.work {
             Work::Decide { cost, .. } => {
@@ -451,16 +456,31 @@ fn group(jobs: &[Job]) -> Vec<Group> {
                 groups[at].costs.push(cost);
                 groups[at].jobs.push(i);
             }
-            Work::Settle { .. } => groups.push(alone),
+            Work::Settle { settle, .. } => {
+                let at = (&job.policy, job.key.as_str());
+                let merged = refunds.get(&at).and_then(|&g| {
+                    let merged = groups[g].settle?.merged(&settle, &job.policy)?;
+                    Some((g, merged))
+                });
+                if let Some((g, merged)) = merged {
+                    groups[g].settle = Some(merged);
+                    continue;
+                }
+                refunds.insert(at, groups.len());
+                groups.push(Group {
+                    settle: Some(settle),
+                    ..alone
+                });
+            }
         }
     }
     groups
 }
 
 fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
-    let op = match job.work {
-        Work::Decide { .. } => BatchOp::Decide(&group.costs),
-        Work::Settle { settle, .. } => BatchOp::Settle(settle),
+    let op = match group.settle {
+        Some(settle) => BatchOp::Settle(settle),
+        None => BatchOp::Decide(&group.costs),
     };
     BatchEntry {
         policy: &job.policy,
