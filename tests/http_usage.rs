@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use limiter::limiter_core::{Cost, Policy, Store};
 use limiter::limiter_tower::config::load_str;
-use limiter::limiter_tower::{LimiterLayer, Usage};
+use limiter::limiter_tower::{LimiterLayer, Usage, UsageReport};
 use redis_harness::{RedisCluster, RedisServer};
 use serde::Deserialize;
 use tokio_stream::wrappers::IntervalStream;
@@ -108,6 +108,12 @@ fn app(seen: Seen) -> Router {
         .route(
             "/broken",
             get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/reported",
+            get(|Query(p): Query<Params>| async move {
+                (axum::Extension(UsageReport(p.tokens)), "done")
+            }),
         )
         .with_state(seen)
 }
@@ -342,6 +348,12 @@ endpoints:
     limits: [{{ name: tokens, max: 1000, window: 400d, algorithm: fixed_window, unit: tokens }}]
     cost: 100
     usage: {{ actual: header, header: x-tokens-used, strip_header: true }}
+  - path: /reported
+    name: {name}-reported
+    scopes: [global]
+    limits: [{{ name: tokens, max: 1000, window: 400d, algorithm: fixed_window, unit: tokens }}]
+    cost: 100
+    usage: {{ actual: report }}
   - path: /broken
     name: {name}-broken
     scopes: [global]
@@ -396,16 +408,16 @@ endpoints:
         .expect("answer");
     assert!(answer.headers().get("x-tokens-used").is_none(), "{label}");
     let header = format!("{name}-header");
-    let tokens = policy(&layer, &header);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = layer.store().check(&tokens, "global", 0).await.unwrap();
-        if now.windows()[0].remaining() == 760 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{label}: header");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settles_to_remaining(&layer, &header, 760, label).await;
+
+    // A response extension: 30 of the 100 reserved.
+    let answer = client
+        .get(format!("http://{addr}/reported?tokens=30"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 200);
+    settles_to_remaining(&layer, &format!("{name}-reported"), 970, label).await;
 
     for _ in 0..20 {
         let status = client
@@ -416,20 +428,21 @@ endpoints:
             .status();
         assert_eq!(status, 500, "{label}: 5xx are refunded, never refused");
         // Refunded on Redis after the answer: wait before the next request.
-        let broken = policy(&layer, &format!("{name}-broken"));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while layer
-            .store()
-            .check(&broken, "global", 0)
-            .await
-            .unwrap()
-            .windows()[0]
-            .remaining()
-            != 5
-        {
-            assert!(tokio::time::Instant::now() < deadline, "{label}: 5xx");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        settles_to_remaining(&layer, &format!("{name}-broken"), 5, label).await;
+    }
+}
+
+/// Waits (at most 10 s) until the only window of `name` has `remaining` units left.
+async fn settles_to_remaining(layer: &LimiterLayer, name: &str, remaining: u64, label: &str) {
+    let policy = policy(layer, name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = layer.store().check(&policy, "global", 0).await.unwrap();
+        if now.windows()[0].remaining() == remaining {
+            return;
         }
+        assert!(tokio::time::Instant::now() < deadline, "{label}: {name}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -162,3 +162,60 @@ impl Settle {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::Limit;
+
+    fn refund(reserved: u64, actual: u64, at: i64) -> Settle {
+        Settle {
+            reserved: Cost::from(reserved),
+            actual: Cost::from(actual),
+            at,
+            marker: None,
+        }
+    }
+
+    #[test]
+    fn merges_only_refunds_to_the_same_windows() {
+        let minute = Duration::from_secs(60);
+        let fixed = Policy::new(
+            "p",
+            vec![Limit::new(10, minute).with_algorithm(Algorithm::FixedWindow)],
+        )
+        .unwrap();
+        let merged = refund(5, 2, 1_000)
+            .merged(&refund(4, 1, 2_000), &fixed)
+            .unwrap();
+        assert_eq!(merged.unused(), Cost::from(6));
+        assert!(merged.excess().is_zero());
+        // Another window, an excess, a marker: applied one by one.
+        assert!(refund(5, 2, 1_000)
+            .merged(&refund(4, 1, 61_000_000), &fixed)
+            .is_none());
+        assert!(refund(5, 2, 1_000)
+            .merged(&refund(1, 4, 2_000), &fixed)
+            .is_none());
+        let marked = Settle {
+            marker: Some(1),
+            ..refund(4, 1, 2_000)
+        };
+        assert!(refund(5, 2, 1_000).merged(&marked, &fixed).is_none());
+        // A GCRA takes sums whenever; a sliding log never does.
+        let gcra = Policy::new("g", vec![Limit::new(10, minute)]).unwrap();
+        assert!(refund(5, 2, 1_000)
+            .merged(&refund(4, 1, 90_000_000), &gcra)
+            .is_some());
+        let log = Policy::new(
+            "l",
+            vec![Limit::new(10, minute).with_algorithm(Algorithm::SlidingLog)],
+        )
+        .unwrap();
+        assert!(refund(5, 2, 1_000)
+            .merged(&refund(4, 1, 1_000), &log)
+            .is_none());
+    }
+}
