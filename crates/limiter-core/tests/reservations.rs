@@ -256,3 +256,20 @@ async fn a_settlement_retried_by_another_instance_with_the_same_id_charges_once(
         .unwrap();
     assert_eq!(used(&b, &policy, 1_000).await, (1, 300));
 }
+
+#[tokio::test]
+async fn a_detached_settlement_lands_and_reports_how_it_went() {
+    let server = RedisServer::spawn();
+    let store = Batched::builder(redis_store(&server).await).build();
+    let policy = llm_policy(1_000);
+    let reservation = store
+        .reserve(&policy, "user", Cost::new(1, 500))
+        .await
+        .unwrap();
+    let (tell, told) = tokio::sync::oneshot::channel();
+    store.settle_detached(&policy, "user", reservation, Cost::new(1, 120), |result| {
+        let _ = tell.send(result);
+    });
+    told.await.expect("told").expect("settled");
+    assert_eq!(used(&store, &policy, 1_000).await, (1, 120));
+}

@@ -292,11 +292,19 @@ impl AnyStore {
         }
     }
 
-    /// The in-memory store, which settles without waiting; `None` for Redis.
-    pub(crate) fn memory(&self) -> Option<&MemoryStore> {
+    /// Settles `reservation` without waiting: at once on the in-memory store, in the
+    /// next batch on Redis; `done` gets the outcome.
+    pub(crate) fn settle_detached(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: Reservation,
+        actual: Cost,
+        done: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) {
         match &self.backend {
-            Backend::Memory(store) => Some(store),
-            Backend::Redis(_) => None,
+            Backend::Memory(store) => done(store.settle_now(policy, key, reservation, actual)),
+            Backend::Redis(stack) => stack.settle_detached(policy, key, reservation, actual, done),
         }
     }
 }
@@ -344,6 +352,36 @@ impl RedisStack {
     /// What the quota leases have done so far, when `leases` is configured.
     pub fn lease_stats(&self) -> Option<LeaseStats> {
         self.leases.then(|| self.leased().stats())
+    }
+
+    /// Settles as [`Store::settle`] does, without waiting for Redis: a reservation the
+    /// store made goes straight to the batch queue (the cache forgets the key's denial;
+    /// leases never hold reservations), one a failure mode made to its stand-in.
+    fn settle_detached(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: Reservation,
+        actual: Cost,
+        done: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) {
+        if reservation.decision().is_degraded() {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::warn!(
+                    policy = policy.name(),
+                    "no tokio runtime to settle in; the estimate stays"
+                );
+                return;
+            };
+            let (top, policy, key) = (self.top.clone(), policy.clone(), key.to_owned());
+            runtime
+                .spawn(async move { done(top.settle(&policy, &key, reservation, actual).await) });
+            return;
+        }
+        self.top.inner().forget(policy, key);
+        self.leased()
+            .inner()
+            .settle_detached(policy, key, reservation, actual, done);
     }
 }
 

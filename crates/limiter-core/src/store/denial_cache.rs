@@ -205,6 +205,15 @@ impl<S: Store, C: Clock> DenialCache<S, C> {
         usize::try_from(capacity).unwrap_or(usize::MAX)
     }
 
+    /// Forgets the denial remembered for `key` under `policy`: for a caller that gives
+    /// units back around the cache (a settlement made on the store directly), since a
+    /// denial is exact only while units come back with time alone.
+    pub fn forget(&self, policy: &Policy, key: &str) {
+        if let Some(denials) = &self.inner.denials {
+            denials.remove(&PolicyKeyRef::new(policy, key));
+        }
+    }
+
     /// The remembered denial that answers `cost` for `key` under `policy` now, if there
     /// is one; `None` means the store must be asked. Never calls the store.
     ///
@@ -375,9 +384,7 @@ impl<S: Store, C: Clock> Store for DenialCache<S, C> {
             .store
             .settle(policy, key, reservation, actual)
             .await;
-        if let Some(denials) = &self.inner.denials {
-            denials.remove(&PolicyKeyRef::new(policy, key));
-        }
+        self.forget(policy, key);
         settled
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use limiter_core::{Cost, Error, Reservation, Store};
+use limiter_core::{Cost, Error, Reservation};
 
 use super::{SettleRule, Usage};
 use crate::rules::EndpointRule;
@@ -59,8 +59,8 @@ impl Pending {
         self.reservation = None;
     }
 
-    /// Hands the settlement to the store: at once on the in-memory store, in a task of
-    /// its own on Redis (the response never waits for it).
+    /// Hands the settlement to the store: at once on the in-memory store, to the next
+    /// batch on Redis (the response never waits for it).
     fn send(&mut self, actual: Cost) {
         let Some(reservation) = self.reservation.take() else {
             return;
@@ -70,25 +70,10 @@ impl Pending {
             return;
         }
         let charged = actual.requests() > reserved.requests() || actual.units() > reserved.units();
-        if let Some(memory) = self.shared.store.memory() {
-            let result = memory.settle_now(&self.rule.policy, &self.key, reservation, actual);
-            return record(&self.rule, charged, result);
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                policy = self.rule.policy.name(),
-                "no tokio runtime to settle a reservation in; the estimate stays charged"
-            );
-            return;
-        };
-        let shared = Arc::clone(&self.shared);
         let rule = Arc::clone(&self.rule);
-        let key = self.key.clone();
-        runtime.spawn(async move {
-            let store = &shared.store;
-            let result = store.settle(&rule.policy, &key, reservation, actual).await;
-            record(&rule, charged, result);
-        });
+        let done = move |result| record(&rule, charged, result);
+        let store = &self.shared.store;
+        store.settle_detached(&self.rule.policy, &self.key, reservation, actual, done);
     }
 }
 

@@ -124,8 +124,27 @@ enum Work {
     },
     Settle {
         settle: Settle,
-        reply: oneshot::Sender<Result<(), Error>>,
+        reply: SettleReply,
     },
+}
+
+/// Who learns how a settlement went: a caller waiting for it, or a callback run on the
+/// store's I/O thread ([`Batched::settle_detached`]).
+enum SettleReply {
+    Waiting(oneshot::Sender<Result<(), Error>>),
+    Detached(Box<dyn FnOnce(Result<(), Error>) + Send>),
+}
+
+impl SettleReply {
+    fn send(self, result: Result<(), Error>) {
+        match self {
+            // A caller that gave up has dropped its receiver: nothing to tell it.
+            SettleReply::Waiting(reply) => {
+                let _ = reply.send(result);
+            }
+            SettleReply::Detached(done) => done(result),
+        }
+    }
 }
 
 /// Configures a [`Batched`] store.
@@ -191,10 +210,57 @@ impl Batched {
     /// admitted, and a lost one would leave units used, or debt uncharged.
     async fn send_settle(&self, policy: &Policy, key: &str, settle: Settle) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
-        let work = Work::Settle { settle, reply };
-        let job = job(policy, &key::normalize(key)?, work);
-        self.shared.queue.send(job).map_err(|_| stopped())?;
+        self.queue_settle(policy, key, settle, SettleReply::Waiting(reply));
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Queues a settlement; a failure to queue it goes to its reply.
+    fn queue_settle(&self, policy: &Policy, key: &str, settle: Settle, reply: SettleReply) {
+        let key = match key::normalize(key) {
+            Ok(key) => key,
+            Err(error) => return reply.send(Err(error)),
+        };
+        let job = job(policy, &key, Work::Settle { settle, reply });
+        if let Err(mpsc::error::SendError(job)) = self.shared.queue.send(job) {
+            if let Work::Settle { reply, .. } = job.work {
+                reply.send(Err(stopped()));
+            }
+        }
+    }
+
+    /// Settles `reservation` as [`Store::settle`] does, in the next batch, without
+    /// waiting: `done` gets the outcome on the store's I/O thread (at once when there is
+    /// nothing to settle). For a caller that must not wait, or spawn a task, per
+    /// settlement: a server settling after every response.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use limiter_core::{Batched, Limit, Policy, RedisStore, Store};
+    ///
+    /// # async fn example() -> Result<(), limiter_core::Error> {
+    /// let store = Batched::builder(RedisStore::builder().connect("redis://127.0.0.1:6379").await?).build();
+    /// let policy = Policy::new("llm", vec![Limit::new(10_000, Duration::from_secs(60)).counting("tokens")]).unwrap();
+    /// let reservation = store.reserve(&policy, "user-1", 2_000).await?;
+    /// store.settle_detached(&policy, "user-1", reservation, 1_200, |result| {
+    ///     if let Err(error) = result {
+    ///         eprintln!("not settled, the estimate stays: {error}");
+    ///     }
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn settle_detached(
+        &self,
+        policy: &Policy,
+        key: &str,
+        reservation: Reservation,
+        actual: impl Into<Cost>,
+        done: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) {
+        let Some(settle) = reservation.settlement(actual.into()) else {
+            return done(Ok(()));
+        };
+        self.queue_settle(policy, key, settle, SettleReply::Detached(Box::new(done)));
     }
 }
 
@@ -422,12 +488,8 @@ async fn send(
             (Work::Decide { reply, .. }, Err(err)) => {
                 let _ = reply.send(Err(err.clone()));
             }
-            (Work::Settle { reply, .. }, Ok(_)) => {
-                let _ = reply.send(Ok(()));
-            }
-            (Work::Settle { reply, .. }, Err(err)) => {
-                let _ = reply.send(Err(err.clone()));
-            }
+            (Work::Settle { reply, .. }, Ok(_)) => reply.send(Ok(())),
+            (Work::Settle { reply, .. }, Err(err)) => reply.send(Err(err.clone())),
         }
     }
 }
