@@ -427,3 +427,56 @@ fn durations_take_microseconds() {
         std::time::Duration::from_millis(1500)
     );
 }
+
+#[test]
+fn usage_and_units_are_checked_and_located() {
+    let entry = |usage: &str, limits: &str| {
+        format!(
+            "endpoints:\n  - path: /a\n    name: a\n    limits: [{limits}]\n    usage: {usage}\n"
+        )
+    };
+    let one = "{ name: m, max: 10, window: 60s }";
+    let cases = [
+        (
+            entry("{ actual: header }", one),
+            "endpoints[0].usage.header",
+            "needs the header",
+        ),
+        (
+            entry("{ actual: report, header: x-used }", one),
+            "endpoints[0].usage.header",
+            "only with `actual: header`",
+        ),
+        (
+            entry("{ actual: header, header: \"bad header\" }", one),
+            "endpoints[0].usage.header",
+            "not a valid header name",
+        ),
+        (
+            entry("{ charge_statuses: [401, 99] }", one),
+            "endpoints[0].usage.charge_statuses[1]",
+            "not an HTTP status",
+        ),
+        (
+            entry(
+                "{ actual: report }",
+                "{ name: t, max: 10, window: 60s, unit: tokens }, { name: b, max: 10, window: 60s, unit: bytes }",
+            ),
+            "endpoints[0].limits[1].unit",
+            "bytes",
+        ),
+        (
+            entry("{ actual: report }", "{ name: t, max: 10, window: 60s, unit: \"\" }"),
+            "endpoints[0].limits[0]",
+            "must not be empty",
+        ),
+    ];
+    for (yaml, field, message) in cases {
+        let e = error(&yaml);
+        assert_eq!(e.field(), Some(field), "{e}");
+        assert_eq!(e.position().map(|p| p.line), Some(2), "{e}");
+        assert!(e.to_string().contains(message), "{e}");
+    }
+    let e = error(&entry("{ actual: guess }", one));
+    assert!(e.to_string().contains("guess"), "{e}");
+}
