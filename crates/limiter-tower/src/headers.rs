@@ -63,6 +63,9 @@ pub(crate) struct PreparedHeaders {
     policy: HeaderValue,
     /// Each window's name as an sf-string, quotes included.
     labels: Box<[String]>,
+    /// Windows count different units (requests and tokens): compared by the share of
+    /// their limit left, not by units left.
+    by_share: bool,
 }
 
 impl PreparedHeaders {
@@ -73,6 +76,7 @@ impl PreparedHeaders {
         unit: Option<QuotaUnit>,
         style: HeaderStyle,
     ) -> Result<Self, BadWindowName> {
+        let by_share = policy.mixes_units();
         let mut labels = Vec::with_capacity(policy.limits().len());
         let mut field = String::new();
         for limit in policy.limits() {
@@ -111,6 +115,7 @@ impl PreparedHeaders {
         }
         let policy = HeaderValue::from_static(interned(field));
         Ok(PreparedHeaders {
+            by_share,
             style,
             policy,
             labels: labels.into(),
@@ -119,9 +124,14 @@ impl PreparedHeaders {
 
     /// Writes the fields for `decision` into `headers`.
     pub(crate) fn write(&self, decision: &Decision, headers: &mut HeaderMap) {
-        if let Some(figures) = Figures::of(decision) {
+        if let Some(figures) = self.figures(decision) {
             self.write_figures(&figures, headers);
         }
+    }
+
+    /// The figures of `decision`'s effective window; `None` when it reports no window.
+    pub(crate) fn figures(&self, decision: &Decision) -> Option<Figures> {
+        Figures::of(decision, self.by_share)
     }
 
     /// Writes the fields for a decision's [`Figures`] into `headers`.
@@ -235,9 +245,10 @@ pub(crate) struct Figures {
 }
 
 impl Figures {
-    /// The figures of `decision`; `None` when it reports no window.
-    pub(crate) fn of(decision: &Decision) -> Option<Self> {
-        let index = effective_window(decision)?;
+    /// The figures of `decision`, its windows compared `by_share` (see
+    /// [`effective_window`]); `None` when it reports no window.
+    fn of(decision: &Decision, by_share: bool) -> Option<Self> {
+        let index = effective_window(decision, by_share)?;
         let window = decision.windows()[index];
         let retry = decision.retry_after().map(ceil_secs);
         Some(Figures {
@@ -252,8 +263,10 @@ impl Figures {
 }
 
 /// The window a client should watch: the one that denied the request, otherwise the one
-/// with the fewest units left (the later reset among equals).
-pub(crate) fn effective_window(decision: &Decision) -> Option<usize> {
+/// with the fewest units left or, `by_share` (windows counting requests and tokens, whose
+/// units do not compare), the smallest share of its limit left; the later reset among
+/// equals.
+pub(crate) fn effective_window(decision: &Decision, by_share: bool) -> Option<usize> {
     if let Some(index) = decision.denied_by() {
         return Some(index);
     }
@@ -262,9 +275,16 @@ pub(crate) fn effective_window(decision: &Decision) -> Option<usize> {
         .iter()
         .enumerate()
         .min_by(|(_, a), (_, b)| {
-            a.remaining()
-                .cmp(&b.remaining())
-                .then(b.reset_after().cmp(&a.reset_after()))
+            let left = if by_share {
+                // a.remaining / a.limit against b.remaining / b.limit, without dividing.
+                let share = |w: &limiter_core::WindowState, of: u64| {
+                    u128::from(w.remaining()) * u128::from(of)
+                };
+                share(a, b.limit()).cmp(&share(b, a.limit()))
+            } else {
+                a.remaining().cmp(&b.remaining())
+            };
+            left.then(b.reset_after().cmp(&a.reset_after()))
         })
         .map(|(i, _)| i)
 }
@@ -288,6 +308,39 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn windows_of_different_units_compare_by_the_share_left() {
+        let minute = Duration::from_secs(60);
+        let chat = Policy::new(
+            "chat",
+            vec![
+                Limit::new(500, minute).with_name("answers"),
+                Limit::new(450, minute)
+                    .with_name("tokens")
+                    .counting("tokens"),
+            ],
+        )
+        .unwrap();
+        let headers = PreparedHeaders::new(&chat, None, HeaderStyle::Draft).unwrap();
+        assert!(headers
+            .policy
+            .to_str()
+            .unwrap()
+            .ends_with("\"tokens\";q=450;w=60;qu=\"tokens\""));
+        let store = MemoryStore::new();
+        // 499 of 500 answers left against 350 of 450 tokens: the tokens are closer to
+        // exhaustion, though more of them are left.
+        let decision = store
+            .check(&chat, "k", limiter_core::Cost::new(1, 100))
+            .await
+            .unwrap();
+        assert_eq!(headers.figures(&decision).unwrap().window, 1);
+        // One unit: the fewest units left, as always.
+        let headers = PreparedHeaders::new(&policy(), None, HeaderStyle::Draft).unwrap();
+        let decision = store.check(&policy(), "k", 1).await.unwrap();
+        assert_eq!(headers.figures(&decision).unwrap().window, 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use limiter_core::{Decision, Error, FailureMode, Overload, StoreError};
 
-use crate::headers::{ceil_secs, Fields, Figures, RATELIMIT_DEGRADED};
+use crate::headers::{ceil_secs, Fields, RATELIMIT_DEGRADED};
 use crate::observe::{Judgement, Observation};
 use crate::problem;
 use crate::rules::EndpointRule;
@@ -68,7 +68,10 @@ fn outcome(
             let degraded = decision.is_degraded();
             if decision.is_allowed() {
                 let stamp = Stamp {
-                    fields: Figures::of(decision).map(|f| rule.headers.render(&f)),
+                    fields: rule
+                        .headers
+                        .figures(decision)
+                        .map(|f| rule.headers.render(&f)),
                     degraded,
                 };
                 (Outcome::Allow(stamp), Judgement::allowed(degraded))
