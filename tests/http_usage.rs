@@ -174,21 +174,16 @@ async fn used(layer: &LimiterLayer, name: &str) -> (u64, u64) {
     )
 }
 
-/// Waits (at most 10 s) until the windows hold `expected`: settlements on Redis run in
-/// tasks of their own, after the responses.
+/// Waits until the windows hold `expected`: settlements on Redis land after the
+/// responses.
 async fn settles_to(layer: &LimiterLayer, name: &str, expected: (u64, u64), label: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(|| async {
         let now = used(layer, name).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{label}: the windows hold {now:?}, not {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (now == expected)
+            .then_some(())
+            .ok_or_else(|| format!("{label}: the windows hold {now:?}, not {expected:?}"))
+    })
+    .await;
 }
 
 const CALLS: u64 = 1_000;
@@ -295,17 +290,14 @@ async fn streams_on(store: &str, label: &str) {
     }
     drop(left);
     // The server notices when its next write fails, and drops the stream.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let reported = loop {
-        if let Some(&reported) = seen.0.lock().unwrap().get(1) {
-            break reported;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{label}: never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    common::eventually(|| async {
+        let dropped = seen.0.lock().unwrap().len() > 1;
+        dropped
+            .then_some(())
+            .ok_or(format!("{label}: never dropped"))
+    })
+    .await;
+    let reported = seen.0.lock().unwrap()[1];
     assert!((9..300_000).contains(&reported), "{label}: {reported}");
     settles_to(&layer, &name, (2, 35 + reported), label).await;
 
@@ -383,17 +375,7 @@ endpoints:
         }
         // On Redis a refund lands after the response: wait for it before the next login.
         if status == 200 {
-            let policy = policy(&layer, &name);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let now = layer.store().check(&policy, "global", 0).await.unwrap();
-                let held = 10 - now.windows()[0].remaining();
-                if u64::from(failures) == held {
-                    break;
-                }
-                assert!(tokio::time::Instant::now() < deadline, "{label}: #{i}");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            settles_to_remaining(&layer, &name, 10 - u64::from(failures), label).await;
         }
     }
     assert!(
@@ -432,18 +414,17 @@ endpoints:
     }
 }
 
-/// Waits (at most 10 s) until the only window of `name` has `remaining` units left.
+/// Waits until the only window of `name` has `remaining` units left.
 async fn settles_to_remaining(layer: &LimiterLayer, name: &str, remaining: u64, label: &str) {
     let policy = policy(layer, name);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(|| async {
         let now = layer.store().check(&policy, "global", 0).await.unwrap();
-        if now.windows()[0].remaining() == remaining {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{label}: {name}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        let left = now.windows()[0].remaining();
+        (left == remaining)
+            .then_some(())
+            .ok_or_else(|| format!("{label}: {name} has {left} left, not {remaining}"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

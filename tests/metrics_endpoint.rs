@@ -53,6 +53,7 @@ endpoints:
   - {{ path: "/items/{{id}}", name: items, scopes: [api_key, endpoint], leases: off, limits: [{{ name: h, max: 3, window: 1h }}] }}
   - {{ path: /hot, name: hot, scopes: [global], limits: [{{ name: h, max: 1000000, window: 1h }}] }}
   - {{ path: /burst, name: burst, scopes: [global], leases: off, limits: [{{ name: h, max: 1000000, window: 1h }}] }}
+  - {{ path: /settled, name: settled, scopes: [global], usage: {{ charge_statuses: [401] }}, limits: [{{ name: h, max: 1000, window: 1h }}] }}
 "#
     )
 }
@@ -234,6 +235,15 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // Charged only if refused with 401: this 200 is refunded after the response
+    // (ratelimit_settlements_total{result="refunded"}).
+    let r = client
+        .get(format!("http://{addr}/settled"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     // A hot key: leases taken, and once they expire their unused units given back.
     hot_traffic(&client, addr).await;
     leases(&layer, |s| {
@@ -391,6 +401,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
         "items",
         "hot",
         "burst",
+        "settled",
         "fallback-policy", // policy names
         "allowed",
         "denied",
@@ -415,6 +426,8 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
         "honeypot",
         "identities",
         "failed_auth", // abuse block reasons
+        "refunded",
+        "charged", // settlements ("failed" above)
     ]
     .into();
     for (name, labels) in &series {

@@ -2,6 +2,7 @@
 //! layer, tokens, and a client.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,4 +68,22 @@ pub fn hs256(secret: &str, sub: &str, aud: Option<&str>, exp_in: i64) -> String 
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
+}
+
+/// Awaits `condition`, asked every 10 ms for at most 10 s: `Ok` once it holds, otherwise
+/// `Err` with what it saw, which is the panic message if it never holds. For what
+/// happens after a response (a settlement on Redis, a stream the server drops).
+pub async fn eventually<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match condition().await {
+            Ok(()) => return,
+            Err(seen) if tokio::time::Instant::now() >= deadline => panic!("{seen}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
 }
