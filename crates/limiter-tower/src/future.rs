@@ -166,11 +166,14 @@ fn settled<B: 'static>(mut response: Response<B>, pending: Option<Box<Pending>>)
         pending.settle(limiter_core::Cost::ZERO);
         return response;
     }
-    let report = response.extensions().get::<UsageReport>().map(|r| r.0);
-    match (header.or(report), &rule.actual) {
-        (Some(units), _) => pending.settle_units(units),
-        (None, Actual::Reported) => return response.map(|body| attach(body, pending)),
-        (None, _) => pending.keep(),
+    let reported = || response.extensions().get::<UsageReport>().map(|r| r.0);
+    match (&rule.actual, header) {
+        (Actual::Header { .. }, Some(units)) => pending.settle_units(units),
+        (Actual::Reported, _) => match reported() {
+            Some(units) => pending.settle_units(units),
+            None => return response.map(|body| attach(body, pending)),
+        },
+        _ => pending.keep(),
     }
     response
 }
