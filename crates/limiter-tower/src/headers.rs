@@ -28,7 +28,8 @@ use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::HeaderMap;
 use limiter_core::{Decision, Policy};
 
-use crate::config::{HeaderStyle, QuotaUnit};
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 /// `RateLimit-Policy`.
 pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -292,6 +293,44 @@ pub(crate) fn effective_window(decision: &Decision, by_share: bool) -> Option<us
 /// Whole seconds, rounded up, so that a client waiting this long is never early.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Which headers carry the rate-limit state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    #[default]
+    Draft,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.
+    Legacy,
+    /// Both sets.
+    Both,
+}
+
+/// The draft's quota units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum QuotaUnit {
+    /// One unit per request (the default, not announced).
+    Requests,
+    /// One unit per byte of content.
+    ContentBytes,
+    /// One unit per concurrent request.
+    ConcurrentRequests,
+}
+
+impl QuotaUnit {
+    /// The token the draft uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaUnit::Requests => "requests",
+            QuotaUnit::ContentBytes => "content-bytes",
+            QuotaUnit::ConcurrentRequests => "concurrent-requests",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use tower_layer::Layer;
 
 use crate::body::{AnyBody, SameBody};
 use crate::builder::{BuildError, LimiterBuilder, PolicyRule};
-use crate::config::Scope;
-use crate::config::{self, ConfigError, Reloader};
+use crate::config::{self, ConfigError};
+use crate::key::Scope;
+use crate::reload::Reloader;
 use crate::rules::Rules;
 use crate::service::LimiterService;
 use crate::shared::Shared;

@@ -59,6 +59,7 @@ mod outcome;
 mod plan;
 mod problem;
 mod rejection;
+mod reload;
 mod rules;
 mod service;
 mod shared;
@@ -68,18 +69,18 @@ mod usage;
 pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
 pub use builder::{BuildError, Endpoint, LimiterBuilder, PolicyRule};
 pub use client_timestamp::{BadTimestamp, ClientTimestamp};
-pub use config::{
-    ConfigError, ForwardedHeader, HeaderStyle, QuotaUnit, Scope, StoreConfig, StoreSetup,
-    TokenFallback,
-};
+pub use config::ConfigError;
 pub use enumeration::{Enumeration, FailedAuth};
 pub use future::ResponseFuture;
+pub use headers::{HeaderStyle, QuotaUnit};
+pub use key::{ForwardedHeader, Scope, TokenFallback};
 pub use key::{Jwt, JwtKeyError};
 pub use layer::{LayerError, LimiterLayer};
 pub use rejection::Rejection;
 pub use rules::{BadCost, Cost, Rules};
 pub use service::LimiterService;
 pub use store::{AnyStore, ConnectError, RedisStack};
+pub use store::{StoreConfig, StoreSetup};
 pub use usage::{Actual, Usage, UsageReport};
 
 /// The core types a builder takes: policies and their windows, and how a failing

@@ -10,8 +10,8 @@ use axum::extract::ConnectInfo;
 use http::header::AUTHORIZATION;
 use http::Request;
 
-use crate::config::TokenFallback;
 use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
+use crate::key::TokenFallback;
 use crate::key::{RequestIdentity, TokenError};
 use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};

@@ -4,7 +4,8 @@
 use http::{Method, StatusCode};
 use limiter_core::{FailureMode, Policy};
 
-use crate::config::{QuotaUnit, Scope};
+use crate::headers::QuotaUnit;
+use crate::key::Scope;
 use crate::rules::Cost;
 use crate::usage::Actual;
 

@@ -16,16 +16,16 @@ pub use error::BuildError;
 pub(crate) use error::Entry;
 
 use crate::client_timestamp::ClientTimestamp;
-use crate::config::{
-    ForwardedHeader, HeaderStyle, OverloadConfig, StoreConfig, StoreSetup, TokenFallback,
-};
 use crate::enumeration::Enumeration;
+use crate::headers::HeaderStyle;
 use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
+use crate::key::{ForwardedHeader, TokenFallback};
 use crate::layer::{LayerError, LimiterLayer};
 use crate::problem;
 use crate::rules::{Denial, EndpointRule, RouteTargets, Rules};
 use crate::store::AnyStore;
+use crate::store::{OverloadConfig, StoreConfig, StoreSetup};
 use crate::usage::{Actual, SettleRule};
 
 /// The route name of the default policy in the `endpoint` scope.
@@ -308,9 +308,10 @@ impl LimiterBuilder {
             ),
             jwt,
             token_fallback,
-            api_key: ApiKeyReader::new(self.api_key_header.unwrap_or(HeaderName::from_static(
-                crate::config::DEFAULT_API_KEY_HEADER,
-            ))),
+            api_key: ApiKeyReader::new(
+                self.api_key_header
+                    .unwrap_or(HeaderName::from_static(crate::key::DEFAULT_API_KEY_HEADER)),
+            ),
             exempt_cidrs: self.exempt_cidrs.iter().map(IpNet::trunc).collect(),
             exempt_users: self.exempt_users.into_iter().collect(),
             client_timestamp: self.client_timestamp,
@@ -342,7 +343,7 @@ impl LimiterBuilder {
 fn compile_rule(
     rule: PolicyRule,
     route: &str,
-    style: crate::config::HeaderStyle,
+    style: HeaderStyle,
     default_mode: FailureMode,
     at: Entry,
 ) -> Result<EndpointRule, BuildError> {

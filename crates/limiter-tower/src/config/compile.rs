@@ -17,6 +17,7 @@ use crate::builder::{Endpoint, Entry, LimiterBuilder, PolicyRule};
 use crate::client_timestamp::ClientTimestamp;
 use crate::key::Jwt;
 use crate::rules::{Cost, Rules};
+use crate::store::{PolicyLeases, StoreConfig};
 use crate::usage::Actual;
 
 /// Reports problems against one file.

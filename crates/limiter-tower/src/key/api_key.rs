@@ -4,6 +4,9 @@
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
+/// The header the `api_key` scope reads unless told otherwise.
+pub(crate) const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+
 /// Reads and hashes the API key header.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiKeyReader {

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::config::ForwardedHeader;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 /// Entries read from the right of a forwarding chain at most: no proxy chain is that
 /// long, and the bound keeps the work per request small however long the header is.
@@ -134,6 +135,18 @@ fn parse_node(node: &str) -> Option<IpAddr> {
     }
     let bare = node.strip_prefix('[')?.strip_suffix(']')?;
     bare.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// A forwarding header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
 #[cfg(test)]

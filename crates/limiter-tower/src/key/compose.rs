@@ -3,8 +3,9 @@
 //! Every value is escaped ([`push_escaped`]), so it holds no `:`; with a fixed scope
 //! name in front of each value, no request can produce another identity's key.
 
-use crate::config::Scope;
 use crate::key::escape::push_escaped;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 /// What a request is, as far as the scopes of its policy care.
 #[derive(Debug, Clone, Default)]
@@ -129,6 +130,36 @@ impl KeyTemplate {
 fn separate(key: &mut String) {
     if !key.is_empty() {
         key.push(':');
+    }
+}
+
+/// One part of a rate-limit key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Scope {
+    /// The verified token's identity.
+    User,
+    /// The client address (IPv6 grouped by prefix).
+    Ip,
+    /// A hash of the API key header.
+    ApiKey,
+    /// The matched route template and method.
+    Endpoint,
+    /// One budget for everyone.
+    Global,
+}
+
+impl Scope {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Ip => "ip",
+            Scope::ApiKey => "api_key",
+            Scope::Endpoint => "endpoint",
+            Scope::Global => "global",
+        }
     }
 }
 

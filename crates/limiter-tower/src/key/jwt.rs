@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use http::HeaderMap;
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Tokens longer than this are refused before any parsing.
@@ -184,6 +186,18 @@ fn map_error(kind: &ErrorKind) -> TokenError {
         ErrorKind::InvalidSignature => TokenError::BadSignature,
         _ => TokenError::Malformed,
     }
+}
+
+/// What happens to a request without a valid token on a policy that needs `user`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TokenFallback {
+    /// Count it under the client address instead.
+    #[default]
+    Ip,
+    /// Answer 401.
+    Reject,
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
+use super::jwt::TokenFallback;
 use super::jwt::{BoundKey, ClaimRules, JwtVerifier};
-use crate::config::TokenFallback;
 
 /// How the `user` scope verifies bearer tokens: the accepted algorithms, a key for each,
 /// and the claims checked.

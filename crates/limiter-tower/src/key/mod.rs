@@ -8,8 +8,11 @@ mod escape;
 mod jwt;
 mod jwt_keys;
 
-pub(crate) use api_key::{hash_api_key, ApiKeyReader};
+pub(crate) use api_key::{hash_api_key, ApiKeyReader, DEFAULT_API_KEY_HEADER};
 pub(crate) use client_ip::ClientIpResolver;
+pub use client_ip::ForwardedHeader;
+pub use compose::Scope;
 pub(crate) use compose::{KeyTemplate, RequestIdentity};
+pub use jwt::TokenFallback;
 pub(crate) use jwt::{JwtVerifier, TokenError};
 pub use jwt_keys::{Jwt, JwtKeyError};

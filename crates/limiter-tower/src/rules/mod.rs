@@ -14,8 +14,9 @@ pub use endpoint::{BadCost, Cost};
 pub(crate) use endpoint::{Denial, EndpointRule};
 
 use crate::client_timestamp::ClientTimestamp;
-use crate::config::{StoreSetup, TokenFallback};
+use crate::key::TokenFallback;
 use crate::key::{ApiKeyReader, ClientIpResolver, JwtVerifier};
+use crate::store::StoreSetup;
 
 /// Which endpoints a route template leads to, by method.
 #[derive(Debug, Clone, Default)]

@@ -11,10 +11,17 @@ use limiter_core::{
     Reservation, Store, StoreError, Unavailable,
 };
 
-use crate::config::{
-    BatchConfig, LeasesConfig, LocalCacheConfig, MemoryGuardConfig, OverloadConfig, StoreConfig,
-    StoreSetup,
-};
+mod memory_guard;
+mod overload;
+mod settings;
+mod setup;
+mod throughput;
+
+pub use self::memory_guard::MemoryGuardConfig;
+pub use self::overload::OverloadConfig;
+pub use self::settings::{LocalCacheConfig, StoreConfig};
+pub use self::setup::StoreSetup;
+pub use self::throughput::{BatchConfig, ByteSize, LeasesConfig, PolicyLeases};
 
 /// The store a configuration names. A Redis store (standalone or cluster) is one stack
 /// of limiter-core wrappers, outermost first, whatever its sections say (a section left

@@ -13,8 +13,7 @@ use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
-use super::error::ConfigError;
-use super::load::load_str;
+use crate::config::{load_str, ConfigError};
 use crate::shared::Shared;
 
 /// Counts of reload attempts, for whoever waits on them (tests, admin endpoints).

@@ -4,7 +4,7 @@
 
 use limiter_core::BreakerConfig;
 
-use super::model::StoreConfig;
+use super::settings::StoreConfig;
 
 /// The store and how it is guarded: read at start-up by
 /// [`AnyStore::connect`](crate::AnyStore::connect); a reload cannot change it.
@@ -17,5 +17,5 @@ pub struct StoreSetup {
     /// The circuit breaker (Redis stores only).
     pub breaker: BreakerConfig,
     /// When decisions waiting for Redis are shed (Redis stores only).
-    pub overload: super::OverloadConfig,
+    pub overload: super::overload::OverloadConfig,
 }
