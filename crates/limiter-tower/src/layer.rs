@@ -191,3 +191,22 @@ impl<S, M> Layer<S> for LimiterLayer<M> {
         LimiterService::new(inner, Arc::clone(&self.shared))
     }
 }
+
+// The builder's last step lives here, where layers are assembled: the builder itself
+// only checks and compiles rules.
+impl LimiterBuilder {
+    /// The layer, on the in-memory store: no runtime needed. For a Redis store, use
+    /// [`build`](Self::build).
+    pub fn build_in_memory(self) -> Result<LimiterLayer, LayerError> {
+        let rules = self.rules()?;
+        let store = AnyStore::in_memory(rules.store())?;
+        Ok(LimiterLayer::new(rules, store))
+    }
+
+    /// The layer, connected to its store.
+    pub async fn build(self) -> Result<LimiterLayer, LayerError> {
+        let rules = self.rules()?;
+        let store = AnyStore::connect(rules.store()).await?;
+        Ok(LimiterLayer::new(rules, store))
+    }
+}

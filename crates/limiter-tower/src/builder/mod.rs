@@ -21,17 +21,15 @@ use crate::headers::HeaderStyle;
 use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
 use crate::key::{ForwardedHeader, TokenFallback};
-use crate::layer::{LayerError, LimiterLayer};
 use crate::problem;
 use crate::rules::{Denial, EndpointRule, RouteTargets, Rules};
-use crate::store::AnyStore;
 use crate::store::{OverloadConfig, StoreConfig, StoreSetup};
 use crate::usage::{Actual, SettleRule};
 
 /// The route name of the default policy in the `endpoint` scope.
 const UNMATCHED_ROUTE: &str = "*";
 
-/// Builds a [`LimiterLayer`] (or the [`Rules`] it enforces) in code.
+/// Builds a [`LimiterLayer`](crate::LimiterLayer) (or the [`Rules`] it enforces) in code.
 ///
 /// ```
 /// use std::time::Duration;
@@ -190,8 +188,8 @@ impl LimiterBuilder {
         self
     }
 
-    /// The rules, checked: for [`LimiterLayer::new`] or
-    /// [`LimiterLayer::replace_rules`].
+    /// The rules, checked: for [`LimiterLayer::new`](crate::LimiterLayer::new) or
+    /// [`LimiterLayer::replace_rules`](crate::LimiterLayer::replace_rules).
     pub fn rules(self) -> Result<Rules, BuildError> {
         let style = self.headers;
         let default_mode = self.failure_mode;
@@ -322,21 +320,6 @@ impl LimiterBuilder {
                 overload: self.overload,
             },
         })
-    }
-
-    /// The layer, on the in-memory store: no runtime needed. For a Redis store, use
-    /// [`build`](Self::build).
-    pub fn build_in_memory(self) -> Result<LimiterLayer, LayerError> {
-        let rules = self.rules()?;
-        let store = AnyStore::in_memory(rules.store())?;
-        Ok(LimiterLayer::new(rules, store))
-    }
-
-    /// The layer, connected to its store.
-    pub async fn build(self) -> Result<LimiterLayer, LayerError> {
-        let rules = self.rules()?;
-        let store = AnyStore::connect(rules.store()).await?;
-        Ok(LimiterLayer::new(rules, store))
     }
 }
 
