@@ -2,8 +2,8 @@
 # A walkthrough of the HTTP demo with curl: builds and starts it, then shows the rate-limit
 # headers, a 429 with Retry-After, two users with separate budgets, X-Forwarded-For from a
 # trusted proxy versus a spoofed one, a cost that can never fit, a live reload that
-# changes a limit, and a streamed answer charged the tokens it used. It stops the server
-# it started, whatever happens.
+# changes a limit, a streamed answer charged the tokens it used, and a policy in shadow
+# mode. It stops the server it started, whatever happens.
 #
 # The demo listens on 127.0.0.1 (trusted as a proxy by the policy file) and on ::1 (not).
 set -euo pipefail
@@ -100,5 +100,10 @@ done
 echo "(each answer reserves 100 tokens before it starts and is charged the 120 it streamed, so r falls by"
 echo " about 120 an answer (a GCRA window refills 7.5 tokens a second meanwhile); the fourth finds fewer than"
 echo " the 100 it would reserve: 429, and the problem body names the window)"
+
+step "8. Shadow mode: /beta's planned limit (3 a minute) never refuses; the handler is told when it would have"
+for i in 1 2 3 4 5; do
+  printf 'request %s: ' "$i"; curl -sS -w ' (%{http_code})\n' "$V4/beta"
+done
 echo
 echo "Demo log:"; grep -E "reloaded|listening" "$WORK/demo.log" | sed 's/\x1b\[[0-9;]*m//g'

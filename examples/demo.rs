@@ -22,10 +22,10 @@ use std::time::Duration;
 use axum::extract::{Path, Query};
 use axum::response::sse::{Event, Sse};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use limiter::telemetry::{self, LogFormat};
 use limiter_tower::config::{self, StoreConfig, StoreSetup};
-use limiter_tower::{AnyStore, LimiterLayer, Usage};
+use limiter_tower::{AnyStore, LimiterLayer, ShadowDenied, Usage};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::IntervalStream;
@@ -93,10 +93,19 @@ fn app() -> Router {
         .route("/catalog", get(ok("catalog")))
         .route("/status", get(ok("status")))
         .route("/chat", get(chat))
+        .route("/beta", get(beta))
         .route(
             "/health",
             get(|| async { Json::<Value>(json!({ "healthy": true })) }),
         )
+}
+
+/// A route under a policy in shadow mode: never refused by it, and told when it would
+/// have been.
+async fn beta(shadow: Option<Extension<ShadowDenied>>) -> Json<Value> {
+    let would_deny = shadow
+        .map(|Extension(denied)| json!({ "policy": denied.policy(), "window": denied.window() }));
+    Json(json!({ "ok": "beta", "shadow_denied": would_deny }))
 }
 
 #[derive(serde::Deserialize)]

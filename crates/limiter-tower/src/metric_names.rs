@@ -10,7 +10,8 @@
 //! ```
 
 /// Counter `{policy, result}`: one per decision (`allowed`, `denied`,
-/// `degraded_allowed`, `degraded_denied`).
+/// `degraded_allowed`, `degraded_denied`, `shed`, and `shadow_denied`: a shadow policy
+/// would have denied it and let it through).
 pub const DECISIONS_TOTAL: &str = "ratelimit_decisions_total";
 /// Histogram `{store}`: seconds each decision took.
 pub const DECISION_DURATION_SECONDS: &str = "ratelimit_decision_duration_seconds";

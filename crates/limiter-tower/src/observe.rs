@@ -33,6 +33,8 @@ pub(crate) enum Judgement {
     DegradedDenied,
     /// This process was overloaded: the decision was shed (503), nothing counted it.
     Shed,
+    /// A shadow policy would have denied the request, and let it through.
+    ShadowDenied,
 }
 
 impl Judgement {
@@ -60,6 +62,7 @@ impl Judgement {
             Judgement::DegradedAllowed => "degraded_allowed",
             Judgement::DegradedDenied => "degraded_denied",
             Judgement::Shed => "shed",
+            Judgement::ShadowDenied => "shadow_denied",
         }
     }
 

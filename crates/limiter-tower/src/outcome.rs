@@ -1,7 +1,9 @@
 //! The second half of a request: from the store's answer (or failure) to either the
 //! headers an admitted response gets, or the 429 that replaces it.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
@@ -12,6 +14,7 @@ use crate::headers::{ceil_secs, Fields, RATELIMIT_DEGRADED};
 use crate::observe::{Judgement, Observation};
 use crate::problem;
 use crate::rules::EndpointRule;
+use crate::shadow::ShadowDenied;
 
 /// What an admitted response carries: the policy's fields for its decision, and
 /// `RateLimit-Degraded` when a failure mode made it.
@@ -38,7 +41,9 @@ impl Stamp {
 }
 
 pub(crate) enum Outcome {
-    Allow(Stamp),
+    /// Call the service, its response to get `Stamp`, and its request the
+    /// [`ShadowDenied`] of a shadow policy that would have denied it.
+    Allow(Stamp, Option<ShadowDenied>),
     Deny(Response<Bytes>),
 }
 
@@ -52,9 +57,49 @@ pub(crate) fn conclude(
 ) -> Outcome {
     let cached = result.as_ref().is_ok_and(Decision::is_cached);
     let failure_mode = rule.policy.failure_mode().unwrap_or_default();
-    let (outcome, judgement) = outcome(rule, &failure_mode, result);
+    let (mut outcome, mut judgement) = outcome(rule, &failure_mode, result);
+    if rule.shadow {
+        match &mut outcome {
+            Outcome::Deny(_) => (outcome, judgement) = shadowed(rule, judgement, result),
+            // Clients see nothing of a policy being tried out unless asked.
+            Outcome::Allow(stamp, _) if !rule.shadow_headers => stamp.fields = None,
+            Outcome::Allow(..) => {}
+        }
+    }
     observation.finish(rule, store, judgement, cached);
     outcome
+}
+
+/// What a shadow policy does instead of denying: lets the request through, marked, and
+/// counts what enforcing it would have done (a shed decision stays counted as shed).
+fn shadowed(
+    rule: &EndpointRule,
+    judgement: Judgement,
+    result: &Result<Decision, Error>,
+) -> (Outcome, Judgement) {
+    let decision = result.as_ref().ok();
+    let window = decision
+        .and_then(Decision::denied_by)
+        .and_then(|i| rule.policy.limits().get(i))
+        .map(|limit| Arc::from(limit.name()));
+    let retry = decision.and_then(Decision::retry_after);
+    let marked = ShadowDenied::new(Arc::clone(&rule.name), window, retry);
+    once_a_second(&SHADOW_LOGGED, || {
+        tracing::info!(policy = rule.policy.name(), window = ?marked.window(), "a shadow policy would have denied a request (at most one such line a second; ratelimit_decisions_total{{result=\"shadow_denied\"}} counts them)");
+    });
+    let fields = decision
+        .filter(|_| rule.shadow_headers)
+        .and_then(|d| rule.headers.figures(d))
+        .map(|f| rule.headers.render(&f));
+    let stamp = Stamp {
+        fields,
+        degraded: false,
+    };
+    let judgement = match judgement {
+        Judgement::Shed => Judgement::Shed,
+        _ => Judgement::ShadowDenied,
+    };
+    (Outcome::Allow(stamp, Some(marked)), judgement)
 }
 
 /// The response side of a decision, and how it is counted.
@@ -74,7 +119,7 @@ fn outcome(
                         .map(|f| rule.headers.render(&f)),
                     degraded,
                 };
-                (Outcome::Allow(stamp), Judgement::allowed(degraded))
+                (Outcome::Allow(stamp, None), Judgement::allowed(degraded))
             } else if degraded && *failure_mode == FailureMode::Closed {
                 // Fail closed says nothing about the policy's windows: the generic
                 // "limiter unavailable" 429, retry at the next health check.
@@ -122,7 +167,10 @@ fn outcome(
             metrics::counter!(limiter_core::metric_names::FALLBACK_DECISIONS_TOTAL, "mode" => failure_mode.name())
                 .increment(1);
             match failure_mode {
-                FailureMode::Open => (Outcome::Allow(Stamp::DEGRADED), Judgement::DegradedAllowed),
+                FailureMode::Open => (
+                    Outcome::Allow(Stamp::DEGRADED, None),
+                    Judgement::DegradedAllowed,
+                ),
                 FailureMode::Closed | FailureMode::Local { .. } => (
                     Outcome::Deny(degraded_denial(Duration::from_secs(1))),
                     Judgement::DegradedDenied,
@@ -135,21 +183,26 @@ fn outcome(
 /// Logs a shed decision, at most once a second per process: a flood sheds thousands a
 /// second, and the metric counts them all.
 fn shed_log(rule: &EndpointRule, overload: &Overload) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let now = START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_secs()
-        + 1;
-    let last = LAST.load(Ordering::Relaxed);
-    if now > last
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+    once_a_second(&SHED_LOGGED, || {
+        tracing::warn!(policy = rule.policy.name(), reason = overload.reason(), %overload, "overloaded: rate-limit decisions shed with 503 (at most one such line a second; ratelimit_shed_decisions_total counts them)");
+    });
+}
+
+/// The second (from this process's first such line, plus one) of the last line of a kind.
+static SHED_LOGGED: AtomicU64 = AtomicU64::new(0);
+static SHADOW_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `log` unless a line of its kind (`last`) was written this second.
+fn once_a_second(last: &AtomicU64, log: impl FnOnce()) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
+    let seen = last.load(Ordering::Relaxed);
+    if now > seen
+        && last
+            .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        tracing::warn!(policy = rule.policy.name(), reason = overload.reason(), %overload, "overloaded: rate-limit decisions shed with 503 (at most one such line a second; ratelimit_shed_decisions_total counts them)");
+        log();
     }
 }
 

@@ -15,6 +15,7 @@ use crate::observe::Observation;
 use crate::outcome::{conclude, Outcome};
 use crate::plan::{plan, Plan};
 use crate::rules::EndpointRule;
+use crate::shadow::ShadowDenied;
 use crate::shared::Shared;
 use crate::usage::{Actual, Pending, Usage};
 
@@ -124,9 +125,12 @@ where
         };
         if let Some(result) = now {
             return match conclude(rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => {
-                    ResponseFuture::called(self.inner.call(req), Some(stamp), report, None)
-                }
+                Outcome::Allow(stamp, shadow) => ResponseFuture::called(
+                    self.inner.call(marked(req, shadow)),
+                    Some(stamp),
+                    report,
+                    None,
+                ),
                 Outcome::Deny(response) => ResponseFuture::answered(response),
             };
         }
@@ -144,8 +148,8 @@ where
             let span = observation.span();
             let result = std::future::poll_fn(|cx| span.in_scope(|| check.as_mut().poll(cx))).await;
             match conclude(&rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => {
-                    Checked::Called(ready.call(req).await, stamp, report, None)
+                Outcome::Allow(stamp, shadow) => {
+                    Checked::Called(ready.call(marked(req, shadow)).await, stamp, report, None)
                 }
                 Outcome::Deny(response) => Checked::Answered(response),
             }
@@ -182,7 +186,7 @@ impl<S, M> LimiterService<S, M> {
         if let Some(result) = now {
             let (result, reservation) = split(result);
             return match conclude(&rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => {
+                Outcome::Allow(stamp, shadow) => {
                     let pending = reservation.map(|r| {
                         Box::new(Pending::new(
                             Arc::clone(&self.shared),
@@ -192,7 +196,12 @@ impl<S, M> LimiterService<S, M> {
                             usage,
                         ))
                     });
-                    ResponseFuture::called(self.inner.call(req), Some(stamp), report, pending)
+                    ResponseFuture::called(
+                        self.inner.call(marked(req, shadow)),
+                        Some(stamp),
+                        report,
+                        pending,
+                    )
                 }
                 Outcome::Deny(response) => ResponseFuture::answered(response),
             };
@@ -209,7 +218,7 @@ impl<S, M> LimiterService<S, M> {
             };
             let (result, reservation) = split(result);
             match conclude(&rule, kind, observation, &result) {
-                Outcome::Allow(stamp) => {
+                Outcome::Allow(stamp, shadow) => {
                     let pending = reservation.map(|r| {
                         Box::new(Pending::new(
                             Arc::clone(&shared),
@@ -221,12 +230,25 @@ impl<S, M> LimiterService<S, M> {
                     });
                     // Held across the call: a future dropped before the response (the
                     // client went away) settles for what was reported by then.
-                    Checked::Called(ready.call(req).await, stamp, report, pending)
+                    Checked::Called(
+                        ready.call(marked(req, shadow)).await,
+                        stamp,
+                        report,
+                        pending,
+                    )
                 }
                 Outcome::Deny(response) => Checked::Answered(response),
             }
         }))
     }
+}
+
+/// `req`, carrying what a shadow policy would have done to it.
+fn marked<B>(mut req: Request<B>, shadow: Option<ShadowDenied>) -> Request<B> {
+    if let Some(shadow) = shadow {
+        req.extensions_mut().insert(shadow);
+    }
+    req
 }
 
 /// The decision of a reservation, and the reservation when there is one to settle.

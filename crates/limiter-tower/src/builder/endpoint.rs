@@ -31,6 +31,8 @@ pub struct PolicyRule {
     pub(crate) actual: Actual,
     pub(crate) charge_statuses: Vec<StatusCode>,
     pub(crate) refund_server_errors: bool,
+    pub(crate) shadow: Option<bool>,
+    pub(crate) shadow_headers: bool,
 }
 
 impl PolicyRule {
@@ -46,6 +48,8 @@ impl PolicyRule {
             actual: Actual::Estimate,
             charge_statuses: Vec::new(),
             refund_server_errors: false,
+            shadow: None,
+            shadow_headers: false,
         }
     }
 
@@ -111,6 +115,33 @@ impl PolicyRule {
     /// failures.
     pub fn refund_server_errors(mut self, refund: bool) -> Self {
         self.refund_server_errors = refund;
+        self
+    }
+
+    /// Shadow mode: decides and counts as if enforced, and never denies. A request it
+    /// would have denied passes with a [`ShadowDenied`](crate::ShadowDenied) in its
+    /// extensions, is counted in `ratelimit_decisions_total{result="shadow_denied"}` and
+    /// logged (at most a line a second). Over the builder's
+    /// [`shadow`](crate::LimiterBuilder::shadow).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Limit, Policy, PolicyRule};
+    ///
+    /// // What a 100-a-minute limit would do, before anyone is refused by it.
+    /// let planned = Policy::new("planned", vec![Limit::new(100, Duration::from_secs(60))]).unwrap();
+    /// let rule = PolicyRule::new(planned).shadow(true);
+    /// # let _ = rule;
+    /// ```
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = Some(shadow);
+        self
+    }
+
+    /// Whether a shadow policy's responses carry its rate-limit fields (not by default:
+    /// clients see nothing of a policy being tried out).
+    pub fn shadow_headers(mut self, send: bool) -> Self {
+        self.shadow_headers = send;
         self
     }
 
@@ -205,6 +236,18 @@ impl Endpoint {
     /// See [`PolicyRule::refund_server_errors`].
     pub fn refund_server_errors(mut self, refund: bool) -> Self {
         self.rule = self.rule.refund_server_errors(refund);
+        self
+    }
+
+    /// See [`PolicyRule::shadow`].
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.rule = self.rule.shadow(shadow);
+        self
+    }
+
+    /// See [`PolicyRule::shadow_headers`].
+    pub fn shadow_headers(mut self, send: bool) -> Self {
+        self.rule = self.rule.shadow_headers(send);
         self
     }
 

@@ -62,6 +62,7 @@ pub struct LimiterBuilder {
     exempt_users: Vec<String>,
     store: StoreConfig,
     failure_mode: FailureMode,
+    shadow: bool,
     breaker: BreakerConfig,
     overload: OverloadConfig,
     client_timestamp: Option<ClientTimestamp>,
@@ -160,6 +161,13 @@ impl LimiterBuilder {
         self
     }
 
+    /// Shadow mode for every policy without a setting of its own (see
+    /// [`PolicyRule::shadow`]): off by default.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
     /// The circuit breaker of a Redis store's calls.
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
@@ -191,14 +199,17 @@ impl LimiterBuilder {
     /// The rules, checked: for [`LimiterLayer::new`](crate::LimiterLayer::new) or
     /// [`LimiterLayer::replace_rules`](crate::LimiterLayer::replace_rules).
     pub fn rules(self) -> Result<Rules, BuildError> {
-        let style = self.headers;
-        let default_mode = self.failure_mode;
+        let defaults = Defaults {
+            style: self.headers,
+            failure_mode: self.failure_mode,
+            shadow: self.shadow,
+        };
         let mut names = HashSet::new();
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
         let mut by_route: Vec<(String, RouteTargets)> = Vec::new();
         for (i, endpoint) in self.endpoints.into_iter().enumerate() {
             let at = Entry::Endpoint(i);
-            let rule = compile_rule(endpoint.rule, &endpoint.route, style, default_mode, at)?;
+            let rule = compile_rule(endpoint.rule, &endpoint.route, &defaults, at)?;
             if !names.insert(rule.policy.name().to_owned()) {
                 return Err(at.error(
                     "name",
@@ -231,7 +242,7 @@ impl LimiterBuilder {
         let default = match self.default_policy {
             Some(rule) => {
                 let at = Entry::DefaultPolicy;
-                let rule = compile_rule(rule, UNMATCHED_ROUTE, style, default_mode, at)?;
+                let rule = compile_rule(rule, UNMATCHED_ROUTE, &defaults, at)?;
                 if !names.insert(rule.policy.name().to_owned()) {
                     return Err(at.error("name", "the default policy's name is also an endpoint's"));
                 }
@@ -323,11 +334,17 @@ impl LimiterBuilder {
     }
 }
 
+/// What a policy takes from the builder when it does not say itself.
+struct Defaults {
+    style: HeaderStyle,
+    failure_mode: FailureMode,
+    shadow: bool,
+}
+
 fn compile_rule(
     rule: PolicyRule,
     route: &str,
-    style: HeaderStyle,
-    default_mode: FailureMode,
+    defaults: &Defaults,
     at: Entry,
 ) -> Result<EndpointRule, BuildError> {
     if rule.scopes.is_empty() {
@@ -339,10 +356,10 @@ fn compile_rule(
     // What decides for this policy when the store fails travels with it.
     let policy = rule
         .policy
-        .with_failure_mode(rule.failure_mode.unwrap_or(default_mode))
+        .with_failure_mode(rule.failure_mode.unwrap_or(defaults.failure_mode))
         .map_err(|e| at.error("failure_mode", e))?;
-    let headers =
-        PreparedHeaders::new(&policy, rule.quota_unit, style).map_err(|e| at.error("limits", e))?;
+    let headers = PreparedHeaders::new(&policy, rule.quota_unit, defaults.style)
+        .map_err(|e| at.error("limits", e))?;
     let denials = policy
         .limits()
         .iter()
@@ -365,6 +382,8 @@ fn compile_rule(
         key: KeyTemplate::new(&rule.scopes),
         cost: rule.cost,
         settle,
+        shadow: rule.shadow.unwrap_or(defaults.shadow),
+        shadow_headers: rule.shadow_headers,
         headers,
         denials,
         policy,

@@ -77,6 +77,7 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
         .exempt_users(config.exemptions.users.iter().cloned())
         .store(expand_store(&ctx, &config.store)?)
         .failure_mode(config.failure_mode)
+        .shadow(config.shadow)
         .breaker(config.breaker.clone())
         .overload(config.overload)
         .enumeration(config.enumeration.to_builder());
@@ -187,6 +188,10 @@ fn policy_rule(
     if let Some(mode) = config.failure_mode {
         rule = rule.failure_mode(mode);
     }
+    if let Some(shadow) = config.shadow {
+        rule = rule.shadow(shadow);
+    }
+    rule = rule.shadow_headers(config.shadow_headers);
     if let Some(usage) = &config.usage {
         rule = usage_rule(ctx, rule, usage, at, &format!("{field}.usage"))?;
     }

@@ -28,6 +28,10 @@ pub struct ConfigFile {
     /// `{ mode: local, share: 0.34 }`. Read at start-up, like `store`.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Shadow mode for every policy without a `shadow` of its own: decided and counted
+    /// as if enforced, never denying (default false). Reloaded with the policies.
+    #[serde(default)]
+    pub shadow: bool,
     /// The circuit breaker of a Redis store's calls. Read at start-up, like `store`.
     #[serde(default)]
     pub breaker: BreakerConfig,
@@ -252,6 +256,13 @@ pub struct EndpointConfig {
     /// The cost (`cost` or `cost_header`) is then the estimate reserved first.
     #[serde(default)]
     pub usage: Option<UsageConfig>,
+    /// Shadow mode: decided and counted as if enforced, never denying; what it would
+    /// have denied passes, counted as `shadow_denied`. Over the file's `shadow`.
+    #[serde(default)]
+    pub shadow: Option<bool>,
+    /// Whether a shadow policy's responses carry its rate-limit fields (default false).
+    #[serde(default)]
+    pub shadow_headers: bool,
 }
 
 impl EndpointConfig {
@@ -267,6 +278,8 @@ impl EndpointConfig {
             failure_mode: self.failure_mode,
             leases: self.leases,
             usage: self.usage.clone(),
+            shadow: self.shadow,
+            shadow_headers: self.shadow_headers,
         }
     }
 }
@@ -304,6 +317,13 @@ pub struct PolicyConfig {
     /// The cost (`cost` or `cost_header`) is then the estimate reserved first.
     #[serde(default)]
     pub usage: Option<UsageConfig>,
+    /// Shadow mode: decided and counted as if enforced, never denying; what it would
+    /// have denied passes, counted as `shadow_denied`. Over the file's `shadow`.
+    #[serde(default)]
+    pub shadow: Option<bool>,
+    /// Whether a shadow policy's responses carry its rate-limit fields (default false).
+    #[serde(default)]
+    pub shadow_headers: bool,
 }
 
 fn default_scopes() -> Vec<Scope> {

@@ -90,6 +90,11 @@ pub(crate) struct EndpointRule {
     pub cost: Cost,
     /// What is settled after the response, if anything.
     pub settle: Option<SettleRule>,
+    /// Decided and counted as if enforced, never denying (see
+    /// [`ShadowDenied`](crate::ShadowDenied)).
+    pub shadow: bool,
+    /// Whether a shadow policy's responses carry its rate-limit fields.
+    pub shadow_headers: bool,
     /// The fixed parts of the response headers.
     pub headers: PreparedHeaders,
     /// One pair of 429 bodies per window, in policy order.
@@ -116,7 +121,7 @@ impl EndpointRule {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleMetrics {
     /// `ratelimit_decisions_total{policy, result}`, one per result.
-    pub decisions: [std::sync::OnceLock<metrics::Counter>; 5],
+    pub decisions: [std::sync::OnceLock<metrics::Counter>; 6],
     /// `ratelimit_decision_duration_seconds{store}`.
     pub latency: std::sync::OnceLock<metrics::Histogram>,
     /// `ratelimit_local_cache_hits_total{policy}`: denials answered by the local cache.
