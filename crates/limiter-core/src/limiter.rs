@@ -143,6 +143,30 @@ impl<S: Store> Limiter<S> {
             .await
     }
 
+    /// What `key`'s windows hold now, charging nothing.
+    pub async fn peek(&self, key: &str) -> Result<Decision, Error> {
+        self.inner.store.peek(&self.inner.policy, key).await
+    }
+
+    /// Forgets what `key` has used: every window whole again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::{Limit, Limiter, MemoryStore, Policy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let policy = Policy::new("api", vec![Limit::new(2, Duration::from_secs(60))]).unwrap();
+    /// let limiter = Limiter::new(policy, MemoryStore::new());
+    /// limiter.check("user:42", 2).await.unwrap();
+    /// assert_eq!(limiter.peek("user:42").await.unwrap().windows()[0].remaining(), 0);
+    /// limiter.reset("user:42").await.unwrap();
+    /// assert_eq!(limiter.peek("user:42").await.unwrap().windows()[0].remaining(), 2);
+    /// # });
+    /// ```
+    pub async fn reset(&self, key: &str) -> Result<(), Error> {
+        self.inner.store.reset(&self.inner.policy, key).await
+    }
+
     /// Waits until `cost` units for `key` are admitted, then returns the decision.
     ///
     /// - **FIFO** among waiters of one key: only the head of the queue checks; it sleeps

@@ -60,6 +60,10 @@ impl Store for Counting {
     ) -> Result<(), Error> {
         self.inner.settle(policy, key, reservation, actual).await
     }
+
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        self.inner.reset(policy, key).await
+    }
 }
 
 fn one_per_100ms() -> Limiter<Counting> {

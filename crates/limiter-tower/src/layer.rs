@@ -15,7 +15,7 @@ use crate::rules::Rules;
 use crate::service::LimiterService;
 use crate::shared::Shared;
 use crate::store::{AnyStore, ConnectError};
-use limiter_core::{Limit, Policy};
+use limiter_core::{Decision, Limit, Policy, Store};
 use std::time::Duration;
 
 /// Why a layer could not be built.
@@ -182,6 +182,58 @@ impl<M> LimiterLayer<M> {
     pub fn store(&self) -> &AnyStore {
         &self.shared.store
     }
+
+    /// What `key` has left under the policy named `policy` in the rules in force,
+    /// charging nothing. `key` is the key as the layer builds it from the policy's
+    /// scopes, in order: `user:alice`, `ip:203.0.113.7`, `global`,
+    /// `user:alice:endpoint:GET%20/orders`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Endpoint, Limit, LimiterLayer, Policy, Scope};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let policy = Policy::new("orders", vec![Limit::new(5, Duration::from_secs(60))]).unwrap();
+    /// let layer = LimiterLayer::builder()
+    ///     .endpoint(Endpoint::new("/orders", policy).scopes([Scope::Global]))
+    ///     .build_in_memory()
+    ///     .unwrap();
+    /// let now = layer.peek("orders", "global").await.unwrap();
+    /// assert_eq!(now.windows()[0].remaining(), 5);
+    /// layer.reset("orders", "global").await.unwrap();
+    /// assert!(layer.peek("billing", "global").await.is_err());
+    /// # });
+    /// ```
+    pub async fn peek(&self, policy: &str, key: &str) -> Result<Decision, UsageError> {
+        let policy = self.policy(policy)?;
+        Ok(self.shared.store.peek(&policy, key).await?)
+    }
+
+    /// Forgets what `key` has used under the policy named `policy` (see
+    /// [`peek`](Self::peek)): its windows whole again, on every instance sharing the
+    /// store.
+    pub async fn reset(&self, policy: &str, key: &str) -> Result<(), UsageError> {
+        let policy = self.policy(policy)?;
+        Ok(self.shared.store.reset(&policy, key).await?)
+    }
+
+    fn policy(&self, name: &str) -> Result<Policy, UsageError> {
+        let rules = self.shared.rules.load();
+        let found = rules.policies().find(|p| p.name() == name).cloned();
+        found.ok_or_else(|| UsageError::UnknownPolicy(name.to_owned()))
+    }
+}
+
+/// Why a key's usage could not be read or reset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// No policy in force has this name.
+    #[error("no policy named {0:?}")]
+    UnknownPolicy(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] limiter_core::Error),
 }
 
 impl<S, M> Layer<S> for LimiterLayer<M> {

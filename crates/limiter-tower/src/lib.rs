@@ -76,7 +76,7 @@ pub use future::ResponseFuture;
 pub use headers::{HeaderStyle, QuotaUnit};
 pub use key::{ForwardedHeader, Scope, TokenFallback};
 pub use key::{Jwt, JwtKeyError};
-pub use layer::{LayerError, LimiterLayer};
+pub use layer::{LayerError, LimiterLayer, UsageError};
 pub use rejection::Rejection;
 pub use rules::{BadCost, Cost, Rules};
 pub use service::LimiterService;

@@ -388,6 +388,13 @@ impl<S: Store, C: Clock> Store for DenialCache<S, C> {
         settled
     }
 
+    /// Resets in the store and forgets the key's remembered denial.
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        let reset = self.inner.store.reset(policy, key).await;
+        self.forget(policy, key);
+        reset
+    }
+
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
         self.inner.store.ping()
     }

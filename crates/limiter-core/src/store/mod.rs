@@ -66,6 +66,21 @@ pub trait Store: Send + Sync + 'static {
         actual: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Forgets what `key` has used under `policy`: every window whole again (an
+    /// operator's reset). A reservation made before and settled after gives back nothing
+    /// the reset already gave back.
+    fn reset(&self, policy: &Policy, key: &str) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// What `key`'s windows hold under `policy` now, charging nothing: a
+    /// [`check`](Store::check) of [`Cost::ZERO`].
+    fn peek(
+        &self,
+        policy: &Policy,
+        key: &str,
+    ) -> impl Future<Output = Result<Decision, Error>> + Send {
+        self.check(policy, key, Cost::ZERO)
+    }
+
     /// Checks that the store answers, for health checks; the default has nothing to ask.
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
         async { Ok(()) }
@@ -99,6 +114,10 @@ impl<S: Store> Store for std::sync::Arc<S> {
         actual: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         (**self).settle(policy, key, reservation, actual)
+    }
+
+    fn reset(&self, policy: &Policy, key: &str) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).reset(policy, key)
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

@@ -421,6 +421,10 @@ impl Store for RedisStack {
         self.top.settle(policy, key, reservation, actual).await
     }
 
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        self.top.reset(policy, key).await
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.top.ping().await
     }
@@ -551,6 +555,13 @@ impl Store for AnyStore {
         match &self.backend {
             Backend::Memory(store) => store.settle_now(policy, key, reservation, actual),
             Backend::Redis(stack) => stack.settle(policy, key, reservation, actual).await,
+        }
+    }
+
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Memory(store) => store.reset_now(policy, key),
+            Backend::Redis(stack) => stack.reset(policy, key).await,
         }
     }
 

@@ -170,6 +170,11 @@ impl Local {
             .settle_now(&self.scaled(policy, share), key, reservation, actual)
     }
 
+    /// Forgets what the stand-in counted for `key`.
+    pub(crate) fn reset(&self, policy: &Policy, share: f64, key: &str) -> Result<(), Error> {
+        self.store.reset_now(&self.scaled(policy, share), key)
+    }
+
     fn scaled(&self, policy: &Policy, share: f64) -> Policy {
         self.scaled
             .lock()

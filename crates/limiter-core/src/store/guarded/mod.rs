@@ -233,6 +233,15 @@ impl<S: Store> Store for Guarded<S> {
         }
     }
 
+    /// Resets in the store, and in the local stand-in of a failure mode: what either
+    /// counted for the key is forgotten. A store that fails returns its error.
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        if let FailureMode::Local { share } = policy.failure_mode().unwrap_or(self.inner.mode) {
+            self.inner.local.reset(policy, share, key)?;
+        }
+        self.inner.primary.reset(policy, key).await
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.inner.primary.ping().await
     }

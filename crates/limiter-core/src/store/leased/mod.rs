@@ -619,6 +619,18 @@ impl<S: LeaseStore> Store for Leased<S> {
         self.shared.store.settle(policy, key, reservation, actual)
     }
 
+    /// Voids the key's lease (its units were counted before the reset and must not
+    /// come back after it), then resets in the store. A take in flight meanwhile may
+    /// still bring a lease counted before the reset.
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        if let Some(lane) = self.shared.lanes.get(&PolicyKeyRef::new(policy, key)) {
+            if lane.state.lock().lease.take().is_some() {
+                self.shared.stats.lease_ended(0, true);
+            }
+        }
+        self.shared.store.reset(policy, key).await
+    }
+
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
         self.shared.store.ping()
     }

@@ -278,6 +278,31 @@ impl<C: Clock> MemoryStore<C> {
         Ok(Reservation::new(decision, estimate, at))
     }
 
+    /// Resets synchronously: the body of [`Store::reset`].
+    pub fn reset_now(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        let key = key::normalize(key)?;
+        let (hash, shard) = self.inner.locate(policy, &key);
+        let name = policy.shared_name();
+        let mut shard = shard.lock();
+        let narrow = shard
+            .narrow
+            .find_entry(hash, |e| e.is(name, &key))
+            .is_ok_and(|found| {
+                found.remove();
+                true
+            });
+        let wide = shard
+            .wide
+            .find_entry(hash, |e| e.is(name, &key))
+            .is_ok_and(|found| {
+                found.remove();
+                true
+            });
+        let removed = usize::from(narrow) + usize::from(wide);
+        self.inner.len.fetch_sub(removed, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Settles synchronously: the body of [`Store::settle`].
     pub fn settle_now(
         &self,
@@ -634,5 +659,9 @@ impl<C: Clock> Store for MemoryStore<C> {
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         self.settle_now(policy, key, reservation, actual)
+    }
+
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        self.reset_now(policy, key)
     }
 }

@@ -585,6 +585,11 @@ impl Store for Batched {
         }
     }
 
+    /// Resets at once, outside the batches.
+    fn reset(&self, policy: &Policy, key: &str) -> impl Future<Output = Result<(), Error>> + Send {
+        self.shared.store.reset(policy, key)
+    }
+
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {
         self.shared.store.ping()
     }

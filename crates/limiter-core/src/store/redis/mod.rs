@@ -736,6 +736,22 @@ impl Store for RedisStore {
             .map(drop)
     }
 
+    /// Deletes the key's windows (one hash slot: one command on a Cluster too).
+    async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
+        let key = key::normalize(key)?;
+        let mut cmd = ::redis::cmd("DEL");
+        self.push_keys(&mut cmd, policy, &key);
+        self.on_io(|store| async move {
+            let mut conn = store.conn.clone();
+            let del = cmd.query_async::<i64>(&mut conn);
+            store
+                .on_wire(1, async { del.await.map_err(store_error) })
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         let ping = ::redis::cmd("PING");
         ping.query_async::<()>(&mut self.conn.clone())
