@@ -70,7 +70,7 @@ async fn reset_makes_the_windows_whole_on_every_store() {
     .await;
     for mode in [FailureMode::Open, FailureMode::Local { share: 0.5 }] {
         let guarded = Guarded::builder(redis_store(&server).await)
-            .failure_mode(mode.clone())
+            .failure_mode(mode)
             .build()
             .unwrap();
         reset_on(&guarded, &format!("guarded {mode:?}")).await;
