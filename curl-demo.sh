@@ -2,8 +2,8 @@
 # A walkthrough of the HTTP demo with curl: builds and starts it, then shows the rate-limit
 # headers, a 429 with Retry-After, two users with separate budgets, X-Forwarded-For from a
 # trusted proxy versus a spoofed one, a cost that can never fit, a live reload that
-# changes a limit, a streamed answer charged the tokens it used, and a policy in shadow
-# mode. It stops the server it started, whatever happens.
+# changes a limit, a streamed answer charged the tokens it used, a policy in shadow mode,
+# and the operators' routes. It stops the server it started, whatever happens.
 #
 # The demo listens on 127.0.0.1 (trusted as a proxy by the policy file) and on ::1 (not).
 set -euo pipefail
@@ -26,6 +26,7 @@ trap cleanup EXIT INT TERM
 # The policy file is copied so that the live reload below does not edit the repository.
 cp config/demo.yaml "$WORK/policies.yaml"
 export DEMO_JWT_SECRET="curl-demo-secret"
+export DEMO_ADMIN_TOKEN="curl-demo-admin-token"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { echo "\$ curl $*"; curl -sS -i "$@" | tr -d '\r' | grep -iE '^(HTTP|ratelimit|x-ratelimit|retry-after|content-type)|^\{' ; }
@@ -105,5 +106,13 @@ step "8. Shadow mode: /beta's planned limit (3 a minute) never refuses; the hand
 for i in 1 2 3 4 5; do
   printf 'request %s: ' "$i"; curl -sS -w ' (%{http_code})\n' "$V4/beta"
 done
+
+step "9. The operators' routes (/admin): refused without the admin token; with it, alice's /me usage read and reset"
+echo "without the token: $(code "$V4/admin/usage/me/user:alice")"
+ADMIN=(-H "Authorization: Bearer $DEMO_ADMIN_TOKEN")
+echo "\$ curl -H 'Authorization: Bearer ...' $V4/admin/usage/me/user:alice"
+curl -sS "${ADMIN[@]}" "$V4/admin/usage/me/user:alice"; echo
+echo "reset: $(code -X DELETE "${ADMIN[@]}" "$V4/admin/usage/me/user:alice")"
+echo "alice on /me again: $(code -H "Authorization: Bearer $ALICE" "$V4/me")"
 echo
 echo "Demo log:"; grep -E "reloaded|listening" "$WORK/demo.log" | sed 's/\x1b\[[0-9;]*m//g'

@@ -20,12 +20,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::extract::{Path, Query};
+use axum::http::header::AUTHORIZATION;
 use axum::response::sse::{Event, Sse};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use limiter::telemetry::{self, LogFormat};
 use limiter_tower::config::{self, StoreConfig, StoreSetup};
-use limiter_tower::{AnyStore, LimiterLayer, ShadowDenied, Usage};
+use limiter_tower::{AdminApi, AnyStore, LimiterLayer, ShadowDenied, Usage};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::IntervalStream;
@@ -33,6 +34,16 @@ use tokio_stream::{Stream, StreamExt};
 
 /// The HMAC secret of the demo's tokens when `DEMO_JWT_SECRET` is not set.
 const DEMO_SECRET: &str = "demo-secret-do-not-use-in-production";
+
+/// The admin routes' bearer token when `DEMO_ADMIN_TOKEN` is not set.
+const DEMO_ADMIN_TOKEN: &str = "demo-admin-token-do-not-use-in-production";
+
+/// Compares two secrets in time independent of where they differ: their SHA-256 digests,
+/// whose differences say nothing about the secrets'.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(given) == Sha256::digest(expected)
+}
 
 struct Args {
     config: PathBuf,
@@ -173,8 +184,21 @@ async fn run(args: Args, metrics: PrometheusHandle) -> Result<(), String> {
         .reloader(&args.config)
         .watch(Duration::from_millis(200))
         .map_err(|e| format!("watching {}: {e}", args.config.display()))?;
-    // Merged after the layer: scrapes are never rate-limited.
-    let app = app().layer(layer).merge(telemetry::metrics_router(metrics));
+    // The operators' routes, behind a bearer token (DEMO_ADMIN_TOKEN): without the
+    // token every admin request is refused.
+    let admin_token = std::env::var("DEMO_ADMIN_TOKEN").unwrap_or_else(|_| DEMO_ADMIN_TOKEN.into());
+    let expected = format!("Bearer {admin_token}");
+    let admin = AdminApi::new(&layer)
+        .authorize(move |headers| {
+            let given = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+            given.is_some_and(|given| same_secret(given, expected.as_bytes()))
+        })
+        .router();
+    // Merged after the layer: scrapes and the admin routes are never rate-limited.
+    let app = app()
+        .layer(layer)
+        .merge(telemetry::metrics_router(metrics))
+        .nest("/admin", admin);
     // Outermost: the caller's trace is the parent of every span of the request.
     #[cfg(feature = "otel")]
     let app = app.layer(axum::middleware::from_fn(

@@ -122,6 +122,11 @@ impl LimiterLayer {
 }
 
 impl<M> LimiterLayer<M> {
+    /// The same layer, answering in the service's own body type.
+    pub(crate) fn same_body(&self) -> LimiterLayer<SameBody> {
+        LimiterLayer::sharing(Arc::clone(&self.shared))
+    }
+
     fn sharing(shared: Arc<Shared>) -> Self {
         LimiterLayer {
             shared,

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+mod admin;
 mod body;
 mod builder;
 mod client_timestamp;
@@ -67,6 +68,7 @@ mod shared;
 mod store;
 mod usage;
 
+pub use admin::AdminApi;
 pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
 pub use builder::{BuildError, Endpoint, LimiterBuilder, PolicyRule};
 pub use client_timestamp::{BadTimestamp, ClientTimestamp};

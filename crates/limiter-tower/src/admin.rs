@@ -1,0 +1,184 @@
+//! [`AdminApi`]: an axum [`Router`] for operators to read and reset a key's usage,
+//! mounted by the application behind its own authentication.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use limiter_core::{Decision, Error as StoreFailure};
+use serde_json::{json, Value};
+
+use crate::layer::{LimiterLayer, UsageError};
+use crate::problem;
+
+type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
+
+/// The operators' routes over a layer's store, relative to where they are mounted:
+///
+/// - `GET /usage/{policy}/{key}`: the key's windows under the policy in force (limit,
+///   remaining, unit, seconds until reset), charging nothing;
+/// - `DELETE /usage/{policy}/{key}`: the key's windows whole again, on every instance
+///   sharing the store (204).
+///
+/// Never open by default: every request is refused (401) until
+/// [`authorize`](Self::authorize) accepts it. Bad input gets a problem body naming the
+/// field (`policy`, `key`).
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::Router;
+/// use limiter_tower::{AdminApi, Endpoint, Limit, LimiterLayer, Policy};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let orders = Policy::new("orders", vec![Limit::new(10, Duration::from_secs(60))])?;
+/// let layer = LimiterLayer::builder().endpoint(Endpoint::new("/orders", orders)).build_in_memory()?;
+/// let admin = AdminApi::new(&layer)
+///     .authorize(|headers| headers.get("x-admin-token").is_some_and(|t| t == "let-me-in"))
+///     .router();
+/// let app: Router = Router::new().nest("/admin", admin);
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AdminApi {
+    layer: LimiterLayer,
+    authorize: Arc<Authorize>,
+}
+
+impl std::fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminApi")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminApi {
+    /// The routes over `layer`'s store and rules, refusing every request until
+    /// [`authorize`](Self::authorize) is set.
+    pub fn new<M>(layer: &LimiterLayer<M>) -> Self {
+        AdminApi {
+            layer: layer.same_body(),
+            authorize: Arc::new(|_| false),
+        }
+    }
+
+    /// Admits the requests `authorize` accepts: the application's own check of the
+    /// caller (a token compared in constant time, an mTLS identity a proxy vouches for).
+    pub fn authorize(
+        mut self,
+        authorize: impl Fn(&HeaderMap) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.authorize = Arc::new(authorize);
+        self
+    }
+
+    /// The routes, to nest under the application's admin prefix.
+    pub fn router<S>(self) -> Router<S> {
+        Router::new()
+            .route("/usage/{policy}/{key}", get(usage).delete(reset))
+            .with_state(self)
+    }
+}
+
+async fn usage(
+    State(api): State<AdminApi>,
+    headers: HeaderMap,
+    Path((policy, key)): Path<(String, String)>,
+) -> Response {
+    if !(api.authorize)(&headers) {
+        return unauthorized();
+    }
+    match api.layer.peek(&policy, &key).await {
+        Ok(decision) => Json(usage_body(&api, &policy, &key, &decision)).into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+async fn reset(
+    State(api): State<AdminApi>,
+    headers: HeaderMap,
+    Path((policy, key)): Path<(String, String)>,
+) -> Response {
+    if !(api.authorize)(&headers) {
+        return unauthorized();
+    }
+    match api.layer.reset(&policy, &key).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+/// The key's windows, in the policy's order.
+fn usage_body(api: &AdminApi, policy: &str, key: &str, decision: &Decision) -> Value {
+    let rules = api.layer.rules();
+    let limits = rules
+        .policies()
+        .find(|p| p.name() == policy)
+        .map(|p| p.limits().to_vec())
+        .unwrap_or_default();
+    let windows: Vec<Value> = decision
+        .windows()
+        .iter()
+        .zip(&limits)
+        .map(|(window, limit)| {
+            json!({
+                "name": limit.name(),
+                "unit": limit.unit(),
+                "limit": window.limit(),
+                "remaining": window.remaining(),
+                "reset_after_secs": crate::headers::ceil_secs(window.reset_after()),
+            })
+        })
+        .collect();
+    json!({ "policy": policy, "key": key, "windows": windows })
+}
+
+fn failed(error: UsageError) -> Response {
+    match error {
+        UsageError::UnknownPolicy(name) => with_field(
+            StatusCode::NOT_FOUND,
+            "Unknown policy",
+            &format!("No policy in force is named {name:?}."),
+            "policy",
+        ),
+        UsageError::Store(StoreFailure::EmptyKey) => with_field(
+            StatusCode::BAD_REQUEST,
+            "Invalid key",
+            "The key must not be empty.",
+            "key",
+        ),
+        UsageError::Store(other) => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let body = problem::plain(status.as_u16(), "Store unavailable", &other.to_string());
+            problem::response(status, body).map(axum::body::Body::from)
+        }
+    }
+}
+
+/// A problem body naming the request's `field` at fault.
+fn with_field(status: StatusCode, title: &str, detail: &str, field: &str) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "field": field,
+    });
+    problem::response(status, Bytes::from(body.to_string())).map(axum::body::Body::from)
+}
+
+fn unauthorized() -> Response {
+    let status = StatusCode::UNAUTHORIZED;
+    let body = problem::plain(
+        status.as_u16(),
+        "Unauthorized",
+        "The admin routes answer only the callers this application authorizes.",
+    );
+    problem::response(status, body).map(axum::body::Body::from)
+}
