@@ -36,7 +36,6 @@ use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 const ALLOW: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
-const REDIS: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\nendpoints:\n  - { path: /, name: bench, scopes: [global], limits: [{ name: all, max: 1000000, window: 1s, burst: 1000000000000 }] }\n";
 /// Answers and tokens, never reached; `{usage}` is replaced by the policy's usage line.
 const STREAM: &str = "endpoints:\n  - { path: /, name: bench, scopes: [global], cost: 150, {usage} limits: [{ name: answers, max: 1000000000, window: 60s, algorithm: fixed_window }, { name: tokens, max: 1000000000000, window: 60s, algorithm: fixed_window, unit: tokens }] }\n";
 const REDIS_STORE: &str = "store: { kind: redis, url: \"${REDIS_URL}\", key_prefix: \"bench:\", timeout: 200ms }\nbreaker: { slow_call: 150ms }\n";
@@ -103,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bare" => None,
         "allow" => Some(ALLOW.to_owned()),
         "deny" => Some(DENY.to_owned()),
-        "redis" => Some(REDIS.to_owned()),
+        "redis" => Some(format!("{REDIS_STORE}{ALLOW}")),
         "stream-plain" | "stream-usage" => Some(stream_yaml),
         "redis-stream-plain" | "redis-stream-usage" => Some(format!("{REDIS_STORE}{stream_yaml}")),
         other => return Err(format!("MODE must be bare, allow, deny, redis, stream-plain, stream-usage, redis-stream-plain or redis-stream-usage, not {other}").into()),

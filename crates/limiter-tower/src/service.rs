@@ -187,15 +187,7 @@ impl<S, M> LimiterService<S, M> {
             let (result, reservation) = split(result);
             return match conclude(&rule, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => {
-                    let pending = reservation.map(|r| {
-                        Box::new(Pending::new(
-                            Arc::clone(&self.shared),
-                            rule,
-                            key.into(),
-                            r,
-                            usage,
-                        ))
-                    });
+                    let pending = pending(&self.shared, rule, key, reservation, usage);
                     ResponseFuture::called(
                         self.inner.call(marked(req, shadow)),
                         Some(stamp),
@@ -219,15 +211,7 @@ impl<S, M> LimiterService<S, M> {
             let (result, reservation) = split(result);
             match conclude(&rule, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => {
-                    let pending = reservation.map(|r| {
-                        Box::new(Pending::new(
-                            Arc::clone(&shared),
-                            rule,
-                            key.into(),
-                            r,
-                            usage,
-                        ))
-                    });
+                    let pending = pending(&shared, rule, key, reservation, usage);
                     // Held across the call: a future dropped before the response (the
                     // client went away) settles for what was reported by then.
                     Checked::Called(
@@ -249,6 +233,18 @@ fn marked<B>(mut req: Request<B>, shadow: Option<ShadowDenied>) -> Request<B> {
         req.extensions_mut().insert(shadow);
     }
     req
+}
+
+/// What settles `reservation` once the response is known, if there is one.
+fn pending(
+    shared: &Arc<Shared>,
+    rule: Arc<EndpointRule>,
+    key: String,
+    reservation: Option<Reservation>,
+    usage: Option<Usage>,
+) -> Option<Box<Pending>> {
+    let shared = Arc::clone(shared);
+    reservation.map(|r| Box::new(Pending::new(shared, rule, key.into(), r, usage)))
 }
 
 /// The decision of a reservation, and the reservation when there is one to settle.
