@@ -70,6 +70,17 @@ pub fn hs256(secret: &str, sub: &str, aud: Option<&str>, exp_in: i64) -> String 
     .unwrap()
 }
 
+/// An HS256 token with `claims` and an expiry an hour from now, signed with `secret`.
+pub fn hs256_claims(secret: &str, mut claims: serde_json::Value) -> String {
+    claims["exp"] = json!(now() + 3600);
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// Awaits `condition`, asked every 10 ms for at most 10 s: `Ok` once it holds, otherwise
 /// `Err` with what it saw, which is the panic message if it never holds. For what
 /// happens after a response (a settlement on Redis, a stream the server drops).

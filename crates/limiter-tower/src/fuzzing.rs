@@ -80,5 +80,8 @@ pub fn identify_jwt(authorization: &[u8]) -> Result<String, String> {
     if let Ok(value) = http::HeaderValue::from_bytes(authorization) {
         headers.insert(http::header::AUTHORIZATION, value);
     }
-    verifier.identify(&headers).map_err(|e| e.to_string())
+    verifier
+        .identify(&headers)
+        .map(|verified| verified.user)
+        .map_err(|e| e.to_string())
 }

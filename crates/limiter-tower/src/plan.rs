@@ -13,6 +13,7 @@ use http::Request;
 use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
 use crate::key::TokenFallback;
 use crate::key::{RequestIdentity, TokenError};
+use crate::pricing::PlanInputs;
 use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};
 
@@ -43,6 +44,8 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
     let Some(rule) = rules.find(req.method(), req.uri().path()) else {
         return Plan::Pass;
     };
+    // Only a policy with limits per plan reads the client's plan.
+    let plans = rules.plans.as_ref().filter(|_| !rule.plans.is_empty());
     // The client's address only when something asks for it: a `global` or `endpoint`
     // budget without exempt networks never looks.
     let enumeration = rules.enumeration.as_ref();
@@ -65,11 +68,17 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
     }
 
     let needs_user = rule.key.needs_user();
+    let plan_claim = plans.is_some_and(|p| p.reads_claim());
     let mut failed_token = false;
-    let user = match &rules.jwt {
-        Some(jwt) if needs_user || !rules.exempt_users.is_empty() || enumeration.is_some() => {
+    let verified = match &rules.jwt {
+        Some(jwt)
+            if needs_user
+                || plan_claim
+                || !rules.exempt_users.is_empty()
+                || enumeration.is_some() =>
+        {
             match jwt.identify(headers) {
-                Ok(user) => Some(user),
+                Ok(verified) => Some(verified),
                 Err(err) if needs_user && rules.token_fallback == TokenFallback::Reject => {
                     return Plan::Reject(Rejection::Unauthorized(err));
                 }
@@ -84,23 +93,37 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         }
         _ => None,
     };
-    if user
-        .as_ref()
-        .is_some_and(|u| rules.exempt_users.contains(u))
-    {
+    let user = verified.as_ref().map(|v| v.user.as_str());
+    if user.is_some_and(|u| rules.exempt_users.contains(u)) {
         return Plan::Pass;
     }
 
-    let api_key = if rule.key.needs_api_key() || enumeration.is_some() {
+    let plan_key = plans.is_some_and(|p| p.reads_api_key());
+    let api_key = if rule.key.needs_api_key() || plan_key || enumeration.is_some() {
         rules.api_key.read(headers)
     } else {
         None
+    };
+    let rule = match plans {
+        Some(plans) => {
+            let inputs = PlanInputs {
+                headers,
+                peer: req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(peer)| peer.ip()),
+                claims: verified.as_ref().map(|v| &*v.claims),
+                api_key: api_key.as_deref(),
+            };
+            rule.for_plan(plans.read(&inputs, &rules.client_ip).map(|p| &**p))
+        }
+        None => rule,
     };
     // After the identity is known, before any store call: a blocked client costs none.
     let mut report = None;
     if let (Some(config), Some(ip)) = (enumeration, client) {
         let presented = Presented {
-            user: user.as_deref(),
+            user,
             api_key: api_key.as_deref(),
             failed_token: failed_token
                 .then(|| headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
@@ -137,7 +160,7 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         .filter(|_| rule.key.needs_ip())
         .map(|ip| rules.client_ip.bucket(ip));
     let key = rule.key.render(&RequestIdentity {
-        user: user.as_deref(),
+        user,
         ip: ip.as_deref(),
         api_key: api_key.as_deref().filter(|_| rule.key.needs_api_key()),
         method: req.method().as_str(),

@@ -480,3 +480,52 @@ fn usage_and_units_are_checked_and_located() {
     let e = error(&entry("{ actual: guess }", one));
     assert!(e.to_string().contains("guess"), "{e}");
 }
+
+#[test]
+fn plans_are_checked_and_located() {
+    let jwt = "jwt: { algorithms: [HS256], hs_secret_env: PLANS_TEST_SECRET }\n";
+    std::env::set_var("PLANS_TEST_SECRET", "s");
+    let policy = |plans: &str| {
+        format!("endpoints:\n  - path: /a\n    name: a\n    scopes: [user]\n    limits: [{{ name: m, max: 5, window: 1h }}]\n    plans:\n{plans}")
+    };
+    let pro = "      pro: { limits: [{ name: m, max: 50, window: 1h }] }\n";
+    let section = "plans: { claim: plan, default: free, names: [pro] }\n";
+
+    // Loads, and the plan is the policy's, under its name.
+    let loaded = load_str(
+        &format!("{jwt}{section}{}", policy(pro)),
+        Path::new("p.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.rules.policies().count(), 1);
+
+    let cases = [
+        // No `plans` section: nothing says where a plan is read.
+        (format!("{jwt}{}", policy(pro)), "endpoints[0].plans.pro", "need a `plans` section", Some(2)),
+        // A plan nobody declared (a typo).
+        (format!("{jwt}{section}{}", policy(pro.replace("pro", "por").as_str())), "endpoints[0].plans.por", "not declared", Some(3)),
+        // The default plan's limits are the policy's own.
+        (format!("{jwt}{section}{}", policy(pro.replace("pro", "free").as_str())), "endpoints[0].plans.free", "default plan", Some(3)),
+        // A plan's bad window names its place.
+        (format!("{jwt}{section}{}", policy("      pro: { limits: [{ name: m, max: 0, window: 1h }] }\n")), "endpoints[0].plans.pro.limits[0].max", "at least 1", Some(3)),
+        // A claim needs tokens verified.
+        (format!("{section}endpoints: []\n"), "plans.claim", "no `jwt` section", None),
+        // A header is believed only from trusted proxies.
+        ("plans: { header: x-plan, default: free }\n".to_owned(), "plans.header", "trusted proxies", None),
+        ("plans: { header: \"bad header\", default: free }\nclient_ip: { trusted_proxies: [10.0.0.0/8] }\n".to_owned(), "plans.header", "not a valid header name", None),
+        // Exactly one source.
+        ("plans: { claim: plan, header: x-plan, default: free }\n".to_owned(), "plans", "exactly one", None),
+        ("plans: { default: free }\n".to_owned(), "plans", "exactly one", None),
+        ("plans: { api_keys: { \"${PLANS_TEST_UNSET}\": pro }, default: free }\n".to_owned(), "plans.api_keys", "PLANS_TEST_UNSET", None),
+    ];
+    for (yaml, field, message, line) in cases {
+        let e = error(&yaml);
+        assert_eq!(e.field(), Some(field), "{e}\n{yaml}");
+        assert!(e.to_string().contains(message), "{e}\n{yaml}");
+        assert_eq!(
+            e.position().map(|p| p.line),
+            line.map(|l: u64| l + 1),
+            "{e}\n{yaml}"
+        );
+    }
+}

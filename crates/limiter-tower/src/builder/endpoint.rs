@@ -2,7 +2,7 @@
 //! code (or read from one entry of the policy file).
 
 use http::{Method, StatusCode};
-use limiter_core::{FailureMode, Policy};
+use limiter_core::{FailureMode, Limit, Policy};
 
 use crate::headers::QuotaUnit;
 use crate::key::Scope;
@@ -33,6 +33,7 @@ pub struct PolicyRule {
     pub(crate) refund_server_errors: bool,
     pub(crate) shadow: Option<bool>,
     pub(crate) shadow_headers: bool,
+    pub(crate) plans: Vec<(String, Vec<Limit>)>,
 }
 
 impl PolicyRule {
@@ -50,7 +51,30 @@ impl PolicyRule {
             refund_server_errors: false,
             shadow: None,
             shadow_headers: false,
+            plans: Vec::new(),
         }
+    }
+
+    /// Other limits for clients on `plan` (see [`Plans`](crate::Plans)): the same policy,
+    /// counted under the same name, so a client whose plan changes keeps its usage and
+    /// is decided under the new limits at once. Clients on the default plan and on plans
+    /// not named here get the policy's own limits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Limit, Policy, PolicyRule, Scope};
+    ///
+    /// let minute = |max| vec![Limit::new(max, Duration::from_secs(60))];
+    /// let api = Policy::new("api", minute(5)).unwrap();
+    /// let rule = PolicyRule::new(api)
+    ///     .scopes([Scope::User])
+    ///     .plan("pro", minute(50))
+    ///     .plan("enterprise", minute(500));
+    /// # let _ = rule;
+    /// ```
+    pub fn plan(mut self, plan: impl Into<String>, limits: Vec<Limit>) -> Self {
+        self.plans.push((plan.into(), limits));
+        self
     }
 
     /// What the budget is per, in key order (at least one; `[Scope::Global]` for one
@@ -254,6 +278,12 @@ impl Endpoint {
     /// See [`PolicyRule::failure_mode`].
     pub fn failure_mode(mut self, mode: FailureMode) -> Self {
         self.rule = self.rule.failure_mode(mode);
+        self
+    }
+
+    /// See [`PolicyRule::plan`].
+    pub fn plan(mut self, plan: impl Into<String>, limits: Vec<Limit>) -> Self {
+        self.rule = self.rule.plan(plan, limits);
         self
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use ipnet::IpNet;
-use limiter_core::{BreakerConfig, FailureMode};
+use limiter_core::{BreakerConfig, FailureMode, Limit, Policy};
 
 pub use endpoint::{Endpoint, PolicyRule};
 pub use error::BuildError;
@@ -21,8 +21,9 @@ use crate::headers::HeaderStyle;
 use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
 use crate::key::{ForwardedHeader, TokenFallback};
+use crate::pricing::{PlanReader, Plans};
 use crate::problem;
-use crate::rules::{Denial, EndpointRule, RouteTargets, Rules};
+use crate::rules::{Denial, EndpointRule, PlanRules, RouteTargets, Rules};
 use crate::store::{OverloadConfig, StoreConfig, StoreSetup};
 use crate::usage::{Actual, SettleRule};
 
@@ -57,6 +58,7 @@ pub struct LimiterBuilder {
     forwarded_header: ForwardedHeader,
     ipv6_prefix: Option<u8>,
     jwt: Option<Jwt>,
+    plans: Option<Plans>,
     api_key_header: Option<HeaderName>,
     exempt_cidrs: Vec<IpNet>,
     exempt_users: Vec<String>,
@@ -128,6 +130,13 @@ impl LimiterBuilder {
     /// Verifies bearer tokens for the `user` scope (required when a policy uses it).
     pub fn jwt(mut self, jwt: Jwt) -> Self {
         self.jwt = Some(jwt);
+        self
+    }
+
+    /// Where a client's plan is read, and the plans there are: policies set limits per
+    /// plan with [`PolicyRule::plan`] (see [`Plans`] for an example).
+    pub fn plans(mut self, plans: Plans) -> Self {
+        self.plans = Some(plans);
         self
     }
 
@@ -203,6 +212,7 @@ impl LimiterBuilder {
             style: self.headers,
             failure_mode: self.failure_mode,
             shadow: self.shadow,
+            plans: self.plans.as_ref(),
         };
         let mut names = HashSet::new();
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
@@ -255,17 +265,44 @@ impl LimiterBuilder {
             .iter()
             .chain(default.as_ref())
             .any(|r| r.key.needs_user());
+        let plan_claim = self.plans.as_ref().and_then(|p| p.source.claim_name());
         let (jwt, token_fallback) = match self.jwt {
             Some(jwt) => {
                 let (verifier, fallback) = jwt
                     .verifier()
                     .map_err(|(field, message)| BuildError::new(format!("jwt.{field}"), message))?;
-                (Some(verifier), fallback)
+                (
+                    Some(verifier.capture(plan_claim.map(str::to_owned))),
+                    fallback,
+                )
             }
             None if needs_user || !self.exempt_users.is_empty() => {
                 return Err(BuildError::new("jwt", "a policy uses the `user` scope (or users are exempted) but no `jwt` section is configured"));
             }
+            None if plan_claim.is_some() => {
+                return Err(BuildError::new(
+                    "plans.claim",
+                    "plans are read from a token claim but no `jwt` section verifies tokens",
+                ));
+            }
             None => (None, TokenFallback::default()),
+        };
+        let api_key = ApiKeyReader::new(
+            self.api_key_header
+                .unwrap_or(HeaderName::from_static(crate::key::DEFAULT_API_KEY_HEADER)),
+        );
+        let plans = match &self.plans {
+            Some(plans) => {
+                if plans.source.reads_header() && self.trusted_proxies.is_empty() {
+                    return Err(BuildError::new(
+                        "plans.header",
+                        "a plan header is believed only from trusted proxies, and `client_ip.trusted_proxies` names none",
+                    ));
+                }
+                let claim_at = plan_claim.and_then(|c| jwt.as_ref()?.captured(c));
+                PlanReader::new(plans, claim_at, &api_key)
+            }
+            None => None,
         };
 
         let ipv6_prefix = self.ipv6_prefix.unwrap_or(DEFAULT_IPV6_PREFIX);
@@ -317,10 +354,8 @@ impl LimiterBuilder {
             ),
             jwt,
             token_fallback,
-            api_key: ApiKeyReader::new(
-                self.api_key_header
-                    .unwrap_or(HeaderName::from_static(crate::key::DEFAULT_API_KEY_HEADER)),
-            ),
+            api_key,
+            plans,
             exempt_cidrs: self.exempt_cidrs.iter().map(IpNet::trunc).collect(),
             exempt_users: self.exempt_users.into_iter().collect(),
             client_timestamp: self.client_timestamp,
@@ -335,16 +370,17 @@ impl LimiterBuilder {
 }
 
 /// What a policy takes from the builder when it does not say itself.
-struct Defaults {
+struct Defaults<'a> {
     style: HeaderStyle,
     failure_mode: FailureMode,
     shadow: bool,
+    plans: Option<&'a Plans>,
 }
 
 fn compile_rule(
     rule: PolicyRule,
     route: &str,
-    defaults: &Defaults,
+    defaults: &Defaults<'_>,
     at: Entry,
 ) -> Result<EndpointRule, BuildError> {
     if rule.scopes.is_empty() {
@@ -358,16 +394,7 @@ fn compile_rule(
         .policy
         .with_failure_mode(rule.failure_mode.unwrap_or(defaults.failure_mode))
         .map_err(|e| at.error("failure_mode", e))?;
-    let headers = PreparedHeaders::new(&policy, rule.quota_unit, defaults.style)
-        .map_err(|e| at.error("limits", e))?;
-    let denials = policy
-        .limits()
-        .iter()
-        .map(|limit| Denial {
-            retry: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), false),
-            never: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), true),
-        })
-        .collect();
+    let (headers, denials) = responses(&policy, rule.quota_unit, defaults, at, "limits")?;
     let settles = rule.actual != Actual::Estimate
         || !rule.charge_statuses.is_empty()
         || rule.refund_server_errors;
@@ -376,7 +403,7 @@ fn compile_rule(
         statuses: rule.charge_statuses.into(),
         refund_server_errors: rule.refund_server_errors,
     });
-    Ok(EndpointRule {
+    let mut compiled = EndpointRule {
         name: Arc::from(policy.name()),
         route: Arc::from(route),
         key: KeyTemplate::new(&rule.scopes),
@@ -387,6 +414,91 @@ fn compile_rule(
         headers,
         denials,
         policy,
+        plans: Box::default(),
         metrics: Default::default(),
-    })
+    };
+    compiled.plans = plan_rules(&compiled, rule.plans, rule.quota_unit, defaults, at)?;
+    Ok(compiled)
+}
+
+/// The rules of `base`'s policy under each plan's limits, checked against the declared
+/// plans.
+fn plan_rules(
+    base: &EndpointRule,
+    plans: Vec<(String, Vec<Limit>)>,
+    quota_unit: Option<crate::headers::QuotaUnit>,
+    defaults: &Defaults<'_>,
+    at: Entry,
+) -> Result<PlanRules, BuildError> {
+    let mut rules: Vec<(Arc<str>, Arc<EndpointRule>)> = Vec::with_capacity(plans.len());
+    for (plan, limits) in plans {
+        let field = format!("plans.{plan}");
+        let Some(declared) = defaults.plans else {
+            return Err(at.error(
+                &field,
+                "limits per plan need a `plans` section saying where a client's plan is read",
+            ));
+        };
+        if plan == declared.default {
+            return Err(at.error(
+                &field,
+                "the default plan's limits are the policy's own `limits`",
+            ));
+        }
+        if !declared.names.contains(&plan) {
+            return Err(at.error(
+                &field,
+                format!("plan {plan:?} is not declared in `plans.names`"),
+            ));
+        }
+        if rules.iter().any(|(name, _)| **name == *plan) {
+            return Err(at.error(&field, "the plan's limits are given twice"));
+        }
+        let mut policy = Policy::new(base.policy.name(), limits)
+            .map_err(|e| at.error(&format!("{field}.{}", e.field()), e))?
+            .with_leasing(base.policy.leasing());
+        if let Some(mode) = base.policy.failure_mode() {
+            policy = policy
+                .with_failure_mode(mode)
+                .map_err(|e| at.error("failure_mode", e))?;
+        }
+        let (headers, denials) = responses(
+            &policy,
+            quota_unit,
+            defaults,
+            at,
+            &format!("{field}.limits"),
+        )?;
+        let rule = EndpointRule {
+            policy,
+            headers,
+            denials,
+            plans: Box::default(),
+            metrics: Default::default(),
+            ..base.clone()
+        };
+        rules.push((Arc::from(plan), Arc::new(rule)));
+    }
+    Ok(rules.into())
+}
+
+/// The fixed parts of `policy`'s response headers, and its 429 bodies.
+fn responses(
+    policy: &Policy,
+    quota_unit: Option<crate::headers::QuotaUnit>,
+    defaults: &Defaults<'_>,
+    at: Entry,
+    field: &str,
+) -> Result<(PreparedHeaders, Box<[Denial]>), BuildError> {
+    let headers =
+        PreparedHeaders::new(policy, quota_unit, defaults.style).map_err(|e| at.error(field, e))?;
+    let denials = policy
+        .limits()
+        .iter()
+        .map(|limit| Denial {
+            retry: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), false),
+            never: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), true),
+        })
+        .collect();
+    Ok((headers, denials))
 }

@@ -16,6 +16,7 @@ use super::model::*;
 use crate::builder::{Endpoint, Entry, LimiterBuilder, PolicyRule};
 use crate::client_timestamp::ClientTimestamp;
 use crate::key::Jwt;
+use crate::pricing::{PlanSource, Plans};
 use crate::rules::{Cost, Rules};
 use crate::store::{PolicyLeases, StoreConfig};
 use crate::usage::Actual;
@@ -112,6 +113,9 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
     if let Some(jwt) = &config.jwt {
         builder = builder.jwt(jwt_keys(&ctx, jwt)?);
     }
+    if let Some(plans) = &config.plans {
+        builder = builder.plans(plans_section(&ctx, plans)?);
+    }
     if let Some(stamp) = &config.client_timestamp {
         let header = HeaderName::from_str(&stamp.header).map_err(|_| {
             ctx.invalid(
@@ -192,6 +196,19 @@ fn policy_rule(
         rule = rule.shadow(shadow);
     }
     rule = rule.shadow_headers(config.shadow_headers);
+    for (plan, limits) in &config.plans {
+        let limits = limits
+            .limits
+            .iter()
+            .enumerate()
+            .map(|(i, limit)| {
+                compile_limit(limit).map_err(|m| {
+                    ctx.invalid(at.clone(), format!("{field}.plans.{plan}.limits[{i}]"), m)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rule = rule.plan(plan.clone(), limits);
+    }
     if let Some(usage) = &config.usage {
         rule = usage_rule(ctx, rule, usage, at, &format!("{field}.usage"))?;
     }
@@ -295,6 +312,33 @@ fn compile_limit(config: &LimitConfig) -> Result<Limit, String> {
         limit = limit.counting(unit);
     }
     Ok(limit)
+}
+
+/// The `plans` section: its one source, its API keys with `${VAR}` expanded.
+fn plans_section(ctx: &Ctx<'_>, config: &PlansConfig) -> Result<Plans, ConfigError> {
+    let source = match (&config.claim, &config.header, config.api_keys.is_empty()) {
+        (Some(claim), None, true) => PlanSource::claim(claim.clone()),
+        (None, Some(header), true) => PlanSource::header(
+            HeaderName::from_str(header)
+                .map_err(|_| ctx.invalid(None, "plans.header".into(), "not a valid header name"))?,
+        ),
+        (None, None, false) => {
+            let keys = config
+                .api_keys
+                .iter()
+                .map(|(key, plan)| Ok((ctx.env("plans.api_keys", key)?, plan.clone())))
+                .collect::<Result<Vec<_>, ConfigError>>()?;
+            PlanSource::api_keys(keys)
+        }
+        _ => {
+            return Err(ctx.invalid(
+                None,
+                "plans".into(),
+                "set exactly one of `claim`, `header` and `api_keys`",
+            ))
+        }
+    };
+    Ok(Plans::new(source, config.default.clone()).names(config.names.iter().cloned()))
 }
 
 /// The `jwt` section's keys, read from the environment and the files it names.

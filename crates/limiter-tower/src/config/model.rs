@@ -3,6 +3,7 @@
 //! Nothing here is validated beyond its shape; [`compile`](super::compile) turns a
 //! [`ConfigFile`] into the rules the layer runs, and reports what does not make sense.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -45,6 +46,10 @@ pub struct ConfigFile {
     /// How the client address behind the `ip` scope is found.
     #[serde(default)]
     pub client_ip: ClientIpConfig,
+    /// Where a client's plan is read, and which plans there are (policies set `plans`
+    /// limits for them). Without it every client gets each policy's own limits.
+    #[serde(default)]
+    pub plans: Option<PlansConfig>,
     /// How the `user` scope verifies bearer tokens. Required when a policy uses `user`.
     #[serde(default)]
     pub jwt: Option<JwtConfig>,
@@ -263,6 +268,10 @@ pub struct EndpointConfig {
     /// Whether a shadow policy's responses carry its rate-limit fields (default false).
     #[serde(default)]
     pub shadow_headers: bool,
+    /// Other limits for clients on these plans (declared in the file's `plans`); the
+    /// policy's own `limits` are the default plan's and those of plans not named here.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanLimitsConfig>,
 }
 
 impl EndpointConfig {
@@ -280,6 +289,7 @@ impl EndpointConfig {
             usage: self.usage.clone(),
             shadow: self.shadow,
             shadow_headers: self.shadow_headers,
+            plans: self.plans.clone(),
         }
     }
 }
@@ -324,10 +334,44 @@ pub struct PolicyConfig {
     /// Whether a shadow policy's responses carry its rate-limit fields (default false).
     #[serde(default)]
     pub shadow_headers: bool,
+    /// Other limits for clients on these plans (declared in the file's `plans`); the
+    /// policy's own `limits` are the default plan's and those of plans not named here.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanLimitsConfig>,
 }
 
 fn default_scopes() -> Vec<Scope> {
     vec![Scope::Ip]
+}
+
+/// The file's plans: exactly one of `claim`, `header` and `api_keys` says where a
+/// client's plan is read.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlansConfig {
+    /// The plan of clients the source names no declared plan for.
+    pub default: String,
+    /// The other plans policies may set limits for.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// A claim of the verified bearer token (`plan`); needs the `jwt` section.
+    #[serde(default)]
+    pub claim: Option<String>,
+    /// A request header set by a gateway in front of this service, believed only from
+    /// `client_ip.trusted_proxies`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// API keys (as sent in the `api_key` header; `${VAR}` expanded) and their plans.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, String>,
+}
+
+/// A policy's limits on one plan.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanLimitsConfig {
+    /// The windows, all checked together, as the policy's own `limits`.
+    pub limits: Vec<LimitConfig>,
 }
 
 /// A cost known after the response.

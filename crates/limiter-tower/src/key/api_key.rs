@@ -19,6 +19,11 @@ impl ApiKeyReader {
         ApiKeyReader { header }
     }
 
+    /// The header it reads.
+    pub(crate) fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
     /// The first 128 bits of the SHA-256 of the header's value, in hex; `None` when the
     /// header is missing or empty. Any bytes are accepted: they are only hashed.
     pub(crate) fn read(&self, headers: &HeaderMap) -> Option<String> {

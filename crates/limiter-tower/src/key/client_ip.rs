@@ -41,7 +41,7 @@ impl ClientIpResolver {
         }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 

@@ -60,6 +60,17 @@ pub(crate) struct JwtVerifier {
     keys: Vec<BoundKey>,
     validations: HashMap<Algorithm, Validation>,
     identity_claim: String,
+    /// Further claims read from every verified token (a plan's), in this order.
+    captured: Box<[String]>,
+}
+
+/// What a verified token says: its identity, and the captured claims in the verifier's
+/// order (`None` where the token has no such claim, or one that is not a string or a
+/// number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    pub user: String,
+    pub claims: Box<[Option<String>]>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -110,11 +121,23 @@ impl JwtVerifier {
             keys,
             validations,
             identity_claim: rules.identity_claim.clone(),
+            captured: Box::default(),
         }
     }
 
+    /// Also reads `claims` from every verified token (see [`Verified::claims`]).
+    pub(crate) fn capture(mut self, claims: impl IntoIterator<Item = String>) -> Self {
+        self.captured = claims.into_iter().collect();
+        self
+    }
+
+    /// The position of `claim` among the captured ones.
+    pub(crate) fn captured(&self, claim: &str) -> Option<usize> {
+        self.captured.iter().position(|c| c == claim)
+    }
+
     /// The identity of the request's bearer token.
-    pub(crate) fn identify(&self, headers: &HeaderMap) -> Result<String, TokenError> {
+    pub(crate) fn identify(&self, headers: &HeaderMap) -> Result<Verified, TokenError> {
         let value = headers
             .get(http::header::AUTHORIZATION)
             .ok_or(TokenError::Missing)?;
@@ -126,8 +149,8 @@ impl JwtVerifier {
         self.verify(token.trim())
     }
 
-    /// Verifies `token` and returns its identity claim.
-    pub(crate) fn verify(&self, token: &str) -> Result<String, TokenError> {
+    /// Verifies `token` and returns what it says.
+    pub(crate) fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -151,7 +174,15 @@ impl JwtVerifier {
         });
         for key in candidates {
             match decode::<Map<String, Value>>(token, &key.key, validation) {
-                Ok(data) => return self.identity(&data.claims),
+                Ok(data) => {
+                    let user = self.identity(&data.claims)?;
+                    let claims = self
+                        .captured
+                        .iter()
+                        .map(|name| claim_text(data.claims.get(name)))
+                        .collect();
+                    return Ok(Verified { user, claims });
+                }
                 Err(e) => {
                     last = map_error(e.kind());
                     // A valid signature with bad claims will not improve with another key.
@@ -165,11 +196,17 @@ impl JwtVerifier {
     }
 
     fn identity(&self, claims: &Map<String, Value>) -> Result<String, TokenError> {
-        match claims.get(&self.identity_claim) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            _ => Err(TokenError::Claims("identity claim missing or not a string")),
-        }
+        claim_text(claims.get(&self.identity_claim))
+            .ok_or(TokenError::Claims("identity claim missing or not a string"))
+    }
+}
+
+/// A claim as text: a non-empty string, or a number.
+fn claim_text(value: Option<&Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -211,6 +248,29 @@ mod tests {
     const SECRET: &[u8] = b"jwt-unit-test-secret";
     const RSA_PRIVATE: &[u8] = include_bytes!("../../tests/keys/rsa_private.pem");
     const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa_public.pem");
+
+    /// The identity `v` reads from `token`.
+    fn user(v: &JwtVerifier, token: &str) -> Result<String, TokenError> {
+        v.verify(token).map(|verified| verified.user)
+    }
+
+    #[test]
+    fn captured_claims_are_read_in_order() {
+        let v = hs_and_rs().capture(["plan".to_owned(), "team".to_owned()]);
+        let token = hs(&with(
+            claims(),
+            &[("plan", json!("pro")), ("team", json!(7))],
+        ));
+        let verified = v.verify(&token).unwrap();
+        assert_eq!(verified.user, "alice");
+        assert_eq!(
+            *verified.claims,
+            [Some("pro".to_owned()), Some("7".to_owned())]
+        );
+        let none = hs(&with(claims(), &[("plan", json!({ "nested": "pro" }))]));
+        assert_eq!(*v.verify(&none).unwrap().claims, [None, None]);
+        assert_eq!(v.captured("team"), Some(1));
+    }
 
     fn now() -> i64 {
         std::time::SystemTime::now()
@@ -293,19 +353,19 @@ mod tests {
     #[test]
     fn valid_tokens_of_each_allowed_algorithm_name_their_subject() {
         let v = hs_and_rs();
-        assert_eq!(v.verify(&hs(&claims())), Ok("alice".to_owned()));
-        assert_eq!(v.verify(&rs(None, &claims())), Ok("alice".to_owned()));
+        assert_eq!(user(&v, &hs(&claims())), Ok("alice".to_owned()));
+        assert_eq!(user(&v, &rs(None, &claims())), Ok("alice".to_owned()));
         let numeric = with(claims(), &[("sub", json!(42))]);
-        assert_eq!(v.verify(&hs(&numeric)), Ok("42".to_owned()));
+        assert_eq!(user(&v, &hs(&numeric)), Ok("42".to_owned()));
     }
 
     #[test]
     fn forged_and_confused_algorithms_are_refused() {
         let v = hs_and_rs();
         let none = format!("{}.{}.", b64(&json!({ "alg": "none" })), b64(&claims()));
-        assert!(v.verify(&none).is_err(), "alg none");
+        assert!(user(&v, &none).is_err(), "alg none");
         let none_signed = format!("{}.{}.c2ln", b64(&json!({ "alg": "none" })), b64(&claims()));
-        assert!(v.verify(&none_signed).is_err(), "alg none with a signature");
+        assert!(user(&v, &none_signed).is_err(), "alg none with a signature");
         // HS256 keyed with the RSA public key, as a confused verifier would check it.
         let confused = encode(
             &Header::default(),
@@ -313,11 +373,11 @@ mod tests {
             &EncodingKey::from_secret(RSA_PUBLIC),
         )
         .unwrap();
-        assert_eq!(v.verify(&confused), Err(TokenError::BadSignature));
+        assert_eq!(user(&v, &confused), Err(TokenError::BadSignature));
         // An RS256 token where only HS256 is accepted.
         let hs_only = verifier(Jwt::new([Algorithm::HS256]).hmac_secret(SECRET));
         assert_eq!(
-            hs_only.verify(&rs(None, &claims())),
+            user(&hs_only, &rs(None, &claims())),
             Err(TokenError::AlgorithmNotAllowed)
         );
         let hs512 = encode(
@@ -326,7 +386,7 @@ mod tests {
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
-        assert_eq!(hs_only.verify(&hs512), Err(TokenError::AlgorithmNotAllowed));
+        assert_eq!(user(&hs_only, &hs512), Err(TokenError::AlgorithmNotAllowed));
     }
 
     #[test]
@@ -355,17 +415,17 @@ mod tests {
             ),
         ];
         for (claims, want) in cases {
-            assert_eq!(v.verify(&hs(&claims)), Err(want.clone()), "{claims}");
-            assert_eq!(v.verify(&rs(None, &claims)), Err(want), "{claims}");
+            assert_eq!(user(&v, &hs(&claims)), Err(want.clone()), "{claims}");
+            assert_eq!(user(&v, &rs(None, &claims)), Err(want), "{claims}");
         }
         let nested = with(claims(), &[("sub", json!({ "nested": "alice" }))]);
         assert!(
-            v.verify(&hs(&nested)).is_err(),
+            user(&v, &hs(&nested)).is_err(),
             "a subject that is not a string"
         );
         let mut no_exp = claims();
         no_exp.as_object_mut().unwrap().remove("exp");
-        assert!(matches!(v.verify(&hs(&no_exp)), Err(TokenError::Claims(_))));
+        assert!(matches!(user(&v, &hs(&no_exp)), Err(TokenError::Claims(_))));
     }
 
     #[test]
@@ -375,14 +435,17 @@ mod tests {
         let padding = "p".repeat(MAX_TOKEN_LEN);
         let big = hs(&with(claims(), &[("padding", json!(padding))]));
         assert!(big.len() > MAX_TOKEN_LEN);
-        assert_eq!(v.verify(&big), Err(TokenError::Malformed));
+        assert_eq!(user(&v, &big), Err(TokenError::Malformed));
         let mut headers = HeaderMap::new();
         let bearer = format!("Bearer {big}");
         headers.insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
-        assert_eq!(v.identify(&headers), Err(TokenError::Malformed));
+        assert_eq!(
+            v.identify(&headers).map(|v| v.user),
+            Err(TokenError::Malformed)
+        );
         // Just within the bound, the same claims verify.
         let fits = hs(&with(claims(), &[("padding", json!("p".repeat(100)))]));
-        assert_eq!(v.verify(&fits), Ok("alice".to_owned()));
+        assert_eq!(user(&v, &fits), Ok("alice".to_owned()));
     }
 
     #[test]
@@ -390,11 +453,11 @@ mod tests {
         let jwt = Jwt::new([Algorithm::RS256]).jwks(&jwks("main")).unwrap();
         let v = verifier(jwt);
         assert_eq!(
-            v.verify(&rs(Some("main"), &claims())),
+            user(&v, &rs(Some("main"), &claims())),
             Ok("alice".to_owned())
         );
         assert_eq!(
-            v.verify(&rs(Some("rotated-out"), &claims())),
+            user(&v, &rs(Some("rotated-out"), &claims())),
             Err(TokenError::BadSignature)
         );
         // A JWKS key named for RS256 never verifies an HMAC token, whatever its kid.
@@ -403,7 +466,7 @@ mod tests {
             ..Header::default()
         };
         let hmac = encode(&header, &claims(), &EncodingKey::from_secret(RSA_PUBLIC)).unwrap();
-        assert_eq!(v.verify(&hmac), Err(TokenError::AlgorithmNotAllowed));
+        assert_eq!(user(&v, &hmac), Err(TokenError::AlgorithmNotAllowed));
     }
 
     #[test]
@@ -422,7 +485,7 @@ mod tests {
                 http::header::AUTHORIZATION,
                 http::HeaderValue::from_bytes(value).unwrap(),
             );
-            assert_eq!(v.identify(&headers), Err(want), "{value:?}");
+            assert_eq!(v.identify(&headers).map(|v| v.user), Err(want), "{value:?}");
         }
     }
 
@@ -435,7 +498,7 @@ mod tests {
             if let Ok(value) = http::HeaderValue::from_bytes(value) {
                 headers.insert(http::header::AUTHORIZATION, value);
             }
-            v.identify(&headers)
+            v.identify(&headers).map(|v| v.user)
         }
 
         proptest! {

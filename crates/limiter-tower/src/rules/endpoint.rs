@@ -10,6 +10,9 @@ use crate::headers::PreparedHeaders;
 use crate::key::KeyTemplate;
 use crate::usage::SettleRule;
 
+/// A policy's rules under other plans' limits, by plan.
+pub(crate) type PlanRules = Box<[(Arc<str>, Arc<EndpointRule>)]>;
+
 /// The units a request costs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -99,12 +102,28 @@ pub(crate) struct EndpointRule {
     pub headers: PreparedHeaders,
     /// One pair of 429 bodies per window, in policy order.
     pub denials: Box<[Denial]>,
+    /// The rules of the plans this policy sets other limits for, by plan: the same
+    /// policy (same name, same counters) with those limits.
+    pub plans: PlanRules,
     /// This policy's metric handles, registered on first use rather than per request
     /// (a registration builds and hashes the labelled key).
     pub metrics: RuleMetrics,
 }
 
 impl EndpointRule {
+    /// The rule a client on `plan` is decided under: the plan's, where this policy sets
+    /// limits for it, else this one.
+    pub(crate) fn for_plan<'a>(self: &'a Arc<Self>, plan: Option<&str>) -> &'a Arc<Self> {
+        match plan {
+            Some(plan) if !self.plans.is_empty() => self
+                .plans
+                .iter()
+                .find(|(name, _)| **name == *plan)
+                .map_or(self, |(_, rule)| rule),
+            _ => self,
+        }
+    }
+
     /// What `units` of this policy's cost charge: one request and `units` of the other
     /// unit where the policy counts both, `units` in every window otherwise.
     pub(crate) fn charge(&self, units: u64) -> limiter_core::Cost {

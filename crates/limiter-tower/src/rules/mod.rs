@@ -11,11 +11,12 @@ use http::Method;
 use ipnet::IpNet;
 
 pub use endpoint::{BadCost, Cost};
-pub(crate) use endpoint::{Denial, EndpointRule};
+pub(crate) use endpoint::{Denial, EndpointRule, PlanRules};
 
 use crate::client_timestamp::ClientTimestamp;
 use crate::key::TokenFallback;
 use crate::key::{ApiKeyReader, ClientIpResolver, JwtVerifier};
+use crate::pricing::PlanReader;
 use crate::store::StoreSetup;
 
 /// Which endpoints a route template leads to, by method.
@@ -35,6 +36,8 @@ pub struct Rules {
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) token_fallback: TokenFallback,
     pub(crate) api_key: ApiKeyReader,
+    /// Where a client's plan is read; `None` without plans.
+    pub(crate) plans: Option<PlanReader>,
     pub(crate) exempt_cidrs: Box<[IpNet]>,
     pub(crate) exempt_users: HashSet<String>,
     /// Refuses requests whose own timestamp is too far from this process's clock.
