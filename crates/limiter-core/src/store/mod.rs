@@ -22,6 +22,7 @@ pub use self::redis::{
 use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::Error;
+use crate::joint::{Check, Joint};
 use crate::policy::Policy;
 use crate::reservation::Reservation;
 
@@ -65,6 +66,15 @@ pub trait Store: Send + Sync + 'static {
         reservation: Reservation,
         actual: impl Into<Cost> + Send,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Decides `checks` (several policies for one request) all or nothing: admitted only
+    /// if every check admits, then charged in every one; denied, charged in none (see
+    /// [`Joint`]). The default reserves in order and gives back on a denial: never a
+    /// partial charge, though until the give-back others may see those units taken
+    /// (check the narrowest policy first). [`MemoryStore`] decides atomically.
+    fn check_all(&self, checks: &[Check<'_>]) -> impl Future<Output = Result<Joint, Error>> + Send {
+        crate::joint::in_order(self, checks)
+    }
 
     /// Forgets what `key` has used under `policy`: every window whole again (an
     /// operator's reset). A reservation made before and settled after gives back nothing
@@ -118,6 +128,10 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn reset(&self, policy: &Policy, key: &str) -> impl Future<Output = Result<(), Error>> + Send {
         (**self).reset(policy, key)
+    }
+
+    fn check_all(&self, checks: &[Check<'_>]) -> impl Future<Output = Result<Joint, Error>> + Send {
+        (**self).check_all(checks)
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send {

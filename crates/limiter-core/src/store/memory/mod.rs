@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 use hashbrown::HashTable;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 
 use self::slot::{Commit, Slot};
 use super::Store;
@@ -19,6 +20,7 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, StoreError};
+use crate::joint::{Check, Joint};
 use crate::key;
 use crate::policy::Policy;
 use crate::reservation::{Reservation, Settle};
@@ -130,6 +132,25 @@ struct Request<'a> {
     hash: u64,
     now: i64,
     cost: Cost,
+}
+
+/// An entry's windows and expiry as they were before a joint decision changed them;
+/// `None` when there was no entry.
+struct Snapshot(Option<(SmallVec<[Slot; WIDE]>, i64)>);
+
+impl Snapshot {
+    fn of(shard: &Shard, request: &Request<'_>) -> Snapshot {
+        let name = request.policy.shared_name();
+        let (hash, key) = (request.hash, request.key);
+        if let Some(entry) = shard.narrow.find(hash, |e| e.is(name, key)) {
+            return Snapshot(Some((
+                entry.slots.iter().cloned().collect(),
+                entry.expires_at,
+            )));
+        }
+        let entry = shard.wide.find(hash, |e| e.is(name, key));
+        Snapshot(entry.map(|e| (e.slots.clone(), e.expires_at)))
+    }
 }
 
 /// A shard's two tables, the one a policy's entries belong in first.
@@ -278,6 +299,17 @@ impl<C: Clock> MemoryStore<C> {
         Ok(Reservation::new(decision, estimate, at))
     }
 
+    /// Decides `checks` all or nothing, synchronously: the body of
+    /// [`Store::check_all`]. Atomic: no other decision sees the units of a request that
+    /// a later check denies.
+    pub fn check_all_now(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        let keys = checks
+            .iter()
+            .map(|check| key::normalize(check.key))
+            .collect::<Result<SmallVec<[Cow<'_, str>; 4]>, _>>()?;
+        self.inner.check_all(checks, &keys)
+    }
+
     /// Resets synchronously: the body of [`Store::reset`].
     pub fn reset_now(&self, policy: &Policy, key: &str) -> Result<(), Error> {
         let key = key::normalize(key)?;
@@ -326,10 +358,138 @@ impl<C: Clock> Inner<C> {
         // Seeded with the policy name's hash, computed once: a (policy, key) hash costs
         // a hash of the key alone.
         let hash = foldhash::fast::FixedState::with_seed(policy.name_hash()).hash_one(key);
+        (hash, &self.shards[self.shard_of(hash)].0)
+    }
+
+    /// The shard of a (policy, key) hash.
+    #[inline(always)]
+    fn shard_of(&self, hash: u64) -> usize {
         // The table indexes buckets with the low bits and tags with the top 7: pick
         // shards with the bits just below the tag.
-        let index = (hash << 7).checked_shr(self.shard_shift).unwrap_or(0);
-        (hash, &self.shards[index as usize].0)
+        (hash << 7).checked_shr(self.shard_shift).unwrap_or(0) as usize
+    }
+
+    /// Decides `checks` all or nothing: every shard they touch locked at once (in shard
+    /// order, so that joint decisions never wait on each other in a circle), each check
+    /// decided as [`check`](Self::check) decides it, and the entries the checks before a
+    /// denial changed put back as they were before anyone else can see them.
+    fn check_all(&self, checks: &[Check<'_>], keys: &[Cow<'_, str>]) -> Result<Joint, Error> {
+        let hashes: SmallVec<[u64; 4]> = checks
+            .iter()
+            .zip(keys)
+            .map(|(check, key)| {
+                foldhash::fast::FixedState::with_seed(check.policy.name_hash()).hash_one(&**key)
+            })
+            .collect();
+        let mut order: SmallVec<[usize; 4]> = hashes.iter().map(|&h| self.shard_of(h)).collect();
+        order.sort_unstable();
+        order.dedup();
+        let now = self.clock.now_us();
+        let mut guards: SmallVec<[(usize, MutexGuard<'_, Shard>); 4]> = order
+            .iter()
+            .map(|&index| (index, self.shards[index].0.lock()))
+            .collect();
+        let now = guards
+            .iter()
+            .fold(now, |now, (_, shard)| now.max(shard.latest));
+        for (_, shard) in guards.iter_mut() {
+            shard.latest = now;
+        }
+        let mut decisions = Vec::with_capacity(checks.len());
+        let mut before: SmallVec<[Snapshot; 4]> = SmallVec::new();
+        for ((check, key), &hash) in checks.iter().zip(keys).zip(&hashes) {
+            let index = self.shard_of(hash);
+            let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index) else {
+                unreachable!("every check's shard is locked");
+            };
+            let request = Request {
+                policy: check.policy,
+                key,
+                hash,
+                now,
+                cost: check.cost,
+            };
+            before.push(Snapshot::of(shard, &request));
+            let mut decision = Decision::new();
+            let decided = if check.policy.limits().len() == 1 {
+                self.check_in(
+                    shard,
+                    |s| (&mut s.narrow, &mut s.wide),
+                    request,
+                    &mut decision,
+                )
+            } else {
+                self.check_in(
+                    shard,
+                    |s| (&mut s.wide, &mut s.narrow),
+                    request,
+                    &mut decision,
+                )
+            };
+            let allowed = decided.is_ok() && decision.allowed;
+            if !allowed {
+                // Put back what the checks before this one changed, latest first.
+                let done = before.len() - 1;
+                for (i, snapshot) in before.into_iter().take(done).enumerate().rev() {
+                    let index = self.shard_of(hashes[i]);
+                    if let Some((_, shard)) = guards.iter_mut().find(|(j, _)| *j == index) {
+                        self.restore(shard, checks[i].policy, &keys[i], hashes[i], snapshot);
+                    }
+                }
+                decided?;
+                decisions.push(decision);
+                return Ok(Joint::new(decisions));
+            }
+            decisions.push(decision);
+        }
+        Ok(Joint::new(decisions))
+    }
+
+    /// Puts the entry of (`policy`, `key`) back as `snapshot` saw it.
+    fn restore(
+        &self,
+        shard: &mut Shard,
+        policy: &Policy,
+        key: &str,
+        hash: u64,
+        snapshot: Snapshot,
+    ) {
+        let name = policy.shared_name();
+        let mut removed = 0;
+        if let Ok(found) = shard.narrow.find_entry(hash, |e| e.is(name, key)) {
+            found.remove();
+            removed += 1;
+        }
+        if let Ok(found) = shard.wide.find_entry(hash, |e| e.is(name, key)) {
+            found.remove();
+            removed += 1;
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        let Snapshot(Some((slots, expires_at))) = snapshot else {
+            return;
+        };
+        self.len.fetch_add(1, Ordering::Relaxed);
+        let (policy, key) = (Arc::clone(name), CompactString::from(key));
+        if slots.len() == 1 {
+            let slots = slots.into_iter().collect();
+            let entry = Entry {
+                hash,
+                policy,
+                key,
+                expires_at,
+                slots,
+            };
+            shard.narrow.insert_unique(hash, entry, |e| e.hash);
+        } else {
+            let entry = Entry {
+                hash,
+                policy,
+                key,
+                expires_at,
+                slots,
+            };
+            shard.wide.insert_unique(hash, entry, |e| e.hash);
+        }
     }
 
     /// Decides into `decision`; returns the store time it was decided at.
@@ -659,6 +819,10 @@ impl<C: Clock> Store for MemoryStore<C> {
         actual: impl Into<Cost> + Send,
     ) -> Result<(), Error> {
         self.settle_now(policy, key, reservation, actual)
+    }
+
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        self.check_all_now(checks)
     }
 
     async fn reset(&self, policy: &Policy, key: &str) -> Result<(), Error> {
