@@ -62,6 +62,7 @@ pub fn compose_key(
         api_key,
         method,
         route,
+        claims: None,
     })
 }
 

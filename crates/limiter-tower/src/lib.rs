@@ -52,6 +52,7 @@ mod future;
 #[doc(hidden)]
 pub mod fuzzing;
 mod headers;
+mod joint;
 mod key;
 mod layer;
 pub mod metric_names;

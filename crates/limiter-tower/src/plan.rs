@@ -12,7 +12,7 @@ use http::Request;
 
 use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
 use crate::key::TokenFallback;
-use crate::key::{RequestIdentity, TokenError};
+use crate::key::{KeyTemplate, RequestIdentity, TokenError};
 use crate::pricing::PlanInputs;
 use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};
@@ -30,7 +30,16 @@ pub(crate) enum Plan<'r> {
         cost: u64,
         /// Counts the request's credential as failed if the application says so.
         report: Option<FailureReport>,
+        /// The shared policies checked with it, each with its key and cost.
+        also: Vec<Also<'r>>,
     },
+}
+
+/// A shared policy checked with the request's own, and what the request is under it.
+pub(crate) struct Also<'r> {
+    pub rule: &'r Arc<EndpointRule>,
+    pub key: Cow<'r, str>,
+    pub cost: u64,
 }
 
 pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B>) -> Plan<'r> {
@@ -45,12 +54,15 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         return Plan::Pass;
     };
     // Only a policy with limits per plan reads the client's plan.
-    let plans = rules.plans.as_ref().filter(|_| !rule.plans.is_empty());
+    let plans = rules
+        .plans
+        .as_ref()
+        .filter(|_| !rule.plans.is_empty() || rule.also.iter().any(|r| !r.plans.is_empty()));
     // The client's address only when something asks for it: a `global` or `endpoint`
     // budget without exempt networks never looks.
     let enumeration = rules.enumeration.as_ref();
     let exempts_by_ip = !rules.exempt_cidrs.is_empty();
-    let client = if rule.key.needs_ip() || exempts_by_ip || enumeration.is_some() {
+    let client = if rule.any_key(KeyTemplate::needs_ip) || exempts_by_ip || enumeration.is_some() {
         match req.extensions().get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(peer)) => Some(rules.client_ip.resolve(peer.ip(), headers)),
             // Exempt networks cannot be told apart without it: refuse rather than limit
@@ -67,7 +79,7 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         }
     }
 
-    let needs_user = rule.key.needs_user();
+    let needs_user = rule.any_key(KeyTemplate::needs_user);
     let plan_claim = plans.is_some_and(|p| p.reads_claim());
     let mut failed_token = false;
     let verified = match &rules.jwt {
@@ -99,12 +111,12 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
     }
 
     let plan_key = plans.is_some_and(|p| p.reads_api_key());
-    let api_key = if rule.key.needs_api_key() || plan_key || enumeration.is_some() {
+    let api_key = if rule.any_key(KeyTemplate::needs_api_key) || plan_key || enumeration.is_some() {
         rules.api_key.read(headers)
     } else {
         None
     };
-    let rule = match plans {
+    let plan = match plans {
         Some(plans) => {
             let inputs = PlanInputs {
                 headers,
@@ -115,10 +127,12 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
                 claims: verified.as_ref().map(|v| &*v.claims),
                 api_key: api_key.as_deref(),
             };
-            rule.for_plan(plans.read(&inputs, &rules.client_ip).map(|p| &**p))
+            plans.read(&inputs, &rules.client_ip).map(|p| &**p)
         }
-        None => rule,
+        None => None,
     };
+    let endpoint = rule;
+    let rule = rule.for_plan(plan);
     // After the identity is known, before any store call: a blocked client costs none.
     let mut report = None;
     if let (Some(config), Some(ip)) = (enumeration, client) {
@@ -147,34 +161,60 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         Ok(cost) => cost,
         Err(err) => return Plan::Reject(Rejection::BadCost(err)),
     };
-    if let Some(key) = rule.key.fixed() {
-        return Plan::Check {
-            rule,
-            key: Cow::Borrowed(key),
-            cost,
-            report,
-        };
-    }
-    // Formatting the address allocates: only when the key can contain it.
+    // Formatting the address allocates: only when a key can contain it.
     let ip = client
-        .filter(|_| rule.key.needs_ip())
+        .filter(|_| rule.any_key(KeyTemplate::needs_ip))
         .map(|ip| rules.client_ip.bucket(ip));
-    let key = rule.key.render(&RequestIdentity {
+    let identity = RequestIdentity {
         user,
         ip: ip.as_deref(),
-        api_key: api_key.as_deref().filter(|_| rule.key.needs_api_key()),
+        api_key: api_key.as_deref(),
         method: req.method().as_str(),
-        route: &rule.route,
-    });
-    match key {
-        Some(key) => Plan::Check {
-            rule,
-            key: Cow::Owned(key),
+        route: &endpoint.route,
+        claims: rules
+            .jwt
+            .as_ref()
+            .zip(verified.as_ref())
+            .map(|(jwt, v)| (jwt.captured_names(), &*v.claims)),
+    };
+    let Some(key) = key_of(rule, &identity) else {
+        return no_client_address();
+    };
+    let mut also = Vec::with_capacity(endpoint.also.len());
+    for shared in endpoint.also.iter() {
+        let shared = shared.for_plan(plan);
+        let cost = match shared.cost.of(headers) {
+            Ok(cost) => cost,
+            Err(err) => return Plan::Reject(Rejection::BadCost(err)),
+        };
+        let Some(key) = key_of(shared, &identity) else {
+            return no_client_address();
+        };
+        also.push(Also {
+            rule: shared,
+            key,
             cost,
-            report,
-        },
-        None => no_client_address(),
+        });
     }
+    Plan::Check {
+        rule,
+        key,
+        cost,
+        report,
+        also,
+    }
+}
+
+/// The key of `rule` for `identity`: borrowed when it is the same for every request.
+fn key_of<'r>(rule: &'r EndpointRule, identity: &RequestIdentity<'_>) -> Option<Cow<'r, str>> {
+    if let Some(key) = rule.key.fixed() {
+        return Some(Cow::Borrowed(key));
+    }
+    let identity = RequestIdentity {
+        api_key: identity.api_key.filter(|_| rule.key.needs_api_key()),
+        ..identity.clone()
+    };
+    rule.key.render(&identity).map(Cow::Owned)
 }
 
 /// The key needs the client address and the server gives none: every client would share

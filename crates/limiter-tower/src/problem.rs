@@ -27,6 +27,7 @@ pub(crate) fn quota_exceeded(policy: &str, window: &str, capacity: u64, never: b
         "status": 429,
         "detail": detail,
         "violated-policies": [window],
+        "policy": policy,
     }))
 }
 

@@ -11,6 +11,7 @@ use tower_service::Service;
 
 use crate::body::{BodyKind, SameBody};
 use crate::future::{Checked, ResponseFuture};
+use crate::joint::Jointly;
 use crate::observe::Observation;
 use crate::outcome::{conclude, Outcome};
 use crate::plan::{plan, Plan};
@@ -98,6 +99,18 @@ where
                 key,
                 cost,
                 report,
+                also,
+            } if !also.is_empty() => {
+                let jointly = Jointly::new(rule, key, cost, also);
+                drop(rules);
+                return self.jointly(jointly, report, req);
+            }
+            Plan::Check {
+                rule,
+                key,
+                cost,
+                report,
+                also: _,
             } => (rule, key, cost, report),
         };
         if let Some(settle) = &rule.settle {
@@ -158,6 +171,60 @@ where
 }
 
 impl<S, M> LimiterService<S, M> {
+    /// Decides the request under every policy of `jointly` at once, then calls the
+    /// service or answers as the policy that denied.
+    fn jointly<ReqBody, ResBody>(
+        &mut self,
+        jointly: Jointly,
+        report: Option<crate::enumeration::FailureReport>,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, M>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Send + 'static,
+    {
+        let store = &self.shared.store;
+        let kind = store.kind();
+        let (first, key) = jointly.first();
+        let observation = Observation::start(first, kind, store.is_in_process(), key);
+        let now = observation
+            .span()
+            .in_scope(|| store.check_all_now(&jointly.checks()));
+        if let Some(result) = now {
+            let (rule, result) = jointly.answer(result);
+            return match conclude(rule, kind, observation, &result) {
+                Outcome::Allow(stamp, shadow) => ResponseFuture::called(
+                    self.inner.call(marked(req, shadow)),
+                    Some(stamp),
+                    report,
+                    None,
+                ),
+                Outcome::Deny(response) => ResponseFuture::answered(response),
+            };
+        }
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture::checking(Box::pin(async move {
+            let result = {
+                let checks = jointly.checks();
+                let mut check = std::pin::pin!(shared.store.check_all(&checks));
+                let span = observation.span();
+                std::future::poll_fn(|cx| span.in_scope(|| check.as_mut().poll(cx))).await
+            };
+            let (rule, result) = jointly.answer(result);
+            match conclude(rule, kind, observation, &result) {
+                Outcome::Allow(stamp, shadow) => {
+                    Checked::Called(ready.call(marked(req, shadow)).await, stamp, report, None)
+                }
+                Outcome::Deny(response) => Checked::Answered(response),
+            }
+        }))
+    }
+
     /// Reserves `cost` (the estimate) for a policy settled after the response, then
     /// calls the service with the reservation pending.
     fn reserve<ReqBody, ResBody>(

@@ -529,3 +529,68 @@ fn plans_are_checked_and_located() {
         );
     }
 }
+
+#[test]
+fn shared_policies_are_checked_and_located() {
+    let shared = "policies:\n  - name: team\n    scopes: [global]\n    limits: [{ name: m, max: 25, window: 1h }]\n";
+    let endpoint = |extra: &str| {
+        format!("endpoints:\n  - path: /a\n    name: a\n    limits: [{{ name: m, max: 5, window: 1h }}]\n{extra}")
+    };
+    let loaded = load_str(
+        &format!("{shared}{}", endpoint("    also: [team]\n")),
+        Path::new("p.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.rules.policies().count(), 2);
+
+    let cases = [
+        (
+            format!("{shared}{}", endpoint("    also: [teams]\n")),
+            "endpoints[0].also[0]",
+            "no shared policy",
+            Some(6),
+        ),
+        (
+            format!("{shared}{}", endpoint("    also: [team, team]\n")),
+            "endpoints[0].also[1]",
+            "twice",
+            Some(6),
+        ),
+        (
+            format!(
+                "{shared}{}",
+                endpoint("    also: [team]\n    shadow: true\n")
+            ),
+            "endpoints[0].also[0]",
+            "shadow",
+            Some(6),
+        ),
+        (
+            format!(
+                "{shared}{}",
+                endpoint("    also: [team]\n    usage: { refund_server_errors: true }\n")
+            ),
+            "endpoints[0].also[0]",
+            "settles",
+            Some(6),
+        ),
+        (
+            format!("{shared}    also: [a]\n{}", endpoint("")),
+            "policies[0].also",
+            "only an endpoint",
+            Some(2),
+        ),
+        (
+            format!("{}{}", shared.replace("team", "a"), endpoint("")),
+            "endpoints[0].name",
+            "used twice",
+            Some(6),
+        ),
+    ];
+    for (yaml, field, message, line) in cases {
+        let e = error(&yaml);
+        assert_eq!(e.field(), Some(field), "{e}\n{yaml}");
+        assert!(e.to_string().contains(message), "{e}\n{yaml}");
+        assert_eq!(e.position().map(|p| p.line), line, "{e}\n{yaml}");
+    }
+}

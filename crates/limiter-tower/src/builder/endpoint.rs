@@ -34,6 +34,7 @@ pub struct PolicyRule {
     pub(crate) shadow: Option<bool>,
     pub(crate) shadow_headers: bool,
     pub(crate) plans: Vec<(String, Vec<Limit>)>,
+    pub(crate) also: Vec<String>,
 }
 
 impl PolicyRule {
@@ -52,7 +53,33 @@ impl PolicyRule {
             shadow: None,
             shadow_headers: false,
             plans: Vec::new(),
+            also: Vec::new(),
         }
+    }
+
+    /// Also checks the shared policy `name` (see
+    /// [`LimiterBuilder::policy`](crate::LimiterBuilder::policy)) for every request under
+    /// this one: a request is admitted only if every policy admits it, and charged in all
+    /// of them or in none. Policies are checked in order, this one first: put the
+    /// narrowest first (per user before per team before global).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Endpoint, Limit, LimiterBuilder, Policy, PolicyRule, Scope};
+    ///
+    /// let minute = |max| vec![Limit::new(max, Duration::from_secs(60))];
+    /// let everyone = Policy::new("everyone", minute(1_000)).unwrap();
+    /// let per_user = Policy::new("per-user", minute(10)).unwrap();
+    /// let rules = LimiterBuilder::new()
+    ///     .policy(PolicyRule::new(everyone).scopes([Scope::Global]))
+    ///     .endpoint(Endpoint::new("/api", per_user).scopes([Scope::Ip]).also("everyone"))
+    ///     .rules()
+    ///     .unwrap();
+    /// # let _ = rules;
+    /// ```
+    pub fn also(mut self, name: impl Into<String>) -> Self {
+        self.also.push(name.into());
+        self
     }
 
     /// Other limits for clients on `plan` (see [`Plans`](crate::Plans)): the same policy,
@@ -278,6 +305,12 @@ impl Endpoint {
     /// See [`PolicyRule::failure_mode`].
     pub fn failure_mode(mut self, mode: FailureMode) -> Self {
         self.rule = self.rule.failure_mode(mode);
+        self
+    }
+
+    /// See [`PolicyRule::also`].
+    pub fn also(mut self, name: impl Into<String>) -> Self {
+        self.rule = self.rule.also(name);
         self
     }
 

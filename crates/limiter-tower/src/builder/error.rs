@@ -7,6 +7,8 @@ pub(crate) enum Entry {
     Endpoint(usize),
     /// The default policy.
     DefaultPolicy,
+    /// The shared policy added `n`-th, from 0 (`policies[n]` in the file).
+    Policy(usize),
 }
 
 impl Entry {
@@ -14,6 +16,7 @@ impl Entry {
         let prefix = match self {
             Entry::Endpoint(i) => format!("endpoints[{i}]"),
             Entry::DefaultPolicy => "default_policy".to_owned(),
+            Entry::Policy(i) => format!("policies[{i}]"),
         };
         BuildError {
             field: format!("{prefix}.{field}"),

@@ -52,6 +52,7 @@ const UNMATCHED_ROUTE: &str = "*";
 #[must_use]
 pub struct LimiterBuilder {
     endpoints: Vec<Endpoint>,
+    shared: Vec<PolicyRule>,
     default_policy: Option<PolicyRule>,
     headers: HeaderStyle,
     trusted_proxies: Vec<IpNet>,
@@ -94,6 +95,14 @@ impl LimiterBuilder {
     /// and method match a request applies.
     pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
         self.endpoints.push(endpoint);
+        self
+    }
+
+    /// A shared policy, enforced only where an endpoint (or the default policy) names it
+    /// with [`also`](PolicyRule::also): one budget over several endpoints, per team or
+    /// for everyone (see there for an example).
+    pub fn policy(mut self, rule: impl Into<PolicyRule>) -> Self {
+        self.shared.push(rule.into());
         self
     }
 
@@ -215,11 +224,32 @@ impl LimiterBuilder {
             plans: self.plans.as_ref(),
         };
         let mut names = HashSet::new();
+        let mut shared: Vec<Arc<EndpointRule>> = Vec::with_capacity(self.shared.len());
+        for (i, rule) in self.shared.into_iter().enumerate() {
+            let at = Entry::Policy(i);
+            if !rule.also.is_empty() {
+                return Err(at.error(
+                    "also",
+                    "only an endpoint's policy or the default policy checks others",
+                ));
+            }
+            let rule = compile_rule(rule, UNMATCHED_ROUTE, &defaults, at, &[])?;
+            if !names.insert(rule.policy.name().to_owned()) {
+                return Err(at.error(
+                    "name",
+                    format!(
+                        "policy name {:?} is used twice; counters are stored by name",
+                        rule.policy.name()
+                    ),
+                ));
+            }
+            shared.push(Arc::new(rule));
+        }
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
         let mut by_route: Vec<(String, RouteTargets)> = Vec::new();
         for (i, endpoint) in self.endpoints.into_iter().enumerate() {
             let at = Entry::Endpoint(i);
-            let rule = compile_rule(endpoint.rule, &endpoint.route, &defaults, at)?;
+            let rule = compile_rule(endpoint.rule, &endpoint.route, &defaults, at, &shared)?;
             if !names.insert(rule.policy.name().to_owned()) {
                 return Err(at.error(
                     "name",
@@ -252,7 +282,7 @@ impl LimiterBuilder {
         let default = match self.default_policy {
             Some(rule) => {
                 let at = Entry::DefaultPolicy;
-                let rule = compile_rule(rule, UNMATCHED_ROUTE, &defaults, at)?;
+                let rule = compile_rule(rule, UNMATCHED_ROUTE, &defaults, at, &shared)?;
                 if !names.insert(rule.policy.name().to_owned()) {
                     return Err(at.error("name", "the default policy's name is also an endpoint's"));
                 }
@@ -264,20 +294,26 @@ impl LimiterBuilder {
         let needs_user = endpoints
             .iter()
             .chain(default.as_ref())
+            .chain(&shared)
             .any(|r| r.key.needs_user());
         let plan_claim = self.plans.as_ref().and_then(|p| p.source.claim_name());
+        // The plan's claim and every claim a scope reads, each once.
+        let mut claims: Vec<String> = plan_claim.map(str::to_owned).into_iter().collect();
+        let scoped = endpoints.iter().chain(default.as_ref()).chain(&shared);
+        for claim in scoped.flat_map(|r| r.key.claims()) {
+            if !claims.iter().any(|c| c == claim) {
+                claims.push(claim.to_owned());
+            }
+        }
         let (jwt, token_fallback) = match self.jwt {
             Some(jwt) => {
                 let (verifier, fallback) = jwt
                     .verifier()
                     .map_err(|(field, message)| BuildError::new(format!("jwt.{field}"), message))?;
-                (
-                    Some(verifier.capture(plan_claim.map(str::to_owned))),
-                    fallback,
-                )
+                (Some(verifier.capture(claims)), fallback)
             }
             None if needs_user || !self.exempt_users.is_empty() => {
-                return Err(BuildError::new("jwt", "a policy uses the `user` scope (or users are exempted) but no `jwt` section is configured"));
+                return Err(BuildError::new("jwt", "a policy uses the `user` scope or a claim (or users are exempted) but no `jwt` section is configured"));
             }
             None if plan_claim.is_some() => {
                 return Err(BuildError::new(
@@ -343,6 +379,7 @@ impl LimiterBuilder {
         };
 
         Ok(Rules {
+            shared: shared.into(),
             enumeration,
             routes,
             endpoints: endpoints.into(),
@@ -382,6 +419,7 @@ fn compile_rule(
     route: &str,
     defaults: &Defaults<'_>,
     at: Entry,
+    shared: &[Arc<EndpointRule>],
 ) -> Result<EndpointRule, BuildError> {
     if rule.scopes.is_empty() {
         return Err(at.error(
@@ -415,10 +453,51 @@ fn compile_rule(
         denials,
         policy,
         plans: Box::default(),
+        also: Box::default(),
         metrics: Default::default(),
     };
+    compiled.also = also_rules(&compiled, &rule.also, shared, at)?;
     compiled.plans = plan_rules(&compiled, rule.plans, rule.quota_unit, defaults, at)?;
     Ok(compiled)
+}
+
+/// The shared policies `names` a policy also checks.
+fn also_rules(
+    base: &EndpointRule,
+    names: &[String],
+    shared: &[Arc<EndpointRule>],
+    at: Entry,
+) -> Result<Box<[Arc<EndpointRule>]>, BuildError> {
+    let mut rules: Vec<Arc<EndpointRule>> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let field = format!("also[{i}]");
+        let Some(rule) = shared.iter().find(|r| r.policy.name() == name) else {
+            return Err(at.error(
+                &field,
+                format!("no shared policy is named {name:?} (see `policies`)"),
+            ));
+        };
+        if rules.iter().any(|r| Arc::ptr_eq(r, rule)) {
+            return Err(at.error(&field, format!("{name:?} is named twice")));
+        }
+        // Decided together, all or nothing: a settlement after the response or a
+        // policy that never denies does not fit that (yet).
+        for (what, r) in [("this policy", base), (name.as_str(), &**rule)] {
+            if r.settle.is_some() {
+                return Err(at.error(&field, format!("{what} settles after the response (`usage`), which a policy checked with others cannot do")));
+            }
+            if r.shadow {
+                return Err(at.error(
+                    &field,
+                    format!(
+                        "{what} is in shadow mode, which a policy checked with others cannot be"
+                    ),
+                ));
+            }
+        }
+        rules.push(Arc::clone(rule));
+    }
+    Ok(rules.into())
 }
 
 /// The rules of `base`'s policy under each plan's limits, checked against the declared

@@ -102,6 +102,10 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
         let rule = policy_rule(&ctx, &endpoint.policy(), at, &field)?;
         builder = builder.endpoint(Endpoint::new(endpoint.path.clone(), rule).methods(methods));
     }
+    for (i, entry) in config.policies.iter().enumerate() {
+        let field = format!("policies[{i}]");
+        builder = builder.policy(policy_rule(&ctx, &entry.value, position(entry), &field)?);
+    }
     if let Some(entry) = &config.default_policy {
         builder = builder.default_policy(policy_rule(
             &ctx,
@@ -136,6 +140,7 @@ pub(crate) fn compile(config: &ConfigFile, file: &Path, base: &Path) -> Result<R
         let at = match e.entry() {
             Some(Entry::Endpoint(i)) => config.endpoints.get(i).and_then(position),
             Some(Entry::DefaultPolicy) => config.default_policy.as_ref().and_then(position),
+            Some(Entry::Policy(i)) => config.policies.get(i).and_then(position),
             None => None,
         };
         ctx.invalid(at, e.field().to_owned(), e.message())
@@ -184,7 +189,7 @@ fn policy_rule(
         (cost, None) => Cost::Fixed(cost.unwrap_or(1)),
     };
     let mut rule = PolicyRule::new(policy)
-        .scopes(config.scopes.iter().copied())
+        .scopes(config.scopes.iter().cloned())
         .cost(cost);
     if let Some(unit) = config.quota_unit {
         rule = rule.quota_unit(unit);
@@ -196,6 +201,9 @@ fn policy_rule(
         rule = rule.shadow(shadow);
     }
     rule = rule.shadow_headers(config.shadow_headers);
+    for name in &config.also {
+        rule = rule.also(name.clone());
+    }
     for (plan, limits) in &config.plans {
         let limits = limits
             .limits

@@ -70,6 +70,11 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "Option<PolicyConfig>")]
     pub default_policy: Option<Spanned<PolicyConfig>>,
+    /// Shared policies: enforced where an endpoint's (or the default) policy names them
+    /// in `also`, e.g. one budget per team across several endpoints.
+    #[serde(default)]
+    #[schemars(with = "Vec<PolicyConfig>")]
+    pub policies: Vec<Spanned<PolicyConfig>>,
     /// Limited endpoints; the first whose path and method match a request applies.
     #[serde(default)]
     #[schemars(with = "Vec<EndpointConfig>")]
@@ -272,6 +277,10 @@ pub struct EndpointConfig {
     /// policy's own `limits` are the default plan's and those of plans not named here.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanLimitsConfig>,
+    /// Shared policies (from `policies`) also checked for every request under this one,
+    /// in order after it; admitted only if all admit, charged in all or none.
+    #[serde(default)]
+    pub also: Vec<String>,
 }
 
 impl EndpointConfig {
@@ -290,6 +299,7 @@ impl EndpointConfig {
             shadow: self.shadow,
             shadow_headers: self.shadow_headers,
             plans: self.plans.clone(),
+            also: self.also.clone(),
         }
     }
 }
@@ -338,6 +348,10 @@ pub struct PolicyConfig {
     /// policy's own `limits` are the default plan's and those of plans not named here.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanLimitsConfig>,
+    /// Shared policies (from `policies`) also checked for every request under this one,
+    /// in order after it; admitted only if all admit, charged in all or none.
+    #[serde(default)]
+    pub also: Vec<String>,
 }
 
 fn default_scopes() -> Vec<Scope> {

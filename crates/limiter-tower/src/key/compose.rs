@@ -21,6 +21,17 @@ pub(crate) struct RequestIdentity<'a> {
     pub method: &'a str,
     /// The matched route template (or `*` for the default policy).
     pub route: &'a str,
+    /// The verified token's captured claims: their names, and their values in that order.
+    pub claims: Option<(&'a [String], &'a [Option<String>])>,
+}
+
+impl<'a> RequestIdentity<'a> {
+    /// The value of the token's claim `name`, if captured and present.
+    fn claim(&self, name: &str) -> Option<&'a str> {
+        let (names, values) = self.claims?;
+        let at = names.iter().position(|n| n == name)?;
+        values.get(at)?.as_deref()
+    }
 }
 
 /// The scopes of one policy, fixed when the configuration loads.
@@ -48,7 +59,10 @@ impl KeyTemplate {
             has_ip: scopes.contains(&Scope::Ip),
             kinds: scopes
                 .iter()
-                .map(|s| s.as_str())
+                .map(|s| match s {
+                    Scope::Claim(name) => format!("claim.{name}"),
+                    other => other.as_str().to_owned(),
+                })
                 .collect::<Vec<_>>()
                 .join(",")
                 .into(),
@@ -61,9 +75,19 @@ impl KeyTemplate {
         &self.kinds
     }
 
-    /// Whether any scope needs the token identity.
+    /// Whether any scope needs the verified token (its identity or a claim).
     pub(crate) fn needs_user(&self) -> bool {
-        self.scopes.contains(&Scope::User)
+        self.scopes
+            .iter()
+            .any(|s| matches!(s, Scope::User | Scope::Claim(_)))
+    }
+
+    /// The token claims the scopes read.
+    pub(crate) fn claims(&self) -> impl Iterator<Item = &str> {
+        self.scopes.iter().filter_map(|s| match s {
+            Scope::Claim(name) => Some(name.as_str()),
+            _ => None,
+        })
     }
 
     /// Whether any scope needs the API key.
@@ -91,9 +115,21 @@ impl KeyTemplate {
         let mut fell_back = self.has_ip;
         for scope in self.scopes.iter() {
             let (name, value) = match scope {
-                Scope::User | Scope::ApiKey => {
+                Scope::User | Scope::ApiKey | Scope::Claim(_) => {
                     let (name, value) = match scope {
                         Scope::User => ("user", id.user),
+                        Scope::Claim(claim) => match id.claim(claim) {
+                            Some(value) => {
+                                // `claim.NAME:value`: no fixed scope name starts so.
+                                separate(&mut key);
+                                key.push_str("claim.");
+                                push_escaped(&mut key, claim);
+                                key.push(':');
+                                push_escaped(&mut key, value);
+                                continue;
+                            }
+                            None => ("claim", None),
+                        },
                         _ => ("key", id.api_key),
                     };
                     match value {
@@ -134,7 +170,7 @@ fn separate(key: &mut String) {
 }
 
 /// One part of a rate-limit key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Scope {
@@ -148,17 +184,22 @@ pub enum Scope {
     Endpoint,
     /// One budget for everyone.
     Global,
+    /// A claim of the verified token, `{ claim: team }`: one budget per team (or
+    /// organisation, tenant). A request without it counts under its client address, as
+    /// one without a token does under `user`.
+    Claim(String),
 }
 
 impl Scope {
     /// The name as written in the file.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Scope::User => "user",
             Scope::Ip => "ip",
             Scope::ApiKey => "api_key",
             Scope::Endpoint => "endpoint",
             Scope::Global => "global",
+            Scope::Claim(_) => "claim",
         }
     }
 }
@@ -174,7 +215,29 @@ mod tests {
             api_key: None,
             method: "GET",
             route: "/users/{id}",
+            claims: None,
         }
+    }
+
+    #[test]
+    fn a_claim_scope_names_its_claim_and_falls_back_to_the_address() {
+        let names = ["team".to_owned()];
+        let values = [Some("red:1".to_owned())];
+        let t = KeyTemplate::new(&[Scope::Claim("team".to_owned()), Scope::Endpoint]);
+        let with = RequestIdentity {
+            claims: Some((&names, &values)),
+            ..id(None)
+        };
+        assert_eq!(
+            t.render(&with).unwrap(),
+            "claim.team:red%3A1:endpoint:GET%20/users/%7Bid%7D"
+        );
+        assert_eq!(
+            t.render(&id(None)).unwrap(),
+            "ip:192.0.2.1:endpoint:GET%20/users/%7Bid%7D"
+        );
+        assert!(t.needs_user());
+        assert_eq!(t.kinds(), "claim.team,endpoint");
     }
 
     #[test]
@@ -263,6 +326,7 @@ mod tests {
                 Scope::ApiKey,
                 Scope::Endpoint,
                 Scope::Global,
+                Scope::Claim("team".to_owned()),
             ];
             vec(select(all), 1..5)
         }
@@ -274,6 +338,8 @@ mod tests {
             api_key: Option<String>,
             method: String,
             route: String,
+            /// The `team` claim, captured as the only one.
+            team: [Option<String>; 1],
         }
 
         impl Owned {
@@ -284,19 +350,25 @@ mod tests {
                     api_key: self.api_key.as_deref(),
                     method: &self.method,
                     route: &self.route,
+                    claims: Some((&*TEAM, &self.team)),
                 }
             }
         }
 
+        /// The names of the captured claims.
+        static TEAM: std::sync::LazyLock<[String; 1]> =
+            std::sync::LazyLock::new(|| ["team".to_owned()]);
+
         fn identity() -> impl Strategy<Value = Owned> {
             let part = || proptest::option::weighted(0.8, hostile());
-            (part(), part(), part(), method(), hostile()).prop_map(
-                |(user, ip, api_key, method, route)| Owned {
+            (part(), part(), part(), method(), hostile(), part()).prop_map(
+                |(user, ip, api_key, method, route, team)| Owned {
                     user,
                     ip,
                     api_key,
                     method,
                     route,
+                    team: [team],
                 },
             )
         }
@@ -308,9 +380,10 @@ mod tests {
             let mut fell_back = scopes.contains(&Scope::Ip);
             for scope in scopes {
                 match scope {
-                    Scope::User | Scope::ApiKey => {
+                    Scope::User | Scope::ApiKey | Scope::Claim(_) => {
                         let (kind, value) = match scope {
                             Scope::User => ("user", &id.user),
+                            Scope::Claim(_) => ("claim.team", &id.team[0]),
                             _ => ("key", &id.api_key),
                         };
                         match value {
@@ -354,7 +427,7 @@ mod tests {
             let mut tokens = key.split(':');
             let mut out = Vec::new();
             while let Some(kind) = tokens.next() {
-                let kind = ["user", "ip", "key", "endpoint", "global"]
+                let kind = ["user", "ip", "key", "endpoint", "global", "claim.team"]
                     .into_iter()
                     .find(|k| *k == kind)?;
                 let values = match kind {

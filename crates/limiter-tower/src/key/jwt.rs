@@ -131,6 +131,11 @@ impl JwtVerifier {
         self
     }
 
+    /// The names of the captured claims, in [`Verified::claims`]' order.
+    pub(crate) fn captured_names(&self) -> &[String] {
+        &self.captured
+    }
+
     /// The position of `claim` among the captured ones.
     pub(crate) fn captured(&self, claim: &str) -> Option<usize> {
         self.captured.iter().position(|c| c == claim)

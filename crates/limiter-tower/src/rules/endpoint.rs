@@ -105,12 +105,20 @@ pub(crate) struct EndpointRule {
     /// The rules of the plans this policy sets other limits for, by plan: the same
     /// policy (same name, same counters) with those limits.
     pub plans: PlanRules,
+    /// The shared policies also checked for a request under this one, in order after it:
+    /// admitted only if every one admits (see [`Store::check_all`](limiter_core::Store::check_all)).
+    pub also: Box<[Arc<EndpointRule>]>,
     /// This policy's metric handles, registered on first use rather than per request
     /// (a registration builds and hashes the labelled key).
     pub metrics: RuleMetrics,
 }
 
 impl EndpointRule {
+    /// Whether this policy's key, or that of a policy checked with it, `needs`.
+    pub(crate) fn any_key(&self, needs: impl Fn(&KeyTemplate) -> bool) -> bool {
+        needs(&self.key) || self.also.iter().any(|rule| needs(&rule.key))
+    }
+
     /// The rule a client on `plan` is decided under: the plan's, where this policy sets
     /// limits for it, else this one.
     pub(crate) fn for_plan<'a>(self: &'a Arc<Self>, plan: Option<&str>) -> &'a Arc<Self> {

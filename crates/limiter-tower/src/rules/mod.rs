@@ -32,6 +32,8 @@ pub struct Rules {
     pub(crate) routes: matchit::Router<RouteTargets>,
     pub(crate) endpoints: Box<[Arc<EndpointRule>]>,
     pub(crate) default: Option<Arc<EndpointRule>>,
+    /// The shared policies, checked where a policy names them in `also`.
+    pub(crate) shared: Box<[Arc<EndpointRule>]>,
     pub(crate) client_ip: ClientIpResolver,
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) token_fallback: TokenFallback,
@@ -64,12 +66,16 @@ impl Rules {
         self.default.as_ref()
     }
 
-    /// The compiled rules of every policy (endpoints, then the default).
+    /// The compiled rules of every policy (endpoints, the default, then the shared ones).
     pub(crate) fn rules(&self) -> impl Iterator<Item = &Arc<EndpointRule>> {
-        self.endpoints.iter().chain(self.default.as_ref())
+        self.endpoints
+            .iter()
+            .chain(self.default.as_ref())
+            .chain(self.shared.iter())
     }
 
-    /// The policies enforced: endpoints' in the order given, then the default.
+    /// The policies enforced: endpoints' in the order given, the default, then the
+    /// shared ones.
     ///
     /// ```
     /// use std::time::Duration;

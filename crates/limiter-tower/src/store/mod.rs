@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use limiter_core::{
-    Batched, BreakerState, Cost, Decision, DenialCache, Error, FailureMode, Guarded,
-    InvalidFailureMode, LeaseStats, Leased, MemoryStore, Policy, RedisDistinct, RedisStore,
+    Batched, BreakerState, Check, Cost, Decision, DenialCache, Error, FailureMode, Guarded,
+    InvalidFailureMode, Joint, LeaseStats, Leased, MemoryStore, Policy, RedisDistinct, RedisStore,
     Reservation, Store, StoreError, Unavailable,
 };
 
@@ -285,6 +285,15 @@ impl AnyStore {
         }
     }
 
+    /// Decides several policies at once when the store needs no I/O (the in-memory
+    /// store, atomically); `None` means [`Store::check_all`] must be awaited.
+    pub(crate) fn check_all_now(&self, checks: &[Check<'_>]) -> Option<Result<Joint, Error>> {
+        match &self.backend {
+            Backend::Memory(store) => Some(store.check_all_now(checks)),
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// Reserves at once on the in-memory store; `None` means [`Store::reserve`] must be
     /// awaited.
     pub(crate) fn reserve_now(
@@ -530,6 +539,13 @@ impl Store for AnyStore {
         match &self.backend {
             Backend::Memory(store) => store.check_now(policy, key, cost),
             Backend::Redis(stack) => stack.check(policy, key, cost).await,
+        }
+    }
+
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        match &self.backend {
+            Backend::Memory(store) => store.check_all_now(checks),
+            Backend::Redis(stack) => stack.top.check_all(checks).await,
         }
     }
 
