@@ -15,7 +15,7 @@ fn repo(path: &str) -> PathBuf {
 fn reference_yaml_loads() {
     std::env::set_var("JWT_SECRET", "reference-secret");
     let loaded = load(&repo("config/reference.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.rules.policies().count(), 5);
+    assert_eq!(loaded.rules.policies().count(), 6);
 }
 
 #[test]
