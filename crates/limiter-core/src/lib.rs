@@ -38,6 +38,7 @@ mod calendar;
 mod clock;
 #[cfg(feature = "serde")]
 pub mod config_serde;
+mod connection;
 mod cost;
 mod decision;
 mod distinct;
@@ -46,6 +47,7 @@ mod joint;
 mod key;
 mod limiter;
 pub mod metric_names;
+mod overrides;
 mod policy;
 mod reservation;
 mod store;
@@ -60,6 +62,9 @@ pub use error::{LimitField, LimitProblem, StoreConfigError, Unavailable};
 pub use joint::{Check, Joint};
 pub use key::MAX_KEY_LEN;
 pub use limiter::Limiter;
+pub use overrides::{
+    Adjustment, BadFactor, Override, OverrideList, RedisOverrides, MAX_FACTOR, MAX_OVERRIDES,
+};
 pub use policy::{Algorithm, Leasing, Limit, Policy, MAX_WINDOWS};
 pub use reservation::Reservation;
 pub use store::{Batched, BatchedBuilder, DenialCache, DenialCacheBuilder};

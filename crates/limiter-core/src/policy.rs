@@ -112,6 +112,35 @@ impl Limit {
         self
     }
 
+    /// The same window with `factor` times the units (and GCRA burst), rounded, at least
+    /// one: what an [`Override`](crate::Override) of the key makes of it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_core::Limit;
+    ///
+    /// let minute = Limit::new(60, Duration::from_secs(60)).with_name("minute");
+    /// assert_eq!(minute.scaled(10.0).max(), 600);
+    /// assert_eq!(minute.scaled(0.001).max(), 1);
+    /// assert_eq!(minute.scaled(10.0).name(), "minute");
+    /// ```
+    pub fn scaled(&self, factor: f64) -> Limit {
+        // `as` saturates a float: an absurd factor gives the largest count, which the
+        // policy then refuses as too large.
+        let scale = |n: u64| ((n as f64 * factor).round() as u64).max(1);
+        let algorithm = match self.algorithm {
+            Algorithm::Gcra { burst } => Algorithm::Gcra {
+                burst: burst.map(scale),
+            },
+            other => other,
+        };
+        let mut limit = Limit::new(scale(self.max), self.window)
+            .with_name(&self.name)
+            .with_algorithm(algorithm);
+        limit.unit.clone_from(&self.unit);
+        limit
+    }
+
     /// Makes the window count `unit` (tokens, bytes, credits) instead of requests: it
     /// is charged a [`Cost`](crate::Cost)'s units, where windows counting requests are
     /// charged its requests. `"requests"` (the default) counts requests.
@@ -330,6 +359,16 @@ impl Policy {
             leasing: Leasing::Store,
             failure_mode: None,
         })
+    }
+
+    /// The same policy (name, counters, leasing, failure mode) with every window scaled
+    /// by `factor` ([`Limit::scaled`]); an error when a window would hold too many units.
+    pub fn scaled(&self, factor: f64) -> Result<Policy, PolicyError> {
+        let limits = self.limits.iter().map(|l| l.scaled(factor)).collect();
+        let mut policy = Policy::new(&self.name, limits)?;
+        policy.leasing = self.leasing;
+        policy.failure_mode = self.failure_mode;
+        Ok(policy)
     }
 
     /// Sets whether and how a [`Leased`](crate::Leased) store may lease this policy's

@@ -9,7 +9,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use limiter_core::{Decision, Error as StoreFailure};
+use std::time::{Duration, SystemTime};
+
+use limiter_core::{Adjustment, Decision, Error as StoreFailure, Override};
 use serde_json::{json, Value};
 
 use crate::layer::{LimiterLayer, UsageError};
@@ -22,7 +24,12 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 /// - `GET /usage/{policy}/{key}`: the key's windows under the policy in force (limit,
 ///   remaining, unit, seconds until reset), charging nothing;
 /// - `DELETE /usage/{policy}/{key}`: the key's windows whole again, on every instance
-///   sharing the store (204).
+///   sharing the store (204);
+/// - `PUT /overrides/{policy}/{key}` with `{"factor": 10, "seconds": 2592000}` (the
+///   key's limits scaled) or `{"block": true, "seconds": 3600}` (every request refused),
+///   applied by every instance sharing the store within about a second (204);
+/// - `GET /overrides`: every override in force, with the seconds it has left;
+/// - `DELETE /overrides/{policy}/{key}`: the policy's own limits again (204).
 ///
 /// Never open by default: every request is refused (401) until
 /// [`authorize`](Self::authorize) accepts it. Bad input gets a problem body naming the
@@ -82,6 +89,11 @@ impl AdminApi {
     pub fn router<S>(self) -> Router<S> {
         Router::new()
             .route("/usage/{policy}/{key}", get(usage).delete(reset))
+            .route("/overrides", get(list_overrides))
+            .route(
+                "/overrides/{policy}/{key}",
+                axum::routing::put(set_override).delete(clear_override),
+            )
             .with_state(self)
     }
 }
@@ -112,6 +124,106 @@ async fn reset(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => failed(error),
     }
+}
+
+/// The longest override: a year.
+const MAX_OVERRIDE_SECS: u64 = 366 * 86_400;
+
+async fn set_override(
+    State(api): State<AdminApi>,
+    headers: HeaderMap,
+    Path((policy, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if !(api.authorize)(&headers) {
+        return unauthorized();
+    }
+    let adjustment = match override_of(&body) {
+        Ok(adjustment) => adjustment,
+        Err((field, detail)) => {
+            return with_field(StatusCode::BAD_REQUEST, "Invalid override", &detail, field)
+        }
+    };
+    match api.layer.set_override(&policy, &key, adjustment).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+/// The override a request body asks for, or the field at fault and why.
+fn override_of(body: &[u8]) -> Result<Override, (&'static str, String)> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ("body", format!("The body is not JSON: {e}.")))?;
+    let Some(object) = value.as_object() else {
+        return Err(("body", "The body must be a JSON object.".into()));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "factor" | "block" | "seconds"))
+    {
+        return Err(("body", format!("Unknown field {unknown:?}.")));
+    }
+    let seconds = object
+        .get("seconds")
+        .and_then(Value::as_u64)
+        .filter(|s| (1..=MAX_OVERRIDE_SECS).contains(s))
+        .ok_or((
+            "seconds",
+            format!("How long the override lasts: whole seconds from 1 to {MAX_OVERRIDE_SECS}."),
+        ))?;
+    let until = SystemTime::now() + Duration::from_secs(seconds);
+    match (object.get("factor"), object.get("block")) {
+        (Some(factor), None) => {
+            let factor = factor
+                .as_f64()
+                .ok_or(("factor", "The factor must be a number.".to_owned()))?;
+            Override::scale(factor, until).map_err(|e| ("factor", format!("{e}.")))
+        }
+        (None, Some(Value::Bool(true))) => Ok(Override::block(until)),
+        (None, Some(_)) => Err(("block", "`block` can only be true.".into())),
+        _ => Err(("body", "Set exactly one of `factor` and `block`.".into())),
+    }
+}
+
+async fn clear_override(
+    State(api): State<AdminApi>,
+    headers: HeaderMap,
+    Path((policy, key)): Path<(String, String)>,
+) -> Response {
+    if !(api.authorize)(&headers) {
+        return unauthorized();
+    }
+    match api.layer.clear_override(&policy, &key).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+async fn list_overrides(State(api): State<AdminApi>, headers: HeaderMap) -> Response {
+    if !(api.authorize)(&headers) {
+        return unauthorized();
+    }
+    let all = match api.layer.overrides().await {
+        Ok(all) => all,
+        Err(error) => return failed(error),
+    };
+    let now = SystemTime::now();
+    let listed: Vec<Value> = all
+        .iter()
+        .map(|(policy, key, o)| {
+            let mut entry = json!({
+                "policy": policy,
+                "key": key,
+                "seconds_left": crate::headers::ceil_secs(o.remaining(now)),
+            });
+            match o.adjustment() {
+                Adjustment::Scale(factor) => entry["factor"] = json!(factor),
+                _ => entry["block"] = json!(true),
+            }
+            entry
+        })
+        .collect();
+    Json(json!({ "overrides": listed })).into_response()
 }
 
 /// The key's windows, in the policy's order.
@@ -152,6 +264,12 @@ fn failed(error: UsageError) -> Response {
             "Invalid key",
             "The key must not be empty.",
             "key",
+        ),
+        UsageError::BadOverride(why) => with_field(
+            StatusCode::BAD_REQUEST,
+            "Invalid override",
+            &format!("{why}."),
+            "factor",
         ),
         UsageError::Store(other) => {
             let status = StatusCode::SERVICE_UNAVAILABLE;

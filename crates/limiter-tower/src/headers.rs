@@ -61,6 +61,8 @@ fn is_sf_string(text: &str) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedHeaders {
     style: HeaderStyle,
+    /// The policy's quota unit, when not one request.
+    unit: Option<QuotaUnit>,
     policy: HeaderValue,
     /// Each window's name as an sf-string, quotes included.
     labels: Box<[String]>,
@@ -76,6 +78,23 @@ impl PreparedHeaders {
         policy: &Policy,
         unit: Option<QuotaUnit>,
         style: HeaderStyle,
+    ) -> Result<Self, BadWindowName> {
+        PreparedHeaders::build(policy, unit, style, true)
+    }
+
+    fn new_uninterned(
+        policy: &Policy,
+        unit: Option<QuotaUnit>,
+        style: HeaderStyle,
+    ) -> Result<Self, BadWindowName> {
+        PreparedHeaders::build(policy, unit, style, false)
+    }
+
+    fn build(
+        policy: &Policy,
+        unit: Option<QuotaUnit>,
+        style: HeaderStyle,
+        intern: bool,
     ) -> Result<Self, BadWindowName> {
         let by_share = policy.mixes_units();
         let mut labels = Vec::with_capacity(policy.limits().len());
@@ -111,16 +130,30 @@ impl PreparedHeaders {
             }
             labels.push(label);
         }
-        if HeaderValue::from_str(&field).is_err() {
+        let Ok(value) = HeaderValue::from_str(&field) else {
             return Err(BadWindowName(policy.name().to_owned()));
-        }
-        let policy = HeaderValue::from_static(interned(field));
+        };
+        let policy = if intern {
+            HeaderValue::from_static(interned(field))
+        } else {
+            value
+        };
         Ok(PreparedHeaders {
             by_share,
             style,
+            unit,
             policy,
             labels: labels.into(),
         })
+    }
+
+    /// The same fields for `policy`, another form of this one (an override's scaled
+    /// limits). Not interned: overrides come and go, and an interned field is kept for
+    /// the life of the process.
+    pub(crate) fn for_policy(&self, policy: &Policy) -> Result<Self, BadWindowName> {
+        let mut headers = PreparedHeaders::new_uninterned(policy, self.unit, self.style)?;
+        headers.by_share = self.by_share || headers.by_share;
+        Ok(headers)
     }
 
     /// Writes the fields for `decision` into `headers`.

@@ -28,7 +28,8 @@ impl Jointly {
         let mut parts = SmallVec::with_capacity(1 + also.len());
         parts.push((Arc::clone(rule), key.into_owned(), rule.charge(cost)));
         for Also { rule, key, cost } in also {
-            parts.push((Arc::clone(rule), key.into_owned(), rule.charge(cost)));
+            let cost = rule.charge(cost);
+            parts.push((rule.into_owned(), key.into_owned(), cost));
         }
         Jointly { parts }
     }

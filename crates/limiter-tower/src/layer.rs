@@ -10,12 +10,13 @@ use crate::body::{AnyBody, SameBody};
 use crate::builder::{BuildError, LimiterBuilder, PolicyRule};
 use crate::config::{self, ConfigError};
 use crate::key::Scope;
+use crate::overrides::Applied;
 use crate::reload::Reloader;
 use crate::rules::Rules;
 use crate::service::LimiterService;
 use crate::shared::Shared;
 use crate::store::{AnyStore, ConnectError};
-use limiter_core::{Decision, Limit, Policy, Store};
+use limiter_core::{Adjustment, Decision, Limit, Override, OverrideList, Policy, Store};
 use std::time::Duration;
 
 /// Why a layer could not be built.
@@ -188,8 +189,8 @@ impl<M> LimiterLayer<M> {
         &self.shared.store
     }
 
-    /// What `key` has left under the policy named `policy` in the rules in force,
-    /// charging nothing. `key` is the key as the layer builds it from the policy's
+    /// What `key` has left under the policy named `policy` in the rules in force (and
+    /// the key's override, if any), charging nothing. `key` is the key as the layer builds it from the policy's
     /// scopes, in order: `user:alice`, `ip:203.0.113.7`, `global`,
     /// `user:alice:endpoint:GET%20/orders`.
     ///
@@ -210,7 +211,17 @@ impl<M> LimiterLayer<M> {
     /// # });
     /// ```
     pub async fn peek(&self, policy: &str, key: &str) -> Result<Decision, UsageError> {
-        let policy = self.policy(policy)?;
+        let rules = self.shared.rules.load();
+        let rule = rules
+            .rules()
+            .find(|r| r.policy.name() == policy)
+            .ok_or_else(|| UsageError::UnknownPolicy(policy.to_owned()))?;
+        // Under the key's override, as its requests are decided.
+        let policy = match self.shared.overrides.apply(rule, key) {
+            Applied::Scaled(scaled) => scaled.policy.clone(),
+            Applied::None | Applied::Blocked(_) => rule.policy.clone(),
+        };
+        drop(rules);
         Ok(self.shared.store.peek(&policy, key).await?)
     }
 
@@ -220,6 +231,59 @@ impl<M> LimiterLayer<M> {
     pub async fn reset(&self, policy: &str, key: &str) -> Result<(), UsageError> {
         let policy = self.policy(policy)?;
         Ok(self.shared.store.reset(&policy, key).await?)
+    }
+
+    /// Overrides `key`'s limits under the policy named `policy` until the override's end:
+    /// scaled ([`Override::scale`]: 10x for a customer this month) or blocked
+    /// ([`Override::block`]: an abusive key for an hour). On Redis it is shared: every
+    /// instance applies it within about a second, and it survives restarts until it
+    /// expires; in memory it lives in this process. The key keeps its usage. A scale the
+    /// policy cannot take (a window holding too many units) is refused.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use limiter_tower::{Endpoint, Limit, LimiterLayer, Override, Policy, Scope};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let policy = Policy::new("api", vec![Limit::new(5, Duration::from_secs(60))]).unwrap();
+    /// let layer = LimiterLayer::builder()
+    ///     .endpoint(Endpoint::new("/api", policy).scopes([Scope::User]))
+    ///     .build_in_memory()
+    ///     .unwrap();
+    /// let month = SystemTime::now() + Duration::from_secs(30 * 86_400);
+    /// layer.set_override("api", "user:acme", Override::scale(10.0, month).unwrap()).await.unwrap();
+    /// assert_eq!(layer.overrides().await.unwrap().len(), 1);
+    /// layer.clear_override("api", "user:acme").await.unwrap();
+    /// # });
+    /// ```
+    pub async fn set_override(
+        &self,
+        policy: &str,
+        key: &str,
+        adjustment: Override,
+    ) -> Result<(), UsageError> {
+        let found = self.policy(policy)?;
+        if key.is_empty() {
+            return Err(UsageError::Store(limiter_core::Error::EmptyKey));
+        }
+        if let Adjustment::Scale(factor) = adjustment.adjustment() {
+            found
+                .scaled(factor)
+                .map_err(|e| UsageError::BadOverride(e.to_string()))?;
+        }
+        Ok(self.shared.overrides.set(policy, key, adjustment).await?)
+    }
+
+    /// Removes the override of `key` under `policy`, if any: the policy's own limits
+    /// apply again.
+    pub async fn clear_override(&self, policy: &str, key: &str) -> Result<(), UsageError> {
+        self.policy(policy)?;
+        Ok(self.shared.overrides.clear(policy, key).await?)
+    }
+
+    /// Every override in force, `(policy, key, override)`: on Redis, every instance's.
+    pub async fn overrides(&self) -> Result<OverrideList, UsageError> {
+        Ok(self.shared.overrides.list().await?)
     }
 
     fn policy(&self, name: &str) -> Result<Policy, UsageError> {
@@ -236,6 +300,9 @@ pub enum UsageError {
     /// No policy in force has this name.
     #[error("no policy named {0:?}")]
     UnknownPolicy(String),
+    /// The override's scale is more than a window of the policy can hold.
+    #[error("bad override: {0}")]
+    BadOverride(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] limiter_core::Error),

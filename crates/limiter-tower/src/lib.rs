@@ -58,6 +58,7 @@ mod layer;
 pub mod metric_names;
 mod observe;
 mod outcome;
+mod overrides;
 mod plan;
 mod pricing;
 mod problem;
@@ -92,4 +93,5 @@ pub use usage::{Actual, Usage, UsageReport};
 
 /// The core types a builder takes: policies and their windows, and how a failing
 /// store is handled.
+pub use limiter_core::{Adjustment, Override};
 pub use limiter_core::{Algorithm, BreakerConfig, FailureMode, Leasing, Limit, Period, Policy};

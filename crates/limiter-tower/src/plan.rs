@@ -13,6 +13,7 @@ use http::Request;
 use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
 use crate::key::TokenFallback;
 use crate::key::{KeyTemplate, RequestIdentity, TokenError};
+use crate::overrides::{Applied, Overrides};
 use crate::pricing::PlanInputs;
 use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};
@@ -23,9 +24,10 @@ pub(crate) enum Plan<'r> {
     Pass,
     /// Answer at once.
     Reject(Rejection),
-    /// Ask the store for `cost` units of `key` under `rule`.
+    /// Ask the store for `cost` units of `key` under `rule` (an override's scaled form of
+    /// the policy's, owned).
     Check {
-        rule: &'r Arc<EndpointRule>,
+        rule: Cow<'r, Arc<EndpointRule>>,
         key: Cow<'r, str>,
         cost: u64,
         /// Counts the request's credential as failed if the application says so.
@@ -37,12 +39,17 @@ pub(crate) enum Plan<'r> {
 
 /// A shared policy checked with the request's own, and what the request is under it.
 pub(crate) struct Also<'r> {
-    pub rule: &'r Arc<EndpointRule>,
+    pub rule: Cow<'r, Arc<EndpointRule>>,
     pub key: Cow<'r, str>,
     pub cost: u64,
 }
 
-pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B>) -> Plan<'r> {
+pub(crate) fn plan<'r, B>(
+    rules: &'r Rules,
+    guard: &SourceGuard,
+    overrides: &Arc<Overrides>,
+    req: &Request<B>,
+) -> Plan<'r> {
     let headers = req.headers();
     // Every request through the layer, limited or not: it guards against replays.
     if let Some(stamp) = &rules.client_timestamp {
@@ -180,6 +187,10 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
     let Some(key) = key_of(rule, &identity) else {
         return no_client_address();
     };
+    let rule = match overridden(overrides, rule, &key) {
+        Ok(rule) => rule,
+        Err(blocked) => return blocked,
+    };
     let mut also = Vec::with_capacity(endpoint.also.len());
     for shared in endpoint.also.iter() {
         let shared = shared.for_plan(plan);
@@ -189,6 +200,10 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         };
         let Some(key) = key_of(shared, &identity) else {
             return no_client_address();
+        };
+        let shared = match overridden(overrides, shared, &key) {
+            Ok(rule) => rule,
+            Err(blocked) => return blocked,
         };
         also.push(Also {
             rule: shared,
@@ -202,6 +217,19 @@ pub(crate) fn plan<'r, B>(rules: &'r Rules, guard: &SourceGuard, req: &Request<B
         cost,
         report,
         also,
+    }
+}
+
+/// `rule` as an override of `key` has it: scaled, or the request refused.
+fn overridden<'r>(
+    overrides: &Arc<Overrides>,
+    rule: &'r Arc<EndpointRule>,
+    key: &str,
+) -> Result<Cow<'r, Arc<EndpointRule>>, Plan<'r>> {
+    match overrides.apply(rule, key) {
+        Applied::None => Ok(Cow::Borrowed(rule)),
+        Applied::Scaled(scaled) => Ok(Cow::Owned(scaled)),
+        Applied::Blocked(left) => Err(Plan::Reject(Rejection::Blocked(left))),
     }
 }
 

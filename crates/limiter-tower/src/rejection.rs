@@ -38,6 +38,10 @@ pub enum Rejection {
     /// this much longer.
     #[error("abnormal usage detected; blocked for {0:?}")]
     AbnormalUsage(Duration),
+    /// An operator blocked the request's key under its policy (an override) for this
+    /// much longer.
+    #[error("blocked by an operator for {0:?} more")]
+    Blocked(Duration),
 }
 
 /// The detail of [`Rejection::NoClientAddress`], also logged once.
@@ -50,7 +54,7 @@ impl Rejection {
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::BadCost(_) | Rejection::BadTimestamp(_) => StatusCode::BAD_REQUEST,
             Rejection::NoClientAddress => StatusCode::INTERNAL_SERVER_ERROR,
-            Rejection::AbnormalUsage(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::AbnormalUsage(_) | Rejection::Blocked(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -67,6 +71,11 @@ impl Rejection {
         let title = status.canonical_reason().unwrap_or("Error");
         let body = problem::plain(status.as_u16(), title, &self.to_string());
         let mut response = problem::response(status, body);
+        if let Rejection::Blocked(left) = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*left).max(1)));
+        }
         if let Rejection::Unauthorized(_) = self {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,

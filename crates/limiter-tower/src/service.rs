@@ -91,7 +91,8 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // One snapshot per request: a reload during the request does not affect it.
         let rules = self.shared.rules.load();
-        let (rule, key, cost, report) = match plan(&rules, &self.shared.guard, &req) {
+        let overrides = &self.shared.overrides;
+        let (rule, key, cost, report) = match plan(&rules, &self.shared.guard, overrides, &req) {
             Plan::Pass => return ResponseFuture::called(self.inner.call(req), None, None, None),
             Plan::Reject(rejection) => return ResponseFuture::answered(rejection.to_response()),
             Plan::Check {
@@ -101,7 +102,7 @@ where
                 report,
                 also,
             } if !also.is_empty() => {
-                let jointly = Jointly::new(rule, key, cost, also);
+                let jointly = Jointly::new(&rule, key, cost, also);
                 drop(rules);
                 return self.jointly(jointly, report, req);
             }
@@ -119,13 +120,19 @@ where
                 req.extensions_mut().insert(usage.clone());
                 usage
             });
-            let rule = Arc::clone(rule);
-            return self.reserve(rule, key.into_owned(), cost, report, usage, req);
+            return self.reserve(
+                rule.into_owned(),
+                key.into_owned(),
+                cost,
+                report,
+                usage,
+                req,
+            );
         }
         let cost = rule.charge(cost);
         let store = &self.shared.store;
         let kind = store.kind();
-        let observation = Observation::start(rule, kind, store.is_in_process(), &key);
+        let observation = Observation::start(&rule, kind, store.is_in_process(), &key);
         // The in-memory store answers synchronously: no allocation, no extra poll. A
         // Redis store without a local cache never does: the span is not entered for it
         // (a recorded span's enter and exit cost a context switch each in OpenTelemetry).
@@ -137,7 +144,7 @@ where
             None
         };
         if let Some(result) = now {
-            return match conclude(rule, kind, observation, &result) {
+            return match conclude(&rule, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => ResponseFuture::called(
                     self.inner.call(marked(req, shadow)),
                     Some(stamp),
@@ -151,7 +158,7 @@ where
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
-        let rule = Arc::clone(rule);
+        let rule = rule.into_owned();
         let key = key.into_owned();
         drop(rules);
         ResponseFuture::checking(Box::pin(async move {

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use limiter_core::MemoryDistinct;
 
 use crate::enumeration::{Counter, Enumeration, SourceGuard};
+use crate::overrides::Overrides;
 use crate::rules::Rules;
 use crate::store::AnyStore;
 
@@ -17,6 +18,8 @@ pub(crate) struct Shared {
     pub(crate) store: AnyStore,
     /// The enumeration defence's state; it outlives reloads, which change its thresholds.
     pub(crate) guard: SourceGuard,
+    /// The operators' overrides; they outlive reloads.
+    pub(crate) overrides: Arc<Overrides>,
     /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
     generation: AtomicU64,
 }
@@ -35,6 +38,7 @@ impl Shared {
         };
         Arc::new(Shared {
             guard: SourceGuard::new(counter, max_sources),
+            overrides: Overrides::new(store.overrides().cloned()),
             rules: ArcSwap::from_pointee(rules),
             store,
             generation: AtomicU64::new(1),

@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
 use super::DistinctCounter;
+use crate::connection::Connection;
 use crate::error::{Error, StoreConfigError, StoreError};
 
 /// `KEYS[1]` the set, `ARGV[1]` the item, `ARGV[2]` the window in ms.
@@ -21,12 +20,6 @@ if redis.call('PTTL', KEYS[1]) < 0 then
 end
 return redis.call('PFCOUNT', KEYS[1])
 ";
-
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
 
 /// Distinct counts in Redis (standalone or Cluster): a HyperLogLog per set (at most
 /// 12 KiB, sparse and far smaller for small sets), expiring with its window.
@@ -50,13 +43,9 @@ pub struct RedisDistinct {
 
 impl std::fmt::Debug for RedisDistinct {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let connection = match self.conn {
-            Connection::Single(_) => "standalone",
-            Connection::Cluster(_) => "cluster",
-        };
         f.debug_struct("RedisDistinct")
             .field("prefix", &self.prefix)
-            .field("connection", &connection)
+            .field("connection", &self.conn.kind())
             .finish()
     }
 }
@@ -64,16 +53,12 @@ impl std::fmt::Debug for RedisDistinct {
 impl RedisDistinct {
     /// Connects to a standalone Redis; keys start with `prefix` (no `{` or `}`).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
-        RedisDistinct::new(Connection::Single(conn), prefix)
+        RedisDistinct::new(Connection::single(url).await?, prefix)
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
     pub async fn connect_cluster(nodes: &[&str], prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::cluster::ClusterClient::new(nodes.to_vec())?;
-        let conn = client.get_async_connection().await?;
-        RedisDistinct::new(Connection::Cluster(conn), prefix)
+        RedisDistinct::new(Connection::cluster(nodes).await?, prefix)
     }
 
     fn new(conn: Connection, prefix: &str) -> Result<Self, StoreError> {
@@ -99,11 +84,10 @@ impl DistinctCounter for RedisDistinct {
         let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = self.script.key(self.key(set));
         invocation.arg(&item.to_le_bytes()[..]).arg(ms);
-        let count: u64 = match &self.conn {
-            Connection::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
-            Connection::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
-        }
-        .map_err(StoreError::from)?;
+        let count: u64 = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::from)?;
         Ok(count)
     }
 }

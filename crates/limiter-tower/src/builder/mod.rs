@@ -22,8 +22,7 @@ use crate::headers::PreparedHeaders;
 use crate::key::{ApiKeyReader, ClientIpResolver, Jwt, KeyTemplate};
 use crate::key::{ForwardedHeader, TokenFallback};
 use crate::pricing::{PlanReader, Plans};
-use crate::problem;
-use crate::rules::{Denial, EndpointRule, PlanRules, RouteTargets, Rules};
+use crate::rules::{denials, EndpointRule, PlanRules, RouteTargets, Rules};
 use crate::store::{OverloadConfig, StoreConfig, StoreSetup};
 use crate::usage::{Actual, SettleRule};
 
@@ -432,7 +431,9 @@ fn compile_rule(
         .policy
         .with_failure_mode(rule.failure_mode.unwrap_or(defaults.failure_mode))
         .map_err(|e| at.error("failure_mode", e))?;
-    let (headers, denials) = responses(&policy, rule.quota_unit, defaults, at, "limits")?;
+    let headers = PreparedHeaders::new(&policy, rule.quota_unit, defaults.style)
+        .map_err(|e| at.error("limits", e))?;
+    let denials = denials(&policy);
     let settles = rule.actual != Actual::Estimate
         || !rule.charge_statuses.is_empty()
         || rule.refund_server_errors;
@@ -541,17 +542,12 @@ fn plan_rules(
                 .with_failure_mode(mode)
                 .map_err(|e| at.error("failure_mode", e))?;
         }
-        let (headers, denials) = responses(
-            &policy,
-            quota_unit,
-            defaults,
-            at,
-            &format!("{field}.limits"),
-        )?;
+        let headers = PreparedHeaders::new(&policy, quota_unit, defaults.style)
+            .map_err(|e| at.error(&format!("{field}.limits"), e))?;
         let rule = EndpointRule {
+            denials: denials(&policy),
             policy,
             headers,
-            denials,
             plans: Box::default(),
             metrics: Default::default(),
             ..base.clone()
@@ -559,25 +555,4 @@ fn plan_rules(
         rules.push((Arc::from(plan), Arc::new(rule)));
     }
     Ok(rules.into())
-}
-
-/// The fixed parts of `policy`'s response headers, and its 429 bodies.
-fn responses(
-    policy: &Policy,
-    quota_unit: Option<crate::headers::QuotaUnit>,
-    defaults: &Defaults<'_>,
-    at: Entry,
-    field: &str,
-) -> Result<(PreparedHeaders, Box<[Denial]>), BuildError> {
-    let headers =
-        PreparedHeaders::new(policy, quota_unit, defaults.style).map_err(|e| at.error(field, e))?;
-    let denials = policy
-        .limits()
-        .iter()
-        .map(|limit| Denial {
-            retry: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), false),
-            never: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), true),
-        })
-        .collect();
-    Ok((headers, denials))
 }

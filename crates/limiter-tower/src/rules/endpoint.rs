@@ -6,8 +6,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use limiter_core::Policy;
 
-use crate::headers::PreparedHeaders;
+use crate::headers::{BadWindowName, PreparedHeaders};
 use crate::key::KeyTemplate;
+use crate::problem;
 use crate::usage::SettleRule;
 
 /// A policy's rules under other plans' limits, by plan.
@@ -114,6 +115,20 @@ pub(crate) struct EndpointRule {
 }
 
 impl EndpointRule {
+    /// This rule enforcing `policy` instead (a plan's limits, an override's scaled
+    /// ones): the same name, keys, cost and settings, the fields and 429 bodies of
+    /// `policy`.
+    pub(crate) fn with_policy(&self, policy: Policy) -> Result<EndpointRule, BadWindowName> {
+        Ok(EndpointRule {
+            headers: self.headers.for_policy(&policy)?,
+            denials: denials(&policy),
+            policy,
+            plans: Box::default(),
+            metrics: RuleMetrics::default(),
+            ..self.clone()
+        })
+    }
+
     /// Whether this policy's key, or that of a policy checked with it, `needs`.
     pub(crate) fn any_key(&self, needs: impl Fn(&KeyTemplate) -> bool) -> bool {
         needs(&self.key) || self.also.iter().any(|rule| needs(&rule.key))
@@ -141,6 +156,18 @@ impl EndpointRule {
             limiter_core::Cost::from(units)
         }
     }
+}
+
+/// The 429 bodies of each of `policy`'s windows.
+pub(crate) fn denials(policy: &Policy) -> Box<[Denial]> {
+    policy
+        .limits()
+        .iter()
+        .map(|limit| Denial {
+            retry: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), false),
+            never: problem::quota_exceeded(policy.name(), limit.name(), limit.capacity(), true),
+        })
+        .collect()
 }
 
 /// Metric handles of one policy, created on first use: install the metrics recorder

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use http::Method;
 use ipnet::IpNet;
 
+pub(crate) use endpoint::{denials, EndpointRule, PlanRules};
 pub use endpoint::{BadCost, Cost};
-pub(crate) use endpoint::{Denial, EndpointRule, PlanRules};
 
 use crate::client_timestamp::ClientTimestamp;
 use crate::key::TokenFallback;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use limiter_core::{
     Batched, BreakerState, Check, Cost, Decision, DenialCache, Error, FailureMode, Guarded,
-    InvalidFailureMode, Joint, LeaseStats, Leased, MemoryStore, Policy, RedisDistinct, RedisStore,
-    Reservation, Store, StoreError, Unavailable,
+    InvalidFailureMode, Joint, LeaseStats, Leased, MemoryStore, Policy, RedisDistinct,
+    RedisOverrides, RedisStore, Reservation, Store, StoreError, Unavailable,
 };
 
 mod memory_guard;
@@ -46,6 +46,8 @@ pub struct AnyStore {
     failure_mode: FailureMode,
     /// The enumeration defence's distinct counts, on the same Redis (`None` in memory).
     distinct: Option<RedisDistinct>,
+    /// The operators' overrides, on the same Redis (`None` in memory).
+    overrides: Option<RedisOverrides>,
 }
 
 #[derive(Clone)]
@@ -126,8 +128,8 @@ impl AnyStore {
     /// ```
     pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
         let failure_mode = setup.failure_mode;
-        let (backend, kind, distinct) = match setup.store.clone() {
-            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory", None),
+        let (backend, kind, distinct, overrides) = match setup.store.clone() {
+            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory", None, None),
             StoreConfig::Redis {
                 url,
                 key_prefix,
@@ -139,6 +141,8 @@ impl AnyStore {
             } => {
                 let distinct = bounded(RedisDistinct::connect(&url, distinct_prefix(&key_prefix)));
                 let distinct = Some(distinct.await?);
+                let overrides = RedisOverrides::connect(&url, distinct_prefix(&key_prefix));
+                let overrides = Some(bounded(overrides).await?);
                 let redis = configured(setup, key_prefix, timeout, memory_guard);
                 let store = bounded(redis.connect(&url)).await?;
                 let sections = Sections {
@@ -148,7 +152,7 @@ impl AnyStore {
                     overload: setup.overload,
                 };
                 let stack = RedisStack::new(store, sections, failure_mode)?;
-                (Backend::Redis(stack), "redis", distinct)
+                (Backend::Redis(stack), "redis", distinct, overrides)
             }
             StoreConfig::RedisCluster {
                 nodes,
@@ -162,6 +166,9 @@ impl AnyStore {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let distinct = RedisDistinct::connect_cluster(&nodes, distinct_prefix(&key_prefix));
                 let distinct = Some(bounded(distinct).await?);
+                let overrides =
+                    RedisOverrides::connect_cluster(&nodes, distinct_prefix(&key_prefix));
+                let overrides = Some(bounded(overrides).await?);
                 let redis = configured(setup, key_prefix, timeout, memory_guard);
                 let store = bounded(redis.connect_cluster(&nodes)).await?;
                 let sections = Sections {
@@ -171,7 +178,7 @@ impl AnyStore {
                     overload: setup.overload,
                 };
                 let stack = RedisStack::new(store, sections, failure_mode)?;
-                (Backend::Redis(stack), "redis_cluster", distinct)
+                (Backend::Redis(stack), "redis_cluster", distinct, overrides)
             }
         };
         Ok(AnyStore {
@@ -179,6 +186,7 @@ impl AnyStore {
             kind,
             failure_mode,
             distinct,
+            overrides,
         })
     }
 
@@ -199,6 +207,7 @@ impl AnyStore {
                 kind: "memory",
                 failure_mode: setup.failure_mode,
                 distinct: None,
+                overrides: None,
             }),
             StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => {
                 Err(ConnectError::NotInMemory)
@@ -215,6 +224,11 @@ impl AnyStore {
     /// of nanoseconds.
     pub(crate) fn is_in_process(&self) -> bool {
         matches!(self.backend, Backend::Memory(_))
+    }
+
+    /// Where the overrides are shared, for a Redis store.
+    pub(crate) fn overrides(&self) -> Option<&RedisOverrides> {
+        self.overrides.as_ref()
     }
 
     /// The Redis counter of distinct identities, for a Redis store.
@@ -493,7 +507,8 @@ fn leased(store: Batched, config: Option<LeasesConfig>) -> Leased<Batched> {
     builder.build()
 }
 
-/// The enumeration counts live beside the counters, under the same prefix.
+/// The enumeration counts and the overrides live beside the counters, under the same
+/// prefix.
 fn distinct_prefix(prefix: &Option<String>) -> &str {
     prefix.as_deref().unwrap_or("rl:")
 }

@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster_async::ClusterConnection;
 mod batch;
 mod batched;
 mod breaker;
@@ -52,6 +51,7 @@ use self::scripts::{ScriptClock, Scripts};
 use self::wire::Wire;
 pub use self::wire::{DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};
 use super::{LeaseStore, Store};
+use crate::connection::Connection;
 use crate::cost::Cost;
 use crate::decision::{Decision, Verdict, WindowState, Windows};
 use crate::error::{Error, StoreConfigError, StoreError};
@@ -104,54 +104,12 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let connection = match self.conn {
-            Connection::Single(_) => "standalone",
-            Connection::Cluster(_) => "cluster",
-        };
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("connection", &connection)
+            .field("connection", &self.conn.kind())
             .field("memory_over", &self.memory_over())
             .field("breaker", &self.breaker_state())
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-/// One connection type for every command: the store never asks which it has.
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(conn) => conn.get_db(),
-        }
     }
 }
 
