@@ -247,13 +247,15 @@ impl<M> LimiterLayer<M> {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let policy = Policy::new("api", vec![Limit::new(5, Duration::from_secs(60))]).unwrap();
     /// let layer = LimiterLayer::builder()
-    ///     .endpoint(Endpoint::new("/api", policy).scopes([Scope::User]))
+    ///     .endpoint(Endpoint::new("/api", policy).scopes([Scope::ApiKey]))
     ///     .build_in_memory()
     ///     .unwrap();
     /// let month = SystemTime::now() + Duration::from_secs(30 * 86_400);
-    /// layer.set_override("api", "user:acme", Override::scale(10.0, month).unwrap()).await.unwrap();
+    /// // Keys as the layer builds them: the `api_key` scope hashes the key.
+    /// let key = "key:0123456789abcdef0123456789abcdef";
+    /// layer.set_override("api", key, Override::scale(10.0, month).unwrap()).await.unwrap();
     /// assert_eq!(layer.overrides().await.unwrap().len(), 1);
-    /// layer.clear_override("api", "user:acme").await.unwrap();
+    /// layer.clear_override("api", key).await.unwrap();
     /// # });
     /// ```
     pub async fn set_override(
