@@ -47,15 +47,15 @@ impl Jointly {
             .collect()
     }
 
-    /// The policy that answers the request, and its decision (or the store's error,
-    /// answered as the request's own policy's).
+    /// The policy that answers the request, the request's key under it, and its
+    /// decision (or the store's error, answered as the request's own policy's).
     pub(crate) fn answer(
         &self,
         result: Result<Joint, Error>,
-    ) -> (&Arc<EndpointRule>, Result<Decision, Error>) {
+    ) -> (&Arc<EndpointRule>, &str, Result<Decision, Error>) {
         let joint = match result {
             Ok(joint) => joint,
-            Err(error) => return (&self.parts[0].0, Err(error)),
+            Err(error) => return (&self.parts[0].0, &self.parts[0].1, Err(error)),
         };
         let decisions = joint.decisions();
         let at = joint
@@ -63,7 +63,8 @@ impl Jointly {
             .unwrap_or_else(|| most_restrictive(decisions));
         // A joint decision holds one decision per check made, at least the first.
         let decision = decisions.get(at).expect("the deciding check was made");
-        (&self.parts[at].0, Ok(decision.clone()))
+        let (rule, key, _) = &self.parts[at];
+        (rule, key, Ok(decision.clone()))
     }
 }
 

@@ -225,11 +225,20 @@ impl<M> LimiterLayer<M> {
         Ok(self.shared.store.peek(&policy, key).await?)
     }
 
+    /// How much longer `key` is in the penalty box of the policy named `policy`, as this
+    /// instance knows it (another instance's penalty is read within about a second);
+    /// `None` when it is not.
+    pub fn penalty_left(&self, policy: &str, key: &str) -> Option<Duration> {
+        self.shared.penalties.left(policy, key)
+    }
+
     /// Forgets what `key` has used under the policy named `policy` (see
     /// [`peek`](Self::peek)): its windows whole again, on every instance sharing the
-    /// store.
+    /// store, and out of the policy's penalty box here and in the store (another instance
+    /// that already read the key's penalty keeps it until it ends).
     pub async fn reset(&self, policy: &str, key: &str) -> Result<(), UsageError> {
         let policy = self.policy(policy)?;
+        self.shared.penalties.clear(policy.name(), key).await?;
         Ok(self.shared.store.reset(&policy, key).await?)
     }
 

@@ -59,6 +59,7 @@ pub mod metric_names;
 mod observe;
 mod outcome;
 mod overrides;
+mod penalty;
 mod plan;
 mod pricing;
 mod problem;

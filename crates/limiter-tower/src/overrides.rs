@@ -50,10 +50,46 @@ pub(crate) struct Overrides {
     /// none is.
     any: AtomicBool,
     redis: Option<RedisOverrides>,
-    /// Milliseconds from `epoch` when the view was last compared with Redis.
+    polled: Polled,
+}
+
+/// When a view shared through Redis was last compared with it, so that requests start a
+/// comparison at most every [`REFRESH`], one at a time.
+pub(crate) struct Polled {
+    /// Milliseconds from `epoch` of the last comparison started (0: never).
     checked_ms: AtomicU64,
-    refreshing: AtomicBool,
+    running: AtomicBool,
     epoch: Instant,
+}
+
+impl Polled {
+    pub(crate) fn new() -> Self {
+        Polled {
+            checked_ms: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The runtime to compare on, when a comparison is due and none is running (it is
+    /// then marked running: call [`done`](Self::done) when it ends).
+    pub(crate) fn due(&self) -> Option<tokio::runtime::Handle> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < REFRESH.as_millis() as u64 {
+            return None;
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        if self.running.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        self.checked_ms.store(now.max(1), Ordering::Relaxed);
+        Some(runtime)
+    }
+
+    pub(crate) fn done(&self) {
+        self.running.store(false, Ordering::Release);
+    }
 }
 
 impl Overrides {
@@ -61,11 +97,8 @@ impl Overrides {
         Arc::new(Overrides {
             view: ArcSwap::from_pointee(View::default()),
             any: AtomicBool::new(false),
-            // Read at the first request.
-            checked_ms: AtomicU64::new(0),
-            refreshing: AtomicBool::new(false),
             redis,
-            epoch: Instant::now(),
+            polled: Polled::new(),
         })
     }
 
@@ -179,24 +212,15 @@ impl Overrides {
         if self.redis.is_none() {
             return;
         }
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.checked_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < REFRESH.as_millis() as u64 && last != 0 {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = self.polled.due() else {
             return;
         };
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.checked_ms.store(now.max(1), Ordering::Relaxed);
         let this = Arc::clone(self);
         runtime.spawn(async move {
             if let Err(error) = this.refresh().await {
                 tracing::warn!(%error, "could not read the overrides from Redis; the last ones read stay in force");
             }
-            this.refreshing.store(false, Ordering::Release);
+            this.polled.done();
         });
     }
 

@@ -10,13 +10,14 @@ use axum::extract::ConnectInfo;
 use http::header::AUTHORIZATION;
 use http::Request;
 
-use crate::enumeration::{FailureReport, Presented, Source, SourceGuard, Verdict};
+use crate::enumeration::{FailureReport, Presented, Source, Verdict};
 use crate::key::TokenFallback;
 use crate::key::{KeyTemplate, RequestIdentity, TokenError};
-use crate::overrides::{Applied, Overrides};
+use crate::overrides::Applied;
 use crate::pricing::PlanInputs;
 use crate::rejection::{Rejection, NO_CLIENT_ADDRESS};
 use crate::rules::{EndpointRule, Rules};
+use crate::shared::Shared;
 
 /// What to do with a request.
 pub(crate) enum Plan<'r> {
@@ -44,12 +45,8 @@ pub(crate) struct Also<'r> {
     pub cost: u64,
 }
 
-pub(crate) fn plan<'r, B>(
-    rules: &'r Rules,
-    guard: &SourceGuard,
-    overrides: &Arc<Overrides>,
-    req: &Request<B>,
-) -> Plan<'r> {
+pub(crate) fn plan<'r, B>(rules: &'r Rules, shared: &Shared, req: &Request<B>) -> Plan<'r> {
+    let guard = &shared.guard;
     let headers = req.headers();
     // Every request through the layer, limited or not: it guards against replays.
     if let Some(stamp) = &rules.client_timestamp {
@@ -187,29 +184,25 @@ pub(crate) fn plan<'r, B>(
     let Some(key) = key_of(rule, &identity) else {
         return no_client_address();
     };
-    let rule = match overridden(overrides, rule, &key) {
+    let rule = match overridden(shared, rule, &key) {
         Ok(rule) => rule,
         Err(blocked) => return blocked,
     };
     let mut also = Vec::with_capacity(endpoint.also.len());
-    for shared in endpoint.also.iter() {
-        let shared = shared.for_plan(plan);
-        let cost = match shared.cost.of(headers) {
+    for rule in endpoint.also.iter() {
+        let rule = rule.for_plan(plan);
+        let cost = match rule.cost.of(headers) {
             Ok(cost) => cost,
             Err(err) => return Plan::Reject(Rejection::BadCost(err)),
         };
-        let Some(key) = key_of(shared, &identity) else {
+        let Some(key) = key_of(rule, &identity) else {
             return no_client_address();
         };
-        let shared = match overridden(overrides, shared, &key) {
+        let rule = match overridden(shared, rule, &key) {
             Ok(rule) => rule,
             Err(blocked) => return blocked,
         };
-        also.push(Also {
-            rule: shared,
-            key,
-            cost,
-        });
+        also.push(Also { rule, key, cost });
     }
     Plan::Check {
         rule,
@@ -220,13 +213,19 @@ pub(crate) fn plan<'r, B>(
     }
 }
 
-/// `rule` as an override of `key` has it: scaled, or the request refused.
+/// `rule` as an override of `key` has it (scaled, or the request refused), unless the
+/// key is in the policy's penalty box.
 fn overridden<'r>(
-    overrides: &Arc<Overrides>,
+    shared: &Shared,
     rule: &'r Arc<EndpointRule>,
     key: &str,
 ) -> Result<Cow<'r, Arc<EndpointRule>>, Plan<'r>> {
-    match overrides.apply(rule, key) {
+    if rule.penalty.is_some() {
+        if let Some(left) = shared.penalties.left(rule.policy.name(), key) {
+            return Err(Plan::Reject(Rejection::Penalized(left)));
+        }
+    }
+    match shared.overrides.apply(rule, key) {
         Applied::None => Ok(Cow::Borrowed(rule)),
         Applied::Scaled(scaled) => Ok(Cow::Owned(scaled)),
         Applied::Blocked(left) => Err(Plan::Reject(Rejection::Blocked(left))),

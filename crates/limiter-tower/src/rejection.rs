@@ -42,6 +42,10 @@ pub enum Rejection {
     /// much longer.
     #[error("blocked by an operator for {0:?} more")]
     Blocked(Duration),
+    /// The request's key is in its policy's penalty box for this much longer: the policy
+    /// denied it, and keeps denying it for its `penalty`.
+    #[error("over a rate limit; denied for its penalty time, {0:?} more")]
+    Penalized(Duration),
 }
 
 /// The detail of [`Rejection::NoClientAddress`], also logged once.
@@ -54,7 +58,9 @@ impl Rejection {
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::BadCost(_) | Rejection::BadTimestamp(_) => StatusCode::BAD_REQUEST,
             Rejection::NoClientAddress => StatusCode::INTERNAL_SERVER_ERROR,
-            Rejection::AbnormalUsage(_) | Rejection::Blocked(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::AbnormalUsage(_) | Rejection::Blocked(_) | Rejection::Penalized(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -71,7 +77,7 @@ impl Rejection {
         let title = status.canonical_reason().unwrap_or("Error");
         let body = problem::plain(status.as_u16(), title, &self.to_string());
         let mut response = problem::response(status, body);
-        if let Rejection::Blocked(left) = self {
+        if let Rejection::Blocked(left) | Rejection::Penalized(left) = self {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*left).max(1)));

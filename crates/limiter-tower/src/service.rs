@@ -91,8 +91,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // One snapshot per request: a reload during the request does not affect it.
         let rules = self.shared.rules.load();
-        let overrides = &self.shared.overrides;
-        let (rule, key, cost, report) = match plan(&rules, &self.shared.guard, overrides, &req) {
+        let (rule, key, cost, report) = match plan(&rules, &self.shared, &req) {
             Plan::Pass => return ResponseFuture::called(self.inner.call(req), None, None, None),
             Plan::Reject(rejection) => return ResponseFuture::answered(rejection.to_response()),
             Plan::Check {
@@ -144,7 +143,7 @@ where
             None
         };
         if let Some(result) = now {
-            return match conclude(&rule, kind, observation, &result) {
+            return match concluded(&self.shared, &rule, &key, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => ResponseFuture::called(
                     self.inner.call(marked(req, shadow)),
                     Some(stamp),
@@ -167,7 +166,7 @@ where
             let mut check = std::pin::pin!(store.check(&rule.policy, &key, cost));
             let span = observation.span();
             let result = std::future::poll_fn(|cx| span.in_scope(|| check.as_mut().poll(cx))).await;
-            match conclude(&rule, kind, observation, &result) {
+            match concluded(&shared, &rule, &key, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => {
                     Checked::Called(ready.call(marked(req, shadow)).await, stamp, report, None)
                 }
@@ -201,8 +200,8 @@ impl<S, M> LimiterService<S, M> {
             .span()
             .in_scope(|| store.check_all_now(&jointly.checks()));
         if let Some(result) = now {
-            let (rule, result) = jointly.answer(result);
-            return match conclude(rule, kind, observation, &result) {
+            let (rule, key, result) = jointly.answer(result);
+            return match concluded(&self.shared, rule, key, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => ResponseFuture::called(
                     self.inner.call(marked(req, shadow)),
                     Some(stamp),
@@ -222,8 +221,8 @@ impl<S, M> LimiterService<S, M> {
                 let span = observation.span();
                 std::future::poll_fn(|cx| span.in_scope(|| check.as_mut().poll(cx))).await
             };
-            let (rule, result) = jointly.answer(result);
-            match conclude(rule, kind, observation, &result) {
+            let (rule, key, result) = jointly.answer(result);
+            match concluded(&shared, rule, key, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => {
                     Checked::Called(ready.call(marked(req, shadow)).await, stamp, report, None)
                 }
@@ -259,7 +258,7 @@ impl<S, M> LimiterService<S, M> {
             .in_scope(|| store.reserve_now(&rule.policy, &key, estimate));
         if let Some(result) = now {
             let (result, reservation) = split(result);
-            return match conclude(&rule, kind, observation, &result) {
+            return match concluded(&self.shared, &rule, &key, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => {
                     let pending = pending(&self.shared, rule, key, reservation, usage);
                     ResponseFuture::called(
@@ -283,7 +282,7 @@ impl<S, M> LimiterService<S, M> {
                 std::future::poll_fn(|cx| span.in_scope(|| reserve.as_mut().poll(cx))).await
             };
             let (result, reservation) = split(result);
-            match conclude(&rule, kind, observation, &result) {
+            match concluded(&shared, &rule, &key, kind, observation, &result) {
                 Outcome::Allow(stamp, shadow) => {
                     let pending = pending(&shared, rule, key, reservation, usage);
                     // Held across the call: a future dropped before the response (the
@@ -299,6 +298,32 @@ impl<S, M> LimiterService<S, M> {
             }
         }))
     }
+}
+
+/// [`conclude`], and a denial the store made under a policy with a penalty puts the key
+/// in the penalty box, its `Retry-After` saying for how long.
+fn concluded(
+    shared: &Shared,
+    rule: &EndpointRule,
+    key: &str,
+    kind: &'static str,
+    observation: Observation,
+    result: &Result<Decision, Error>,
+) -> Outcome {
+    let mut outcome = conclude(rule, kind, observation, result);
+    if let (Some(penalty), Outcome::Deny(response)) = (rule.penalty, &mut outcome) {
+        if result
+            .as_ref()
+            .is_ok_and(|d| !d.is_allowed() && !d.is_degraded())
+        {
+            shared.penalties.penalize(rule.policy.name(), key, penalty);
+            let secs = crate::headers::ceil_secs(penalty).max(1);
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+    }
+    outcome
 }
 
 /// `req`, carrying what a shadow policy would have done to it.

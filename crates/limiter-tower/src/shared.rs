@@ -9,6 +9,7 @@ use limiter_core::MemoryDistinct;
 
 use crate::enumeration::{Counter, Enumeration, SourceGuard};
 use crate::overrides::Overrides;
+use crate::penalty::Penalties;
 use crate::rules::Rules;
 use crate::store::AnyStore;
 
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) guard: SourceGuard,
     /// The operators' overrides; they outlive reloads.
     pub(crate) overrides: Arc<Overrides>,
+    /// The penalty box's penalties; they outlive reloads.
+    pub(crate) penalties: Arc<Penalties>,
     /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
     generation: AtomicU64,
 }
@@ -39,6 +42,7 @@ impl Shared {
         Arc::new(Shared {
             guard: SourceGuard::new(counter, max_sources),
             overrides: Overrides::new(store.overrides().cloned()),
+            penalties: Penalties::new(store.penalties().cloned()),
             rules: ArcSwap::from_pointee(rules),
             store,
             generation: AtomicU64::new(1),

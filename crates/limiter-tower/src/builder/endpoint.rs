@@ -35,6 +35,7 @@ pub struct PolicyRule {
     pub(crate) shadow_headers: bool,
     pub(crate) plans: Vec<(String, Vec<Limit>)>,
     pub(crate) also: Vec<String>,
+    pub(crate) penalty: Option<std::time::Duration>,
 }
 
 impl PolicyRule {
@@ -54,7 +55,26 @@ impl PolicyRule {
             shadow_headers: false,
             plans: Vec::new(),
             also: Vec::new(),
+            penalty: None,
         }
+    }
+
+    /// The penalty box: a key this policy denies stays denied for `penalty` (429 with
+    /// the time left in `Retry-After`), whatever its windows hold meanwhile, on every
+    /// instance sharing the store (Cloudflare's mitigation timeout). At most a day.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use limiter_tower::{Limit, Policy, PolicyRule};
+    ///
+    /// let login = Policy::new("login", vec![Limit::new(5, Duration::from_secs(60))]).unwrap();
+    /// // Past 5 a minute, a client waits out ten minutes.
+    /// let rule = PolicyRule::new(login).penalty(Duration::from_secs(600));
+    /// # let _ = rule;
+    /// ```
+    pub fn penalty(mut self, penalty: std::time::Duration) -> Self {
+        self.penalty = Some(penalty);
+        self
     }
 
     /// Also checks the shared policy `name` (see
@@ -311,6 +331,12 @@ impl Endpoint {
     /// See [`PolicyRule::also`].
     pub fn also(mut self, name: impl Into<String>) -> Self {
         self.rule = self.rule.also(name);
+        self
+    }
+
+    /// See [`PolicyRule::penalty`].
+    pub fn penalty(mut self, penalty: std::time::Duration) -> Self {
+        self.rule = self.rule.penalty(penalty);
         self
     }
 

@@ -26,6 +26,9 @@ use crate::rules::{denials, EndpointRule, PlanRules, RouteTargets, Rules};
 use crate::store::{OverloadConfig, StoreConfig, StoreSetup};
 use crate::usage::{Actual, SettleRule};
 
+/// The longest penalty a policy may set.
+const MAX_PENALTY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// The route name of the default policy in the `endpoint` scope.
 const UNMATCHED_ROUTE: &str = "*";
 
@@ -450,6 +453,12 @@ fn compile_rule(
         settle,
         shadow: rule.shadow.unwrap_or(defaults.shadow),
         shadow_headers: rule.shadow_headers,
+        penalty: match rule.penalty {
+            Some(p) if p.is_zero() || p > MAX_PENALTY => {
+                return Err(at.error("penalty", "must be longer than zero and at most a day"));
+            }
+            penalty => penalty,
+        },
         headers,
         denials,
         policy,

@@ -204,6 +204,9 @@ fn policy_rule(
     for name in &config.also {
         rule = rule.also(name.clone());
     }
+    if let Some(penalty) = config.penalty {
+        rule = rule.penalty(penalty);
+    }
     for (plan, limits) in &config.plans {
         let limits = limits
             .limits

@@ -281,6 +281,14 @@ pub struct EndpointConfig {
     /// in order after it; admitted only if all admit, charged in all or none.
     #[serde(default)]
     pub also: Vec<String>,
+    /// The penalty box: a key this policy denies stays denied this long (at most `1d`),
+    /// on every instance.
+    #[serde(
+        default,
+        deserialize_with = "limiter_core::config_serde::optional_duration"
+    )]
+    #[schemars(with = "Option<DurationText>", transform = no_default)]
+    pub penalty: Option<Duration>,
 }
 
 impl EndpointConfig {
@@ -300,6 +308,7 @@ impl EndpointConfig {
             shadow_headers: self.shadow_headers,
             plans: self.plans.clone(),
             also: self.also.clone(),
+            penalty: self.penalty,
         }
     }
 }
@@ -352,6 +361,14 @@ pub struct PolicyConfig {
     /// in order after it; admitted only if all admit, charged in all or none.
     #[serde(default)]
     pub also: Vec<String>,
+    /// The penalty box: a key this policy denies stays denied this long (at most `1d`),
+    /// on every instance.
+    #[serde(
+        default,
+        deserialize_with = "limiter_core::config_serde::optional_duration"
+    )]
+    #[schemars(with = "Option<DurationText>", transform = no_default)]
+    pub penalty: Option<Duration>,
 }
 
 fn default_scopes() -> Vec<Scope> {

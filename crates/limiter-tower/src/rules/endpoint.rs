@@ -99,6 +99,8 @@ pub(crate) struct EndpointRule {
     pub shadow: bool,
     /// Whether a shadow policy's responses carry its rate-limit fields.
     pub shadow_headers: bool,
+    /// How long a key this policy denied stays denied (the penalty box).
+    pub penalty: Option<std::time::Duration>,
     /// The fixed parts of the response headers.
     pub headers: PreparedHeaders,
     /// One pair of 429 bodies per window, in policy order.

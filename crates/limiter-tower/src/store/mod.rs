@@ -48,6 +48,8 @@ pub struct AnyStore {
     distinct: Option<RedisDistinct>,
     /// The operators' overrides, on the same Redis (`None` in memory).
     overrides: Option<RedisOverrides>,
+    /// The penalty box, beside them.
+    penalties: Option<RedisOverrides>,
 }
 
 #[derive(Clone)]
@@ -128,8 +130,8 @@ impl AnyStore {
     /// ```
     pub async fn connect(setup: &StoreSetup) -> Result<AnyStore, ConnectError> {
         let failure_mode = setup.failure_mode;
-        let (backend, kind, distinct, overrides) = match setup.store.clone() {
-            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory", None, None),
+        let (backend, kind, distinct, (overrides, penalties)) = match setup.store.clone() {
+            StoreConfig::Memory { max_keys } => (memory(max_keys), "memory", None, (None, None)),
             StoreConfig::Redis {
                 url,
                 key_prefix,
@@ -141,8 +143,11 @@ impl AnyStore {
             } => {
                 let distinct = bounded(RedisDistinct::connect(&url, distinct_prefix(&key_prefix)));
                 let distinct = Some(distinct.await?);
-                let overrides = RedisOverrides::connect(&url, distinct_prefix(&key_prefix));
-                let overrides = Some(bounded(overrides).await?);
+                let prefix = distinct_prefix(&key_prefix);
+                let overrides = bounded(RedisOverrides::connect(&url, prefix)).await?;
+                let penalty_prefix = format!("{prefix}penalty:");
+                let penalties = RedisOverrides::connect(&url, &penalty_prefix);
+                let overrides = (Some(overrides), Some(bounded(penalties).await?));
                 let redis = configured(setup, key_prefix, timeout, memory_guard);
                 let store = bounded(redis.connect(&url)).await?;
                 let sections = Sections {
@@ -166,9 +171,11 @@ impl AnyStore {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let distinct = RedisDistinct::connect_cluster(&nodes, distinct_prefix(&key_prefix));
                 let distinct = Some(bounded(distinct).await?);
-                let overrides =
-                    RedisOverrides::connect_cluster(&nodes, distinct_prefix(&key_prefix));
-                let overrides = Some(bounded(overrides).await?);
+                let prefix = distinct_prefix(&key_prefix);
+                let overrides = bounded(RedisOverrides::connect_cluster(&nodes, prefix)).await?;
+                let penalty_prefix = format!("{prefix}penalty:");
+                let penalties = RedisOverrides::connect_cluster(&nodes, &penalty_prefix);
+                let overrides = (Some(overrides), Some(bounded(penalties).await?));
                 let redis = configured(setup, key_prefix, timeout, memory_guard);
                 let store = bounded(redis.connect_cluster(&nodes)).await?;
                 let sections = Sections {
@@ -187,6 +194,7 @@ impl AnyStore {
             failure_mode,
             distinct,
             overrides,
+            penalties,
         })
     }
 
@@ -208,6 +216,7 @@ impl AnyStore {
                 failure_mode: setup.failure_mode,
                 distinct: None,
                 overrides: None,
+                penalties: None,
             }),
             StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => {
                 Err(ConnectError::NotInMemory)
@@ -229,6 +238,11 @@ impl AnyStore {
     /// Where the overrides are shared, for a Redis store.
     pub(crate) fn overrides(&self) -> Option<&RedisOverrides> {
         self.overrides.as_ref()
+    }
+
+    /// Where penalties are shared, for a Redis store.
+    pub(crate) fn penalties(&self) -> Option<&RedisOverrides> {
+        self.penalties.as_ref()
     }
 
     /// The Redis counter of distinct identities, for a Redis store.
