@@ -138,3 +138,60 @@ async fn a_reset_through_the_admin_routes_reaches_every_instance_on_redis() {
     )
     .await;
 }
+
+/// `GET /over-limit` lists the keys this instance denied whose denial still stands, and
+/// no more than 1,000 of them however many were denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_over_their_limit_are_listed_within_a_bound() {
+    let yaml = r#"
+enumeration: { enabled: false }
+endpoints:
+  - path: /orders
+    name: per-key
+    scopes: [api_key]
+    limits: [{ name: hour, max: 1, window: 1h }]
+"#;
+    let addr = serve(common::layer(yaml).await).await;
+    let client = common::client();
+    let order = |key: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://{addr}/orders"))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let listed = || async {
+        let text = client
+            .get(format!("http://{addr}/admin/over-limit"))
+            .header("authorization", TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        body["keys"].as_array().unwrap().clone()
+    };
+    assert_eq!(order("over".into()).await, 200);
+    assert_eq!(order("over".into()).await, 429);
+    assert_eq!(order("under".into()).await, 200);
+    let keys = listed().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["policy"], "per-key");
+    assert!(keys[0]["key"].as_str().unwrap().starts_with("key:"));
+    assert!(keys[0]["retry_after_secs"].as_u64().unwrap() > 3_000);
+
+    for i in 0..1_500 {
+        order(format!("k{i}")).await;
+        assert_eq!(order(format!("k{i}")).await, 429);
+    }
+    let keys = listed().await;
+    assert!((500..=1_000).contains(&keys.len()), "{} listed", keys.len());
+}

@@ -29,7 +29,10 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 ///   key's limits scaled) or `{"block": true, "seconds": 3600}` (every request refused),
 ///   applied by every instance sharing the store within about a second (204);
 /// - `GET /overrides`: every override in force, with the seconds it has left;
-/// - `DELETE /overrides/{policy}/{key}`: the policy's own limits again (204).
+/// - `DELETE /overrides/{policy}/{key}`: the policy's own limits again (204);
+/// - `GET /over-limit`: the keys over their limit as this instance saw them (its
+///   denials that still stand, at most 1,000, latest kept), with the seconds until a
+///   retry can succeed; each instance lists its own.
 ///
 /// Never open by default: every request is refused (401) until
 /// [`authorize`](Self::authorize) accepts it. Bad input gets a problem body naming the
@@ -90,6 +93,7 @@ impl AdminApi {
         Router::new()
             .route("/usage/{policy}/{key}", get(usage).delete(reset))
             .route("/overrides", get(list_overrides))
+            .route("/over-limit", get(over_limit))
             .route(
                 "/overrides/{policy}/{key}",
                 axum::routing::put(set_override).delete(clear_override),
@@ -226,6 +230,25 @@ async fn list_overrides(State(api): State<AdminApi>, headers: HeaderMap) -> Resp
     Json(json!({ "overrides": listed })).into_response()
 }
 
+async fn over_limit(State(api): State<AdminApi>, headers: HeaderMap) -> Response {
+    if !(api.authorize)(&headers) {
+        return unauthorized();
+    }
+    let listed: Vec<Value> = api
+        .layer
+        .over_limit()
+        .into_iter()
+        .map(|(policy, key, retry)| {
+            json!({
+                "policy": &*policy,
+                "key": &*key,
+                "retry_after_secs": crate::headers::ceil_secs(retry),
+            })
+        })
+        .collect();
+    Json(json!({ "keys": listed })).into_response()
+}
+
 /// The key's windows, in the policy's order.
 fn usage_body(api: &AdminApi, policy: &str, key: &str, decision: &Decision) -> Value {
     let rules = api.layer.rules();
@@ -234,10 +257,20 @@ fn usage_body(api: &AdminApi, policy: &str, key: &str, decision: &Decision) -> V
         .find(|p| p.name() == policy)
         .map(|p| p.limits().to_vec())
         .unwrap_or_default();
-    let windows: Vec<Value> = decision
+    let windows = usage_windows(&limits, decision);
+    let mut body = json!({ "policy": policy, "key": key, "windows": windows });
+    if let Some(left) = api.layer.penalty_left(policy, key) {
+        body["penalty_secs"] = json!(crate::headers::ceil_secs(left));
+    }
+    body
+}
+
+/// A decision's windows as the admin and quota routes show them, named by `limits`.
+pub(crate) fn usage_windows(limits: &[limiter_core::Limit], decision: &Decision) -> Vec<Value> {
+    decision
         .windows()
         .iter()
-        .zip(&limits)
+        .zip(limits)
         .map(|(window, limit)| {
             json!({
                 "name": limit.name(),
@@ -247,8 +280,7 @@ fn usage_body(api: &AdminApi, policy: &str, key: &str, decision: &Decision) -> V
                 "reset_after_secs": crate::headers::ceil_secs(window.reset_after()),
             })
         })
-        .collect();
-    json!({ "policy": policy, "key": key, "windows": windows })
+        .collect()
 }
 
 fn failed(error: UsageError) -> Response {
@@ -280,7 +312,7 @@ fn failed(error: UsageError) -> Response {
 }
 
 /// A problem body naming the request's `field` at fault.
-fn with_field(status: StatusCode, title: &str, detail: &str, field: &str) -> Response {
+pub(crate) fn with_field(status: StatusCode, title: &str, detail: &str, field: &str) -> Response {
     let body = json!({
         "type": "about:blank",
         "title": title,

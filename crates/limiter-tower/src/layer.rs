@@ -124,6 +124,10 @@ impl LimiterLayer {
 
 impl<M> LimiterLayer<M> {
     /// The same layer, answering in the service's own body type.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn same_body(&self) -> LimiterLayer<SameBody> {
         LimiterLayer::sharing(Arc::clone(&self.shared))
     }
@@ -223,6 +227,13 @@ impl<M> LimiterLayer<M> {
         };
         drop(rules);
         Ok(self.shared.store.peek(&policy, key).await?)
+    }
+
+    /// The keys over their limit as this instance saw them: `(policy, key, time until a
+    /// retry can succeed)` of its denials that still stand, at most 1,000 (the latest
+    /// kept), by policy and key. Each instance lists its own denials.
+    pub fn over_limit(&self) -> Vec<(Arc<str>, Box<str>, Duration)> {
+        self.shared.over_limit.list()
     }
 
     /// How much longer `key` is in the penalty box of the policy named `policy`, as this

@@ -300,8 +300,9 @@ impl<S, M> LimiterService<S, M> {
     }
 }
 
-/// [`conclude`], and a denial the store made under a policy with a penalty puts the key
-/// in the penalty box, its `Retry-After` saying for how long.
+/// [`conclude`], and a denial the store made is listed as over its limit and, under a
+/// policy with a penalty, puts the key in the penalty box, its `Retry-After` saying for
+/// how long.
 fn concluded(
     shared: &Shared,
     rule: &EndpointRule,
@@ -311,17 +312,24 @@ fn concluded(
     result: &Result<Decision, Error>,
 ) -> Outcome {
     let mut outcome = conclude(rule, kind, observation, result);
-    if let (Some(penalty), Outcome::Deny(response)) = (rule.penalty, &mut outcome) {
-        if result
-            .as_ref()
-            .is_ok_and(|d| !d.is_allowed() && !d.is_degraded())
-        {
-            shared.penalties.penalize(rule.policy.name(), key, penalty);
-            let secs = crate::headers::ceil_secs(penalty).max(1);
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-        }
+    let Outcome::Deny(response) = &mut outcome else {
+        return outcome;
+    };
+    let Ok(decision) = result else {
+        return outcome;
+    };
+    if decision.is_degraded() || decision.is_allowed() {
+        return outcome;
+    }
+    if let Some(retry) = decision.retry_after() {
+        shared.over_limit.record(&rule.name, key, retry);
+    }
+    if let Some(penalty) = rule.penalty {
+        shared.penalties.penalize(rule.policy.name(), key, penalty);
+        let secs = crate::headers::ceil_secs(penalty).max(1);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
     outcome
 }

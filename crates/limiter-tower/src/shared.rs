@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use limiter_core::MemoryDistinct;
 
 use crate::enumeration::{Counter, Enumeration, SourceGuard};
+use crate::over_limit::OverLimit;
 use crate::overrides::Overrides;
 use crate::penalty::Penalties;
 use crate::rules::Rules;
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) overrides: Arc<Overrides>,
     /// The penalty box's penalties; they outlive reloads.
     pub(crate) penalties: Arc<Penalties>,
+    /// The denials this instance made that still stand, for the admin route.
+    pub(crate) over_limit: OverLimit,
     /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
     generation: AtomicU64,
 }
@@ -43,6 +46,7 @@ impl Shared {
             guard: SourceGuard::new(counter, max_sources),
             overrides: Overrides::new(store.overrides().cloned()),
             penalties: Penalties::new(store.penalties().cloned()),
+            over_limit: OverLimit::new(),
             rules: ArcSwap::from_pointee(rules),
             store,
             generation: AtomicU64::new(1),
