@@ -3,7 +3,9 @@
 # headers, a 429 with Retry-After, two users with separate budgets, X-Forwarded-For from a
 # trusted proxy versus a spoofed one, a cost that can never fit, a live reload that
 # changes a limit, a streamed answer charged the tokens it used, a policy in shadow mode,
-# and the operators' routes. It stops the server it started, whatever happens.
+# the operators' routes, plans, a user's and a team's budgets together, an override set
+# through the admin routes, and a caller reading its own quota. It stops the server it
+# started, whatever happens.
 #
 # The demo listens on 127.0.0.1 (trusted as a proxy by the policy file) and on ::1 (not).
 set -euo pipefail
@@ -44,14 +46,17 @@ for _ in $(seq 1 100); do
 done
 curl -sf -o /dev/null "$V4/health" || { echo "demo did not start"; cat "$WORK/demo.log"; exit 1; }
 
-# HS256 tokens, minted with the Python standard library.
+# HS256 tokens, minted with the Python standard library: token SUB [PLAN [TEAM]].
 token() {
-  python3 - "$1" "$DEMO_JWT_SECRET" <<'PY'
+  python3 - "$DEMO_JWT_SECRET" "$@" <<'PY'
 import base64, hashlib, hmac, json, sys, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-claims = b64(json.dumps({"sub": sys.argv[1], "aud": "limiter-demo", "exp": int(time.time()) + 3600}).encode())
-sig = hmac.new(sys.argv[2].encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+secret, sub, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+body = {"sub": sub, "aud": "limiter-demo", "exp": int(time.time()) + 3600}
+body.update(zip(["plan", "team"], extra))
+claims = b64(json.dumps(body).encode())
+sig = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
 print(f"{header}.{claims}.{b64(sig)}")
 PY
 }
@@ -114,5 +119,28 @@ echo "\$ curl -H 'Authorization: Bearer ...' $V4/admin/usage/me/user:alice"
 curl -sS "${ADMIN[@]}" "$V4/admin/usage/me/user:alice"; echo
 echo "reset: $(code -X DELETE "${ADMIN[@]}" "$V4/admin/usage/me/user:alice")"
 echo "alice on /me again: $(code -H "Authorization: Bearer $ALICE" "$V4/me")"
+
+step "10. Plans: on /v1/work carol (plan free) gets 3 a minute, dave (plan pro) 6"
+CAROL=$(token carol free red); DAVE=$(token dave pro green)
+printf 'carol: '; for _ in $(seq 1 4); do printf '%s ' "$(code -H "Authorization: Bearer $CAROL" "$V4/v1/work")"; done; echo
+printf 'dave:  '; for _ in $(seq 1 7); do printf '%s ' "$(code -H "Authorization: Bearer $DAVE" "$V4/v1/work")"; done; echo
+
+step "11. Several policies: erin and frank (both pro) share team blue's 8 a minute; the 429 names the policy"
+ERIN=$(token erin pro blue); FRANK=$(token frank pro blue)
+printf 'erin:  '; for _ in $(seq 1 6); do printf '%s ' "$(code -H "Authorization: Bearer $ERIN" "$V4/v1/work")"; done; echo
+printf 'frank: '; for _ in $(seq 1 2); do printf '%s ' "$(code -H "Authorization: Bearer $FRANK" "$V4/v1/work")"; done; echo
+echo "frank's third, refused by the team's budget (his own has 4 left):"
+curl -sS -H "Authorization: Bearer $FRANK" "$V4/v1/work"; echo
+
+step "12. An override through the admin routes: carol raised 3x for an hour, at once, keeping what she used"
+echo "\$ curl -X PUT $V4/admin/overrides/work/user:carol -d '{\"factor\": 3, \"seconds\": 3600}'"
+echo "-> $(code -X PUT "${ADMIN[@]}" -d '{"factor": 3, "seconds": 3600}' "$V4/admin/overrides/work/user:carol")"
+curl -sS "${ADMIN[@]}" "$V4/admin/overrides"; echo
+printf 'carol: '; for _ in $(seq 1 4); do printf '%s ' "$(code -H "Authorization: Bearer $CAROL" "$V4/v1/work")"; done
+echo "  (9 a minute now; she had used 3; the team red allows 8)"
+echo "cleared: $(code -X DELETE "${ADMIN[@]}" "$V4/admin/overrides/work/user:carol")"
+
+step "13. Self-service: carol reads her own quota for /v1/work with her own token"
+curl -sS -H "Authorization: Bearer $CAROL" "$V4/me/quota?path=/v1/work"; echo
 echo
 echo "Demo log:"; grep -E "reloaded|listening" "$WORK/demo.log" | sed 's/\x1b\[[0-9;]*m//g'

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use limiter::telemetry::{self, LogFormat};
 use limiter_tower::config::{self, StoreConfig, StoreSetup};
-use limiter_tower::{AdminApi, AnyStore, LimiterLayer, ShadowDenied, Usage};
+use limiter_tower::{AdminApi, AnyStore, LimiterLayer, QuotaRoute, ShadowDenied, Usage};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::IntervalStream;
@@ -105,6 +105,7 @@ fn app() -> Router {
         .route("/status", get(ok("status")))
         .route("/chat", get(chat))
         .route("/beta", get(beta))
+        .route("/v1/work", get(ok("work done")))
         .route(
             "/health",
             get(|| async { Json::<Value>(json!({ "healthy": true })) }),
@@ -194,11 +195,14 @@ async fn run(args: Args, metrics: PrometheusHandle) -> Result<(), String> {
             given.is_some_and(|given| same_secret(given, expected.as_bytes()))
         })
         .router();
-    // Merged after the layer: scrapes and the admin routes are never rate-limited.
+    let quota_layer = layer.clone();
+    // Merged after the layer: scrapes, the admin routes and the quota route are never
+    // rate-limited.
     let app = app()
         .layer(layer)
         .merge(telemetry::metrics_router(metrics))
-        .nest("/admin", admin);
+        .nest("/admin", admin)
+        .nest("/me/quota", QuotaRoute::new(&quota_layer).router());
     // Outermost: the caller's trace is the parent of every span of the request.
     #[cfg(feature = "otel")]
     let app = app.layer(axum::middleware::from_fn(

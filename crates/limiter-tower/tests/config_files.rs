@@ -22,7 +22,7 @@ fn reference_yaml_loads() {
 fn demo_yaml_loads() {
     std::env::set_var("DEMO_JWT_SECRET", "demo-secret");
     let loaded = load(&repo("config/demo.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.rules.policies().count(), 14);
+    assert_eq!(loaded.rules.policies().count(), 16);
 }
 
 #[test]
