@@ -143,3 +143,87 @@ async fn the_memory_store_decides_a_key_checked_twice_as_one() {
     assert_eq!(joint.denied_by(), Some(1));
     assert_eq!(used(&store, &user, "k").await, 0);
 }
+
+/// Redis's one-call joint decision agrees with the memory store's on every request of a
+/// sequence over policies of several windows and algorithms, with costs that differ per
+/// policy and units apart from requests: the same verdicts, the same refusing check,
+/// the same units left.
+#[tokio::test]
+async fn redis_decides_joint_requests_as_memory_does() {
+    let server = RedisServer::spawn();
+    for gcra_only in [false, true] {
+        let label = if gcra_only { "gcra only" } else { "mixed" };
+        agrees_with_memory(
+            &redis_store(&server).await,
+            gcra_only,
+            &format!("redis, {label}"),
+        )
+        .await;
+        let batched = Batched::builder(redis_store(&server).await).build();
+        agrees_with_memory(&batched, gcra_only, &format!("batched, {label}")).await;
+    }
+}
+
+/// Policies of several algorithms, or (`gcra_only`, the script's fast path for joint
+/// decisions) of GCRA windows only, one counting tokens, one with a burst.
+async fn agrees_with_memory<S: Store>(redis: &S, gcra_only: bool, label: &str) {
+    let window = |max, algorithm| Limit::new(max, HOUR).with_algorithm(algorithm);
+    let (second, third, fourth) = if gcra_only {
+        (
+            Algorithm::Gcra { burst: Some(4) },
+            Algorithm::Gcra { burst: None },
+            Algorithm::Gcra { burst: None },
+        )
+    } else {
+        (
+            Algorithm::SlidingLog,
+            Algorithm::FixedWindow,
+            Algorithm::SlidingWindow,
+        )
+    };
+    let user = fresh_policy(vec![
+        window(7, Algorithm::Gcra { burst: None }),
+        window(9, second),
+    ]);
+    let team = fresh_policy(vec![
+        window(12, third),
+        window(40, fourth).counting("tokens"),
+    ]);
+    let everyone = fresh_policy(vec![window(15, Algorithm::Gcra { burst: None })]);
+    let memory = MemoryStore::new();
+    let left = |joint: &limiter_core::Joint| -> Vec<Vec<u64>> {
+        joint
+            .decisions()
+            .iter()
+            .map(|d| d.windows().iter().map(|w| w.remaining()).collect())
+            .collect()
+    };
+    for i in 0..40u64 {
+        let (who, tokens) = (["a", "b", "c"][(i % 3) as usize], 1 + i % 4);
+        let checks = [
+            Check::new(&user, who, 1),
+            Check::new(&team, "t", limiter_core::Cost::new(1, tokens)),
+            Check::new(&everyone, "all", 1),
+        ];
+        let (m, r) = (
+            memory.check_all(&checks).await.unwrap(),
+            redis.check_all(&checks).await.unwrap(),
+        );
+        assert_eq!(
+            (m.is_allowed(), m.denied_by(), left(&m)),
+            (r.is_allowed(), r.denied_by(), left(&r)),
+            "{label}: request {i}"
+        );
+    }
+    // No partial charge either way: the windows agree at the end.
+    for (policy, key) in [(&user, "a"), (&team, "t"), (&everyone, "all")] {
+        let (m, r) = (
+            memory.peek(policy, key).await.unwrap(),
+            redis.peek(policy, key).await.unwrap(),
+        );
+        let remaining = |d: &limiter_core::Decision| -> Vec<u64> {
+            d.windows().iter().map(|w| w.remaining()).collect()
+        };
+        assert_eq!(remaining(&m), remaining(&r), "{label}: {}", policy.name());
+    }
+}

@@ -37,6 +37,7 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::cost::Cost;
 use crate::decision::{Decision, Verdict};
 use crate::error::Error;
+use crate::joint::{Check, Joint};
 use crate::policy::Policy;
 use crate::reservation::Reservation;
 
@@ -328,6 +329,20 @@ impl Denial {
 }
 
 impl<S: Store, C: Clock> Store for DenialCache<S, C> {
+    /// Decided by the store; the denial of the check that refused is remembered, so
+    /// that a single check of that key (another endpoint's) is answered from memory.
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        let before = self.inner.clock.now_us();
+        let joint = self.inner.store.check_all(checks).await?;
+        if let Some(at) = joint.denied_by() {
+            let (check, decision) = (&checks[at], &joint.decisions()[at]);
+            if let Some(units) = check.cost.uniform(check.policy) {
+                self.learn(check.policy, check.key, units, before, decision);
+            }
+        }
+        Ok(joint)
+    }
+
     async fn check(
         &self,
         policy: &Policy,

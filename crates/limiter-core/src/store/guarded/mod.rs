@@ -11,6 +11,7 @@ pub use self::fallback::FailureMode;
 use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, InvalidFailureMode};
+use crate::joint::{Check, Joint};
 use crate::policy::Policy;
 use crate::reservation::Reservation;
 use crate::store::{BreakerConfig, Store};
@@ -159,6 +160,30 @@ impl<S: Store> GuardedBuilder<S> {
 }
 
 impl<S: Store> Store for Guarded<S> {
+    /// Decided by the store, all or nothing; while it fails, each policy's failure mode
+    /// decides in order until one refuses (a local stand-in keeps what the checks before
+    /// that one counted: it is best effort).
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        if checks.iter().any(|c| c.key.is_empty()) {
+            return Err(Error::EmptyKey);
+        }
+        match self.inner.primary.check_all(checks).await {
+            Err(Error::Store(_)) => {
+                let mut decisions = Vec::with_capacity(checks.len());
+                for check in checks {
+                    let decision = self.fallback(check.policy, check.key, check.cost);
+                    let refused = !decision.is_allowed();
+                    decisions.push(decision);
+                    if refused {
+                        break;
+                    }
+                }
+                Ok(Joint::new(decisions))
+            }
+            other => other,
+        }
+    }
+
     async fn check(
         &self,
         policy: &Policy,

@@ -22,6 +22,7 @@ use super::{LeaseStore, Store};
 use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::Error;
+use crate::joint::{Check, Joint};
 use crate::policy::{Leasing, Policy};
 use crate::reservation::Reservation;
 
@@ -583,6 +584,13 @@ impl<S: LeaseStore> LeasedBuilder<S> {
 }
 
 impl<S: LeaseStore> Store for Leased<S> {
+    /// Decided by the store, all or nothing, never from a lease: a lease holds one key's
+    /// units, a joint decision spans several keys. The units leases hold stay taken in
+    /// the store, so this never admits what leases admit too.
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        self.shared.store.check_all(checks).await
+    }
+
     async fn check(
         &self,
         policy: &Policy,

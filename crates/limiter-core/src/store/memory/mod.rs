@@ -428,12 +428,39 @@ impl<C: Clock> Inner<C> {
             };
             let allowed = decided.is_ok() && decision.allowed;
             if !allowed {
-                // Put back what the checks before this one changed, latest first.
+                // Put back what the checks before this one changed, latest first, and
+                // report their windows as they stand (held, as Redis's script does).
                 let done = before.len() - 1;
                 for (i, snapshot) in before.into_iter().take(done).enumerate().rev() {
                     let index = self.shard_of(hashes[i]);
                     if let Some((_, shard)) = guards.iter_mut().find(|(j, _)| *j == index) {
                         self.restore(shard, checks[i].policy, &keys[i], hashes[i], snapshot);
+                        let request = Request {
+                            policy: checks[i].policy,
+                            key: &keys[i],
+                            hash: hashes[i],
+                            now,
+                            cost: Cost::ZERO,
+                        };
+                        let mut held = Decision::new();
+                        let peeked = if checks[i].policy.limits().len() == 1 {
+                            self.check_in(
+                                shard,
+                                |s| (&mut s.narrow, &mut s.wide),
+                                request,
+                                &mut held,
+                            )
+                        } else {
+                            self.check_in(
+                                shard,
+                                |s| (&mut s.wide, &mut s.narrow),
+                                request,
+                                &mut held,
+                            )
+                        };
+                        if peeked.is_ok() {
+                            decisions[i] = held;
+                        }
                     }
                 }
                 decided?;

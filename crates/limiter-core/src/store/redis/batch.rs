@@ -2,6 +2,7 @@
 //! `decide.lua` for every cost of every decision entry, and `refund.lua` then a forced
 //! `decide.lua` for every settlement.
 
+use super::joint::{push_joint_args, split_joint};
 use super::refund::{push_settle_args, settle_arg_count};
 use super::{
     key_count, parse_reply, policy_arg_count, protocol, push_cost, push_policy_args, store_error,
@@ -25,17 +26,25 @@ pub(crate) struct BatchEntry<'a> {
 pub(crate) enum BatchOp<'a> {
     /// Decides every cost, in order (at least one).
     Decide(&'a [Cost]),
+    /// Decides several (policy, key, cost) all or nothing (see `joint.rs`): the entry's
+    /// own policy and key are the first part's. Replies one decision per part.
+    Joint(&'a [JointPart]),
     /// Settles a lease or a reservation: gives back what it did not use, charges what
     /// it used beyond what it took.
     Settle(Settle),
 }
 
+/// One part of a joint entry: a policy, a normalized key under it, and the cost.
+pub(crate) type JointPart = (Policy, compact_str::CompactString, Cost);
+
 impl BatchEntry<'_> {
-    /// The costs decided: a settlement decides none.
-    fn costs(&self) -> &[Cost] {
+    /// How many decisions the entry replies: one per cost, one per joint part, none for a
+    /// settlement.
+    fn replies(&self) -> usize {
         match self.op {
-            BatchOp::Decide(costs) => costs,
-            BatchOp::Settle(_) => &[],
+            BatchOp::Decide(costs) => costs.len(),
+            BatchOp::Joint(parts) => parts.len(),
+            BatchOp::Settle(_) => 0,
         }
     }
 }
@@ -65,7 +74,7 @@ impl RedisStore {
         &self,
         entries: &[BatchEntry<'_>],
     ) -> Result<Vec<Decided>, Error> {
-        let decisions = entries.iter().map(|e| e.costs().len().max(1)).sum();
+        let decisions = entries.iter().map(|e| e.replies().max(1)).sum();
         self.on_wire(decisions, self.send_batch(entries)).await
     }
 
@@ -128,6 +137,12 @@ impl RedisStore {
             .arg(self.scripts.batch.get_hash())
             .arg(keys);
         for entry in entries {
+            if let BatchOp::Joint(parts) = entry.op {
+                for (policy, key, _) in parts {
+                    self.push_keys(&mut cmd, policy, key);
+                }
+                continue;
+            }
             self.push_keys(&mut cmd, entry.policy, entry.key);
             if let BatchOp::Settle(Settle {
                 marker: Some(marker),
@@ -149,6 +164,13 @@ impl RedisStore {
                     }
                     push_policy_args(&mut cmd, entry.policy);
                 }
+                BatchOp::Joint(parts) => {
+                    let windows: usize = parts.iter().map(|(p, _, _)| p.limits().len()).sum();
+                    cmd.arg(entry_key_count(entry))
+                        .arg(1 + protocol::ARGS_PER_WINDOW * windows)
+                        .arg(1);
+                    push_joint_args(&mut cmd, parts.iter().map(|(p, _, c)| (p, *c)), windows);
+                }
                 BatchOp::Settle(ref settle) => {
                     cmd.arg(entry_key_count(entry))
                         .arg(settle_arg_count(entry.policy, settle))
@@ -165,6 +187,9 @@ impl RedisStore {
 
 /// The keys an entry sends: its windows', and a settlement's marker.
 fn entry_key_count(entry: &BatchEntry<'_>) -> usize {
+    if let BatchOp::Joint(parts) = entry.op {
+        return parts.iter().map(|(policy, _, _)| key_count(policy)).sum();
+    }
     let marker = matches!(
         entry.op,
         BatchOp::Settle(Settle {
@@ -179,10 +204,26 @@ fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>
     let Some((&now, mut rest)) = reply.split_first() else {
         return Err(StoreError::Protocol("batch script replied nothing".into()).into());
     };
-    let mut decided = Vec::with_capacity(entries.iter().map(|e| e.costs().len()).sum());
+    let mut decided = Vec::with_capacity(entries.iter().map(BatchEntry::replies).sum());
     for entry in entries {
+        if let BatchOp::Joint(parts) = entry.op {
+            let windows: usize = parts.iter().map(|(p, _, _)| p.limits().len()).sum();
+            let len = 1 + protocol::REPLY_PER_WINDOW * windows;
+            if rest.len() < len {
+                return Err(StoreError::Protocol("batch script replied too little".into()).into());
+            }
+            let (one, more) = rest.split_at(len);
+            let policies = parts.iter().map(|(policy, _, _)| policy);
+            decided.extend(split_joint(policies, one)?.into_iter().map(|d| (d, now)));
+            rest = more;
+            continue;
+        }
         let len = 1 + protocol::REPLY_PER_WINDOW * entry.policy.limits().len();
-        for _ in entry.costs() {
+        let costs = match entry.op {
+            BatchOp::Decide(costs) => costs,
+            _ => &[],
+        };
+        for _ in costs {
             if rest.len() < len {
                 return Err(StoreError::Protocol("batch script replied too little".into()).into());
             }

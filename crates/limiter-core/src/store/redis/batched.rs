@@ -12,11 +12,13 @@ use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
-use super::batch::{BatchEntry, BatchOp, Decided};
+use super::batch::{BatchEntry, BatchOp, Decided, JointPart};
+use super::joint::joint_of;
 use super::RedisStore;
 use crate::cost::Cost;
 use crate::decision::Decision;
 use crate::error::{Error, Overload, StoreError, Unavailable};
+use crate::joint::{Check, Joint};
 use crate::key;
 use crate::policy::Policy;
 use crate::reservation::{Reservation, Settle};
@@ -126,6 +128,13 @@ enum Work {
         settle: Settle,
         reply: SettleReply,
     },
+    /// Several (policy, key, cost) decided all or nothing, an entry of its own.
+    Joint {
+        parts: Vec<JointPart>,
+        queued_at: Instant,
+        room: Option<OwnedSemaphorePermit>,
+        reply: oneshot::Sender<Result<Joint, Error>>,
+    },
 }
 
 /// Who learns how a settlement went: a caller waiting for it, or a callback run on the
@@ -202,6 +211,39 @@ impl Batched {
             .queue
             .send(job(policy, &key, work))
             .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Decides `checks` all or nothing in the next batch, as one entry of it.
+    async fn decide_joint(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        let mut parts = Vec::with_capacity(checks.len());
+        for check in checks {
+            let key = key::normalize(check.key)?;
+            self.shared
+                .store
+                .refuse_new_under_pressure(check.policy, &key)
+                .await?;
+            parts.push((check.policy.clone(), CompactString::from(&*key), check.cost));
+        }
+        let room = match Arc::clone(&self.shared.room).try_acquire_owned() {
+            Ok(room) => room,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(shed(Overload::Queued(self.shared.config.max_queued)))
+            }
+            Err(TryAcquireError::Closed) => return Err(stopped()),
+        };
+        let (reply, answer) = oneshot::channel();
+        let first = Job {
+            policy: parts[0].0.clone(),
+            key: parts[0].1.clone(),
+            work: Work::Joint {
+                parts,
+                queued_at: Instant::now(),
+                room: Some(room),
+                reply,
+            },
+        };
+        self.shared.queue.send(first).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -453,7 +495,15 @@ async fn send(
             let _ = reply.send(Err(waited_too_long(&store, max_wait)));
             false
         }
-        Work::Decide { room, .. } => {
+        Work::Joint {
+            queued_at, reply, ..
+        } if now.duration_since(*queued_at) > max_wait => {
+            let (closed, _) = oneshot::channel();
+            let reply = std::mem::replace(reply, closed);
+            let _ = reply.send(Err(waited_too_long(&store, max_wait)));
+            false
+        }
+        Work::Decide { room, .. } | Work::Joint { room, .. } => {
             // Sent now: its room in the queue is free for the next decision.
             drop(room.take());
             true
@@ -471,15 +521,32 @@ async fn send(
     drop(entries);
     let mut answers: Vec<Option<Decided>> = Vec::new();
     answers.resize_with(jobs.len(), || None);
+    let mut joints: Vec<Option<Joint>> = Vec::new();
+    joints.resize_with(jobs.len(), || None);
     let result = result.map(|decided| {
-        let order = groups.iter().flat_map(|g| g.jobs.iter().copied());
-        for (job, decision) in order.zip(decided) {
-            answers[job] = Some(decision);
+        let mut decided = decided.into_iter();
+        for group in &groups {
+            if let Work::Joint { parts, .. } = &jobs[group.first].work {
+                let decisions = decided.by_ref().take(parts.len()).map(|(d, _)| d).collect();
+                joints[group.first] = Some(joint_of(decisions));
+                continue;
+            }
+            for (&job, decision) in group.jobs.iter().zip(decided.by_ref()) {
+                answers[job] = Some(decision);
+            }
         }
     });
     // A caller that gave up has dropped its receiver: there is nothing to tell it.
-    for (job, answer) in jobs.into_iter().zip(answers) {
+    for ((job, answer), joint) in jobs.into_iter().zip(answers).zip(joints) {
         match (job.work, &result) {
+            (Work::Joint { reply, .. }, Ok(_)) => {
+                if let Some(joint) = joint {
+                    let _ = reply.send(Ok(joint));
+                }
+            }
+            (Work::Joint { reply, .. }, Err(err)) => {
+                let _ = reply.send(Err(err.clone()));
+            }
             (Work::Decide { reply, .. }, Ok(_)) => {
                 if let Some(answer) = answer {
                     let _ = reply.send(Ok(answer));
@@ -508,6 +575,10 @@ fn group(jobs: &[Job]) -> Vec<Group> {
             settle: None,
         };
         match job.work {
+            Work::Joint { .. } => groups.push(Group {
+                jobs: SmallVec::from_slice(&[i]),
+                ..alone
+            }),
             Work::Decide { cost, .. } => {
                 let at = *index
                     .entry((&job.policy, job.key.as_str()))
@@ -540,9 +611,10 @@ fn group(jobs: &[Job]) -> Vec<Group> {
 }
 
 fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
-    let op = match group.settle {
-        Some(settle) => BatchOp::Settle(settle),
-        None => BatchOp::Decide(&group.costs),
+    let op = match (&job.work, group.settle) {
+        (Work::Joint { parts, .. }, _) => BatchOp::Joint(parts),
+        (_, Some(settle)) => BatchOp::Settle(settle),
+        (_, None) => BatchOp::Decide(&group.costs),
     };
     BatchEntry {
         policy: &job.policy,
@@ -552,6 +624,16 @@ fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
 }
 
 impl Store for Batched {
+    /// One entry of the next batch (decide.lua over every policy's windows, all or
+    /// nothing) on a standalone Redis; on a Cluster, or with a key checked twice, the
+    /// store's own way (reserving in order).
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        if !self.shared.store.joins(checks) {
+            return self.shared.store.check_all(checks).await;
+        }
+        self.decide_joint(checks).await
+    }
+
     async fn check(
         &self,
         policy: &Policy,

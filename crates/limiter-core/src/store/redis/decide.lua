@@ -16,8 +16,10 @@
 -- Needs Redis 5 or later, which replicates a script's effects rather than the script
 -- (TIME makes it non-deterministic).
 --
--- ARGV[1] cost: one number for every window, or "requests:units" when windows counting
---   requests and windows counting another unit are charged differently.
+-- ARGV[1] cost: one number for every window, "requests:units" when windows counting
+--   requests and windows counting another unit are charged differently, or one number
+--   per window, comma-separated ("1,1,5"): a joint decision, the windows of several
+--   policies (each with its own keys) decided all or nothing.
 -- ARGV[2] number of windows, negative to force (commit the cost in every window
 --   whatever the verdicts: a settled reservation's excess, a debt that is never lost),
 --   then ARGS_PER_WINDOW per window: algorithm code (ALGORITHM_* below, plus
@@ -144,6 +146,77 @@ if ARGV[2] == 'g' then
   return {1, FITS, remaining, new_tat - now, next_unit}
 end
 
+-- A joint decision whose windows are all GCRA (the common shape: per user, per team,
+-- global): the 'g' path's arithmetic per window, all or nothing, before the general path
+-- creates its helpers and tables.
+if string.find(ARGV[1], ',', 1, true) then
+  local count = ARGV[2] + 0
+  local gcra_only = count > 0
+  for window = 1, count do
+    local code = ARGV[2 + (window - 1) * ARGS_PER_WINDOW + 1] + 0
+    if code ~= ALGORITHM_GCRA and code ~= ALGORITHM_GCRA + UNIT_WINDOW then
+      gcra_only = false
+      break
+    end
+  end
+  if gcra_only then
+    local costs, starts, lengths = {}, {}, {}
+    for figure in string.gmatch(ARGV[1], '[^,]+') do costs[#costs + 1] = figure + 0 end
+    local allowed = true
+    for window = 1, count do
+      local at = 2 + (window - 1) * ARGS_PER_WINDOW
+      local capacity, emission = ARGV[at + 2] + 0, ARGV[at + 3] + 0
+      local start, rebased, tat_length = gcra_start(redis.call('GET', KEYS[window]), emission, ARGV[at + 3])
+      if rebased then
+        redis.call('SET', KEYS[window], string.format('%d:%s', start, ARGV[at + 3]), 'PX',
+          math.ceil((start - now) / 1000) + TTL_EXTRA)
+      end
+      starts[window], lengths[window] = start, tat_length
+      if start + emission * costs[window] - emission * capacity > now then allowed = false end
+    end
+    local reply = {0}
+    if allowed then reply[1] = 1 end
+    for window = 1, count do
+      local at = 2 + (window - 1) * ARGS_PER_WINDOW
+      local capacity, emission = ARGV[at + 2] + 0, ARGV[at + 3] + 0
+      local tau, start = emission * capacity, starts[window]
+      local increment = emission * costs[window]
+      local new_tat = start + increment
+      local verdict = FITS
+      if new_tat - tau > now then
+        verdict = new_tat - tau - now
+        if increment > tau then verdict = NEVER end
+      end
+      -- Admitted: what it took, written as the 'g' path writes; denied: what it found.
+      local shown = start
+      if allowed then
+        shown = new_tat
+        if increment > 0 then
+          local tat_text = string.format('%d', new_tat)
+          if lengths[window] == #tat_text
+              and (redis.call('PTTL', KEYS[window]) - TTL_EXTRA) * 1000 >= new_tat - now then
+            redis.call('SETRANGE', KEYS[window], '0', tat_text)
+          else
+            redis.call('SET', KEYS[window], tat_text .. ':' .. ARGV[at + 3], 'PX',
+              math.ceil((new_tat - now + tau) / 1000) + TTL_EXTRA)
+          end
+        end
+      end
+      local room = tau - (shown - now)
+      local remaining = 0
+      if room > 0 then remaining = math.floor(room / emission) end
+      local next_unit = 0
+      if remaining < capacity then
+        next_unit = math.max(shown - now - (capacity - remaining - 1) * emission, 0)
+      end
+      local out = 1 + (window - 1) * REPLY_PER_WINDOW
+      reply[out + 1], reply[out + 2], reply[out + 3], reply[out + 4] =
+        verdict, remaining, math.max(shown - now, 0), next_unit
+    end
+    return reply
+  end
+end
+
 local PERIOD_MINUTE = 1
 local PERIOD_HOUR = 2
 local PERIOD_DAY = 3
@@ -160,8 +233,18 @@ local window_count = ARGV[2] + 0
 local force = window_count < 0
 if force then window_count = -window_count end
 local request_cost, unit_cost
+-- A joint decision's cost per window; nil otherwise.
+local window_costs
 local separator = string.find(ARGV[1], ':', 1, true)
-if separator then
+if string.find(ARGV[1], ',', 1, true) then
+  window_costs = {}
+  request_cost = 0
+  for figure in string.gmatch(ARGV[1], '[^,]+') do
+    window_costs[#window_costs + 1] = figure + 0
+    request_cost = math.max(request_cost, figure + 0)
+  end
+  unit_cost = request_cost
+elseif separator then
   request_cost = tonumber(string.sub(ARGV[1], 1, separator - 1))
   unit_cost = tonumber(string.sub(ARGV[1], separator + 1))
 else
@@ -299,6 +382,7 @@ for window = 1, window_count do
     algorithm = algorithm - UNIT_WINDOW
     cost = unit_cost
   end
+  if window_costs then cost = window_costs[window] end
   local max, span = ARGV[at + 2] + 0, ARGV[at + 3] + 0
   local key = KEYS[key_at]
   local verdict, held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next

@@ -36,6 +36,7 @@ mod batch;
 mod batched;
 mod breaker;
 mod io;
+mod joint;
 mod memory_guard;
 mod refund;
 mod scripts;
@@ -55,6 +56,7 @@ use crate::connection::Connection;
 use crate::cost::Cost;
 use crate::decision::{Decision, Verdict, WindowState, Windows};
 use crate::error::{Error, StoreConfigError, StoreError};
+use crate::joint::{Check, Joint};
 use crate::key;
 use crate::policy::{Algorithm, Limit, Policy};
 use crate::reservation::{Reservation, Settle};
@@ -692,6 +694,11 @@ impl Store for RedisStore {
         self.decide_alone(policy, key, OwnedOp::Settle(settle))
             .await
             .map(drop)
+    }
+
+    /// One script call on a standalone Redis (see `joint.rs`); in order on a Cluster.
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
+        self.check_all_joint(checks).await
     }
 
     /// Deletes the key's windows (one hash slot: one command on a Cluster too).
