@@ -71,7 +71,9 @@ pub trait Store: Send + Sync + 'static {
     /// if every check admits, then charged in every one; denied, charged in none (see
     /// [`Joint`]). The default reserves in order and gives back on a denial: never a
     /// partial charge, though until the give-back others may see those units taken
-    /// (check the narrowest policy first). [`MemoryStore`] decides atomically.
+    /// (check the narrowest policy first). [`MemoryStore`] decides atomically, and so
+    /// does [`RedisStore`] on a standalone Redis, in one script call ([`Batched`]: one
+    /// entry of a batch).
     fn check_all(&self, checks: &[Check<'_>]) -> impl Future<Output = Result<Joint, Error>> + Send {
         crate::joint::in_order(self, checks)
     }
