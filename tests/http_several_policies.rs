@@ -72,7 +72,9 @@ async fn team_on(store: &str, tag: &str) {
         calls.spawn(async move {
             let response = request.send().await.expect("answer");
             let status = response.status().as_u16();
+            let degraded = response.headers().contains_key("ratelimit-degraded");
             let body = response.text().await.expect("body");
+            assert!(!degraded, "a failure mode answered while Redis is healthy");
             (user, status, body)
         });
     }

@@ -625,11 +625,11 @@ fn entry<'a>(job: &'a Job, group: &'a Group) -> BatchEntry<'a> {
 
 impl Store for Batched {
     /// One entry of the next batch (decide.lua over every policy's windows, all or
-    /// nothing) on a standalone Redis; on a Cluster, or with a key checked twice, the
-    /// store's own way (reserving in order).
+    /// nothing) on a standalone Redis; on a Cluster, or with a key checked twice,
+    /// reserving in order, each reservation in a batch.
     async fn check_all(&self, checks: &[Check<'_>]) -> Result<Joint, Error> {
         if !self.shared.store.joins(checks) {
-            return self.shared.store.check_all(checks).await;
+            return crate::joint::in_order(self, checks).await;
         }
         self.decide_joint(checks).await
     }
