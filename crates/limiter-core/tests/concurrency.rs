@@ -1,6 +1,6 @@
 //! Exactness under contention: 1000 concurrent requests on one key with room for 100, on
-//! the in-memory store and on Redis (one instance, and two instances with separate
-//! connections) -- and the naive two-round-trip design the scripts replace, for contrast.
+//! the in-memory store (Redis: `concurrency_redis.rs`) -- and the naive two-round-trip
+//! design the scripts replace, for contrast.
 
 mod support;
 
@@ -86,30 +86,6 @@ async fn memory_store_stays_exact_among_many_other_keys_and_policies() {
         allowed += usize::from(t.await.unwrap());
     }
     assert_eq!(allowed, 500);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_admits_exactly_the_limit_from_one_and_two_instances() {
-    let server = RedisServer::spawn();
-    for algorithm in algorithms() {
-        let limits = vec![Limit::new(LIMIT, secs(86_400)).with_algorithm(algorithm)];
-        let one = Limiter::new(fresh_policy(limits.clone()), redis_store(&server).await);
-        assert_eq!(
-            admitted(&[one]).await,
-            LIMIT as usize,
-            "{algorithm:?}, one instance"
-        );
-
-        // Two limiters with separate connections: two application instances.
-        let policy = fresh_policy(limits);
-        let a = Limiter::new(policy.clone(), redis_store(&server).await);
-        let b = Limiter::new(policy, redis_store(&server).await);
-        assert_eq!(
-            admitted(&[a, b]).await,
-            LIMIT as usize,
-            "{algorithm:?}, two instances"
-        );
-    }
 }
 
 /// The design the scripts replace: read the count, decide in the application, then
