@@ -2,7 +2,7 @@
 //! outcome per call (a batch of decisions is one call).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -36,6 +36,9 @@ pub(super) struct Wire {
     /// Whether the last call that ended failed: Redis, not this process, is then why
     /// decisions wait.
     failing: AtomicBool,
+    /// When (us from `epoch`) a call last succeeded.
+    last_reply_us: AtomicU64,
+    epoch: Instant,
 }
 
 impl Wire {
@@ -45,6 +48,8 @@ impl Wire {
             breaker: Breaker::new(breaker),
             in_flight: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
+            last_reply_us: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -99,7 +104,14 @@ impl Wire {
         let (result, failure) = match outcome {
             Ok(Ok(value)) => {
                 self.failing.store(false, Ordering::Relaxed);
-                let slow = elapsed > self.breaker.config().slow_call + allowance;
+                // Slow only if Redis also went that long without answering anything: a
+                // call that waited while replies to the calls ahead of it kept coming
+                // waited on this process's queue (a debug build, a busy I/O thread),
+                // not on Redis. A slow Redis spaces its replies; one at a time, the gap
+                // is the call's own time.
+                let since = self.since_last_reply(start);
+                let bound = self.breaker.config().slow_call;
+                let slow = elapsed > bound + allowance && since > bound;
                 let result = if slow {
                     CallResult::Slow
                 } else {
@@ -121,6 +133,18 @@ impl Wire {
         metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL, "kind" => failure).increment(1);
         tracing::warn!(kind = failure, decisions, "rate-limit store call failed");
         (result, self.breaker.record(CallResult::Failure))
+    }
+}
+
+impl Wire {
+    /// How long before now the last reply came, counted from `start` at the most (this
+    /// call's own start); records now as the last reply.
+    fn since_last_reply(&self, start: Instant) -> Duration {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let now = micros(self.epoch.elapsed());
+        let start = micros(start.saturating_duration_since(self.epoch));
+        let last = self.last_reply_us.fetch_max(now, Ordering::Relaxed);
+        Duration::from_micros(now.saturating_sub(last.max(start)))
     }
 }
 
