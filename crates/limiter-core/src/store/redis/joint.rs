@@ -8,9 +8,9 @@ use std::collections::HashSet;
 
 use std::fmt::Write as _;
 
-use super::{key_count, protocol, script_args, store_error, Connection, RedisStore};
+use super::{key_count, protocol, script_args, store_error, window_state, Connection, RedisStore};
 use crate::cost::Cost;
-use crate::decision::{Decision, Verdict, WindowState, Windows};
+use crate::decision::{Decision, Windows};
 use crate::error::{Error, StoreError};
 use crate::joint::{Check, Joint};
 use crate::key;
@@ -123,18 +123,7 @@ pub(super) fn split_joint<'p>(
             .limits()
             .iter()
             .zip(figures.by_ref())
-            .map(|(limit, w)| WindowState {
-                limit: limit.capacity(),
-                remaining: w[1].max(0) as u64,
-                reset_after_us: w[2].max(0) as u64,
-                next_unit_us: w[3].max(0) as u64,
-                verdict: match w[0] {
-                    protocol::FITS => Verdict::Fits,
-                    protocol::NEVER => Verdict::Never,
-                    us => Verdict::RetryAfterUs(us.max(1) as u64),
-                }
-                .into(),
-            })
+            .map(|(limit, figures)| window_state(limit, figures))
             .collect();
         decisions.push(Decision::from_windows(windows));
     }

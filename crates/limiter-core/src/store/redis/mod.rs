@@ -494,24 +494,29 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     let windows: Windows = limits
         .iter()
         .zip(reply[1..].chunks_exact(protocol::REPLY_PER_WINDOW))
-        .map(|(limit, w)| WindowState {
-            limit: limit.capacity(),
-            remaining: w[1].max(0) as u64,
-            reset_after_us: w[2].max(0) as u64,
-            next_unit_us: w[3].max(0) as u64,
-            verdict: match w[0] {
-                protocol::FITS => Verdict::Fits,
-                protocol::NEVER => Verdict::Never,
-                us => Verdict::RetryAfterUs(us.max(1) as u64),
-            }
-            .into(),
-        })
+        .map(|(limit, figures)| window_state(limit, figures))
         .collect();
     let decision = Decision::from_windows(windows);
     if decision.is_allowed() != (reply[0] == 1) {
         return Err(StoreError::Protocol("script verdicts disagree with its answer".into()).into());
     }
     Ok(decision)
+}
+
+/// One window of a decide.lua reply: verdict, remaining, reset after us, next unit after us.
+fn window_state(limit: &Limit, figures: &[i64]) -> WindowState {
+    WindowState {
+        limit: limit.capacity(),
+        remaining: figures[1].max(0) as u64,
+        reset_after_us: figures[2].max(0) as u64,
+        next_unit_us: figures[3].max(0) as u64,
+        verdict: match figures[0] {
+            protocol::FITS => Verdict::Fits,
+            protocol::NEVER => Verdict::Never,
+            us => Verdict::RetryAfterUs(us.max(1) as u64),
+        }
+        .into(),
+    }
 }
 
 fn store_error(err: redis::RedisError) -> Error {
