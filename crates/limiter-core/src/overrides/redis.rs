@@ -91,6 +91,23 @@ impl RedisOverrides {
         RedisOverrides::new(Connection::cluster(nodes).await?, prefix)
     }
 
+    /// Another set of overrides on the same connection, in the hash
+    /// `<prefix><name>{overrides}` (the penalty box keeps its penalties so).
+    ///
+    /// ```no_run
+    /// use limiter_core::RedisOverrides;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let overrides = RedisOverrides::connect("redis://127.0.0.1:6379", "rl:").await?;
+    /// let penalties = overrides.sibling("penalty:")?; // rl:penalty:{overrides}
+    /// # let _ = penalties;
+    /// # Ok(()) }
+    /// ```
+    pub fn sibling(&self, name: &str) -> Result<Self, StoreError> {
+        let prefix = self.hash.trim_end_matches("{overrides}");
+        RedisOverrides::new(self.conn.clone(), &format!("{prefix}{name}"))
+    }
+
     fn new(conn: Connection, prefix: &str) -> Result<Self, StoreError> {
         if prefix.contains(['{', '}']) {
             return Err(StoreConfigError::KeyPrefix(prefix.to_owned()).into());

@@ -143,11 +143,8 @@ impl AnyStore {
             } => {
                 let distinct = bounded(RedisDistinct::connect(&url, distinct_prefix(&key_prefix)));
                 let distinct = Some(distinct.await?);
-                let prefix = distinct_prefix(&key_prefix);
-                let overrides = bounded(RedisOverrides::connect(&url, prefix)).await?;
-                let penalty_prefix = format!("{prefix}penalty:");
-                let penalties = RedisOverrides::connect(&url, &penalty_prefix);
-                let overrides = (Some(overrides), Some(bounded(penalties).await?));
+                let overrides = RedisOverrides::connect(&url, distinct_prefix(&key_prefix));
+                let overrides = with_penalties(bounded(overrides).await?)?;
                 let redis = configured(setup, key_prefix, timeout, memory_guard);
                 let store = bounded(redis.connect(&url)).await?;
                 let sections = Sections {
@@ -171,11 +168,9 @@ impl AnyStore {
                 let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
                 let distinct = RedisDistinct::connect_cluster(&nodes, distinct_prefix(&key_prefix));
                 let distinct = Some(bounded(distinct).await?);
-                let prefix = distinct_prefix(&key_prefix);
-                let overrides = bounded(RedisOverrides::connect_cluster(&nodes, prefix)).await?;
-                let penalty_prefix = format!("{prefix}penalty:");
-                let penalties = RedisOverrides::connect_cluster(&nodes, &penalty_prefix);
-                let overrides = (Some(overrides), Some(bounded(penalties).await?));
+                let overrides =
+                    RedisOverrides::connect_cluster(&nodes, distinct_prefix(&key_prefix));
+                let overrides = with_penalties(bounded(overrides).await?)?;
                 let redis = configured(setup, key_prefix, timeout, memory_guard);
                 let store = bounded(redis.connect_cluster(&nodes)).await?;
                 let sections = Sections {
@@ -519,6 +514,15 @@ fn leased(store: Batched, config: Option<LeasesConfig>) -> Leased<Batched> {
         builder = builder.max_bytes(max_memory.0);
     }
     builder.build()
+}
+
+/// The overrides, and the penalty box's penalties beside them on the same connection
+/// (`<prefix>penalty:{overrides}`).
+type Overridden = (Option<RedisOverrides>, Option<RedisOverrides>);
+
+fn with_penalties(overrides: RedisOverrides) -> Result<Overridden, StoreError> {
+    let penalties = overrides.sibling("penalty:")?;
+    Ok((Some(overrides), Some(penalties)))
 }
 
 /// The enumeration counts and the overrides live beside the counters, under the same
