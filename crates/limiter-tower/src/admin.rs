@@ -283,7 +283,7 @@ pub(crate) fn usage_windows(limits: &[limiter_core::Limit], decision: &Decision)
         .collect()
 }
 
-fn failed(error: UsageError) -> Response {
+pub(crate) fn failed(error: UsageError) -> Response {
     match error {
         UsageError::UnknownPolicy(name) => with_field(
             StatusCode::NOT_FOUND,

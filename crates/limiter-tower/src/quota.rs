@@ -12,8 +12,8 @@ use http::{Method, StatusCode};
 use limiter_core::Store;
 use serde_json::{json, Value};
 
-use crate::admin::{usage_windows, with_field};
-use crate::layer::LimiterLayer;
+use crate::admin::{failed, usage_windows, with_field};
+use crate::layer::{LimiterLayer, UsageError};
 use crate::plan::{plan, Plan};
 
 /// `GET /?path=/v1/chat&method=POST`: what the caller has left under every policy a
@@ -94,12 +94,7 @@ async fn quota(
                 "policy": rule.policy.name(),
                 "windows": usage_windows(rule.policy.limits(), &decision),
             })),
-            Err(error) => {
-                let status = StatusCode::SERVICE_UNAVAILABLE;
-                let body =
-                    crate::problem::plain(status.as_u16(), "Store unavailable", &error.to_string());
-                return crate::problem::response(status, body).map(axum::body::Body::from);
-            }
+            Err(error) => return failed(UsageError::Store(error)),
         }
     }
     Json(json!({ "limited": true, "policies": policies })).into_response()
