@@ -118,6 +118,15 @@ impl Gcra {
         let backlog = if view.taken(verdict) { new_tat } else { start } - now;
         (self.state(backlog, verdict), new_tat)
     }
+
+    /// The window of a decision of `cost` that found `backlog` µs owed (its `tat - now`
+    /// before the cost, expressed under this window's emission interval), as a
+    /// single-window policy reports it: what `decide.lua` replies on its one-GCRA-window
+    /// path, turned into the figures [`evaluate`](Self::evaluate) reports for the same
+    /// state, by the same arithmetic.
+    pub(crate) fn replay(&self, backlog: i64, cost: u64) -> WindowState {
+        self.evaluate(Some(backlog), 0, cost, View::Shown).0
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 --   refund (refund.lua's ARGV), the excess to charge ('0': none) and, unless none,
 --   decide.lua's arguments after the cost in the forced form.
 -- KEYS: every entry's keys, in entry order (a settlement's marker after its windows').
--- Reply: the batch's time (us), then decide.lua's reply for every cost, in order.
+-- Reply: the batch's time (us), then decide.lua's reply for every cost, in order (one
+--   integer for a policy of one GCRA window, its table's integers for any other).
 local batch_time = redis.call('TIME')
 local batch_now = batch_time[1] * 1000000 + batch_time[2]
 --[[BATCH_CLOCK]]
@@ -48,8 +49,13 @@ for _ = 1, ARGV[1] + 0 do
     end
   elseif cost_count == 1 then
     local decided = decide(key_at - 1, costs_at - 1)
-    for i = 1, #decided do reply[replied + i] = decided[i] end
-    replied = replied + #decided
+    if type(decided) == 'number' then
+      replied = replied + 1
+      reply[replied] = decided
+    else
+      for i = 1, #decided do reply[replied + i] = decided[i] end
+      replied = replied + #decided
+    end
   else
     -- decide.lua reads its cost just before its arguments: each cost in turn goes into
     -- the last cost's slot.
@@ -59,8 +65,13 @@ for _ = 1, ARGV[1] + 0 do
     for cost = 1, cost_count do
       ARGV[slot] = costs[cost]
       local decided = decide(key_at - 1, slot - 1)
-      for i = 1, #decided do reply[replied + i] = decided[i] end
-      replied = replied + #decided
+      if type(decided) == 'number' then
+        replied = replied + 1
+        reply[replied] = decided
+      else
+        for i = 1, #decided do reply[replied + i] = decided[i] end
+        replied = replied + #decided
+      end
     end
   end
   key_at = key_at + key_count

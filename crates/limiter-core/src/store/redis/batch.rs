@@ -5,8 +5,8 @@
 use super::joint::{push_joint_args, split_joint};
 use super::refund::{push_settle_args, settle_arg_count};
 use super::{
-    key_count, parse_reply, policy_arg_count, protocol, push_cost, push_policy_args, store_error,
-    Connection, RedisStore,
+    key_count, parse_reply, policy_arg_count, protocol, push_cost, push_policy_args, reply_len,
+    store_error, Connection, RedisStore,
 };
 use crate::cost::Cost;
 use crate::decision::Decision;
@@ -94,7 +94,7 @@ impl RedisStore {
 
     async fn call_batch(&self, entries: &[BatchEntry<'_>]) -> Result<Vec<Decided>, Error> {
         let cmd = self.batch_cmd(entries);
-        let reply = self
+        let reply: Vec<i64> = self
             .run(&cmd, &mut self.conn.clone())
             .await
             .map_err(store_error)?;
@@ -218,17 +218,17 @@ fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>
             rest = more;
             continue;
         }
-        let len = 1 + protocol::REPLY_PER_WINDOW * entry.policy.limits().len();
+        let len = reply_len(entry.policy);
         let costs = match entry.op {
             BatchOp::Decide(costs) => costs,
             _ => &[],
         };
-        for _ in costs {
+        for &cost in costs {
             if rest.len() < len {
                 return Err(StoreError::Protocol("batch script replied too little".into()).into());
             }
             let (one, more) = rest.split_at(len);
-            decided.push((parse_reply(entry.policy, one)?, now));
+            decided.push((parse_reply(entry.policy, cost, one)?, now));
             rest = more;
         }
     }

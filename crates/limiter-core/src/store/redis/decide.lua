@@ -9,7 +9,8 @@
 -- Written flat on purpose: each EVALSHA runs this chunk afresh, and every function or
 -- table it creates is an allocation per decision. A policy of one GCRA window is decided
 -- after only the one helper both GCRA paths share is created; the helpers of the other
--- algorithms only after that path has returned.
+-- algorithms only after that path has returned, those of calendar windows and sliding
+-- logs only in the branch of a window that needs them.
 -- Numbers are read from ARGV and TIME by arithmetic (`ARGV[1] + 0`), which converts a
 -- numeric string as tonumber does without its function call (about half the cost);
 -- stored values, which may be unreadable, through tonumber.
@@ -34,7 +35,8 @@
 --   A legacy value, the tat alone, reads under the current emission.
 -- Reply: allowed (1/0), then REPLY_PER_WINDOW per window: verdict (FITS, NEVER, else
 --   retry after us), remaining, reset after us, next unit after us (until one unit more
---   than remaining is available; 0 when the window is full).
+--   than remaining is available; 0 when the window is full). The short form of one GCRA
+--   window replies one integer instead (see its path below).
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 --[[CLOCK]]
@@ -90,33 +92,26 @@ local function gcra_start(stored, emission, emission_text)
   return now + math.min(backlog, 4503599627370496), true
 end
 
--- One GCRA window, the common policy: gcra() below, inlined, computing only the figures
--- the reply carries.
+-- One GCRA window, the common policy: gcra() below, inlined, replying one integer, the
+-- backlog it found (us, before this cost): as is when admitted, as -1 - backlog when
+-- denied. The client derives every figure from it as the in-memory store does
+-- (src/algorithm/gcra.rs Gcra::replay): a table reply costs Redis more than the rest of
+-- the decision's arithmetic.
 if ARGV[2] == 'g' then
-  cost = ARGV[1] + 0
-  local capacity, emission = ARGV[3] + 0, ARGV[4] + 0
-  local tau = emission * capacity
+  -- Most decisions cost 1: compared, not parsed (interned strings compare by address).
+  if ARGV[1] == '1' then cost = 1 else cost = ARGV[1] + 0 end
+  local emission = ARGV[4] + 0
+  local tau = emission * ARGV[3]
   local start, rebased, tat_length = gcra_start(redis.call('GET', KEYS[1]), emission, ARGV[4])
-  local increment = emission * cost
-  local new_tat = start + increment
-  if new_tat - tau > now then
-    local verdict = new_tat - tau - now
-    if increment > tau then verdict = NEVER end
-    local room = tau - (start - now)
-    local remaining = 0
-    if room > 0 then remaining = math.floor(room / emission) end
-    local next_unit = 0
-    if remaining < capacity then
-      next_unit = math.max(start - now - (capacity - remaining - 1) * emission, 0)
-    end
-    if rebased then
-      -- Written back converted, as the in-memory store keeps it: the new rate drains it
-      -- from now on, and its TTL is the new backlog's (a lowered rate lengthens it).
-      redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
-        math.ceil((start - now) / 1000) + TTL_EXTRA)
-    end
-    return {0, verdict, remaining, start - now, next_unit}
+  if rebased then
+    -- Written back converted whatever the verdict, as the in-memory store keeps it: the
+    -- new rate drains it from now on, and its TTL is the new backlog's (a lowered rate
+    -- lengthens it).
+    redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
+      math.ceil((start - now) / 1000) + TTL_EXTRA)
   end
+  local new_tat = start + emission * cost
+  if new_tat - tau > now then return now - start - 1 end
   if cost > 0 then
     -- The new tat overwrites the old in place, keeping the key's TTL, while that TTL
     -- outlasts the new backlog (new_tat > now here); otherwise the value is written
@@ -132,18 +127,8 @@ if ARGV[2] == 'g' then
       redis.call('SET', KEYS[1], tat_text .. ':' .. ARGV[4], 'PX',
         math.ceil((new_tat - now + tau) / 1000) + TTL_EXTRA)
     end
-  elseif rebased then
-    redis.call('SET', KEYS[1], string.format('%d:%s', start, ARGV[4]), 'PX',
-      math.ceil((start - now) / 1000) + TTL_EXTRA)
   end
-  local room = tau - (new_tat - now)
-  local remaining = 0
-  if room > 0 then remaining = math.floor(room / emission) end
-  local next_unit = 0
-  if remaining < capacity then
-    next_unit = math.max(new_tat - now - (capacity - remaining - 1) * emission, 0)
-  end
-  return {1, FITS, remaining, new_tat - now, next_unit}
+  return start - now
 end
 
 -- A joint decision whose windows are all GCRA (the common shape: per user, per team,
@@ -302,76 +287,16 @@ local function sliding_counter_wait(max, span, previous, elapsed, counted, units
   return math.max(span - elapsed + span - math.floor((max - units) * span / counted), 1)
 end
 
--- src/algorithm/sliding_log.rs: how long until the oldest entries of the log at `key`
--- will have left, freeing `need` units; nil when they hold fewer. Every entry costs at
--- least 1, so `need` entries are always enough: they are read `need` at a time, at most
--- 64.
-local function sliding_log_freed_after(key, span, now, need)
-  local freed, from = 0, 0
-  local step = math.min(need, 64)
-  while true do
-    local chunk = redis.call('ZRANGE', key, from, from + step - 1, 'WITHSCORES')
-    if #chunk == 0 then return nil end
-    for i = 1, #chunk, 2 do
-      freed = freed + tonumber(string.match(chunk[i], ':(%d+)$'))
-      if freed >= need then return math.max(tonumber(chunk[i + 1]) + span - now, 1) end
-    end
-    from = from + step
-  end
-end
-
--- Month bounds: H. Hinnant's days-from-civil (and civil-from-days below).
-local function days_from_civil(year, month, day)
-  if month <= 2 then year = year - 1 end
-  local era = math.floor(year / 400)
-  local year_of_era = year - era * 400
-  local month_from_march = (month + 9) % 12
-  local day_of_year = math.floor((153 * month_from_march + 2) / 5) + day - 1
-  local day_of_era = year_of_era * 365 + math.floor(year_of_era / 4)
-    - math.floor(year_of_era / 100) + day_of_year
-  return era * 146097 + day_of_era - 719468
-end
-
--- src/calendar.rs Period::bounds: the start and end (us) of the period holding `at`.
-local function calendar_bounds(period, at)
-  if period == PERIOD_MINUTE then
-    local start = at - math.fmod(at, MINUTE); return start, start + MINUTE
-  end
-  if period == PERIOD_HOUR then
-    local start = at - math.fmod(at, HOUR); return start, start + HOUR
-  end
-  if period == PERIOD_DAY then
-    local start = at - math.fmod(at, DAY); return start, start + DAY
-  end
-  local days = (at - math.fmod(at, DAY)) / DAY
-  if period == PERIOD_WEEK then
-    local start = (days - (days + 3) % 7) * DAY
-    return start, start + 7 * DAY
-  end
-  -- period == PERIOD_MONTH
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local day_of_era = z - era * 146097
-  local year_of_era = math.floor((day_of_era - math.floor(day_of_era / 1460)
-    + math.floor(day_of_era / 36524) - math.floor(day_of_era / 146096)) / 365)
-  local day_of_year = day_of_era
-    - (365 * year_of_era + math.floor(year_of_era / 4) - math.floor(year_of_era / 100))
-  local month_from_march = math.floor((5 * day_of_year + 2) / 153)
-  local month = month_from_march - 9
-  if month_from_march < 10 then month = month_from_march + 3 end
-  local year = year_of_era + era * 400
-  if month <= 2 then year = year + 1 end
-  local next_year, next_month = year, month + 1
-  if month == 12 then next_year, next_month = year + 1, 1 end
-  return days_from_civil(year, month, 1) * DAY, days_from_civil(next_year, next_month, 1) * DAY
-end
-
 -- Per window: the verdict, held remaining, reset and next unit, taken remaining, reset
 -- and next unit at (window - 1) * VERDICTS_PER_WINDOW; what to write if every window
 -- fits at (window - 1) * COMMIT_PER_WINDOW (`expire`: whether the key's TTL must be set,
 -- false when the key already expires with the window it counts in; for GCRA, the stored
 -- tat's length; then the window's cost).
-local verdicts, commit = {}, {}
+-- Tables are sized by their constructors for two windows, the common multi-window policy
+-- (more grow): a table grown slot by slot is reallocated at every power of two, which cost
+-- Redis more than the decision's arithmetic.
+local verdicts = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+local commit = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 local allowed = true
 local key_at = 1
 for window = 1, window_count do
@@ -399,6 +324,51 @@ for window = 1, window_count do
       start = now - math.fmod(now, span)
       finish = start + span
     else
+      -- Month bounds: H. Hinnant's days-from-civil (and civil-from-days below).
+      local function days_from_civil(year, month, day)
+        if month <= 2 then year = year - 1 end
+        local era = math.floor(year / 400)
+        local year_of_era = year - era * 400
+        local month_from_march = (month + 9) % 12
+        local day_of_year = math.floor((153 * month_from_march + 2) / 5) + day - 1
+        local day_of_era = year_of_era * 365 + math.floor(year_of_era / 4)
+          - math.floor(year_of_era / 100) + day_of_year
+        return era * 146097 + day_of_era - 719468
+      end
+
+      -- src/calendar.rs Period::bounds: the start and end (us) of the period holding `at`.
+      local function calendar_bounds(period, at)
+        if period == PERIOD_MINUTE then
+          local start = at - math.fmod(at, MINUTE); return start, start + MINUTE
+        end
+        if period == PERIOD_HOUR then
+          local start = at - math.fmod(at, HOUR); return start, start + HOUR
+        end
+        if period == PERIOD_DAY then
+          local start = at - math.fmod(at, DAY); return start, start + DAY
+        end
+        local days = (at - math.fmod(at, DAY)) / DAY
+        if period == PERIOD_WEEK then
+          local start = (days - (days + 3) % 7) * DAY
+          return start, start + 7 * DAY
+        end
+        -- period == PERIOD_MONTH
+        local z = days + 719468
+        local era = math.floor(z / 146097)
+        local day_of_era = z - era * 146097
+        local year_of_era = math.floor((day_of_era - math.floor(day_of_era / 1460)
+          + math.floor(day_of_era / 36524) - math.floor(day_of_era / 146096)) / 365)
+        local day_of_year = day_of_era
+          - (365 * year_of_era + math.floor(year_of_era / 4) - math.floor(year_of_era / 100))
+        local month_from_march = math.floor((5 * day_of_year + 2) / 153)
+        local month = month_from_march - 9
+        if month_from_march < 10 then month = month_from_march + 3 end
+        local year = year_of_era + era * 400
+        if month <= 2 then year = year + 1 end
+        local next_year, next_month = year, month + 1
+        if month == 12 then next_year, next_month = year + 1, 1 end
+        return days_from_civil(year, month, 1) * DAY, days_from_civil(next_year, next_month, 1) * DAY
+      end
       start, finish = calendar_bounds(ARGV[at + 4] + 0, now)
     end
     local state = redis.call('HMGET', key, 's', 'n')
@@ -474,6 +444,23 @@ for window = 1, window_count do
   else -- ALGORITHM_SLIDING_LOG
     -- src/algorithm/sliding_log.rs: entries are members "seq:cost" scored by time; the
     -- meta hash holds the sum of costs (n) and the member sequence (q).
+    -- src/algorithm/sliding_log.rs: how long until the oldest entries of the log at `key`
+    -- will have left, freeing `need` units; nil when they hold fewer. Every entry costs at
+    -- least 1, so `need` entries are always enough: they are read `need` at a time, at most
+    -- 64.
+    local function sliding_log_freed_after(key, span, now, need)
+      local freed, from = 0, 0
+      local step = math.min(need, 64)
+      while true do
+        local chunk = redis.call('ZRANGE', key, from, from + step - 1, 'WITHSCORES')
+        if #chunk == 0 then return nil end
+        for i = 1, #chunk, 2 do
+          freed = freed + tonumber(string.match(chunk[i], ':(%d+)$'))
+          if freed >= need then return math.max(tonumber(chunk[i + 1]) + span - now, 1) end
+        end
+        from = from + step
+      end
+    end
     local meta = KEYS[key_at + 1]
     key_at = key_at + 1
     local sum = tonumber(redis.call('HGET', meta, 'n') or 0)
@@ -585,7 +572,8 @@ end
 
 -- An admitted decision reports what it took, a denied one what it found: a window's
 -- figures follow its verdict, the held ones first (REPLY_PER_WINDOW - 1 of them).
-local reply = {0}
+-- Sized for two windows; its nils end the reply where its windows do.
+local reply = {0, nil, nil, nil, nil, nil, nil, nil, nil}
 local shift = 1
 if allowed then
   reply[1] = 1

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use std::fmt::Write as _;
 
-use super::{key_count, protocol, script_args, store_error, window_state, Connection, RedisStore};
+use super::{key_count, protocol, script_args, window_state, Connection, RedisStore};
 use crate::cost::Cost;
 use crate::decision::{Decision, Windows};
 use crate::error::{Error, StoreError};
@@ -44,15 +44,7 @@ impl RedisStore {
             self.refuse_new_under_pressure(check.policy, key).await?;
         }
         let cmd = self.joint_evalsha(checks, &keys);
-        let reply = self
-            .on_io(|store| async move {
-                let mut conn = store.conn.clone();
-                let run = store.run(&cmd, &mut conn);
-                store
-                    .on_wire(1, async { run.await.map_err(store_error) })
-                    .await
-            })
-            .await?;
+        let reply = self.call::<Vec<i64>>(cmd).await?;
         parse_joint(checks, &reply)
     }
 

@@ -52,6 +52,7 @@ use self::scripts::{ScriptClock, Scripts};
 use self::wire::Wire;
 pub use self::wire::{DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};
 use super::{LeaseStore, Store};
+use crate::algorithm::gcra::Gcra;
 use crate::connection::Connection;
 use crate::cost::Cost;
 use crate::decision::{Decision, Verdict, WindowState, Windows};
@@ -269,16 +270,27 @@ impl RedisStore {
         let key = key::normalize(key)?;
         self.refuse_new_under_pressure(policy, &key).await?;
         let cmd = self.evalsha(policy, &key, cost);
-        let reply = self
-            .on_io(|store| async move {
-                let mut conn = store.conn.clone();
-                let run = store.run(&cmd, &mut conn);
-                store
-                    .on_wire(1, async { run.await.map_err(store_error) })
-                    .await
-            })
-            .await?;
-        parse_reply(policy, &reply)
+        if let Some(limit) = short_gcra(policy) {
+            let backlog = self.call::<i64>(cmd).await?;
+            return gcra_decision(limit, cost.of(limit), backlog);
+        }
+        let reply = self.call::<Vec<i64>>(cmd).await?;
+        parse_reply(policy, cost, &reply)
+    }
+
+    /// One script call on the I/O thread, timed and counted by the breaker.
+    async fn call<T: ::redis::FromRedisValue + Send + 'static>(
+        &self,
+        cmd: ::redis::Cmd,
+    ) -> Result<T, Error> {
+        self.on_io(|store| async move {
+            let mut conn = store.conn.clone();
+            let run = store.run(&cmd, &mut conn);
+            store
+                .on_wire(1, async { run.await.map_err(store_error) })
+                .await
+        })
+        .await
     }
 
     /// `EVALSHA` built directly into one command buffer: a decision is the hot path, and
@@ -346,11 +358,11 @@ impl RedisStore {
     /// Runs the script; after `NOSCRIPT` (a new, restarted or flushed Redis) loads it
     /// and runs it again. Concurrent calls that meet `NOSCRIPT` together load it once:
     /// a thousand loads of a script are tens of milliseconds of Redis's time.
-    async fn run<C: ConnectionLike>(
+    async fn run<T: ::redis::FromRedisValue, C: ConnectionLike>(
         &self,
         cmd: &::redis::Cmd,
         conn: &mut C,
-    ) -> ::redis::RedisResult<Vec<i64>> {
+    ) -> ::redis::RedisResult<T> {
         let loads = self.scripts.loads();
         match cmd.query_async(conn).await {
             Err(err)
@@ -378,7 +390,7 @@ pub(super) mod protocol {
     /// charged the units of a "requests:units" cost.
     pub(crate) const UNIT_WINDOW: u8 = 8;
     /// decide.lua's reply integers per window (after allowed): verdict, remaining, reset
-    /// after us, next unit after us.
+    /// after us, next unit after us. A policy of one GCRA window replies one integer.
     pub(crate) const REPLY_PER_WINDOW: usize = 4;
     /// refund.lua's arguments per window (after the four leading ones).
     pub(crate) const REFUND_ARGS_PER_WINDOW: usize = 5;
@@ -398,11 +410,20 @@ fn key_count(policy: &Policy) -> usize {
             .count()
 }
 
-/// decide.lua's cost: one figure when every window is charged the same (always, on the
-/// one-GCRA-window fast path, unless `forced`), else "requests:units".
+/// The one window of a policy decide.lua takes in its short form (one GCRA window): fewer
+/// arguments to parse and one integer replied.
+fn short_gcra(policy: &Policy) -> Option<&Limit> {
+    match policy.limits() {
+        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => Some(limit),
+        _ => None,
+    }
+}
+
+/// decide.lua's cost: one figure when every window is charged the same (always, in the
+/// short form, unless `forced`), else "requests:units".
 fn push_cost(cmd: &mut ::redis::Cmd, policy: &Policy, cost: Cost, forced: bool) {
-    match (policy.limits(), cost.uniform(policy)) {
-        ([limit], _) if !forced && matches!(limit.algorithm(), Algorithm::Gcra { .. }) => {
+    match (short_gcra(policy), cost.uniform(policy)) {
+        (Some(limit), _) if !forced => {
             cmd.arg(cost.of(limit));
         }
         (_, Some(cost)) => {
@@ -417,12 +438,11 @@ fn push_cost(cmd: &mut ::redis::Cmd, policy: &Policy, cost: Cost, forced: bool) 
 /// decide.lua's arguments after the cost: the short form for one GCRA window, otherwise
 /// the window count and four arguments per window.
 fn push_policy_args(cmd: &mut ::redis::Cmd, policy: &Policy) {
-    match policy.limits() {
-        // The script's shorter form for its fast path: fewer arguments to parse.
-        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => {
+    match short_gcra(policy) {
+        Some(limit) => {
             cmd.arg("g").arg(limit.capacity()).arg(limit.emission_us());
         }
-        limits => push_windows(cmd, limits.len() as i64, limits),
+        None => push_windows(cmd, policy.limits().len() as i64, policy.limits()),
     }
 }
 
@@ -453,9 +473,17 @@ pub(super) fn policy_arg_count_forced(policy: &Policy) -> usize {
 
 /// How many arguments [`push_policy_args`] sends.
 fn policy_arg_count(policy: &Policy) -> usize {
-    match policy.limits() {
-        [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => 3,
-        limits => 1 + protocol::ARGS_PER_WINDOW * limits.len(),
+    match short_gcra(policy) {
+        Some(_) => 3,
+        None => 1 + protocol::ARGS_PER_WINDOW * policy.limits().len(),
+    }
+}
+
+/// How many integers decide.lua replies for one decision of `policy`.
+fn reply_len(policy: &Policy) -> usize {
+    match short_gcra(policy) {
+        Some(_) => 1,
+        None => 1 + protocol::REPLY_PER_WINDOW * policy.limits().len(),
     }
 }
 
@@ -481,7 +509,11 @@ pub(super) fn algorithm_code(algorithm: Algorithm) -> u8 {
     }
 }
 
-fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
+/// One decision of `cost` from its [`reply_len`] integers of decide.lua's reply.
+fn parse_reply(policy: &Policy, cost: Cost, reply: &[i64]) -> Result<Decision, Error> {
+    if let (Some(limit), &[backlog]) = (short_gcra(policy), reply) {
+        return gcra_decision(limit, cost.of(limit), backlog);
+    }
     let limits = policy.limits();
     if reply.len() != 1 + protocol::REPLY_PER_WINDOW * limits.len() {
         return Err(StoreError::Protocol(format!(
@@ -499,6 +531,28 @@ fn parse_reply(policy: &Policy, reply: &[i64]) -> Result<Decision, Error> {
     let decision = Decision::from_windows(windows);
     if decision.is_allowed() != (reply[0] == 1) {
         return Err(StoreError::Protocol("script verdicts disagree with its answer".into()).into());
+    }
+    Ok(decision)
+}
+
+/// A decision of one GCRA window from decide.lua's short reply: the backlog found before
+/// the cost, or `-1 - backlog` when the script denied it.
+fn gcra_decision(limit: &Limit, cost: u64, reply: i64) -> Result<Decision, Error> {
+    let (admitted, backlog) = if reply >= 0 {
+        (true, reply)
+    } else {
+        (false, -1 - reply)
+    };
+    let gcra = Gcra {
+        emission_us: limit.emission_us(),
+        capacity: limit.capacity(),
+    };
+    let mut decision = Decision::new();
+    decision.push(gcra.replay(backlog, cost));
+    if decision.is_allowed() != admitted {
+        return Err(
+            StoreError::Protocol("script verdict disagrees with its backlog".into()).into(),
+        );
     }
     Ok(decision)
 }
