@@ -28,14 +28,20 @@ local function refund(key_base, arg_base)
 --[[REFUND]]
 end
 
+-- An entry's counts, read by arithmetic as in decide.lua; the most common, '1', compared
+-- instead (an interned string compares by address, where parsing a number calls strtod).
+local function count(text)
+  if text == '1' then return 1 end
+  return text + 0
+end
+
 local reply = {batch_now}
 local replied = 1
 local key_at, arg_at = 1, 2
--- Numbers read by arithmetic, as in decide.lua.
 for _ = 1, ARGV[1] + 0 do
-  local key_count = ARGV[arg_at] + 0
+  local key_count = count(ARGV[arg_at])
   local arg_count = ARGV[arg_at + 1] + 0
-  local cost_count = ARGV[arg_at + 2] + 0
+  local cost_count = count(ARGV[arg_at + 2])
   local costs_at = arg_at + 3
   if cost_count == 0 then
     -- A settlement runs once per marker: a retried one finds its marker set.
