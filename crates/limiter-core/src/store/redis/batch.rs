@@ -2,11 +2,12 @@
 //! `decide.lua` for every cost of every decision entry, and `refund.lua` then a forced
 //! `decide.lua` for every settlement.
 
-use super::joint::{push_joint_args, split_joint};
+use super::joint::push_joint_args;
 use super::refund::{push_settle_args, settle_arg_count};
+use super::reply::{parse_parts, parse_reply, reply_len, windows_len};
 use super::{
-    key_count, parse_reply, policy_arg_count, protocol, push_cost, push_policy_args, reply_len,
-    store_error, Connection, RedisStore,
+    key_count, policy_arg_count, protocol, push_cost, push_policy_args, store_error, Connection,
+    RedisStore,
 };
 use crate::cost::Cost;
 use crate::decision::Decision;
@@ -207,14 +208,13 @@ fn parse_batch(entries: &[BatchEntry<'_>], reply: &[i64]) -> Result<Vec<Decided>
     let mut decided = Vec::with_capacity(entries.iter().map(BatchEntry::replies).sum());
     for entry in entries {
         if let BatchOp::Joint(parts) = entry.op {
-            let windows: usize = parts.iter().map(|(p, _, _)| p.limits().len()).sum();
-            let len = 1 + protocol::REPLY_PER_WINDOW * windows;
+            let len = 2 + parts.iter().map(|(p, _, _)| windows_len(p)).sum::<usize>();
             if rest.len() < len {
                 return Err(StoreError::Protocol("batch script replied too little".into()).into());
             }
             let (one, more) = rest.split_at(len);
-            let policies = parts.iter().map(|(policy, _, _)| policy);
-            decided.extend(split_joint(policies, one)?.into_iter().map(|d| (d, now)));
+            let policies = parts.iter().map(|(policy, _, cost)| (policy, *cost));
+            decided.extend(parse_parts(policies, one)?.into_iter().map(|d| (d, now)));
             rest = more;
             continue;
         }

@@ -33,10 +33,10 @@
 --   the tat was written under, so that a reload changing the rate re-expresses the
 --   backlog in units (src/algorithm/gcra.rs, Gcra::rebase) instead of misreading it.
 --   A legacy value, the tat alone, reads under the current emission.
--- Reply: allowed (1/0), then REPLY_PER_WINDOW per window: verdict (FITS, NEVER, else
---   retry after us), remaining, reset after us, next unit after us (until one unit more
---   than remaining is available; 0 when the window is full). The short form of one GCRA
---   window replies one integer instead (see its path below).
+-- Reply: allowed (1/0), the decision's time (us), then each window's state as found
+--   (one integer, two for a sliding counter, REPLY_PER_LOG figures for a sliding log:
+--   see the general path below). The short form of one GCRA window replies one integer
+--   (see its path below).
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 --[[CLOCK]]
@@ -50,7 +50,7 @@ local ALGORITHM_SLIDING_COUNTER = 4
 local ALGORITHM_SLIDING_LOG = 5
 local UNIT_WINDOW = 8
 local ARGS_PER_WINDOW = 4
-local REPLY_PER_WINDOW = 4
+local REPLY_PER_LOG = 4
 local FITS = -1
 local NEVER = -2
 -- Milliseconds added to every TTL: none in production (see `with_script_clock`).
@@ -159,44 +159,26 @@ if string.find(ARGV[1], ',', 1, true) then
       starts[window], lengths[window] = start, tat_length
       if start + emission * costs[window] - emission * capacity > now then allowed = false end
     end
-    local reply = {0}
+    -- The general path's reply (below): each window's tat as found.
+    local reply = {0, now}
     if allowed then reply[1] = 1 end
     for window = 1, count do
+      reply[2 + window] = starts[window]
       local at = 2 + (window - 1) * ARGS_PER_WINDOW
-      local capacity, emission = ARGV[at + 2] + 0, ARGV[at + 3] + 0
-      local tau, start = emission * capacity, starts[window]
+      local emission = ARGV[at + 3] + 0
       local increment = emission * costs[window]
-      local new_tat = start + increment
-      local verdict = FITS
-      if new_tat - tau > now then
-        verdict = new_tat - tau - now
-        if increment > tau then verdict = NEVER end
-      end
-      -- Admitted: what it took, written as the 'g' path writes; denied: what it found.
-      local shown = start
-      if allowed then
-        shown = new_tat
-        if increment > 0 then
-          local tat_text = string.format('%d', new_tat)
-          if lengths[window] == #tat_text
-              and (redis.call('PTTL', KEYS[window]) - TTL_EXTRA) * 1000 >= new_tat - now then
-            redis.call('SETRANGE', KEYS[window], '0', tat_text)
-          else
-            redis.call('SET', KEYS[window], tat_text .. ':' .. ARGV[at + 3], 'PX',
-              math.ceil((new_tat - now + tau) / 1000) + TTL_EXTRA)
-          end
+      if allowed and increment > 0 then
+        -- Written as the 'g' path writes.
+        local new_tat = starts[window] + increment
+        local tat_text = string.format('%d', new_tat)
+        if lengths[window] == #tat_text
+            and (redis.call('PTTL', KEYS[window]) - TTL_EXTRA) * 1000 >= new_tat - now then
+          redis.call('SETRANGE', KEYS[window], '0', tat_text)
+        else
+          redis.call('SET', KEYS[window], tat_text .. ':' .. ARGV[at + 3], 'PX',
+            math.ceil((new_tat - now + emission * (ARGV[at + 2] + 0)) / 1000) + TTL_EXTRA)
         end
       end
-      local room = tau - (shown - now)
-      local remaining = 0
-      if room > 0 then remaining = math.floor(room / emission) end
-      local next_unit = 0
-      if remaining < capacity then
-        next_unit = math.max(shown - now - (capacity - remaining - 1) * emission, 0)
-      end
-      local out = 1 + (window - 1) * REPLY_PER_WINDOW
-      reply[out + 1], reply[out + 2], reply[out + 3], reply[out + 4] =
-        verdict, remaining, math.max(shown - now, 0), next_unit
     end
     return reply
   end
@@ -210,8 +192,7 @@ local PERIOD_MONTH = 5
 local MINUTE = 60000000
 local HOUR = 3600000000
 local DAY = 86400000000
--- What the loop below keeps of each window: its figures, and what its commit writes.
-local VERDICTS_PER_WINDOW = 7
+-- What the loop below keeps of each window for its commit.
 local COMMIT_PER_WINDOW = 5
 
 local window_count = ARGV[2] + 0
@@ -240,62 +221,35 @@ end
 local function number_text(x) return string.format('%d', x) end
 local function ttl_ms(us) return math.max(math.ceil(us / 1000), 1) + TTL_EXTRA end
 
--- src/algorithm/gcra.rs: the verdict, held remaining, reset and next unit, taken
--- remaining, reset and next unit, new TAT, and the stored tat's length (as gcra_start's).
--- `emission_text` is the emission's ARGV text.
+-- src/algorithm/gcra.rs: whether the cost fits, the tat found (rebased: expressed under
+-- `emission`), the new tat, and the stored tat's length (as gcra_start's). `emission_text`
+-- is the emission's ARGV text.
 local function gcra(key, capacity, emission, emission_text)
-  local tau = emission * capacity
   local start, rebased, tat_length = gcra_start(redis.call('GET', key), emission, emission_text)
   if rebased then
     -- Written back at once whatever the verdict (a commit below overwrites it), as the
     -- in-memory store converts its slot in place.
     redis.call('SET', key, number_text(start) .. ':' .. emission_text, 'PX', ttl_ms(start - now))
   end
-  local increment = emission * cost
-  local new_tat = start + increment
-  local allow_at = new_tat - tau
-  local verdict
-  if allow_at <= now then
-    verdict = FITS
-  elseif increment > tau then
-    verdict = NEVER
-  else
-    verdict = allow_at - now
-  end
-  local held_remaining, taken_remaining = 0, 0
-  if tau - (start - now) > 0 then held_remaining = math.floor((tau - (start - now)) / emission) end
-  if tau - (new_tat - now) > 0 then taken_remaining = math.floor((tau - (new_tat - now)) / emission) end
-  local held_next, taken_next = 0, 0
-  if held_remaining < capacity then
-    held_next = math.max(start - now - (capacity - held_remaining - 1) * emission, 0)
-  end
-  if taken_remaining < capacity then
-    taken_next = math.max(new_tat - now - (capacity - taken_remaining - 1) * emission, 0)
-  end
-  return verdict, held_remaining, math.max(start - now, 0), held_next, taken_remaining,
-    math.max(new_tat - now, 0), taken_next, new_tat, tat_length
+  local new_tat = start + emission * cost
+  return new_tat - emission * capacity <= now, start, new_tat, tat_length
 end
 
--- src/algorithm/sliding_counter.rs: how long until `units` more fit with `counted` in the
--- current window, `elapsed` into it, and `previous` in the one before (the caller knows
--- they do not fit now).
-local function sliding_counter_wait(max, span, previous, elapsed, counted, units)
-  if counted + units <= max then
-    -- offset_where_fits(span, previous, max - counted - units) - elapsed
-    return math.max(span - math.floor((max - counted - units) * span / previous) - elapsed, 1)
-  end
-  return math.max(span - elapsed + span - math.floor((max - units) * span / counted), 1)
-end
-
--- Per window: the verdict, held remaining, reset and next unit, taken remaining, reset
--- and next unit at (window - 1) * VERDICTS_PER_WINDOW; what to write if every window
--- fits at (window - 1) * COMMIT_PER_WINDOW (`expire`: whether the key's TTL must be set,
--- false when the key already expires with the window it counts in; for GCRA, the stored
--- tat's length; then the window's cost).
+-- The reply, built as the windows are decided: allowed, the decision's time, then each
+-- window's state as found, from which the client derives every figure as the in-memory
+-- store does (src/store/redis/reply.rs): a GCRA window's tat (rebased), a fixed or
+-- calendar window's count in the current window, a sliding counter's current and previous
+-- counts. A sliding log, whose state is its entries, replies its figures instead: verdict
+-- (FITS, NEVER, else retry after us), remaining, reset after us, next unit after us (until
+-- one unit more than remaining is available), as it stands, or as taken when every window
+-- fits (src/algorithm/sliding_log.rs).
 -- Tables are sized by their constructors for two windows, the common multi-window policy
 -- (more grow): a table grown slot by slot is reallocated at every power of two, which cost
--- Redis more than the decision's arithmetic.
-local verdicts = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+-- Redis more than the decision's arithmetic. The reply's nils end it where its windows do.
+local reply = {0, now, nil, nil, nil, nil}
+local replied = 2
+-- Each sliding log's place in the reply and its taken figures, when there is one.
+local taken_logs
 local commit = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 local allowed = true
 local key_at = 1
@@ -310,16 +264,17 @@ for window = 1, window_count do
   if window_costs then cost = window_costs[window] end
   local max, span = ARGV[at + 2] + 0, ARGV[at + 3] + 0
   local key = KEYS[key_at]
-  local verdict, held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next
+  local fits, start
   local write1, write2, write3, expire = 0, 0, 0, true
 
   if algorithm == ALGORITHM_GCRA then
     -- write1: the new tat; expire: the stored tat's length.
-    verdict, held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next,
-      write1, expire = gcra(key, max, span, ARGV[at + 3])
+    fits, start, write1, expire = gcra(key, max, span, ARGV[at + 3])
+    replied = replied + 1
+    reply[replied] = start
   elseif algorithm == ALGORITHM_FIXED or algorithm == ALGORITHM_CALENDAR then
     -- src/algorithm/fixed_window.rs
-    local start, finish
+    local finish
     if algorithm == ALGORITHM_FIXED then
       start = now - math.fmod(now, span)
       finish = start + span
@@ -378,27 +333,14 @@ for window = 1, window_count do
       -- The write that started this window set the TTL to its end.
       expire = false
     end
-    local until_end = math.max(finish - now, 0)
-    if cost > max then
-      verdict = NEVER
-    elseif count + cost <= max then
-      verdict = FITS
-    else
-      verdict = until_end
-    end
-    held_remaining = math.max(max - count, 0)
-    held_reset = 0
-    if count > 0 then held_reset = until_end end
-    taken_remaining = math.max(max - count - cost, 0)
-    taken_reset = 0
-    if count + cost > 0 then taken_reset = until_end end
-    -- What is used comes back all at once, at the end of the window.
-    held_next, taken_next = held_reset, taken_reset
+    fits = count + cost <= max
+    replied = replied + 1
+    reply[replied] = count
     write1, write2, write3 = start, count + cost, finish
 
   elseif algorithm == ALGORITHM_SLIDING_COUNTER then
     -- src/algorithm/sliding_counter.rs
-    local start = now - math.fmod(now, span)
+    start = now - math.fmod(now, span)
     local state = redis.call('HMGET', key, 's', 'c', 'p')
     local stored = tonumber(state[1])
     local current, previous = 0, 0
@@ -409,36 +351,11 @@ for window = 1, window_count do
     elseif stored == start - span then
       previous = tonumber(state[2])
     end
-    local elapsed = now - start
     local weighted = 0
-    if previous > 0 then weighted = math.ceil(previous * (span - elapsed) / span) end
-    local used = weighted + current
-    if cost > max then
-      verdict = NEVER
-    elseif used + cost <= max then
-      verdict = FITS
-    else
-      verdict = sliding_counter_wait(max, span, previous, elapsed, current, cost)
-    end
-    -- A count in the current window resets when the next one ends; the previous
-    -- window's alone when this one ends.
-    local until_next_end = math.max(start + 2 * span - now, 0)
-    local until_end = 0
-    if previous > 0 then until_end = math.max(start + span - now, 0) end
-    held_remaining = math.max(max - used, 0)
-    held_reset = until_end
-    if current > 0 then held_reset = until_next_end end
-    taken_remaining = math.max(max - used - cost, 0)
-    taken_reset = until_end
-    if current + cost > 0 then taken_reset = until_next_end end
-    held_next, taken_next = 0, 0
-    if held_remaining < max then
-      held_next = sliding_counter_wait(max, span, previous, elapsed, current, held_remaining + 1)
-    end
-    if taken_remaining < max then
-      taken_next = sliding_counter_wait(max, span, previous, elapsed, current + cost,
-        taken_remaining + 1)
-    end
+    if previous > 0 then weighted = math.ceil(previous * (span - (now - start)) / span) end
+    fits = weighted + current + cost <= max
+    reply[replied + 1], reply[replied + 2] = current, previous
+    replied = replied + 2
     write1, write2, write3 = start, current + cost, previous
 
   else -- ALGORITHM_SLIDING_LOG
@@ -470,6 +387,7 @@ for window = 1, window_count do
       redis.call('ZREMRANGEBYSCORE', key, '-inf', number_text(now - span))
       redis.call('HSET', meta, 'n', number_text(sum))
     end
+    local verdict
     if cost > max then
       verdict = NEVER
     elseif sum + cost <= max then
@@ -478,6 +396,8 @@ for window = 1, window_count do
       -- When enough of the oldest entries will have left for the cost to fit.
       verdict = sliding_log_freed_after(key, span, now, sum + cost - max) or span
     end
+    fits = verdict == FITS
+    local held_remaining, held_reset, held_next, taken_remaining, taken_reset, taken_next
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
     held_remaining = math.max(max - sum, 0)
     held_reset = 0
@@ -503,18 +423,19 @@ for window = 1, window_count do
         taken_next = sliding_log_freed_after(key, span, now, taken_need) or span
       end
     end
+    reply[replied + 1], reply[replied + 2], reply[replied + 3], reply[replied + 4] =
+      verdict, held_remaining, held_reset, held_next
+    taken_logs = taken_logs or {}
+    taken_logs[#taken_logs + 1] = {replied, taken_remaining, taken_reset, taken_next}
+    replied = replied + REPLY_PER_LOG
     write1 = sum
   end
 
   key_at = key_at + 1
-  local out = VERDICTS_PER_WINDOW * (window - 1)
-  verdicts[out + 1], verdicts[out + 2], verdicts[out + 3], verdicts[out + 4] =
-    verdict, held_remaining, held_reset, held_next
-  verdicts[out + 5], verdicts[out + 6], verdicts[out + 7] = taken_remaining, taken_reset, taken_next
-  out = COMMIT_PER_WINDOW * (window - 1)
+  local out = COMMIT_PER_WINDOW * (window - 1)
   commit[out + 1], commit[out + 2], commit[out + 3], commit[out + 4] = write1, write2, write3, expire
   commit[out + 5] = cost
-  if verdict ~= FITS then allowed = false end
+  if not fits then allowed = false end
 end
 
 if (allowed or force) and (request_cost > 0 or unit_cost > 0) then
@@ -570,21 +491,13 @@ if (allowed or force) and (request_cost > 0 or unit_cost > 0) then
   end
 end
 
--- An admitted decision reports what it took, a denied one what it found: a window's
--- figures follow its verdict, the held ones first (REPLY_PER_WINDOW - 1 of them).
--- Sized for two windows; its nils end the reply where its windows do.
-local reply = {0, nil, nil, nil, nil, nil, nil, nil, nil}
-local shift = 1
+-- An admitted decision's sliding logs report what it took, a denied one's what it found.
 if allowed then
   reply[1] = 1
-  shift = REPLY_PER_WINDOW
-end
-for window = 1, window_count do
-  local out = VERDICTS_PER_WINDOW * (window - 1)
-  local at = 1 + REPLY_PER_WINDOW * (window - 1)
-  reply[at + 1] = verdicts[out + 1]
-  reply[at + 2] = verdicts[out + shift + 1]
-  reply[at + 3] = verdicts[out + shift + 2]
-  reply[at + 4] = verdicts[out + shift + 3]
+  if taken_logs then
+    for _, log in ipairs(taken_logs) do
+      reply[log[1] + 2], reply[log[1] + 3], reply[log[1] + 4] = log[2], log[3], log[4]
+    end
+  end
 end
 return reply

@@ -8,10 +8,11 @@ use std::collections::HashSet;
 
 use std::fmt::Write as _;
 
-use super::{key_count, protocol, script_args, window_state, Connection, RedisStore};
+use super::reply::parse_parts;
+use super::{key_count, script_args, Connection, RedisStore};
 use crate::cost::Cost;
-use crate::decision::{Decision, Windows};
-use crate::error::{Error, StoreError};
+use crate::decision::Decision;
+use crate::error::Error;
 use crate::joint::{Check, Joint};
 use crate::key;
 use crate::policy::Policy;
@@ -94,37 +95,6 @@ pub(super) fn push_joint_args<'p>(
     }
 }
 
-/// The joint reply as each policy's decision, every policy's (nothing was charged unless
-/// all admitted); a protocol error when the script's answer disagrees with them.
-pub(super) fn split_joint<'p>(
-    policies: impl Iterator<Item = &'p Policy> + Clone,
-    reply: &[i64],
-) -> Result<Vec<Decision>, Error> {
-    let windows: usize = policies.clone().map(|p| p.limits().len()).sum();
-    if reply.len() != 1 + protocol::REPLY_PER_WINDOW * windows {
-        return Err(StoreError::Protocol(format!(
-            "script replied {} integers for {windows} windows",
-            reply.len()
-        ))
-        .into());
-    }
-    let mut figures = reply[1..].chunks_exact(protocol::REPLY_PER_WINDOW);
-    let mut decisions = Vec::new();
-    for policy in policies {
-        let windows: Windows = policy
-            .limits()
-            .iter()
-            .zip(figures.by_ref())
-            .map(|(limit, figures)| window_state(limit, figures))
-            .collect();
-        decisions.push(Decision::from_windows(windows));
-    }
-    if decisions.iter().all(Decision::is_allowed) != (reply[0] == 1) {
-        return Err(StoreError::Protocol("script verdicts disagree with its answer".into()).into());
-    }
-    Ok(decisions)
-}
-
 /// Each policy's decision as a [`Joint`]: every one when admitted; when denied, up to the
 /// first policy that refused.
 pub(super) fn joint_of(mut decisions: Vec<Decision>) -> Joint {
@@ -135,8 +105,8 @@ pub(super) fn joint_of(mut decisions: Vec<Decision>) -> Joint {
 }
 
 fn parse_joint(checks: &[Check<'_>], reply: &[i64]) -> Result<Joint, Error> {
-    Ok(joint_of(split_joint(
-        checks.iter().map(|c| c.policy),
+    Ok(joint_of(parse_parts(
+        checks.iter().map(|c| (c.policy, c.cost)),
         reply,
     )?))
 }

@@ -39,6 +39,7 @@ mod io;
 mod joint;
 mod memory_guard;
 mod refund;
+mod reply;
 mod scripts;
 mod wire;
 
@@ -48,14 +49,14 @@ pub use self::breaker::{BreakerConfig, BreakerState};
 use self::io::IoThread;
 pub use self::memory_guard::MemoryGuard;
 use self::memory_guard::MemoryState;
+use self::reply::{gcra_decision, parse_reply};
 use self::scripts::{ScriptClock, Scripts};
 use self::wire::Wire;
 pub use self::wire::{DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};
 use super::{LeaseStore, Store};
-use crate::algorithm::gcra::Gcra;
 use crate::connection::Connection;
 use crate::cost::Cost;
-use crate::decision::{Decision, Verdict, WindowState, Windows};
+use crate::decision::Decision;
 use crate::error::{Error, StoreConfigError, StoreError};
 use crate::joint::{Check, Joint};
 use crate::key;
@@ -389,9 +390,9 @@ pub(super) mod protocol {
     /// Added to a window's algorithm code in decide.lua's arguments when the window is
     /// charged the units of a "requests:units" cost.
     pub(crate) const UNIT_WINDOW: u8 = 8;
-    /// decide.lua's reply integers per window (after allowed): verdict, remaining, reset
-    /// after us, next unit after us. A policy of one GCRA window replies one integer.
-    pub(crate) const REPLY_PER_WINDOW: usize = 4;
+    /// decide.lua's reply integers for a sliding log window: verdict, remaining, reset
+    /// after us, next unit after us (other windows reply their state: see `reply.rs`).
+    pub(crate) const REPLY_PER_LOG: usize = 4;
     /// refund.lua's arguments per window (after the four leading ones).
     pub(crate) const REFUND_ARGS_PER_WINDOW: usize = 5;
     /// A window's verdict in a reply: the cost fits.
@@ -412,7 +413,7 @@ fn key_count(policy: &Policy) -> usize {
 
 /// The one window of a policy decide.lua takes in its short form (one GCRA window): fewer
 /// arguments to parse and one integer replied.
-fn short_gcra(policy: &Policy) -> Option<&Limit> {
+pub(super) fn short_gcra(policy: &Policy) -> Option<&Limit> {
     match policy.limits() {
         [limit] if matches!(limit.algorithm(), Algorithm::Gcra { .. }) => Some(limit),
         _ => None,
@@ -479,14 +480,6 @@ fn policy_arg_count(policy: &Policy) -> usize {
     }
 }
 
-/// How many integers decide.lua replies for one decision of `policy`.
-fn reply_len(policy: &Policy) -> usize {
-    match short_gcra(policy) {
-        Some(_) => 1,
-        None => 1 + protocol::REPLY_PER_WINDOW * policy.limits().len(),
-    }
-}
-
 /// The script's four arguments for one window: algorithm code, max (GCRA: capacity),
 /// window in us (GCRA: emission interval), calendar period code.
 fn script_args(limit: &Limit) -> (u8, u64, i64, u8) {
@@ -506,70 +499,6 @@ pub(super) fn algorithm_code(algorithm: Algorithm) -> u8 {
         Algorithm::Calendar(_) => protocol::ALGORITHM_CALENDAR,
         Algorithm::SlidingWindow => protocol::ALGORITHM_SLIDING_COUNTER,
         Algorithm::SlidingLog => protocol::ALGORITHM_SLIDING_LOG,
-    }
-}
-
-/// One decision of `cost` from its [`reply_len`] integers of decide.lua's reply.
-fn parse_reply(policy: &Policy, cost: Cost, reply: &[i64]) -> Result<Decision, Error> {
-    if let (Some(limit), &[backlog]) = (short_gcra(policy), reply) {
-        return gcra_decision(limit, cost.of(limit), backlog);
-    }
-    let limits = policy.limits();
-    if reply.len() != 1 + protocol::REPLY_PER_WINDOW * limits.len() {
-        return Err(StoreError::Protocol(format!(
-            "script replied {} integers for {} windows",
-            reply.len(),
-            limits.len()
-        ))
-        .into());
-    }
-    let windows: Windows = limits
-        .iter()
-        .zip(reply[1..].chunks_exact(protocol::REPLY_PER_WINDOW))
-        .map(|(limit, figures)| window_state(limit, figures))
-        .collect();
-    let decision = Decision::from_windows(windows);
-    if decision.is_allowed() != (reply[0] == 1) {
-        return Err(StoreError::Protocol("script verdicts disagree with its answer".into()).into());
-    }
-    Ok(decision)
-}
-
-/// A decision of one GCRA window from decide.lua's short reply: the backlog found before
-/// the cost, or `-1 - backlog` when the script denied it.
-fn gcra_decision(limit: &Limit, cost: u64, reply: i64) -> Result<Decision, Error> {
-    let (admitted, backlog) = if reply >= 0 {
-        (true, reply)
-    } else {
-        (false, -1 - reply)
-    };
-    let gcra = Gcra {
-        emission_us: limit.emission_us(),
-        capacity: limit.capacity(),
-    };
-    let mut decision = Decision::new();
-    decision.push(gcra.replay(backlog, cost));
-    if decision.is_allowed() != admitted {
-        return Err(
-            StoreError::Protocol("script verdict disagrees with its backlog".into()).into(),
-        );
-    }
-    Ok(decision)
-}
-
-/// One window of a decide.lua reply: verdict, remaining, reset after us, next unit after us.
-fn window_state(limit: &Limit, figures: &[i64]) -> WindowState {
-    WindowState {
-        limit: limit.capacity(),
-        remaining: figures[1].max(0) as u64,
-        reset_after_us: figures[2].max(0) as u64,
-        next_unit_us: figures[3].max(0) as u64,
-        verdict: match figures[0] {
-            protocol::FITS => Verdict::Fits,
-            protocol::NEVER => Verdict::Never,
-            us => Verdict::RetryAfterUs(us.max(1) as u64),
-        }
-        .into(),
     }
 }
 

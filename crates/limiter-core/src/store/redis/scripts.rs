@@ -178,7 +178,7 @@ mod tests {
             }
         }
         assert_defines(DECIDE, "ARGS_PER_WINDOW", ARGS_PER_WINDOW);
-        assert_defines(DECIDE, "REPLY_PER_WINDOW", REPLY_PER_WINDOW);
+        assert_defines(DECIDE, "REPLY_PER_LOG", REPLY_PER_LOG);
         assert_defines(DECIDE, "FITS", FITS);
         assert_defines(DECIDE, "NEVER", NEVER);
         assert_defines(REFUND, "REFUND_ARGS_PER_WINDOW", REFUND_ARGS_PER_WINDOW);
