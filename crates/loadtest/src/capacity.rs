@@ -2,6 +2,8 @@
 //! (2M during the spike): instances = rate x CPU per request, Redis shards = rate x
 //! Redis CPU per request, each core kept under `UTILIZATION`.
 
+use std::collections::BTreeMap;
+
 use crate::sample::Sample;
 
 /// The busiest a core may run: the Redis CPU target (70%), applied to the
@@ -9,7 +11,7 @@ use crate::sample::Sample;
 pub const UTILIZATION: f64 = 0.7;
 
 /// Totals over a window.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Costs {
     /// Requests answered in the window.
     pub requests: u64,
@@ -21,6 +23,8 @@ pub struct Costs {
     pub redis_commands: u64,
     /// Decision script calls (EVALSHA/EVAL): one per batch of decisions.
     pub redis_scripts: u64,
+    /// Calls per command name.
+    pub calls: BTreeMap<String, u64>,
 }
 
 impl Costs {
@@ -39,6 +43,10 @@ impl Costs {
                 c.redis_cpu_s += (y.cpu_s - x.cpu_s).max(0.0);
                 c.redis_commands += y.commands.saturating_sub(x.commands);
                 c.redis_scripts += y.scripts.saturating_sub(x.scripts);
+                for (name, &n) in &y.calls {
+                    let before = x.calls.get(name).copied().unwrap_or(0);
+                    *c.calls.entry(name.clone()).or_default() += n.saturating_sub(before);
+                }
             }
         }
         for (x, y) in a.instance_cpu_s.iter().zip(&b.instance_cpu_s) {
@@ -73,6 +81,18 @@ impl Costs {
     /// cache spare Redis.
     pub fn scripts_per_request(&self) -> f64 {
         per(self.redis_scripts as f64, self.requests)
+    }
+
+    /// The commands sent most per request: (name, calls per request), most first.
+    pub fn top_commands(&self, n: usize) -> Vec<(String, f64)> {
+        let mut top: Vec<(String, f64)> = self
+            .calls
+            .iter()
+            .map(|(name, &calls)| (name.clone(), per(calls as f64, self.requests)))
+            .collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        top.truncate(n);
+        top
     }
 
     /// Requests one fully busy core serves.
@@ -113,6 +133,7 @@ mod tests {
                 commands,
                 scripts,
                 keys: 0,
+                calls: BTreeMap::from([("evalsha".to_string(), scripts)]),
             })
         };
         let a = Sample {
@@ -133,6 +154,7 @@ mod tests {
         assert_eq!(c.redis_us(), 50.0);
         assert_eq!(c.redis_us_per_command(), 500.0);
         assert_eq!(c.scripts_per_request(), 0.05);
+        assert_eq!(c.calls["evalsha"], 500);
     }
 
     #[test]

@@ -49,35 +49,71 @@ pub struct Targets {
     pub policy_path: PathBuf,
 }
 
+/// A fault's disturbance: from its start to its end plus `SETTLE` (the instances'
+/// breakers probe again and their queues drain), in seconds since the run started.
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub from: f64,
+    pub to: f64,
+    pub what: String,
+}
+
+/// Time allowed after a fault ends before the run counts as undisturbed again.
+const SETTLE: f64 = 2.0;
+
+/// The moments and the windows of the faults.
+#[derive(Default)]
+pub struct FaultLog {
+    pub marks: Vec<Mark>,
+    pub windows: Vec<Window>,
+}
+
+impl FaultLog {
+    fn mark(&mut self, start: Instant, label: String) -> f64 {
+        let t = start.elapsed().as_secs_f64();
+        println!("fault   t={t:>6.1}s  {label}");
+        self.marks.push(Mark { t, label });
+        t
+    }
+
+    fn window(&mut self, from: f64, to: f64, what: &str) {
+        self.windows.push(Window {
+            from,
+            to: to + SETTLE,
+            what: what.to_string(),
+        });
+    }
+}
+
 /// Runs the faults from `phase_start` (an instant of the run that started at `start`),
-/// those that fit in `phase_s`; returns their moments.
-pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64) -> Vec<Mark> {
-    let mut marks = Vec::new();
-    let mut mark = |label: String| {
-        let m = Mark {
-            t: start.elapsed().as_secs_f64(),
-            label,
-        };
-        println!("fault   t={:>6.1}s  {}", m.t, m.label);
-        marks.push(m);
-    };
+/// those that fit in `phase_s`; returns their moments and windows.
+pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64) -> FaultLog {
+    let mut log = FaultLog::default();
     let at = |s: u64| tokio::time::sleep_until((phase_start + Duration::from_secs(s)).into());
 
     if KILL_AT + 10 <= phase_s {
         at(KILL_AT).await;
         let cluster = t.topology.cluster();
-        let killed = tokio::task::spawn_blocking(move || {
-            let mut c = topology::lock(&cluster);
-            let url = c.kill_master(0);
-            (url, c.wait_for_failover(FAILOVER_TIMEOUT))
-        })
-        .await;
+        let killed = tokio::task::spawn_blocking(move || topology::lock(&cluster).kill_master(0)).await;
         match killed {
-            Ok((url, Ok(took))) => {
-                mark(format!("master {url} killed {:.1}s ago: replica promoted", took.as_secs_f64()));
+            Ok(url) => {
+                let from = log.mark(start, format!("master {url} killed"));
+                let cluster = t.topology.cluster();
+                let waited = tokio::task::spawn_blocking(move || {
+                    topology::lock(&cluster).wait_for_failover(FAILOVER_TIMEOUT)
+                })
+                .await;
+                let label = match waited {
+                    Ok(Ok(took)) => format!("replica promoted, {:.1} s after the kill", took.as_secs_f64()),
+                    Ok(Err(why)) => why,
+                    Err(e) => format!("waiting for the failover: {e}"),
+                };
+                let to = log.mark(start, label);
+                log.window(from, to, "master killed, replica promoted");
             }
-            Ok((url, Err(why))) => mark(format!("master {url} killed; {why}")),
-            Err(e) => mark(format!("kill master: {e}")),
+            Err(e) => {
+                log.mark(start, format!("kill master: {e}"));
+            }
         }
     }
     if STALL_AT + 5 <= phase_s {
@@ -97,41 +133,47 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
                 .map(|()| port)
         })
         .await;
-        match stalled {
-            Ok(Some(port)) => mark(format!("node :{port} stalled (CLIENT PAUSE {STALL:?} ALL)")),
-            _ => mark("stall: no master answered".into()),
+        if let Ok(Some(port)) = stalled {
+            let from = log.mark(start, format!("master :{port} stalled (CLIENT PAUSE {STALL:?} ALL)"));
+            log.window(from, from + STALL.as_secs_f64(), "a master stalled 3 s");
+        } else {
+            log.mark(start, "stall: no master answered".into());
         }
     }
     if CUT_AT + CUT.as_secs() <= phase_s {
         at(CUT_AT).await;
         t.topology.set_partitioned(true);
-        mark(format!("instance {} partitioned from Redis (proxy blackhole)", t.proxied));
+        let from = log.mark(start, format!("instance {} partitioned from Redis (proxy blackhole)", t.proxied));
         tokio::time::sleep(CUT).await;
         t.topology.set_partitioned(false);
-        mark(format!("instance {} link healed", t.proxied));
+        let to = log.mark(start, format!("instance {} link healed", t.proxied));
+        log.window(from, to, "one instance partitioned 5 s");
     }
     if STORM_AT + STORM.as_secs() <= phase_s {
         at(STORM_AT).await;
         t.storm.set(true, t.stormed);
-        mark(format!("memory pressure on instance {}: fresh-address storm", t.stormed));
+        let from = log.mark(start, format!("memory pressure on instance {}: fresh-address storm", t.stormed));
         tokio::time::sleep(STORM).await;
         t.storm.set(false, t.stormed);
-        mark(format!("storm over: {} fresh addresses", t.storm.addresses()));
+        let to = log.mark(start, format!("storm over: {} fresh addresses", t.storm.addresses()));
+        log.window(from, to, "memory-pressure storm");
     }
     if RELOAD_AT + 5 <= phase_s {
         at(RELOAD_AT).await;
         let before = reloads(&t.instances).await;
-        match t.policy.write(&t.policy_path, true) {
-            Ok(()) => mark("policy file rewritten (reload)".into()),
-            Err(e) => mark(format!("policy rewrite failed: {e}")),
-        }
+        let written = t.policy.write(&t.policy_path, true);
+        let from = match written {
+            Ok(()) => log.mark(start, "policy file rewritten (reload)".into()),
+            Err(e) => log.mark(start, format!("policy rewrite failed: {e}")),
+        };
         // The instances poll the file every 200 ms.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = reloads(&t.instances).await;
         let reloaded = before.iter().zip(&after).filter(|(b, a)| a > b).count();
-        mark(format!("{reloaded} of {} instances reloaded", t.instances.len()));
+        let to = log.mark(start, format!("{reloaded} of {} instances reloaded", t.instances.len()));
+        log.window(from, to, "policy reload");
     }
-    marks
+    log
 }
 
 /// Each instance's successful reloads so far (0 when its metrics do not answer).

@@ -24,11 +24,11 @@ pub enum InstanceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("instance {index} on {addr} did not serve /metrics within {START_TIMEOUT:?}; its log: {log}")]
+    #[error("instance {index} on {addr} did not serve /metrics within {START_TIMEOUT:?}; the end of its log:\n{log}")]
     NotReady {
         index: usize,
         addr: SocketAddr,
-        log: PathBuf,
+        log: String,
     },
     #[error("no free loopback port: {0}")]
     Port(std::io::Error),
@@ -101,6 +101,10 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         instance.kill();
+        // The log lives in the run's temporary directory, removed at exit: quote it.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let log = lines[lines.len().saturating_sub(10)..].join("\n");
         Err(InstanceError::NotReady { index, addr, log })
     }
 

@@ -53,8 +53,8 @@ fn redis_cpu(samples: &[Sample], nodes: usize) -> Vec<Vec<(f64, f64)>> {
     for w in samples.windows(2) {
         let dt = w[1].t - w[0].t;
         for (n, points) in series.iter_mut().enumerate() {
-            let a = w[0].nodes.get(n).copied().flatten().map(|c| c.cpu_s);
-            let b = w[1].nodes.get(n).copied().flatten().map(|c| c.cpu_s);
+            let a = w[0].nodes.get(n).cloned().flatten().map(|c| c.cpu_s);
+            let b = w[1].nodes.get(n).cloned().flatten().map(|c| c.cpu_s);
             if let Some(r) = sample::rate(a, b, dt) {
                 points.push((w[1].t, r * 100.0));
             }
@@ -68,8 +68,8 @@ fn redis_commands(samples: &[Sample], node: usize) -> Vec<f64> {
     samples
         .windows(2)
         .filter_map(|w| {
-            let a = w[0].nodes.get(node).copied().flatten().map(|c| c.commands as f64);
-            let b = w[1].nodes.get(node).copied().flatten().map(|c| c.commands as f64);
+            let a = w[0].nodes.get(node).cloned().flatten().map(|c| c.commands as f64);
+            let b = w[1].nodes.get(node).cloned().flatten().map(|c| c.commands as f64);
             sample::rate(a, b, w[1].t - w[0].t)
         })
         .collect()
@@ -83,22 +83,43 @@ fn mean(xs: &[f64]) -> f64 {
     }
 }
 
-/// Per-phase totals, in the schedule's order.
-fn phases(o: &Outcome) -> Vec<(Phase, u64, Second)> {
-    let mut out: Vec<(Phase, u64, Second)> = Vec::new();
+/// Per-phase totals, in the schedule's order, as (name, seconds, totals); the phase with
+/// the faults also without the seconds its faults disturbed.
+fn phases(o: &Outcome) -> Vec<(String, u64, Second)> {
+    let mut out: Vec<(String, u64, Second)> = Vec::new();
+    let mut add = |name: String, second: &Second| match out.iter_mut().find(|(p, _, _)| *p == name) {
+        Some((_, n, total)) => {
+            *n += 1;
+            total.add(second);
+        }
+        None => out.push((name, 1, second.clone())),
+    };
     for (s, second) in o.seconds.iter().enumerate() {
         let Some(phase) = o.schedule.phase(s as u64) else {
             continue;
         };
-        match out.iter_mut().find(|(p, _, _)| *p == phase) {
-            Some((_, n, total)) => {
-                *n += 1;
-                total.add(second);
-            }
-            None => out.push((phase, 1, second.clone())),
+        add(phase.name().to_string(), second);
+        if phase == Phase::Faults && !disturbed(o, s as f64, s as f64 + 1.0) {
+            add(format!("{}, outside the fault windows", phase.name()), second);
         }
     }
     out
+}
+
+/// Whether `[from, to)` overlaps a fault's window.
+fn disturbed(o: &Outcome, from: f64, to: f64) -> bool {
+    o.windows.iter().any(|w| to > w.from && from < w.to)
+}
+
+/// The seconds overlapping `[from, to)`, added up.
+fn during(o: &Outcome, from: f64, to: f64) -> Second {
+    let mut total = Second::default();
+    for (s, second) in o.seconds.iter().enumerate() {
+        if (s as f64 + 1.0) > from && (s as f64) < to {
+            total.add(second);
+        }
+    }
+    total
 }
 
 /// Writes the report and the charts into `dir`; returns the report's path.
@@ -108,7 +129,7 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<std::path::PathBuf, ReportError>
     let mut md = String::new();
     header(&mut md, o);
     let phases = phases(o);
-    phase_table(&mut md, o, &phases);
+    phase_table(&mut md, &phases);
     faults_section(&mut md, o);
     accuracy_section(&mut md, o);
     redis_section(&mut md, o);
@@ -155,6 +176,11 @@ fn header(md: &mut String, o: &Outcome) {
     let _ = writeln!(md, "| date | {} |", date());
     let _ = writeln!(
         md,
+        "| load average (1, 5, 15 min) | {} at the start, {} at the end of the traffic: the machine is shared, and other work competes for its cores |",
+        o.load.0, o.load.1
+    );
+    let _ = writeln!(
+        md,
         "| setup | {} demo instances (release build), tracing {} (every decision's `ratelimit.decide` span recorded: `RUST_LOG=info,limiter_tower=debug`, JSON logs); a 3-master + 3-replica Redis Cluster ({}); store `redis_cluster` with leases {}, local cache 2,000 keys, failure mode, breaker and batching at their defaults |",
         o.args.instances,
         if o.args.tracing { "on" } else { "off" },
@@ -183,7 +209,7 @@ fn redis_version() -> String {
         .unwrap_or_else(|| "Redis".into())
 }
 
-fn phase_table(md: &mut String, o: &Outcome, phases: &[(Phase, u64, Second)]) {
+fn phase_table(md: &mut String, phases: &[(String, u64, Second)]) {
     let _ = writeln!(
         md,
         "\n## Per phase\n\nLost: no answer within 2 s, a connection error, or a 5xx other than 503. Degraded: answers with `RateLimit-Degraded` (decided by the failure mode). Shed: 503.\n"
@@ -195,7 +221,7 @@ fn phase_table(md: &mut String, o: &Outcome, phases: &[(Phase, u64, Second)]) {
         let _ = writeln!(
             md,
             "| {} | {n} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
-            phase.name(),
+            phase,
             s.sent as f64 / secs,
             (s.sent - s.lost) as f64 / secs,
             s.ok,
@@ -211,7 +237,6 @@ fn phase_table(md: &mut String, o: &Outcome, phases: &[(Phase, u64, Second)]) {
             yes(s.lost == 0)
         );
     }
-    let _ = o;
 }
 
 fn faults_section(md: &mut String, o: &Outcome) {
@@ -225,6 +250,28 @@ fn faults_section(md: &mut String, o: &Outcome) {
     );
     for (i, m) in o.marks.iter().enumerate() {
         let _ = writeln!(md, "| F{} | {:.1} | {} |", i + 1, m.t, m.label);
+    }
+    let _ = writeln!(
+        md,
+        "\nEach fault's window (its start to its end plus 2 s), by scheduled second: what the clients saw.\n\n| fault | seconds | requests | degraded | shed | lost | p50 ms | p99 ms | p99.9 ms |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for w in &o.windows {
+        let s = during(o, w.from, w.to);
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} to {:.1} | {} | {} ({:.0}%) | {} | {} | {:.2} | {:.2} | {:.2} |",
+            w.what,
+            w.from,
+            w.to,
+            s.sent,
+            s.degraded,
+            100.0 * s.degraded as f64 / s.sent.max(1) as f64,
+            s.shed,
+            s.lost,
+            s.ms(0.5),
+            s.ms(0.99),
+            s.ms(0.999)
+        );
     }
 }
 
@@ -274,23 +321,21 @@ fn redis_section(md: &mut String, o: &Outcome) {
     let _ = writeln!(md, "\n## Redis\n\nCPU% of each node (used_cpu_sys + used_cpu_user per second) and commands/s, over the whole run. Roles at the start; a killed node stops reporting.\n");
     let _ = writeln!(md, "| node | role at start | role at end | mean CPU% | max CPU% | mean commands/s | keys at end | CPU < 70% |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-    let mut worst: f64 = 0.0;
     for (n, port) in o.ports.iter().enumerate() {
         let values: Vec<f64> = cpu[n].iter().map(|p| p.1).collect();
         let max = values.iter().copied().fold(0.0, f64::max);
-        worst = worst.max(max);
         let role = |masters: &[usize]| if masters.contains(&n) { "master" } else { "replica" };
         let keys = o
             .samples
             .iter()
             .rev()
-            .find_map(|s| s.nodes.get(n).copied().flatten())
+            .find_map(|s| s.nodes.get(n).cloned().flatten())
             .map_or(0, |c| c.keys);
         let _ = writeln!(
             md,
             "| :{port} | {} | {} | {:.1} | {:.1} | {:.0} | {keys} | {} |",
             role(&o.masters),
-            if o.samples.last().and_then(|s| s.nodes.get(n).copied().flatten()).is_none() {
+            if o.samples.last().and_then(|s| s.nodes.get(n).cloned().flatten()).is_none() {
                 "down"
             } else {
                 role(&o.masters_at_end)
@@ -304,7 +349,7 @@ fn redis_section(md: &mut String, o: &Outcome) {
     let keys_at_end: u64 = o
         .masters_at_end
         .iter()
-        .filter_map(|&n| o.samples.last()?.nodes.get(n).copied().flatten())
+        .filter_map(|&n| o.samples.last()?.nodes.get(n).cloned().flatten())
         .map(|c| c.keys)
         .sum();
     let _ = writeln!(
@@ -312,7 +357,6 @@ fn redis_section(md: &mut String, o: &Outcome) {
         "\nKeys on the masters at the end: {keys_at_end}, for {} distinct (policy, key) pairs the traffic touched (the live set: every window is an hour, longer than the run).",
         o.live_keys
     );
-    let _ = worst;
 }
 
 /// (mean RSS over the first `n` samples from `from`, mean over the last `n`) per instance.
@@ -320,7 +364,7 @@ fn rss_span(samples: &[Sample], from: f64, n: usize, instance: usize) -> Option<
     let values: Vec<f64> = samples
         .iter()
         .filter(|s| s.t >= from)
-        .filter_map(|s| s.rss_mib.get(instance).copied().flatten())
+        .filter_map(|s| s.rss_mib.get(instance).cloned().flatten())
         .collect();
     if values.len() < 2 {
         return None;
@@ -342,7 +386,7 @@ fn rss_section(md: &mut String, o: &Outcome) {
         let max = o
             .samples
             .iter()
-            .filter_map(|s| s.rss_mib.get(i).copied().flatten())
+            .filter_map(|s| s.rss_mib.get(i).cloned().flatten())
             .fold(0.0, f64::max);
         if let Some((first, last)) = rss_span(&o.samples, warm, 30, i) {
             let growth = 100.0 * (last - first) / first;
@@ -382,6 +426,16 @@ fn capacity_section(md: &mut String, o: &Outcome) {
         row(md, &format!("probe, tracing {}", if *tracing { "on" } else { "off" }), c);
     }
     let Some(c) = &o.steady else { return };
+    let top: Vec<String> = c
+        .top_commands(6)
+        .iter()
+        .map(|(name, n)| format!("`{}` {n:.3}", name.to_uppercase()))
+        .collect();
+    let _ = writeln!(
+        md,
+        "\nRedis commands per request in the steady row, by command (`INFO commandstats` of the masters): {}.",
+        top.join(", ")
+    );
     let (inst_us, redis_us) = (c.instance_us(), c.redis_us());
     let _ = writeln!(
         md,
@@ -468,7 +522,7 @@ fn draw_charts(o: &Outcome, dir: &Path, stem: &str) -> Result<Vec<(String, Strin
             let points = o
                 .samples
                 .iter()
-                .filter_map(|s| Some((s.t, s.rss_mib.get(i).copied().flatten()?)))
+                .filter_map(|s| Some((s.t, s.rss_mib.get(i).cloned().flatten()?)))
                 .collect();
             series(&format!("instance {i}"), points)
         })

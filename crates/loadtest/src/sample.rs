@@ -1,13 +1,14 @@
 //! Once a second: every Redis node's CPU and command counters (`INFO`), every instance's
 //! RSS and CPU (/proc).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::instances::Instance;
 use crate::topology;
 
 /// A node's cumulative counters at one moment.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeCounters {
     /// used_cpu_sys + used_cpu_user, seconds.
     pub cpu_s: f64,
@@ -17,6 +18,8 @@ pub struct NodeCounters {
     pub scripts: u64,
     /// Keys held (`db0:keys`): what the limiter stores on this node.
     pub keys: u64,
+    /// Calls per command (`INFO commandstats`), lower-case names.
+    pub calls: BTreeMap<String, u64>,
 }
 
 /// One second's readings.
@@ -56,6 +59,9 @@ pub fn parse_info(info: &str) -> NodeCounters {
                 "cmdstat_evalsha" | "cmdstat_eval" => c.scripts += calls(value),
                 "db0" => c.keys = field(value, "keys="),
                 _ => {}
+            }
+            if let Some(command) = name.strip_prefix("cmdstat_") {
+                c.calls.insert(command.to_string(), calls(value));
             }
         }
     }
@@ -122,5 +128,6 @@ mod tests {
         assert_eq!(c.commands, 1234);
         assert_eq!(c.scripts, 103);
         assert_eq!(c.keys, 42);
+        assert_eq!(c.calls.get("info"), Some(&7));
     }
 }

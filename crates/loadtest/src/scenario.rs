@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::accuracy::{self, Accuracy};
 use crate::args::Args;
 use crate::capacity::Costs;
-use crate::faults::{self, Mark};
+use crate::faults::{self, FaultLog, Mark, Window};
 use crate::flood::{self, FloodResult};
 use crate::identities::Identities;
 use crate::instances::{self, Instance, InstanceError, Launch};
@@ -56,6 +56,9 @@ pub struct Outcome {
     pub seconds: Vec<Second>,
     pub samples: Vec<Sample>,
     pub marks: Vec<Mark>,
+    pub windows: Vec<Window>,
+    /// /proc/loadavg at the start and at the end: the machine may be shared.
+    pub load: (String, String),
     pub accuracy: BTreeMap<Endpoint, Accuracy>,
     /// Seconds from the first scheduled request to the end of the traffic.
     pub run_s: f64,
@@ -171,11 +174,13 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
                 };
                 faults::run(targets, start, start + Duration::from_secs(s), args.duration_s).await
             }
-            _ => Vec::new(),
+            _ => FaultLog::default(),
         }
     };
     let sampler = sample_until_done(start, &schedule, &ports, &instances, &recorder, done_rx);
-    let ((), marks, samples) = tokio::join!(traffic, fault_run, sampler);
+    let load_start = loadavg();
+    let ((), log, samples) = tokio::join!(traffic, fault_run, sampler);
+    let load = (load_start, loadavg());
     let run_s = start.elapsed().as_secs_f64();
     let seconds = recorder.seconds();
     let keys = recorder.keys();
@@ -193,6 +198,15 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         let flood = flood::run(&addrs, args.flood_conns, args.flood_limit).await;
         println!("flood: {flood:?}");
         drop(instances);
+        // An instance does not start while a node its file lists is down (the store's
+        // memory guard connects to every listed node at start-up), so the restarted
+        // instances get a file that lists the running nodes only.
+        let live = Policy {
+            nodes: topology.live_node_urls(),
+            ..*policy
+        };
+        live.write(&policy_path, true)
+            .map_err(io("writing the policy file"))?;
         let mut probes = Vec::new();
         for tracing in [!args.tracing, args.tracing] {
             let launch = Launch { tracing, ..launch };
@@ -205,7 +219,9 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         schedule,
         seconds,
         samples,
-        marks,
+        marks: log.marks,
+        windows: log.windows,
+        load,
         accuracy,
         run_s,
         flood,
@@ -218,6 +234,13 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         stormed,
         live_keys,
     })
+}
+
+/// The load averages (1, 5, 15 minutes) from /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// Samples once a second until the traffic is done, printing a progress line each time.
@@ -258,7 +281,7 @@ fn progress(now: &Sample, last: &Sample, schedule: &Schedule, recorder: &Recorde
         .nodes
         .iter()
         .zip(&last.nodes)
-        .filter_map(|(b, a)| sample::rate(a.map(|a| a.cpu_s), b.map(|b| b.cpu_s), dt))
+        .filter_map(|(b, a)| sample::rate(a.as_ref().map(|a| a.cpu_s), b.as_ref().map(|b| b.cpu_s), dt))
         .fold(0.0, f64::max);
     let rss: f64 = now.rss_mib.iter().flatten().sum();
     println!(

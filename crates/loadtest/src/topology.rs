@@ -107,6 +107,16 @@ impl Topology {
             .collect()
     }
 
+    /// The running nodes as the instances name them (a killed master is left out).
+    pub fn live_node_urls(&self) -> Vec<String> {
+        lock(&self.cluster)
+            .nodes()
+            .iter()
+            .filter_map(|u| port_of(u))
+            .map(|p| format!("redis://{HOST}:{p}"))
+            .collect()
+    }
+
     /// Every node's port (masters and replicas, dead or alive), in spawn order.
     pub fn ports(&self) -> &[u16] {
         &self.ports

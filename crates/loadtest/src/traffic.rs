@@ -88,7 +88,7 @@ pub async fn run(
     }
     let mut rng = SmallRng::seed_from_u64(0x21);
     let mut turn = 0usize;
-    for (second, offset) in schedule.send_times() {
+    for (n, (second, offset)) in schedule.send_times().enumerate() {
         let due = start + offset;
         tokio::time::sleep_until(due.into()).await;
         let endpoint = pick_endpoint(&mut rng);
@@ -101,7 +101,7 @@ pub async fn run(
             endpoint,
             identity,
         });
-        if turn % 4 == 0 {
+        if n % 4 == 0 {
             if let Some((target, identity)) = storm.next() {
                 let queue = &queues[target % queues.len()];
                 let endpoint = Endpoint::Storm;
