@@ -106,11 +106,19 @@ mod tests {
     fn keys_are_exact_under_or_over() {
         let max = Endpoint::Users.limit(0); // 40
         let keys = HashMap::from([
-            ((Endpoint::Users, 1), tally(10, 10)),          // below the limit, all admitted
-            ((Endpoint::Users, 2), tally(100, max)),        // limited, exactly max
-            ((Endpoint::Users, 3), tally(100, max - 3)),    // 3 short
-            ((Endpoint::Users, 4), tally(100, max + 5)),    // 4 past the allowance of 41
-            ((Endpoint::Me, 1), KeyTally { sent: 30, admitted: 10, degraded: 20, lost: 0 }),
+            ((Endpoint::Users, 1), tally(10, 10)), // below the limit, all admitted
+            ((Endpoint::Users, 2), tally(100, max)), // limited, exactly max
+            ((Endpoint::Users, 3), tally(100, max - 3)), // 3 short
+            ((Endpoint::Users, 4), tally(100, max + 5)), // 4 past the allowance of 41
+            (
+                (Endpoint::Me, 1),
+                KeyTally {
+                    sent: 30,
+                    admitted: 10,
+                    degraded: 20,
+                    lost: 0,
+                },
+            ),
         ]);
         let checked = check(&keys, 1000, 90.0);
         let users = &checked[&Endpoint::Users];

@@ -89,7 +89,9 @@ impl Args {
                 });
                 continue;
             }
-            let value = it.next().ok_or_else(|| ArgsError::MissingValue(flag.clone()))?;
+            let value = it
+                .next()
+                .ok_or_else(|| ArgsError::MissingValue(flag.clone()))?;
             match flag.as_str() {
                 "--instances" => parsed.instances = number(&flag, &value)?,
                 "--rate" => parsed.rate = number(&flag, &value)?,

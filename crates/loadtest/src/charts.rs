@@ -117,7 +117,11 @@ impl Chart<'_> {
 
     fn decorate<'b, Y>(
         &self,
-        chart: &mut ChartContext<'b, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+        chart: &mut ChartContext<
+            'b,
+            BitMapBackend<'b>,
+            Cartesian2d<plotters::coord::types::RangedCoordf64, Y>,
+        >,
         y_min: f64,
         y_max: f64,
     ) -> Result<(), String>
@@ -134,10 +138,15 @@ impl Chart<'_> {
         for (i, s) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(|e| e.to_string())?
                 .label(s.name.as_str())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
         }
         let x_max = self
             .series
@@ -156,14 +165,25 @@ impl Chart<'_> {
         for (i, mark) in self.marks.iter().enumerate() {
             let red = RGBColor(200, 0, 0);
             chart
-                .draw_series(LineSeries::new([(mark.t, y_min), (mark.t, y_max)], red.stroke_width(1)))
+                .draw_series(LineSeries::new(
+                    [(mark.t, y_min), (mark.t, y_max)],
+                    red.stroke_width(1),
+                ))
                 .map_err(|e| e.to_string())?;
             // Numbered at the top, staggered so that close moments stay readable; the
             // report's table says what each number was.
-            let y = if i % 2 == 0 { y_max * 0.97 } else { y_max * 0.85 };
+            let y = if i % 2 == 0 {
+                y_max * 0.97
+            } else {
+                y_max * 0.85
+            };
             let label = format!("F{}", i + 1);
             chart
-                .draw_series([Text::new(label, (mark.t, y), (FONT, 13).into_font().color(&red))])
+                .draw_series([Text::new(
+                    label,
+                    (mark.t, y),
+                    (FONT, 13).into_font().color(&red),
+                )])
                 .map_err(|e| e.to_string())?;
         }
         chart

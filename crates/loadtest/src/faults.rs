@@ -94,7 +94,8 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
     if KILL_AT + 10 <= phase_s {
         at(KILL_AT).await;
         let cluster = t.topology.cluster();
-        let killed = tokio::task::spawn_blocking(move || topology::lock(&cluster).kill_master(0)).await;
+        let killed =
+            tokio::task::spawn_blocking(move || topology::lock(&cluster).kill_master(0)).await;
         match killed {
             Ok(url) => {
                 let from = log.mark(start, format!("master {url} killed"));
@@ -104,7 +105,10 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
                 })
                 .await;
                 let label = match waited {
-                    Ok(Ok(took)) => format!("replica promoted, {:.1} s after the kill", took.as_secs_f64()),
+                    Ok(Ok(took)) => format!(
+                        "replica promoted, {:.1} s after the kill",
+                        took.as_secs_f64()
+                    ),
                     Ok(Err(why)) => why,
                     Err(e) => format!("waiting for the failover: {e}"),
                 };
@@ -134,7 +138,10 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
         })
         .await;
         if let Ok(Some(port)) = stalled {
-            let from = log.mark(start, format!("master :{port} stalled (CLIENT PAUSE {STALL:?} ALL)"));
+            let from = log.mark(
+                start,
+                format!("master :{port} stalled (CLIENT PAUSE {STALL:?} ALL)"),
+            );
             log.window(from, from + STALL.as_secs_f64(), "a master stalled 3 s");
         } else {
             log.mark(start, "stall: no master answered".into());
@@ -143,7 +150,13 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
     if CUT_AT + CUT.as_secs() <= phase_s {
         at(CUT_AT).await;
         t.topology.set_partitioned(true);
-        let from = log.mark(start, format!("instance {} partitioned from Redis (proxy blackhole)", t.proxied));
+        let from = log.mark(
+            start,
+            format!(
+                "instance {} partitioned from Redis (proxy blackhole)",
+                t.proxied
+            ),
+        );
         tokio::time::sleep(CUT).await;
         t.topology.set_partitioned(false);
         let to = log.mark(start, format!("instance {} link healed", t.proxied));
@@ -152,10 +165,19 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
     if STORM_AT + STORM.as_secs() <= phase_s {
         at(STORM_AT).await;
         t.storm.set(true, t.stormed);
-        let from = log.mark(start, format!("memory pressure on instance {}: fresh-address storm", t.stormed));
+        let from = log.mark(
+            start,
+            format!(
+                "memory pressure on instance {}: fresh-address storm",
+                t.stormed
+            ),
+        );
         tokio::time::sleep(STORM).await;
         t.storm.set(false, t.stormed);
-        let to = log.mark(start, format!("storm over: {} fresh addresses", t.storm.addresses()));
+        let to = log.mark(
+            start,
+            format!("storm over: {} fresh addresses", t.storm.addresses()),
+        );
         log.window(from, to, "memory-pressure storm");
     }
     if RELOAD_AT + 5 <= phase_s {
@@ -170,7 +192,10 @@ pub async fn run(t: Targets, start: Instant, phase_start: Instant, phase_s: u64)
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = reloads(&t.instances).await;
         let reloaded = before.iter().zip(&after).filter(|(b, a)| a > b).count();
-        let to = log.mark(start, format!("{reloaded} of {} instances reloaded", t.instances.len()));
+        let to = log.mark(
+            start,
+            format!("{reloaded} of {} instances reloaded", t.instances.len()),
+        );
         log.window(from, to, "policy reload");
     }
     log

@@ -69,19 +69,24 @@ impl Instance {
         // `unshare -m` gives the process a private mount namespace, where the bind mount
         // of its hosts file is seen by it alone; `exec` keeps the demo's PID the child's.
         let mut cmd = Command::new("unshare");
-        cmd.args(["-m", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
-            .arg(launch.hosts)
-            .arg(launch.demo)
-            .arg("--config")
-            .arg(launch.policy)
-            .arg("--listen")
-            .arg(addr.to_string())
-            // The demo uses the file's Redis store only when REDIS_URL is set; the
-            // cluster store reads its nodes from the file, not from this.
-            .env("REDIS_URL", format!("redis://{}", crate::topology::HOST))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        cmd.args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        ])
+        .arg(launch.hosts)
+        .arg(launch.demo)
+        .arg("--config")
+        .arg(launch.policy)
+        .arg("--listen")
+        .arg(addr.to_string())
+        // The demo uses the file's Redis store only when REDIS_URL is set; the
+        // cluster store reads its nodes from the file, not from this.
+        .env("REDIS_URL", format!("redis://{}", crate::topology::HOST))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
         if launch.tracing {
             cmd.env("RUST_LOG", "info,limiter_tower=debug")
                 .args(["--log-format", "json"]);
@@ -147,7 +152,6 @@ impl Drop for Instance {
         self.kill();
     }
 }
-
 
 /// Starts `n` instances; instance `proxied` (if any) behind the fault proxies.
 pub async fn start_all(

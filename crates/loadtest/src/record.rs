@@ -100,13 +100,7 @@ impl Recorder {
     }
 
     /// Records one request of second `s` for `key`: its answer, or `None` if lost.
-    pub fn record(
-        &self,
-        s: u64,
-        key: (Endpoint, u32),
-        answer: Option<Answer>,
-        latency: Duration,
-    ) {
+    pub fn record(&self, s: u64, key: (Endpoint, u32), answer: Option<Answer>, latency: Duration) {
         let mut inner = self.lock();
         let s = s as usize;
         if inner.seconds.len() <= s {

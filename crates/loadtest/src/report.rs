@@ -68,8 +68,18 @@ fn redis_commands(samples: &[Sample], node: usize) -> Vec<f64> {
     samples
         .windows(2)
         .filter_map(|w| {
-            let a = w[0].nodes.get(node).cloned().flatten().map(|c| c.commands as f64);
-            let b = w[1].nodes.get(node).cloned().flatten().map(|c| c.commands as f64);
+            let a = w[0]
+                .nodes
+                .get(node)
+                .cloned()
+                .flatten()
+                .map(|c| c.commands as f64);
+            let b = w[1]
+                .nodes
+                .get(node)
+                .cloned()
+                .flatten()
+                .map(|c| c.commands as f64);
             sample::rate(a, b, w[1].t - w[0].t)
         })
         .collect()
@@ -87,7 +97,8 @@ fn mean(xs: &[f64]) -> f64 {
 /// the faults also without the seconds its faults disturbed.
 fn phases(o: &Outcome) -> Vec<(String, u64, Second)> {
     let mut out: Vec<(String, u64, Second)> = Vec::new();
-    let mut add = |name: String, second: &Second| match out.iter_mut().find(|(p, _, _)| *p == name) {
+    let mut add = |name: String, second: &Second| match out.iter_mut().find(|(p, _, _)| *p == name)
+    {
         Some((_, n, total)) => {
             *n += 1;
             total.add(second);
@@ -100,7 +111,10 @@ fn phases(o: &Outcome) -> Vec<(String, u64, Second)> {
         };
         add(phase.name().to_string(), second);
         if phase == Phase::Faults && !disturbed(o, s as f64, s as f64 + 1.0) {
-            add(format!("{}, outside the fault windows", phase.name()), second);
+            add(
+                format!("{}, outside the fault windows", phase.name()),
+                second,
+            );
         }
     }
     out
@@ -125,7 +139,11 @@ fn during(o: &Outcome, from: f64, to: f64) -> Second {
 /// Writes the report and the charts into `dir`; returns the report's path.
 pub fn write(o: &Outcome, dir: &Path) -> Result<std::path::PathBuf, ReportError> {
     std::fs::create_dir_all(dir).map_err(ReportError::Io)?;
-    let stem = if o.args.soak_min.is_some() { "soak" } else { "loadtest" };
+    let stem = if o.args.soak_min.is_some() {
+        "soak"
+    } else {
+        "loadtest"
+    };
     let mut md = String::new();
     header(&mut md, o);
     let phases = phases(o);
@@ -192,7 +210,12 @@ fn header(md: &mut String, o: &Outcome) {
         "| traffic | open loop at {} req/s (warm-up at half, spike at twice), latency from each request's scheduled send time; 80% of requests from the top 1,000 users, 20% from 100,000 more; signed JWTs (HS256) and client addresses in `X-Forwarded-For`; `GET /users/{{id}}` 40%, `/me` 30%, `/catalog` 30% |",
         o.args.rate
     );
-    let _ = writeln!(md, "| run | {:.0} s of traffic, {} requests scheduled |", o.run_s, o.schedule.total());
+    let _ = writeln!(
+        md,
+        "| run | {:.0} s of traffic, {} requests scheduled |",
+        o.run_s,
+        o.schedule.total()
+    );
 }
 
 fn redis_version() -> String {
@@ -215,7 +238,10 @@ fn phase_table(md: &mut String, phases: &[(String, u64, Second)]) {
         "\n## Per phase\n\nLost: no answer within 2 s, a connection error, or a 5xx other than 503. Degraded: answers with `RateLimit-Degraded` (decided by the failure mode). Shed: 503.\n"
     );
     let _ = writeln!(md, "| phase | seconds | offered req/s | answered req/s | 2xx | 429 | degraded | shed | lost | p50 ms | p99 ms | p99.9 ms | p99 < 5 ms | p99.9 < 20 ms | zero lost |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for (phase, n, s) in phases {
         let secs = *n as f64;
         let _ = writeln!(
@@ -305,7 +331,11 @@ fn accuracy_section(md: &mut String, o: &Outcome) {
         .accuracy
         .values()
         .fold((0, 0), |(s, e), a| (s + a.shortfall, e + a.expected));
-    let share = if expected == 0 { 0.0 } else { 100.0 * shortfall as f64 / expected as f64 };
+    let share = if expected == 0 {
+        0.0
+    } else {
+        100.0 * shortfall as f64 / expected as f64
+    };
     let bound = if o.args.leases { 1.0 } else { 0.0 };
     let _ = writeln!(
         md,
@@ -324,7 +354,13 @@ fn redis_section(md: &mut String, o: &Outcome) {
     for (n, port) in o.ports.iter().enumerate() {
         let values: Vec<f64> = cpu[n].iter().map(|p| p.1).collect();
         let max = values.iter().copied().fold(0.0, f64::max);
-        let role = |masters: &[usize]| if masters.contains(&n) { "master" } else { "replica" };
+        let role = |masters: &[usize]| {
+            if masters.contains(&n) {
+                "master"
+            } else {
+                "replica"
+            }
+        };
         let keys = o
             .samples
             .iter()
@@ -335,7 +371,11 @@ fn redis_section(md: &mut String, o: &Outcome) {
             md,
             "| :{port} | {} | {} | {:.1} | {:.1} | {:.0} | {keys} | {} |",
             role(&o.masters),
-            if o.samples.last().and_then(|s| s.nodes.get(n).cloned().flatten()).is_none() {
+            if o.samples
+                .last()
+                .and_then(|s| s.nodes.get(n).cloned().flatten())
+                .is_none()
+            {
                 "down"
             } else {
                 role(&o.masters_at_end)
@@ -380,7 +420,10 @@ fn rss_section(md: &mut String, o: &Outcome) {
         .or_else(|| o.schedule.start_of(Phase::Steady))
         .unwrap_or(0) as f64;
     let _ = writeln!(md, "\n## Instance memory (RSS)\n\nVmRSS from /proc/PID/status each second. Growth: the mean of the last 30 samples against the mean of the first 30 after the warm-up (t ≥ {warm:.0} s).\n");
-    let _ = writeln!(md, "| instance | after warm-up MiB | at end MiB | max MiB | growth | < 5% |");
+    let _ = writeln!(
+        md,
+        "| instance | after warm-up MiB | at end MiB | max MiB | growth | < 5% |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     for i in 0..o.args.instances {
         let max = o
@@ -419,11 +462,26 @@ fn capacity_section(md: &mut String, o: &Outcome) {
     let _ = writeln!(md, "| window | requests | req/s | instance CPU µs/request | requests per core-second | Redis commands/request | decision scripts/request | Redis CPU µs/command | Redis CPU µs/request |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     if let Some(c) = &o.steady {
-        let what = if o.args.soak_min.is_some() { "soak (steady part)" } else { "steady phase before the spike" };
-        row(md, &format!("{what}, tracing {}", if o.args.tracing { "on" } else { "off" }), c);
+        let what = if o.args.soak_min.is_some() {
+            "soak (steady part)"
+        } else {
+            "steady phase before the spike"
+        };
+        row(
+            md,
+            &format!(
+                "{what}, tracing {}",
+                if o.args.tracing { "on" } else { "off" }
+            ),
+            c,
+        );
     }
     for (tracing, c) in &o.probes {
-        row(md, &format!("probe, tracing {}", if *tracing { "on" } else { "off" }), c);
+        row(
+            md,
+            &format!("probe, tracing {}", if *tracing { "on" } else { "off" }),
+            c,
+        );
     }
     let Some(c) = &o.steady else { return };
     let top: Vec<String> = c
@@ -476,7 +534,10 @@ fn draw_charts(o: &Outcome, dir: &Path, stem: &str) -> Result<Vec<(String, Strin
             .map(|(t, s)| (t as f64, f(s)))
             .collect()
     };
-    let series = |name: &str, points| Series { name: name.into(), points };
+    let series = |name: &str, points| Series {
+        name: name.into(),
+        points,
+    };
     let mut out = Vec::new();
     let mut draw = |file: String, what: &str, chart: Chart| -> Result<(), ReportError> {
         chart.draw(&dir.join(&file))?;
@@ -496,7 +557,10 @@ fn draw_charts(o: &Outcome, dir: &Path, stem: &str) -> Result<Vec<(String, Strin
             ],
             marks: &o.marks,
             log_y: true,
-            targets: &[(P99_TARGET_MS, "p99 target 5 ms"), (P999_TARGET_MS, "p99.9 target 20 ms")],
+            targets: &[
+                (P99_TARGET_MS, "p99 target 5 ms"),
+                (P999_TARGET_MS, "p99.9 target 20 ms"),
+            ],
         },
     )?;
     draw(

@@ -98,7 +98,8 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
     std::fs::create_dir_all(&dir.0).map_err(io("creating the temporary directory"))?;
     println!("starting a 6-node Redis Cluster (3 masters, 3 replicas)...");
     let dir_path = dir.0.clone();
-    let topology = Arc::new(tokio::task::spawn_blocking(move || Topology::start(&dir_path)).await??);
+    let topology =
+        Arc::new(tokio::task::spawn_blocking(move || Topology::start(&dir_path)).await??);
     let ports = topology.ports().to_vec();
     let index_of = |masters: Vec<u16>| -> Vec<usize> {
         masters
@@ -129,9 +130,17 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
     // With one or two instances, the faults share them.
     let proxied = 1 % args.instances;
     let stormed = 2 % args.instances;
-    println!("starting {} demo instances (instance {proxied} behind the fault proxies)...", args.instances);
-    let instances =
-        instances::start_all(args.instances, Some(proxied), &launch, &topology.proxied_hosts).await?;
+    println!(
+        "starting {} demo instances (instance {proxied} behind the fault proxies)...",
+        args.instances
+    );
+    let instances = instances::start_all(
+        args.instances,
+        Some(proxied),
+        &launch,
+        &topology.proxied_hosts,
+    )
+    .await?;
     let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
 
     let schedule = match args.soak_min {
@@ -152,11 +161,23 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         "running {} s, {} requests{}",
         schedule.len(),
         schedule.total(),
-        if args.soak_min.is_some() { " (soak)" } else { "" }
+        if args.soak_min.is_some() {
+            " (soak)"
+        } else {
+            ""
+        }
     );
     let (done_tx, done_rx) = watch::channel(false);
     let traffic = async {
-        traffic::run(&schedule, start, &addrs, Arc::clone(&ids), Arc::clone(&recorder), Arc::clone(&storm)).await;
+        traffic::run(
+            &schedule,
+            start,
+            &addrs,
+            Arc::clone(&ids),
+            Arc::clone(&recorder),
+            Arc::clone(&storm),
+        )
+        .await;
         let _ = done_tx.send(true);
     };
     let fault_phase = schedule.start_of(Phase::Faults);
@@ -172,7 +193,13 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
                     policy: Arc::clone(&policy),
                     policy_path: policy_path.clone(),
                 };
-                faults::run(targets, start, start + Duration::from_secs(s), args.duration_s).await
+                faults::run(
+                    targets,
+                    start,
+                    start + Duration::from_secs(s),
+                    args.duration_s,
+                )
+                .await
             }
             _ => FaultLog::default(),
         }
@@ -194,7 +221,12 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         (None, Vec::new())
     } else {
         tokio::time::sleep(CALM).await;
-        println!("flood: {} connections, {} requests on one key (limit {})", args.flood_conns, 3 * args.flood_limit, args.flood_limit);
+        println!(
+            "flood: {} connections, {} requests on one key (limit {})",
+            args.flood_conns,
+            3 * args.flood_limit,
+            args.flood_limit
+        );
         let flood = flood::run(&addrs, args.flood_conns, args.flood_limit).await;
         println!("flood: {flood:?}");
         drop(instances);
@@ -210,7 +242,10 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         let mut probes = Vec::new();
         for tracing in [!args.tracing, args.tracing] {
             let launch = Launch { tracing, ..launch };
-            probes.push((tracing, cpu_probe(&args, &launch, &topology, proxied, &ids, &masters_at_end).await?));
+            probes.push((
+                tracing,
+                cpu_probe(&args, &launch, &topology, proxied, &ids, &masters_at_end).await?,
+            ));
         }
         (Some(flood), probes)
     };
@@ -281,7 +316,9 @@ fn progress(now: &Sample, last: &Sample, schedule: &Schedule, recorder: &Recorde
         .nodes
         .iter()
         .zip(&last.nodes)
-        .filter_map(|(b, a)| sample::rate(a.as_ref().map(|a| a.cpu_s), b.as_ref().map(|b| b.cpu_s), dt))
+        .filter_map(|(b, a)| {
+            sample::rate(a.as_ref().map(|a| a.cpu_s), b.as_ref().map(|b| b.cpu_s), dt)
+        })
         .fold(0.0, f64::max);
     let rss: f64 = now.rss_mib.iter().flatten().sum();
     println!(
@@ -309,7 +346,10 @@ fn steady_costs(
     samples: &[Sample],
     masters: &[usize],
 ) -> Option<Costs> {
-    let (from, to) = match (schedule.start_of(Phase::Steady), schedule.start_of(Phase::Spike)) {
+    let (from, to) = match (
+        schedule.start_of(Phase::Steady),
+        schedule.start_of(Phase::Spike),
+    ) {
         (Some(a), Some(b)) => (a, b),
         _ => (schedule.start_of(Phase::Soak)?, schedule.len()),
     };
@@ -336,15 +376,32 @@ async fn cpu_probe(
     masters: &[usize],
 ) -> Result<Costs, RunError> {
     let tracing = if launch.tracing { "on" } else { "off" };
-    println!("cpu probe: tracing {tracing}, {PROBE_S} s at {} req/s", args.rate);
-    let instances = instances::start_all(args.instances, Some(proxied), launch, &topology.proxied_hosts).await?;
+    println!(
+        "cpu probe: tracing {tracing}, {PROBE_S} s at {} req/s",
+        args.rate
+    );
+    let instances = instances::start_all(
+        args.instances,
+        Some(proxied),
+        launch,
+        &topology.proxied_hosts,
+    )
+    .await?;
     let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
     let schedule = Schedule::soak(args.rate, 0, PROBE_S);
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now() + Duration::from_millis(100);
     tokio::time::sleep_until(start.into()).await;
     let before = sample::take(0.0, topology.ports(), &instances).await;
-    traffic::run(&schedule, start, &addrs, Arc::clone(ids), Arc::clone(&recorder), Arc::new(Storm::default())).await;
+    traffic::run(
+        &schedule,
+        start,
+        &addrs,
+        Arc::clone(ids),
+        Arc::clone(&recorder),
+        Arc::new(Storm::default()),
+    )
+    .await;
     let after = sample::take(start.elapsed().as_secs_f64(), topology.ports(), &instances).await;
     let answered: u64 = recorder.seconds().iter().map(|s| s.sent - s.lost).sum();
     let costs = Costs::between(&before, &after, answered, masters);

@@ -54,8 +54,9 @@ impl Schedule {
 
     /// `warmup_s` at half the rate, then the steady rate for `soak_s`.
     pub fn soak(rate: u32, warmup_s: u64, soak_s: u64) -> Schedule {
-        let mut seconds: Vec<(Phase, u32)> =
-            (0..warmup_s).map(|_| (Phase::Warmup, rate.div_ceil(2))).collect();
+        let mut seconds: Vec<(Phase, u32)> = (0..warmup_s)
+            .map(|_| (Phase::Warmup, rate.div_ceil(2)))
+            .collect();
         seconds.extend((0..soak_s).map(|_| (Phase::Soak, rate)));
         Schedule { seconds }
     }
@@ -81,16 +82,13 @@ impl Schedule {
     /// Every send time from the start of the run, in order: second `s` at rate `r` sends
     /// at `s + k/r` for `k` in `0..r`.
     pub fn send_times(&self) -> impl Iterator<Item = (u64, Duration)> + '_ {
-        self.seconds
-            .iter()
-            .enumerate()
-            .flat_map(|(s, &(_, rate))| {
-                let s = s as u64;
-                (0..rate).map(move |k| {
-                    let offset = Duration::from_nanos(u64::from(k) * 1_000_000_000 / u64::from(rate));
-                    (s, Duration::from_secs(s) + offset)
-                })
+        self.seconds.iter().enumerate().flat_map(|(s, &(_, rate))| {
+            let s = s as u64;
+            (0..rate).map(move |k| {
+                let offset = Duration::from_nanos(u64::from(k) * 1_000_000_000 / u64::from(rate));
+                (s, Duration::from_secs(s) + offset)
             })
+        })
     }
 
     /// Requests the schedule sends.
@@ -115,7 +113,10 @@ mod tests {
             .filter(|&(sec, _)| s.phase(sec) == Some(Phase::Spike))
             .count() as u64;
         assert_eq!(spike_total, 2000 * 10);
-        assert_eq!(s.total(), 500 * 5 + 1000 * STEADY_BEFORE_SPIKE_S + 20_000 + 60_000);
+        assert_eq!(
+            s.total(),
+            500 * 5 + 1000 * STEADY_BEFORE_SPIKE_S + 20_000 + 60_000
+        );
     }
 
     #[test]

@@ -138,7 +138,11 @@ impl Topology {
 
     /// Partitions (or heals) the proxied instance from every node.
     pub fn set_partitioned(&self, partitioned: bool) {
-        let mode = if partitioned { Mode::Blackhole } else { Mode::Pass };
+        let mode = if partitioned {
+            Mode::Blackhole
+        } else {
+            Mode::Pass
+        };
         for proxy in &self.proxies {
             proxy.set_mode(mode);
         }

@@ -48,7 +48,10 @@ impl Storm {
             return None;
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Some((self.target.load(Ordering::Relaxed) as usize, STORM_BASE + n / 2))
+        Some((
+            self.target.load(Ordering::Relaxed) as usize,
+            STORM_BASE + n / 2,
+        ))
     }
 
     /// Distinct addresses the storm used.
