@@ -28,7 +28,8 @@ pub const USAGE: &str = "usage: loadtest [--instances N] [--rate R] [--duration 
   --spike S         seconds at twice the rate (default 10)
   --flood-conns C   concurrent connections of the flood phase (default 300)
   --flood-limit L   the flood key's limit per hour (default 1000; 3 x L requests are sent)
-  --leases on|off   quota leases in the policy file (default on)
+  --leases on|off   quota leases in the policy file (default off, as a user's file
+                    without a leases section; on writes loadtest-leases.md)
   --tracing on|off  every decision's span recorded by the instances (default on)
   --soak [MINUTES]  steady traffic only, for MINUTES (default 30, or SOAK_MIN)
   --demo PATH       the demo binary (default target/release/examples/demo)
@@ -65,7 +66,7 @@ impl Args {
             spike_s: 10,
             flood_conns: 300,
             flood_limit: 1000,
-            leases: true,
+            leases: false,
             tracing: true,
             soak_min: None,
             demo: PathBuf::from(target).join("release/examples/demo"),

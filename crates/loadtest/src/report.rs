@@ -139,10 +139,10 @@ fn during(o: &Outcome, from: f64, to: f64) -> Second {
 /// Writes the report and the charts into `dir`; returns the report's path.
 pub fn write(o: &Outcome, dir: &Path) -> Result<std::path::PathBuf, ReportError> {
     std::fs::create_dir_all(dir).map_err(ReportError::Io)?;
-    let stem = if o.args.soak_min.is_some() {
-        "soak"
-    } else {
-        "loadtest"
+    let stem = match (o.args.soak_min, o.args.leases) {
+        (Some(_), _) => "soak",
+        (None, false) => "loadtest",
+        (None, true) => "loadtest-leases",
     };
     let mut md = String::new();
     header(&mut md, o);
