@@ -39,7 +39,9 @@ pub struct Launch<'a> {
     pub demo: &'a Path,
     pub policy: &'a Path,
     pub hosts: &'a Path,
+    /// Where each instance's log goes, as `demo-<tag>-<index>.log`: kept after the run.
     pub log_dir: &'a Path,
+    pub tag: &'a str,
     /// Every decision's `ratelimit.decide` span recorded (limiter_tower at DEBUG, JSON
     /// logs), or logs at INFO only (the span is then never built).
     pub tracing: bool,
@@ -59,7 +61,9 @@ impl Instance {
             .map_err(InstanceError::Port)?
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = launch.log_dir.join(format!("demo-{index}.log"));
+        let log = launch
+            .log_dir
+            .join(format!("demo-{}-{index}.log", launch.tag));
         let spawn_err = |source| InstanceError::Spawn {
             demo: launch.demo.to_path_buf(),
             source,
@@ -106,7 +110,7 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         instance.kill();
-        // The log lives in the run's temporary directory, removed at exit: quote it.
+        // Quoted: the error is read where the run failed, maybe not where its logs are.
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let log = lines[lines.len().saturating_sub(10)..].join("\n");

@@ -80,10 +80,19 @@ pub struct KeyTally {
     pub lost: u64,
 }
 
+/// One instance's answers over the run: which instance a fault left degraded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InstanceTally {
+    pub sent: u64,
+    pub degraded: u64,
+    pub lost: u64,
+}
+
 #[derive(Default)]
 struct Inner {
     seconds: Vec<Second>,
     keys: HashMap<(Endpoint, u32), KeyTally>,
+    instances: Vec<InstanceTally>,
 }
 
 /// Shared by the generator's workers.
@@ -99,9 +108,29 @@ impl Recorder {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records one request of second `s` for `key`: its answer, or `None` if lost.
-    pub fn record(&self, s: u64, key: (Endpoint, u32), answer: Option<Answer>, latency: Duration) {
+    /// Records one request of second `s` for `key`, sent to `instance`: its answer, or
+    /// `None` if lost.
+    pub fn record(
+        &self,
+        s: u64,
+        instance: usize,
+        key: (Endpoint, u32),
+        answer: Option<Answer>,
+        latency: Duration,
+    ) {
         let mut inner = self.lock();
+        if inner.instances.len() <= instance {
+            inner
+                .instances
+                .resize(instance + 1, InstanceTally::default());
+        }
+        let by_instance = &mut inner.instances[instance];
+        by_instance.sent += 1;
+        match answer {
+            None => by_instance.lost += 1,
+            Some(a) if a.degraded => by_instance.degraded += 1,
+            Some(_) => {}
+        }
         let s = s as usize;
         if inner.seconds.len() <= s {
             inner.seconds.resize_with(s + 1, Second::default);
@@ -151,6 +180,11 @@ impl Recorder {
     /// Every second recorded, in order.
     pub fn seconds(&self) -> Vec<Second> {
         self.lock().seconds.clone()
+    }
+
+    /// Every instance's tally.
+    pub fn instances(&self) -> Vec<InstanceTally> {
+        self.lock().instances.clone()
     }
 
     /// Every key's tally.

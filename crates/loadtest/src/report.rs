@@ -277,6 +277,17 @@ fn faults_section(md: &mut String, o: &Outcome) {
     for (i, m) in o.marks.iter().enumerate() {
         let _ = writeln!(md, "| F{} | {:.1} | {} |", i + 1, m.t, m.label);
     }
+    let _ = writeln!(md, "\nAnswers per instance over the whole run:\n\n| instance | requests | degraded | lost |\n|---|---|---|---|");
+    for (i, t) in o.by_instance.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {i} | {} | {} ({:.1}%) | {} |",
+            t.sent,
+            t.degraded,
+            100.0 * t.degraded as f64 / t.sent.max(1) as f64,
+            t.lost
+        );
+    }
     let _ = writeln!(
         md,
         "\nEach fault's window (its start to its end plus 2 s), by scheduled second: what the clients saw.\n\n| fault | seconds | requests | degraded | shed | lost | p50 ms | p99 ms | p99.9 ms |\n|---|---|---|---|---|---|---|---|---|"
@@ -491,7 +502,7 @@ fn capacity_section(md: &mut String, o: &Outcome) {
         .collect();
     let _ = writeln!(
         md,
-        "\nRedis commands per request in the steady row, by command (`INFO commandstats` of the masters): {}.",
+        "\nRedis commands per request in the steady row, by command (`INFO commandstats` of the masters, which also counts the commands a script runs: `EVALSHA` and `PFADD` come over the network, the others run inside the decision script): {}.",
         top.join(", ")
     );
     let (inst_us, redis_us) = (c.instance_us(), c.redis_us());

@@ -18,7 +18,7 @@ use crate::flood::{self, FloodResult};
 use crate::identities::Identities;
 use crate::instances::{self, Instance, InstanceError, Launch};
 use crate::policy::{Endpoint, Policy};
-use crate::record::{Recorder, Second};
+use crate::record::{InstanceTally, Recorder, Second};
 use crate::sample::{self, Sample};
 use crate::schedule::{Phase, Schedule};
 use crate::topology::{Topology, TopologyError};
@@ -60,6 +60,7 @@ pub struct Outcome {
     /// /proc/loadavg at the start and at the end: the machine may be shared.
     pub load: (String, String),
     pub accuracy: BTreeMap<Endpoint, Accuracy>,
+    pub by_instance: Vec<InstanceTally>,
     /// Seconds from the first scheduled request to the end of the traffic.
     pub run_s: f64,
     pub flood: Option<FloodResult>,
@@ -120,11 +121,17 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         .map_err(io("writing the policy file"))?;
     println!("signing 101,000 tokens...");
     let ids = Arc::new(tokio::task::spawn_blocking(Identities::sign).await??);
+    // Logs outlive the run (a fault's effect is read there), beside the build.
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let log_dir = PathBuf::from(target).join("loadtest-logs");
+    std::fs::create_dir_all(&log_dir).map_err(io("creating target/loadtest-logs"))?;
+    println!("instance logs: {}", log_dir.display());
     let launch = Launch {
         demo: &args.demo,
         policy: &policy_path,
         hosts: &topology.direct_hosts,
-        log_dir: &dir.0,
+        log_dir: &log_dir,
+        tag: "run",
         tracing: args.tracing,
     };
     // With one or two instances, the faults share them.
@@ -241,7 +248,16 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
             .map_err(io("writing the policy file"))?;
         let mut probes = Vec::new();
         for tracing in [!args.tracing, args.tracing] {
-            let launch = Launch { tracing, ..launch };
+            let tag = if tracing {
+                "probe-tracing-on"
+            } else {
+                "probe-tracing-off"
+            };
+            let launch = Launch {
+                tracing,
+                tag,
+                ..launch
+            };
             probes.push((
                 tracing,
                 cpu_probe(&args, &launch, &topology, proxied, &ids, &masters_at_end).await?,
@@ -258,6 +274,7 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         windows: log.windows,
         load,
         accuracy,
+        by_instance: recorder.instances(),
         run_s,
         flood,
         steady,

@@ -63,6 +63,7 @@ impl Storm {
 /// One request to send.
 struct Job {
     second: u64,
+    instance: usize,
     due: Instant,
     endpoint: Endpoint,
     identity: u32,
@@ -100,16 +101,18 @@ pub async fn run(
         // A closed queue means its workers are gone (the runtime is shutting down).
         let _ = queues[turn].send(Job {
             second,
+            instance: turn,
             due,
             endpoint,
             identity,
         });
         if n % 4 == 0 {
             if let Some((target, identity)) = storm.next() {
-                let queue = &queues[target % queues.len()];
+                let instance = target % queues.len();
                 let endpoint = Endpoint::Storm;
-                let _ = queue.send(Job {
+                let _ = queues[instance].send(Job {
                     second,
+                    instance,
                     due,
                     endpoint,
                     identity,
@@ -166,6 +169,6 @@ async fn worker(
             Err(_) => None,
         };
         let key = (job.endpoint, job.identity);
-        recorder.record(job.second, key, answer, job.due.elapsed());
+        recorder.record(job.second, job.instance, key, answer, job.due.elapsed());
     }
 }
