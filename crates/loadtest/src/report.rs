@@ -451,6 +451,26 @@ fn rss_section(md: &mut String, o: &Outcome) {
             );
         }
     }
+    // Every window is an hour, so the live set only grows during a run shorter than
+    // that: set the RSS growth against the keys that appeared meanwhile.
+    let keys_at = |s: &Sample| -> u64 {
+        o.masters_at_end
+            .iter()
+            .filter_map(|&n| s.nodes.get(n).cloned().flatten())
+            .map(|c| c.keys)
+            .sum()
+    };
+    let after_warm = o.samples.iter().find(|s| s.t >= warm);
+    if let (Some(a), Some(b)) = (after_warm, o.samples.last()) {
+        let rss = |s: &Sample| s.rss_mib.iter().flatten().sum::<f64>();
+        let (k0, k1) = (keys_at(a), keys_at(b));
+        let per_key = (rss(b) - rss(a)) * 1024.0 * 1024.0 / (k1.saturating_sub(k0).max(1) as f64);
+        let _ = writeln!(
+            md,
+            "\nMeanwhile the live set grew: the masters held {k0} keys after the warm-up and {k1} at the end (every window is an hour, so no key expires during a shorter run, and the 100,000 tail users keep bringing new ones). The instances' RSS together grew by {:.1} MiB, {per_key:.0} bytes per new Redis key.",
+            rss(b) - rss(a)
+        );
+    }
 }
 
 fn capacity_section(md: &mut String, o: &Outcome) {
@@ -469,7 +489,11 @@ fn capacity_section(md: &mut String, o: &Outcome) {
             c.redis_us()
         );
     };
-    let _ = writeln!(md, "Instance CPU from /proc/PID/stat (utime + stime of every instance), Redis CPU and commands from `INFO` of the masters, over the window named. The probes restart the instances with tracing on and off and send {} req/s for 10 s each, after the main run (so most top users are already over their limits and many answers are 429s from the local cache: the probes compare tracing on and off with each other, the steady row is the mix of a fresh run).\n", o.args.rate);
+    let _ = writeln!(md, "Instance CPU from /proc/PID/stat (utime + stime of every instance), Redis CPU and commands from `INFO` of the masters, over the window named.");
+    if !o.probes.is_empty() {
+        let _ = writeln!(md, "The probes restart the instances with tracing on and off and send {} req/s for 10 s each, after the main run (so most top users are already over their limits and many answers are 429s from the local cache: the probes compare tracing on and off with each other, the steady row is the mix of a fresh run).", o.args.rate);
+    }
+    let _ = writeln!(md);
     let _ = writeln!(md, "| window | requests | req/s | instance CPU µs/request | requests per core-second | Redis commands/request | decision scripts/request | Redis CPU µs/command | Redis CPU µs/request |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     if let Some(c) = &o.steady {
