@@ -81,11 +81,13 @@ pub struct KeyTally {
 }
 
 /// One instance's answers over the run: which instance a fault left degraded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InstanceTally {
     pub sent: u64,
     pub degraded: u64,
     pub lost: u64,
+    /// Degraded answers per scheduled second: whether the instance recovered.
+    pub degraded_by_second: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -128,7 +130,14 @@ impl Recorder {
         by_instance.sent += 1;
         match answer {
             None => by_instance.lost += 1,
-            Some(a) if a.degraded => by_instance.degraded += 1,
+            Some(a) if a.degraded => {
+                by_instance.degraded += 1;
+                let second = s as usize;
+                if by_instance.degraded_by_second.len() <= second {
+                    by_instance.degraded_by_second.resize(second + 1, 0);
+                }
+                by_instance.degraded_by_second[second] += 1;
+            }
             Some(_) => {}
         }
         let s = s as usize;

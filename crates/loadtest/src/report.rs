@@ -277,11 +277,15 @@ fn faults_section(md: &mut String, o: &Outcome) {
     for (i, m) in o.marks.iter().enumerate() {
         let _ = writeln!(md, "| F{} | {:.1} | {} |", i + 1, m.t, m.label);
     }
-    let _ = writeln!(md, "\nAnswers per instance over the whole run:\n\n| instance | requests | degraded | lost |\n|---|---|---|---|");
+    let _ = writeln!(md, "\nAnswers per instance over the whole run, and degraded answers in its last 10 scheduled seconds (after every fault has ended: an instance that has not recovered still answers degraded there):\n\n| instance | requests | degraded | degraded in the last 10 s | lost |\n|---|---|---|---|---|");
+    let last = o.schedule.len();
     for (i, t) in o.by_instance.iter().enumerate() {
+        let tail: u64 = (last.saturating_sub(10)..last)
+            .filter_map(|s| t.degraded_by_second.get(s as usize))
+            .sum();
         let _ = writeln!(
             md,
-            "| {i} | {} | {} ({:.1}%) | {} |",
+            "| {i} | {} | {} ({:.1}%) | {tail} | {} |",
             t.sent,
             t.degraded,
             100.0 * t.degraded as f64 / t.sent.max(1) as f64,
