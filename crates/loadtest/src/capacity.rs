@@ -141,12 +141,14 @@ mod tests {
             nodes: vec![node(1.0, 100, 10), None],
             rss_mib: vec![],
             instance_cpu_s: vec![Some(2.0), Some(3.0)],
+            ..Sample::default()
         };
         let b = Sample {
             t: 20.0,
             nodes: vec![node(1.5, 1100, 510), node(9.0, 9, 9)],
             rss_mib: vec![],
             instance_cpu_s: vec![Some(4.0), Some(4.0)],
+            ..Sample::default()
         };
         let c = Costs::between(&a, &b, 10_000, &[0, 1]);
         assert_eq!(c.seconds, 10.0);

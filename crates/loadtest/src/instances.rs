@@ -8,10 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Clock ticks per second of /proc/PID/stat (`getconf CLK_TCK`): 100 on Linux for every
-/// architecture this runs on (USER_HZ is fixed by the kernel ABI).
-const CLK_TCK: f64 = 100.0;
-
 /// How long an instance gets to connect its store and listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -134,15 +130,9 @@ impl Instance {
         Some(kb / 1024.0)
     }
 
-    /// CPU seconds used so far (user + system, /proc/PID/stat fields 14 and 15).
+    /// CPU seconds used so far (user + system, /proc/PID/stat).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // The command name (field 2) may hold spaces: count fields after its ')'.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / CLK_TCK)
+        crate::cpu::process_seconds(&format!("/proc/{}/stat", self.pid()))
     }
 
     fn kill(&mut self) {

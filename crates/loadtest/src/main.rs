@@ -6,6 +6,7 @@ mod accuracy;
 mod args;
 mod capacity;
 mod charts;
+mod cpu;
 mod faults;
 mod flood;
 mod http;

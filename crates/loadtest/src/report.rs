@@ -85,6 +85,66 @@ fn redis_commands(samples: &[Sample], node: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Cores used between consecutive samples: (t, instances, Redis, generator, other work
+/// on the machine = busy − the three).
+fn cpu_groups(samples: &[Sample]) -> Vec<[f64; 5]> {
+    let sum = |xs: &[Option<f64>]| -> Option<f64> { xs.iter().copied().sum() };
+    let redis = |s: &Sample| -> f64 { s.nodes.iter().flatten().map(|c| c.cpu_s).sum() };
+    samples
+        .windows(2)
+        .filter_map(|w| {
+            let (a, b) = (&w[0], &w[1]);
+            let dt = b.t - a.t;
+            let inst = sample::rate(sum(&a.instance_cpu_s), sum(&b.instance_cpu_s), dt)?;
+            // A node that stopped answering leaves the sum: count none for that second.
+            let redis = if a.nodes.iter().flatten().count() == b.nodes.iter().flatten().count() {
+                sample::rate(Some(redis(a)), Some(redis(b)), dt).unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            let generator = sample::rate(a.generator_cpu_s, b.generator_cpu_s, dt)?;
+            let busy = sample::rate(a.machine_busy_s, b.machine_busy_s, dt)?;
+            let other = (busy - inst - redis - generator).max(0.0);
+            Some([b.t, inst, redis, generator, other])
+        })
+        .collect()
+}
+
+fn cpu_section(md: &mut String, o: &Outcome) {
+    let groups = cpu_groups(&o.samples);
+    if groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## CPU by process group\n\nMean cores in use per phase, from /proc (the instances, this load generator, the machine) and `INFO cpu` (the Redis nodes); other: what the rest of the machine's work took (the machine is shared). {} cores in all.\n\n| phase | instances | Redis (6 nodes) | load generator | other work |\n|---|---|---|---|---|",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for g in &groups {
+        if let Some(p) = o.schedule.phase(g[0].floor() as u64) {
+            if !names.contains(&p.name()) {
+                names.push(p.name());
+            }
+        }
+    }
+    for name in names {
+        let rows: Vec<&[f64; 5]> = groups
+            .iter()
+            .filter(|g| o.schedule.phase(g[0].floor() as u64).map(|p| p.name()) == Some(name))
+            .collect();
+        let col = |i: usize| mean(&rows.iter().map(|g| g[i]).collect::<Vec<_>>());
+        let _ = writeln!(
+            md,
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            col(1),
+            col(2),
+            col(3),
+            col(4)
+        );
+    }
+}
+
 fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         0.0
@@ -152,6 +212,7 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<std::path::PathBuf, ReportError>
     accuracy_section(&mut md, o);
     redis_section(&mut md, o);
     rss_section(&mut md, o);
+    cpu_section(&mut md, o);
     if let Some(flood) = &o.flood {
         let ok = flood.admitted <= flood.limit && flood.degraded == 0;
         let _ = writeln!(
@@ -637,6 +698,44 @@ fn draw_charts(o: &Outcome, dir: &Path, stem: &str) -> Result<Vec<(String, Strin
             title: "Instance RSS (MiB)",
             y_label: "MiB",
             series: rss,
+            marks: &o.marks,
+            log_y: false,
+            targets: &[],
+        },
+    )?;
+    let groups = cpu_groups(&o.samples);
+    let group = |name: &str, i: usize| series(name, groups.iter().map(|g| (g[0], g[i])).collect());
+    draw(
+        format!("{stem}-cpu.png"),
+        "CPU by process group (other: the rest of the shared machine)",
+        Chart {
+            title: "CPU by process group (cores)",
+            y_label: "cores",
+            series: vec![
+                group("instances", 1),
+                group("Redis (6 nodes)", 2),
+                group("load generator", 3),
+                group("other work", 4),
+            ],
+            marks: &o.marks,
+            log_y: false,
+            targets: &[],
+        },
+    )?;
+    let groups = cpu_groups(&o.samples);
+    let group = |name: &str, i: usize| series(name, groups.iter().map(|g| (g[0], g[i])).collect());
+    draw(
+        format!("{stem}-cpu.png"),
+        "CPU by process group (other: the rest of the shared machine)",
+        Chart {
+            title: "CPU by process group (cores)",
+            y_label: "cores",
+            series: vec![
+                group("instances", 1),
+                group("Redis (6 nodes)", 2),
+                group("load generator", 3),
+                group("other work", 4),
+            ],
             marks: &o.marks,
             log_y: false,
             targets: &[],

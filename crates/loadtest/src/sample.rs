@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::cpu;
 use crate::instances::Instance;
 use crate::topology;
 
@@ -32,6 +33,9 @@ pub struct Sample {
     /// Per instance.
     pub rss_mib: Vec<Option<f64>>,
     pub instance_cpu_s: Vec<Option<f64>>,
+    /// CPU seconds of this process (the load generator) and of the whole machine.
+    pub generator_cpu_s: Option<f64>,
+    pub machine_busy_s: Option<f64>,
 }
 
 /// Reads the counters of the node on `port` (blocking, bounded by the probe timeout).
@@ -98,6 +102,8 @@ pub async fn take(t: f64, ports: &[u16], instances: &[Instance]) -> Sample {
         nodes,
         rss_mib: instances.iter().map(Instance::rss_mib).collect(),
         instance_cpu_s: instances.iter().map(Instance::cpu_seconds).collect(),
+        generator_cpu_s: cpu::process_seconds("/proc/self/stat"),
+        machine_busy_s: cpu::machine_busy_seconds(),
     }
 }
 
