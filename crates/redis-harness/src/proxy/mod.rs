@@ -43,7 +43,8 @@ pub enum Mode {
 /// // ... commands through `conn` now hang ...
 /// ```
 pub struct FaultProxy {
-    port: u16,
+    /// Where the proxy listens.
+    addr: SocketAddr,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
 }
@@ -94,17 +95,37 @@ impl FaultProxy {
     /// # Panics
     /// When `target` does not resolve or no loopback port can be bound.
     pub fn start(target: impl ToSocketAddrs) -> Self {
+        Self::start_on(("127.0.0.1", 0), target)
+    }
+
+    /// Starts a proxy listening on `listen` (any loopback address and port) forwarding to
+    /// `target`, in [`Mode::Pass`]. For a client that must reach the proxy under a given
+    /// address: a Redis Cluster client connects to the ports the nodes announce, so a
+    /// proxy in front of one node for one client listens on that node's port at another
+    /// loopback address (`127.0.0.2`) which only that client resolves the nodes' name to.
+    ///
+    /// ```no_run
+    /// let server = redis_harness::RedisServer::spawn();
+    /// let proxy = redis_harness::FaultProxy::start_on(
+    ///     ("127.0.0.2", server.port()),
+    ///     ("127.0.0.1", server.port()),
+    /// );
+    /// assert_eq!(proxy.port(), server.port());
+    /// ```
+    ///
+    /// # Panics
+    /// When `target` does not resolve or `listen` cannot be bound.
+    pub fn start_on(listen: impl ToSocketAddrs, target: impl ToSocketAddrs) -> Self {
         let target = target
             .to_socket_addrs()
             .ok()
             .and_then(|mut addrs| addrs.next())
             .expect("the proxy target does not resolve to an address");
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(listen)
             .unwrap_or_else(|e| panic!("binding the proxy's loopback port: {e}"));
-        let port = listener
+        let addr = listener
             .local_addr()
-            .unwrap_or_else(|e| panic!("reading the proxy's port: {e}"))
-            .port();
+            .unwrap_or_else(|e| panic!("reading the proxy's port: {e}"));
         let shared = Arc::new(Shared {
             target,
             state: Mutex::new(State {
@@ -118,13 +139,13 @@ impl FaultProxy {
         });
         let accept = accept::spawn(listener, Arc::clone(&shared));
         FaultProxy {
-            port,
+            addr,
             shared,
             accept: Some(accept),
         }
     }
 
-    /// The proxy's port on 127.0.0.1.
+    /// The proxy's port (on 127.0.0.1 unless started with [`FaultProxy::start_on`]).
     ///
     /// ```no_run
     /// let server = redis_harness::RedisServer::spawn();
@@ -132,10 +153,11 @@ impl FaultProxy {
     /// let stream = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
     /// ```
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr.port()
     }
 
-    /// `redis://127.0.0.1:<proxy port>`: where clients connect to go through the proxy.
+    /// `redis://<proxy address>:<proxy port>` (127.0.0.1 unless started with
+    /// [`FaultProxy::start_on`]): where clients connect to go through the proxy.
     ///
     /// ```no_run
     /// let server = redis_harness::RedisServer::spawn();
@@ -143,7 +165,7 @@ impl FaultProxy {
     /// let client = redis::Client::open(proxy.url()).unwrap();
     /// ```
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://{}", self.addr)
     }
 
     /// Switches what the proxy does, for open and new connections alike.
