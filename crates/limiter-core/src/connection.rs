@@ -1,13 +1,52 @@
 //! [`Connection`]: a standalone or Cluster Redis connection, one type for every command.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
 use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+
+/// The longest the cluster client waits for any one reply. The store's own timeout
+/// decides each call; this bounds the client's own work, its slot refreshes above all: a
+/// refresh holds the client's topology lock while it asks nodes for the slot map, and
+/// without a bound one asking a node that never answers (stalled, or cut off without an
+/// error) held it for good, stalling every later command, the breaker's health probe
+/// included, so that an instance answered from its failure mode until restarted
+/// (crates/loadtest, after a master was killed).
+const CLUSTER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest the cluster client waits to connect to a node.
+const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A cluster client whose every wait is bounded (see [`CLUSTER_RESPONSE_TIMEOUT`]).
+pub(crate) fn cluster_client(nodes: &[&str]) -> redis::RedisResult<ClusterClient> {
+    ClusterClient::builder(nodes.to_vec())
+        .connection_timeout(CLUSTER_CONNECT_TIMEOUT)
+        .response_timeout(CLUSTER_RESPONSE_TIMEOUT)
+        .build()
+}
 
 /// A connection to a standalone Redis or to a Cluster.
 #[derive(Clone)]
 pub(crate) enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Cluster>),
+}
+
+/// A Cluster connection that can be made anew from the nodes it was given (see
+/// [`Connection::renew`]).
+pub(crate) struct Cluster {
+    nodes: Vec<String>,
+    conn: RwLock<ClusterConnection>,
+}
+
+impl Cluster {
+    /// The current connection: a handle to it, cheap to clone.
+    fn current(&self) -> ClusterConnection {
+        self.conn.read().clone()
+    }
 }
 
 impl Connection {
@@ -19,8 +58,27 @@ impl Connection {
 
     /// Connects to a Redis Cluster through any of its nodes.
     pub(crate) async fn cluster(nodes: &[&str]) -> redis::RedisResult<Connection> {
-        let client = redis::cluster::ClusterClient::new(nodes.to_vec())?;
-        Ok(Connection::Cluster(client.get_async_connection().await?))
+        let conn = cluster_client(nodes)?.get_async_connection().await?;
+        Ok(Connection::Cluster(Arc::new(Cluster {
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            conn: RwLock::new(conn),
+        })))
+    }
+
+    /// Makes a Cluster connection anew from the nodes it was given, as a client starting
+    /// now would: it asks them for the slot map afresh. A cluster client learns that the
+    /// map changed from the errors its commands meet (a redirection, a refused
+    /// connection); after a failover behind a node that swallows requests instead of
+    /// refusing them, and with no keyed command sent (the breaker open), it would ask the
+    /// old master forever. A standalone connection manager reconnects by itself: nothing
+    /// to do.
+    pub(crate) async fn renew(&self) -> redis::RedisResult<()> {
+        if let Connection::Cluster(cluster) = self {
+            let nodes: Vec<&str> = cluster.nodes.iter().map(String::as_str).collect();
+            let conn = cluster_client(&nodes)?.get_async_connection().await?;
+            *cluster.conn.write() = conn;
+        }
+        Ok(())
     }
 
     /// `standalone` or `cluster`, for `Debug`.
@@ -40,7 +98,10 @@ impl ConnectionLike for Connection {
     ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(cluster) => {
+                let mut conn = cluster.current();
+                Box::pin(async move { conn.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -52,14 +113,17 @@ impl ConnectionLike for Connection {
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         match self {
             Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(cluster) => {
+                let mut conn = cluster.current();
+                Box::pin(async move { conn.req_packed_commands(cmd, offset, count).await })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(conn) => conn.get_db(),
+            Connection::Cluster(cluster) => cluster.current().get_db(),
         }
     }
 }

@@ -289,3 +289,128 @@ async fn every_key_of_a_policy_and_identity_shares_one_slot() {
         .unwrap()
         .is_allowed());
 }
+
+/// The store as the HTTP layer builds it (batching, leases, failure mode open, every
+/// bound at its default) under traffic on keys of every master: when a master dies, every
+/// key must be decided by Redis again once its replica has taken over, not only the keys
+/// a lone caller retried (the breaker opened by the failover must close again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_under_load_every_key_is_decided_again() {
+    failover_under_load(false).await;
+}
+
+/// The same when, soon after the kill, the dead master's address swallows requests
+/// instead of refusing connections (a host replaced behind a proxy, a partition): the
+/// cluster client must still come to read the new slot map. (The load test's instance
+/// that reaches every node through a proxy, which never refuses, is the harder case:
+/// crates/loadtest covers it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_behind_a_silent_address_every_key_is_decided_again() {
+    failover_under_load(true).await;
+}
+
+/// Accepts connections on `port` and never answers, until `stop`.
+fn swallow(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })
+}
+
+async fn failover_under_load(silent: bool) {
+    let mut cluster = RedisCluster::spawn();
+    let redis = cluster_store(&cluster).await;
+    let store = Guarded::builder(Leased::builder(Batched::builder(redis).build()).build())
+        .failure_mode(FailureMode::Open)
+        .build()
+        .unwrap();
+    let policy = fresh_policy(vec![Limit::new(1_000_000, secs(3600))]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let degraded = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let decided = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..16u64)
+        .map(|t| {
+            let (store, policy) = (store.clone(), policy.clone());
+            let (stop, degraded, decided) = (stop.clone(), degraded.clone(), decided.clone());
+            tokio::spawn(async move {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("user-{}", i % 3_000);
+                    i += 16;
+                    let d = store
+                        .check(&policy, &key, 1)
+                        .await
+                        .expect("the guard answers");
+                    if d.is_degraded() {
+                        degraded.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        decided.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        })
+        .collect();
+    // Decided by Redis before the failure.
+    let ready = wait_until(Duration::from_secs(20), || {
+        decided.load(Ordering::Relaxed) > 1_000
+    });
+    assert!(ready.await, "the cluster decides before the failover");
+
+    let killed = cluster.kill_master(0);
+    let swallowing = silent.then(|| {
+        let port = killed
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
+        swallow(port, stop.clone())
+    });
+    let failover = cluster.wait_for_failover(Duration::from_secs(30));
+    assert!(failover.is_ok(), "replica promoted: {failover:?}");
+    // Within a bound after the promotion, a stretch of decisions with none degraded.
+    let mut recovered = false;
+    for _ in 0..300 {
+        let before = degraded.load(Ordering::Relaxed);
+        let decided_before = decided.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if degraded.load(Ordering::Relaxed) == before
+            && decided.load(Ordering::Relaxed) > decided_before + 50
+        {
+            recovered = true;
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    if let Some(thread) = swallowing {
+        thread.join().unwrap();
+    }
+    assert!(
+        recovered,
+        "still degraded 30 s after the failover: {} degraded, {} decided",
+        degraded.load(Ordering::Relaxed),
+        decided.load(Ordering::Relaxed)
+    );
+}
+
+/// Polls `condition` every 20 ms until it holds or `bound` passes.
+async fn wait_until(bound: Duration, condition: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}

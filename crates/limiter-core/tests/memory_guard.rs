@@ -135,3 +135,40 @@ async fn an_invalid_guard_is_a_typed_error() {
         .unwrap_err();
     assert!(err.to_string().contains("max_fraction"), "{err}");
 }
+
+/// A Cluster store with a guard starts while a node it lists is down (the Cluster decides
+/// without it once its replica takes over), and the guard reads the nodes that answer:
+/// over once one of them is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_at_start_does_not_keep_a_guarded_cluster_store_from_starting() {
+    let mut cluster = redis_harness::RedisCluster::spawn();
+    let nodes = cluster.nodes();
+    cluster.kill_master(0);
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let store = RedisStore::builder()
+        .memory_guard(MemoryGuard::default().interval(Duration::from_millis(20)))
+        .connect_cluster(&nodes)
+        .await
+        .expect("the store starts with one listed node down");
+    assert_eq!(store.memory_over(), Some(false));
+    // A `maxmemory` of one byte on every node that answers: over, as the guard must read.
+    let mut set = 0;
+    for node in &nodes {
+        let client = redis::Client::open(*node).unwrap();
+        if let Ok(mut conn) = client.get_connection() {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg("1")
+                .query(&mut conn)
+                .unwrap();
+            set += 1;
+        }
+    }
+    assert_eq!(
+        set,
+        nodes.len() - 1,
+        "every node but the killed one answers"
+    );
+    await_over(&store, true).await;
+}

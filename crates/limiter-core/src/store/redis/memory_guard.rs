@@ -95,7 +95,7 @@ impl MemoryState {
     /// Starts the task reading `nodes` (every node of a Cluster the store was given;
     /// over when any is). It holds only a weak reference between reads, so dropping the
     /// last clone of the store ends it.
-    pub(super) fn watch(guard: MemoryGuard, nodes: Vec<ConnectionManager>) -> Arc<MemoryState> {
+    pub(super) fn watch(guard: MemoryGuard, nodes: Vec<redis::Client>) -> Arc<MemoryState> {
         let state = Arc::new(MemoryState::default());
         metrics::gauge!(crate::metric_names::MEMORY_GUARD_OVER).set(0.0);
         tokio::spawn(run(guard, nodes, Arc::downgrade(&state)));
@@ -103,19 +103,47 @@ impl MemoryState {
     }
 }
 
-async fn run(guard: MemoryGuard, mut nodes: Vec<ConnectionManager>, state: Weak<MemoryState>) {
+/// A node the guard reads, connected when it first answers: a node down when the store
+/// starts (a Cluster decides without it) must not keep the store from starting.
+enum Node {
+    Waiting(redis::Client),
+    Ready(ConnectionManager),
+}
+
+/// The longest the guard waits on one node, to connect or for its `INFO`: a stalled node
+/// must not stop it reading the others.
+const NODE_WAIT: Duration = Duration::from_secs(1);
+
+impl Node {
+    /// The node's `INFO memory`, connecting first if it never answered; `None` when it
+    /// does not answer within [`NODE_WAIT`].
+    async fn info(&mut self) -> Option<String> {
+        if let Node::Waiting(client) = self {
+            let connect = ConnectionManager::new(client.clone());
+            *self = Node::Ready(tokio::time::timeout(NODE_WAIT, connect).await.ok()?.ok()?);
+        }
+        let Node::Ready(conn) = self else {
+            return None;
+        };
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let query = info.query_async::<String>(conn);
+        tokio::time::timeout(NODE_WAIT, query).await.ok()?.ok()
+    }
+}
+
+async fn run(guard: MemoryGuard, nodes: Vec<redis::Client>, state: Weak<MemoryState>) {
+    let mut nodes: Vec<Node> = nodes.into_iter().map(Node::Waiting).collect();
     let mut ticks = tokio::time::interval(guard.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let mut over = false;
         let mut read = false;
-        let mut info = redis::cmd("INFO");
-        info.arg("memory");
         for node in &mut nodes {
             // An unreadable node leaves the flag as it was: a failing Redis is the
             // breaker's business, not the memory guard's.
-            if let Ok(info) = info.query_async::<String>(node).await {
+            if let Some(info) = node.info().await {
                 read = true;
                 over |= is_over(&info, guard.max_fraction);
             }

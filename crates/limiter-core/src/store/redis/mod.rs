@@ -184,15 +184,16 @@ impl RedisStore {
     }
 
     /// Probes Redis every `probe_interval` until it answers, then half-opens the
-    /// breaker. The task holds only a weak reference to the breaker between probes, so
-    /// dropping the store ends it.
+    /// breaker; every [`RENEW_AFTER`] failed probes, a Cluster connection is made anew
+    /// (see `Connection::renew`). The task holds only a weak reference to the breaker
+    /// between probes, so dropping the store ends it.
     fn start_health_check(&self) {
         let wire = Arc::downgrade(&self.wire);
         let mut conn = self.conn.clone();
         let interval = self.probe_interval();
         let timeout = self.wire.timeout();
         self.io.spawn(async move {
-            loop {
+            for failed in 1u64.. {
                 tokio::time::sleep(interval).await;
                 let Some(wire) = wire.upgrade() else {
                     return;
@@ -205,6 +206,13 @@ impl RedisStore {
                 if let Ok(Ok(())) = tokio::time::timeout(timeout, ping).await {
                     wire.breaker().half_open();
                     return;
+                }
+                if failed % RENEW_AFTER == 0 {
+                    // Bounded like a probe's wait for connecting to the nodes one by one.
+                    let renew = conn.renew();
+                    if let Ok(Err(err)) = tokio::time::timeout(interval * 4, renew).await {
+                        tracing::debug!(%err, "rate-limit store: cluster connection not renewed");
+                    }
                 }
             }
         });
@@ -376,6 +384,10 @@ impl RedisStore {
         }
     }
 }
+
+/// Failed health probes after which a Cluster connection is made anew (see
+/// `Connection::renew`): two, a second of probing at the default interval.
+const RENEW_AFTER: u64 = 2;
 
 /// The scripts' algorithm codes, strides and verdicts: decide.lua and refund.lua define
 /// the same under the same names (a test in `scripts` checks them).
@@ -551,21 +563,18 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Validates the guard and connects its own connections to `urls`.
-    async fn watch(&self, urls: &[&str]) -> Result<Option<Arc<MemoryState>>, StoreError> {
+    /// Validates the guard and starts it reading `urls` on connections of its own (made
+    /// when each node first answers).
+    fn watch(&self, urls: &[&str]) -> Result<Option<Arc<MemoryState>>, StoreError> {
         let Some(guard) = self.memory_guard else {
             return Ok(None);
         };
         guard.validate()?;
-        let mut nodes = Vec::with_capacity(urls.len());
-        for url in urls {
-            let client = redis::Client::open(*url).map_err(StoreError::from)?;
-            nodes.push(
-                ConnectionManager::new(client)
-                    .await
-                    .map_err(StoreError::from)?,
-            );
-        }
+        let nodes = urls
+            .iter()
+            .map(|url| redis::Client::open(*url))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::from)?;
         Ok(Some(MemoryState::watch(guard, nodes)))
     }
 
@@ -608,7 +617,7 @@ impl RedisStoreBuilder {
             })
             .await
             .map_err(into_store_error)?;
-        let memory = self.watch(&[url]).await?;
+        let memory = self.watch(&[url])?;
         self.build(io, Connection::Single(conn), memory)
             .with_scripts_loaded()
             .await
@@ -617,19 +626,17 @@ impl RedisStoreBuilder {
     /// Connects to a Redis Cluster through any of its nodes.
     pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, StoreError> {
         let io = self.prepare()?;
-        let client =
-            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(StoreError::from)?;
+        let owned: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
         let conn = io
             .run(async move {
-                let conn = client.get_async_connection().await;
+                let nodes: Vec<&str> = owned.iter().map(String::as_str).collect();
+                let conn = Connection::cluster(&nodes).await;
                 conn.map_err(|e| Error::Store(e.into()))
             })
             .await
             .map_err(into_store_error)?;
-        let memory = self.watch(nodes).await?;
-        self.build(io, Connection::Cluster(conn), memory)
-            .with_scripts_loaded()
-            .await
+        let memory = self.watch(nodes)?;
+        self.build(io, conn, memory).with_scripts_loaded().await
     }
 }
 
