@@ -32,9 +32,13 @@ if [ -n "$REV" ]; then
   cp crates/limiter-core/examples/script_cost.rs "$tmp/src/crates/limiter-core/examples/"
   src=$tmp/src
 fi
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-(cd "$src" && cargo build -q -p limiter-core --example script_cost)
-client=$CARGO_TARGET_DIR/debug/examples/script_cost
+# A rev builds into a target directory of its own (BEFORE_TARGET keeps it between runs):
+# built into this tree's, its binary would stand in the place of this tree's, which cargo
+# then finds fresh and does not copy there again.
+target=${CARGO_TARGET_DIR:-$PWD/target}
+[ -z "$REV" ] || target=${BEFORE_TARGET:-$tmp/target}
+(cd "$src" && CARGO_TARGET_DIR=$target cargo build -q -p limiter-core --example script_cost)
+client=$target/debug/examples/script_cost
 cp "$client" "$tmp/client"
 
 url=redis://127.0.0.1:$PORT
