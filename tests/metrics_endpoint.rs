@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use limiter::limiter_core::BreakerState;
-use limiter::telemetry::{install_prometheus, metrics_router, METRIC_NAMES};
+use limiter::telemetry::{install_prometheus, metrics_router, METRIC_NAMES, UPKEEP_THREAD};
 use redis_harness::RedisServer;
 
 /// Strings each request carries somewhere; none may reach a label.
@@ -211,6 +211,24 @@ fn in_own_process(test: &str, bounds: Bounds) {
 
 async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bounds) {
     let handle = install_prometheus().expect("the only recorder of this process");
+    // Histogram samples are folded into buckets whether or not anything scrapes. (A new
+    // thread carries its parent's name until it has started and named itself.)
+    let threads = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
+    let mut named = false;
+    for _ in 0..500 {
+        named = threads().iter().any(|name| name == UPKEEP_THREAD);
+        if named {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(named, "the recorder's upkeep thread runs: {:?}", threads());
     let mut redis = RedisServer::spawn();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policies.yaml");

@@ -42,8 +42,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// 1 when idle, up to `store.batch.max_batch` (256 by default) under load.
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
-/// Installs the Prometheus recorder as the process's global `metrics` recorder.
-/// Fails when a recorder is already installed.
+/// How often the recorder's upkeep runs (see [`install_prometheus`]).
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The name of the thread that runs the recorder's upkeep.
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+/// Installs the Prometheus recorder as the process's global `metrics` recorder, and a
+/// thread ([`UPKEEP_THREAD`]) that runs its upkeep every [`UPKEEP_INTERVAL`] for the life
+/// of the process, as the recorder does. The recorder keeps every histogram sample until
+/// its upkeep or a scrape folds it into the buckets: without the thread, an instance
+/// nothing scraped grew by every decision's samples (the load test's soak: +80% RSS in
+/// ten minutes). Fails when a recorder is already installed.
 ///
 /// ```
 /// let handle = limiter::telemetry::install_prometheus().unwrap();
@@ -58,6 +68,17 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
             BATCH_BUCKETS,
         )?
         .install_recorder()
+        .inspect(|handle| {
+            let handle = handle.clone();
+            // A thread rather than a task: the recorder is installed before, and outlives,
+            // any runtime. Failing to start it leaves the scrape to drain the samples.
+            let _ = std::thread::Builder::new()
+                .name(UPKEEP_THREAD.into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    handle.run_upkeep();
+                });
+        })
 }
 
 /// `GET /metrics` in the Prometheus text format. Merge it into a router *after* the

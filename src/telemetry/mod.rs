@@ -10,4 +10,7 @@ pub mod otel;
 
 pub use self::error::{TelemetryError, UnknownLogFormat};
 pub use self::logs::{init_logs, LogFormat};
-pub use self::metrics::{install_prometheus, metrics_router, LATENCY_BUCKETS, METRIC_NAMES};
+pub use self::metrics::{
+    install_prometheus, metrics_router, LATENCY_BUCKETS, METRIC_NAMES, UPKEEP_INTERVAL,
+    UPKEEP_THREAD,
+};
