@@ -237,9 +237,9 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         let flood = flood::run(&addrs, args.flood_conns, args.flood_limit).await;
         println!("flood: {flood:?}");
         drop(instances);
-        // An instance does not start while a node its file lists is down (the store's
-        // memory guard connects to every listed node at start-up), so the restarted
-        // instances get a file that lists the running nodes only.
+        // The restarted instances get a file that lists the running nodes only, as an
+        // operator's would once the killed node is gone for good. (A dead node listed no
+        // longer keeps an instance from starting: limiter-core's tests/memory_guard.rs.)
         let live = Policy {
             nodes: topology.live_node_urls(),
             ..*policy
