@@ -722,25 +722,6 @@ fn draw_charts(o: &Outcome, dir: &Path, stem: &str) -> Result<Vec<(String, Strin
             targets: &[],
         },
     )?;
-    let groups = cpu_groups(&o.samples);
-    let group = |name: &str, i: usize| series(name, groups.iter().map(|g| (g[0], g[i])).collect());
-    draw(
-        format!("{stem}-cpu.png"),
-        "CPU by process group (other: the rest of the shared machine)",
-        Chart {
-            title: "CPU by process group (cores)",
-            y_label: "cores",
-            series: vec![
-                group("instances", 1),
-                group("Redis (6 nodes)", 2),
-                group("load generator", 3),
-                group("other work", 4),
-            ],
-            marks: &o.marks,
-            log_y: false,
-            targets: &[],
-        },
-    )?;
     let cpu = redis_cpu(&o.samples, o.ports.len())
         .into_iter()
         .zip(&o.ports)

@@ -37,6 +37,16 @@ end
 
 local reply = {batch_now}
 local replied = 1
+-- Appends decide's reply for one cost: an integer (one GCRA window) or a table.
+local function append(decided)
+  if type(decided) == 'number' then
+    replied = replied + 1
+    reply[replied] = decided
+  else
+    for i = 1, #decided do reply[replied + i] = decided[i] end
+    replied = replied + #decided
+  end
+end
 local key_at, arg_at = 1, 2
 for _ = 1, ARGV[1] + 0 do
   local key_count = count(ARGV[arg_at])
@@ -54,14 +64,7 @@ for _ = 1, ARGV[1] + 0 do
       if ARGV[excess_at] ~= '0' then decide(key_at - 1, excess_at - 1) end
     end
   elseif cost_count == 1 then
-    local decided = decide(key_at - 1, costs_at - 1)
-    if type(decided) == 'number' then
-      replied = replied + 1
-      reply[replied] = decided
-    else
-      for i = 1, #decided do reply[replied + i] = decided[i] end
-      replied = replied + #decided
-    end
+    append(decide(key_at - 1, costs_at - 1))
   else
     -- decide.lua reads its cost just before its arguments: each cost in turn goes into
     -- the last cost's slot.
@@ -70,14 +73,7 @@ for _ = 1, ARGV[1] + 0 do
     local slot = costs_at + cost_count - 1
     for cost = 1, cost_count do
       ARGV[slot] = costs[cost]
-      local decided = decide(key_at - 1, slot - 1)
-      if type(decided) == 'number' then
-        replied = replied + 1
-        reply[replied] = decided
-      else
-        for i = 1, #decided do reply[replied + i] = decided[i] end
-        replied = replied + #decided
-      end
+      append(decide(key_at - 1, slot - 1))
     end
   end
   key_at = key_at + key_count
