@@ -208,7 +208,8 @@ impl RedisStore {
                     return;
                 }
                 if failed % RENEW_AFTER == 0 {
-                    // Bounded like a probe's wait for connecting to the nodes one by one.
+                    // Bounded: connecting asks the nodes one by one, each within the
+                    // client's own connect timeout, and a probe must follow in time.
                     let renew = conn.renew();
                     if let Ok(Err(err)) = tokio::time::timeout(interval * 4, renew).await {
                         tracing::debug!(%err, "rate-limit store: cluster connection not renewed");
