@@ -11,7 +11,6 @@ use redis::AsyncCommands;
 use redis_harness::RedisServer;
 use support::*;
 
-const TASKS: usize = 1000;
 const LIMIT: u64 = 100;
 
 fn algorithms() -> [Algorithm; 4] {
@@ -21,23 +20,6 @@ fn algorithms() -> [Algorithm; 4] {
         Algorithm::SlidingWindow,
         Algorithm::FixedWindow,
     ]
-}
-
-/// Fires `TASKS` concurrent checks, alternating between `limiters`; returns how many passed.
-async fn admitted<S: Store + Clone>(limiters: &[Limiter<S>]) -> usize {
-    let handles: Vec<_> = (0..TASKS)
-        .map(|i| {
-            let limiter = limiters[i % limiters.len()].clone();
-            tokio::spawn(async move { limiter.check("hot", 1).await })
-        })
-        .collect();
-    let mut allowed = 0;
-    for handle in handles {
-        if handle.await.expect("task").expect("check").is_allowed() {
-            allowed += 1;
-        }
-    }
-    allowed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

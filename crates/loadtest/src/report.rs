@@ -65,23 +65,13 @@ fn redis_cpu(samples: &[Sample], nodes: usize) -> Vec<Vec<(f64, f64)>> {
 
 /// Commands/s of each node between consecutive samples.
 fn redis_commands(samples: &[Sample], node: usize) -> Vec<f64> {
+    let commands = |s: &Sample| {
+        let counters = s.nodes.get(node)?.as_ref()?;
+        Some(counters.commands as f64)
+    };
     samples
         .windows(2)
-        .filter_map(|w| {
-            let a = w[0]
-                .nodes
-                .get(node)
-                .cloned()
-                .flatten()
-                .map(|c| c.commands as f64);
-            let b = w[1]
-                .nodes
-                .get(node)
-                .cloned()
-                .flatten()
-                .map(|c| c.commands as f64);
-            sample::rate(a, b, w[1].t - w[0].t)
-        })
+        .filter_map(|w| sample::rate(commands(&w[0]), commands(&w[1]), w[1].t - w[0].t))
         .collect()
 }
 

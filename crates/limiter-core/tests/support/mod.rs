@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use limiter_core::{BreakerConfig, Limit, ManualClock, MemoryStore, Policy, RedisStore};
+use limiter_core::{
+    BreakerConfig, Limit, Limiter, ManualClock, MemoryStore, Policy, RedisStore, Store,
+};
 use redis_harness::RedisServer;
 
 /// 2026-11-23T00:00:00Z in microseconds: tests start at a fixed, realistic time.
@@ -86,4 +88,26 @@ pub async fn bounded_store(server: &RedisServer, bounds: Bounds) -> RedisStore {
         .connect(&server.url())
         .await
         .expect("connect to the test redis")
+}
+
+/// Concurrent checks of the concurrency tests: far above the concurrency any one limit
+/// expects.
+pub const TASKS: usize = 1000;
+
+/// Fires [`TASKS`] concurrent checks of the key "hot", alternating between `limiters`;
+/// returns how many passed.
+pub async fn admitted<S: Store + Clone>(limiters: &[Limiter<S>]) -> usize {
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let limiter = limiters[i % limiters.len()].clone();
+            tokio::spawn(async move { limiter.check("hot", 1).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for handle in handles {
+        if handle.await.expect("task").expect("check").is_allowed() {
+            allowed += 1;
+        }
+    }
+    allowed
 }
