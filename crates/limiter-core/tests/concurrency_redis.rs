@@ -6,7 +6,7 @@
 
 mod support;
 
-use limiter_core::{Algorithm, Limit, Limiter, Store};
+use limiter_core::{Algorithm, Limit, Limiter};
 use redis_harness::RedisServer;
 use support::*;
 
