@@ -7,6 +7,7 @@ use parking_lot::RwLock;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 
 /// The longest the cluster client waits for any one reply. The store's own timeout
 /// decides each call; this bounds the client's own work, its slot refreshes above all: a
@@ -79,6 +80,18 @@ impl Connection {
             *cluster.conn.write() = conn;
         }
         Ok(())
+    }
+
+    /// `PING`: on a Cluster, to the master serving `slot` (any node without one).
+    pub(crate) async fn ping(&self, slot: Option<u16>) -> redis::RedisResult<()> {
+        if let (Connection::Cluster(cluster), Some(slot)) = (self, slot.and_then(Slot::new)) {
+            let route =
+                SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master));
+            let mut conn = cluster.current();
+            let ping = conn.route_command(redis::cmd("PING"), RoutingInfo::SingleNode(route));
+            return ping.await.map(drop);
+        }
+        redis::cmd("PING").query_async(&mut self.clone()).await
     }
 
     /// `standalone` or `cluster`, for `Debug`.

@@ -20,9 +20,11 @@ pub const STORE_ERRORS_TOTAL: &str = "ratelimit_store_errors_total";
 pub const SHED_DECISIONS_TOTAL: &str = "ratelimit_shed_decisions_total";
 /// Counter `{mode}`: decisions taken by the failure mode instead of the store.
 pub const FALLBACK_DECISIONS_TOTAL: &str = "ratelimit_fallback_decisions_total";
-/// Gauge: the circuit breaker's state ([`BreakerState`](crate::BreakerState) as a number).
+/// Gauge: the circuit breaker's state ([`BreakerState`](crate::BreakerState) as a number);
+/// on a Redis Cluster one per shard, `{slots}` (e.g. `0-5460`).
 pub const BREAKER_STATE: &str = "ratelimit_breaker_state";
-/// Counter `{to}`: circuit breaker transitions, by the state entered.
+/// Counter `{to}`: circuit breaker transitions, by the state entered (and `{slots}` on a
+/// Redis Cluster).
 pub const BREAKER_TRANSITIONS_TOTAL: &str = "ratelimit_breaker_transitions_total";
 /// Histogram: decisions carried by each call of [`Batched`](crate::Batched).
 pub const BATCH_DECISIONS: &str = "ratelimit_batch_decisions";

@@ -414,3 +414,126 @@ async fn wait_until(bound: Duration, condition: impl Fn() -> bool) -> bool {
     }
     condition()
 }
+
+/// A stalled master (`CLIENT PAUSE`: its connections stay open, its replies wait) holds up
+/// and degrades only the decisions for its own slots: the keys of the other masters are
+/// still decided by Redis, exactly, both while the stalled master's first calls wait out
+/// their timeout and once its shard's breaker is open; when it answers again its keys are
+/// decided by Redis again. As the HTTP layer builds the store (batching and leases, every
+/// bound at its default), and unbatched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_master_degrades_only_its_own_keys() {
+    let cluster = RedisCluster::spawn();
+    let redis = cluster_store(&cluster).await;
+    let layered = Leased::builder(Batched::builder(redis.clone()).build()).build();
+    let layered = Guarded::builder(layered)
+        .failure_mode(FailureMode::Open)
+        .build()
+        .unwrap();
+    stalled_master(&cluster, &redis, layered).await;
+    let plain = Guarded::builder(redis.clone())
+        .failure_mode(FailureMode::Open)
+        .build()
+        .unwrap();
+    stalled_master(&cluster, &redis, plain).await;
+}
+
+async fn stalled_master<S: Store + Clone + 'static>(
+    cluster: &RedisCluster,
+    redis: &RedisStore,
+    store: S,
+) {
+    const LIMIT: u64 = 20;
+    let policy = fresh_policy(vec![Limit::new(LIMIT, secs(3600))]);
+    let masters = cluster.masters();
+    let keys_on = |master: &str, n: usize| -> Vec<String> {
+        (0..10_000)
+            .map(|i| format!("user-{i}"))
+            .filter(|k| {
+                let tagged = format!("rl:{{{}:{k}}}:0g", policy.name());
+                cluster.master_for_key(&tagged) == master
+            })
+            .take(n)
+            .collect()
+    };
+    let stalled_key = keys_on(&masters[0], 1).remove(0);
+    let healthy: Vec<String> = masters[1..].iter().flat_map(|m| keys_on(m, 3)).collect();
+    assert_eq!(healthy.len(), 6, "three keys on each healthy master");
+
+    let stalled = cluster.node(&masters[0]).expect("the master is running");
+    stalled.pause(secs(60));
+    // Requests for the stalled master's key keep coming throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stalled_traffic = {
+        let (store, policy, key, stop) = (
+            store.clone(),
+            policy.clone(),
+            stalled_key.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut degraded = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let d = store
+                    .check(&policy, &key, 1)
+                    .await
+                    .expect("the guard answers");
+                degraded += u64::from(d.is_degraded());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            degraded
+        })
+    };
+    let burst = || {
+        let calls = healthy.iter().flat_map(|key| (0..LIMIT).map(move |_| key));
+        let calls = calls.map(|key| {
+            let (store, policy) = (store.clone(), policy.clone());
+            async move {
+                let d = store
+                    .check(&policy, key, 1)
+                    .await
+                    .expect("the guard answers");
+                (key.clone(), d.is_allowed(), d.is_degraded())
+            }
+        });
+        futures_util::future::join_all(calls)
+    };
+    // While the stalled master's first calls wait out their timeout...
+    let mut decided = burst().await;
+    // ...and once its breaker is open.
+    let open = wait_until(Duration::from_secs(30), || {
+        redis.breaker_state() == limiter_core::BreakerState::Open
+    });
+    assert!(open.await, "the stalled master's breaker opens");
+    decided.extend(burst().await);
+    decided.extend(burst().await);
+
+    stop.store(true, Ordering::Relaxed);
+    let stalled_degraded = stalled_traffic.await.unwrap();
+    stalled.unpause();
+    let degraded = decided.iter().filter(|(_, _, degraded)| *degraded).count();
+    assert_eq!(
+        degraded, 0,
+        "the healthy masters' keys are decided by Redis"
+    );
+    for key in &healthy {
+        let admitted = decided
+            .iter()
+            .filter(|(k, allowed, _)| k == key && *allowed)
+            .count();
+        assert_eq!(admitted as u64, LIMIT, "{key}: exact on a healthy master");
+    }
+    assert!(stalled_degraded > 0, "the stalled master's key is degraded");
+
+    // Answering again, the stalled master decides its keys again.
+    let mut recovered = false;
+    for _ in 0..300 {
+        let d = store.check(&policy, &stalled_key, 1).await.unwrap();
+        if !d.is_degraded() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "the master decides again after the stall");
+}

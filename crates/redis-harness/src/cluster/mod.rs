@@ -89,6 +89,20 @@ impl RedisCluster {
         self.live().map(RedisServer::url).collect()
     }
 
+    /// The running node at `url` (as [`RedisCluster::nodes`] and
+    /// [`RedisCluster::masters`] give it), to stall or query that node alone.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let cluster = redis_harness::RedisCluster::spawn();
+    /// let master = cluster.node(&cluster.masters()[0]).unwrap();
+    /// master.pause(Duration::from_secs(5));
+    /// master.unpause();
+    /// ```
+    pub fn node(&self, url: &str) -> Option<&RedisServer> {
+        self.live().find(|n| n.url() == url)
+    }
+
     fn live(&self) -> impl Iterator<Item = &RedisServer> {
         self.nodes.iter().filter(|n| n.is_running())
     }

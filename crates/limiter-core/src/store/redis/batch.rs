@@ -69,14 +69,16 @@ impl RedisStore {
     /// On a standalone Redis the whole batch is one call. On a Cluster a script's keys
     /// must share a slot, so each entry (whose keys share a hash tag) is its own call;
     /// the calls travel together over the cluster connection's pipelined connections.
-    /// Either way the batch is one outcome for the timeout and the breaker. On the I/O
-    /// thread only.
+    /// Either way the batch is one outcome for the timeout and the breaker of `shard`,
+    /// the shard serving its keys. On the I/O thread only.
     pub(super) async fn decide_batch(
         &self,
+        shard: usize,
         entries: &[BatchEntry<'_>],
     ) -> Result<Vec<Decided>, Error> {
         let decisions = entries.iter().map(|e| e.replies().max(1)).sum();
-        self.on_wire(decisions, self.send_batch(entries)).await
+        self.on_wire(shard, decisions, self.send_batch(entries))
+            .await
     }
 
     async fn send_batch(&self, entries: &[BatchEntry<'_>]) -> Result<Vec<Decided>, Error> {
@@ -112,6 +114,7 @@ impl RedisStore {
     ) -> Result<Vec<Decided>, Error> {
         let policy = policy.clone();
         let key = key::normalize(key)?.into_owned();
+        let shard = self.shards.shard_of(&policy, &key);
         self.on_io(move |store| async move {
             let costs;
             let op = match op {
@@ -126,7 +129,9 @@ impl RedisStore {
                 key: &key,
                 op,
             };
-            store.decide_batch(std::slice::from_ref(&entry)).await
+            store
+                .decide_batch(shard, std::slice::from_ref(&entry))
+                .await
         })
         .await
     }

@@ -64,8 +64,12 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(500);
 ///   the next batch (never shed: they wait for room).
 /// - **Observable**: the decisions each call carried go to the `ratelimit_batch_decisions`
 ///   histogram.
-/// - **Cluster**: a script's keys must share a slot, so each entry is its own call, all
-///   sent together (one outcome for the breaker).
+/// - **Cluster: a lane per shard**: the decisions for each master's slots are queued,
+///   batched, sent and timed apart, each shard's under its own breaker (see
+///   [`RedisStore`]): a master that stalls or dies holds up and fails only its own keys'
+///   decisions, while the other masters' keys are decided by Redis as before. In a
+///   batch a script's keys must share a slot, so each entry is its own call, all sent
+///   together (one outcome for the shard's breaker).
 /// - **Unbatched**: [`max_batch(1)`](BatchedBuilder::max_batch) with several calls in
 ///   flight sends each decision as its own call, through the same bounded queue.
 ///
@@ -94,9 +98,10 @@ pub struct Batched {
 struct Shared {
     store: RedisStore,
     config: BatchConfig,
-    queue: mpsc::UnboundedSender<Job>,
-    /// One permit per decision waiting to be sent: the queue's bound, the batch being
-    /// formed included.
+    /// One queue per shard of the store (see [`RedisStore`]), each with its collector.
+    queues: Box<[mpsc::UnboundedSender<Job>]>,
+    /// One permit per decision waiting to be sent, in any queue: the bound, the batches
+    /// being formed included.
     room: Arc<Semaphore>,
 }
 
@@ -207,11 +212,16 @@ impl Batched {
             room: Some(room),
             reply,
         };
-        self.shared
-            .queue
+        self.queue(policy, &key)
             .send(job(policy, &key, work))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// The queue of the shard serving `key` (normalized) under `policy`.
+    fn queue(&self, policy: &Policy, key: &str) -> &mpsc::UnboundedSender<Job> {
+        let queues = &self.shared.queues;
+        &queues[self.shared.store.shards.shard_of(policy, key) % queues.len()]
     }
 
     /// Decides `checks` all or nothing in the next batch, as one entry of it.
@@ -243,7 +253,9 @@ impl Batched {
                 reply,
             },
         };
-        self.shared.queue.send(first).map_err(|_| stopped())?;
+        self.queue(&first.policy, &first.key)
+            .send(first)
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -263,7 +275,7 @@ impl Batched {
             Err(error) => return reply.send(Err(error)),
         };
         let job = job(policy, &key, Work::Settle { settle, reply });
-        if let Err(mpsc::error::SendError(job)) = self.shared.queue.send(job) {
+        if let Err(mpsc::error::SendError(job)) = self.queue(policy, &key).send(job) {
             if let Work::Settle { reply, .. } = job.work {
                 reply.send(Err(stopped()));
             }
@@ -331,8 +343,8 @@ fn stopped() -> Error {
 /// that failed (a stalled Redis, before the breaker has opened), Redis is why it waited:
 /// a store failure, for the failure mode to decide. Behind calls that succeeded, this
 /// process fell behind: it is shed.
-fn waited_too_long(store: &RedisStore, max_wait: Duration) -> Error {
-    if store.wire.is_failing() {
+fn waited_too_long(store: &RedisStore, shard: usize, max_wait: Duration) -> Error {
+    if store.shards.wire(shard).is_failing() {
         Error::Store(StoreError::Unavailable(Unavailable::Deadline(max_wait)))
     } else {
         shed(Overload::Waited(max_wait))
@@ -390,25 +402,43 @@ impl BatchedBuilder {
         self
     }
 
-    /// Builds the store and starts its collector on the store's I/O thread.
+    /// Builds the store and starts its collectors (one per shard) on the store's I/O
+    /// thread.
     pub fn build(self) -> Batched {
-        let (queue, jobs) = mpsc::unbounded_channel();
-        self.store
-            .io
-            .spawn(collect(self.store.clone(), jobs, self.config));
+        let queues = (0..self.store.shards.len())
+            .map(|shard| {
+                let (queue, jobs) = mpsc::unbounded_channel();
+                let lane = Lane {
+                    store: self.store.clone(),
+                    shard,
+                    config: self.config,
+                };
+                self.store.io.spawn(collect(lane, jobs));
+                queue
+            })
+            .collect();
         Batched {
             shared: Arc::new(Shared {
                 store: self.store,
                 config: self.config,
-                queue,
+                queues,
                 room: Arc::new(Semaphore::new(self.config.max_queued)),
             }),
         }
     }
 }
 
-/// The collector: forms batches and sends each in a task of its own.
-async fn collect(store: RedisStore, mut queue: mpsc::UnboundedReceiver<Job>, config: BatchConfig) {
+/// What a collector sends to: one shard of a store.
+#[derive(Clone)]
+struct Lane {
+    store: RedisStore,
+    shard: usize,
+    config: BatchConfig,
+}
+
+/// A shard's collector: forms its batches and sends each in a task of its own.
+async fn collect(lane: Lane, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let config = lane.config;
     let calls = Arc::new(Semaphore::new(config.max_in_flight));
     while let Some(first) = queue.recv().await {
         let mut jobs = Vec::with_capacity(config.max_batch.min(64));
@@ -426,7 +456,7 @@ async fn collect(store: RedisStore, mut queue: mpsc::UnboundedReceiver<Job>, con
         let Some(permit) = call_slot(&calls, &mut queue, &mut jobs, config.max_batch).await else {
             return;
         };
-        tokio::spawn(send(store.clone(), jobs, permit, config.max_wait));
+        tokio::spawn(send(lane.clone(), jobs, permit));
     }
 }
 
@@ -478,12 +508,8 @@ struct Group {
 /// Sends one batch: decisions that waited past `max_wait` are shed, decisions for the
 /// same (policy, key) become one entry with their costs in arrival order, each refund an
 /// entry of its own; every job gets its answer.
-async fn send(
-    store: RedisStore,
-    mut jobs: Vec<Job>,
-    permit: OwnedSemaphorePermit,
-    max_wait: Duration,
-) {
+async fn send(lane: Lane, mut jobs: Vec<Job>, permit: OwnedSemaphorePermit) {
+    let (store, shard, max_wait) = (&lane.store, lane.shard, lane.config.max_wait);
     let now = Instant::now();
     jobs.retain_mut(|job| match &mut job.work {
         Work::Decide {
@@ -492,7 +518,7 @@ async fn send(
             // A caller that gave up has dropped its receiver: nothing to tell it.
             let (closed, _) = oneshot::channel();
             let reply = std::mem::replace(reply, closed);
-            let _ = reply.send(Err(waited_too_long(&store, max_wait)));
+            let _ = reply.send(Err(waited_too_long(store, shard, max_wait)));
             false
         }
         Work::Joint {
@@ -500,7 +526,7 @@ async fn send(
         } if now.duration_since(*queued_at) > max_wait => {
             let (closed, _) = oneshot::channel();
             let reply = std::mem::replace(reply, closed);
-            let _ = reply.send(Err(waited_too_long(&store, max_wait)));
+            let _ = reply.send(Err(waited_too_long(store, shard, max_wait)));
             false
         }
         Work::Decide { room, .. } | Work::Joint { room, .. } => {
@@ -516,7 +542,7 @@ async fn send(
     let groups = group(&jobs);
     let entries: Vec<BatchEntry<'_>> = groups.iter().map(|g| entry(&jobs[g.first], g)).collect();
     metrics::histogram!(crate::metric_names::BATCH_DECISIONS).record(jobs.len() as f64);
-    let result = store.decide_batch(&entries).await;
+    let result = store.decide_batch(shard, &entries).await;
     drop(permit);
     drop(entries);
     let mut answers: Vec<Option<Decided>> = Vec::new();

@@ -156,6 +156,9 @@ pub(crate) enum CallResult {
 
 pub(crate) struct Breaker {
     config: BreakerConfig,
+    /// The slots of the Cluster shard it guards (`slots` label of its metrics); `None`
+    /// for a standalone Redis, whose one breaker's metrics carry no label.
+    slots: Option<String>,
     /// Read on every call without the lock.
     state: AtomicU8,
     counts: Mutex<Counts>,
@@ -169,9 +172,10 @@ struct Counts {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: BreakerConfig) -> Self {
+    pub(crate) fn new(config: BreakerConfig, slots: Option<String>) -> Self {
         Breaker {
             config,
+            slots,
             state: AtomicU8::new(BreakerState::Closed as u8),
             counts: Mutex::new(Counts {
                 window_start: Instant::now(),
@@ -251,11 +255,25 @@ impl Breaker {
         tracing::warn!(
             from = from.name(),
             to = to.name(),
+            slots = self.slots.as_deref(),
             "rate-limit store circuit breaker"
         );
-        metrics::gauge!(crate::metric_names::BREAKER_STATE).set(f64::from(to as u8));
-        metrics::counter!(crate::metric_names::BREAKER_TRANSITIONS_TOTAL, "to" => to.name())
-            .increment(1);
+        let (state, transitions) = match &self.slots {
+            None => (
+                metrics::gauge!(crate::metric_names::BREAKER_STATE),
+                metrics::counter!(crate::metric_names::BREAKER_TRANSITIONS_TOTAL, "to" => to.name()),
+            ),
+            Some(slots) => (
+                metrics::gauge!(crate::metric_names::BREAKER_STATE, "slots" => slots.clone()),
+                metrics::counter!(
+                    crate::metric_names::BREAKER_TRANSITIONS_TOTAL,
+                    "to" => to.name(),
+                    "slots" => slots.clone()
+                ),
+            ),
+        };
+        state.set(f64::from(to as u8));
+        transitions.increment(1);
         true
     }
 }
@@ -277,7 +295,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_n_failures_within_the_window_only() {
-        let b = Breaker::new(config());
+        let b = Breaker::new(config(), None);
         assert!(!b.record(CallResult::Failure));
         assert!(!b.record(CallResult::Failure));
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -294,7 +312,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_n_slow_calls_and_recovers_through_half_open() {
-        let b = Breaker::new(config());
+        let b = Breaker::new(config(), None);
         let (slow, fast) = (CallResult::Slow, CallResult::Fast);
         assert!(!b.record(fast));
         assert!(!b.record(slow));
@@ -311,11 +329,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slow_calls_open_it_only_as_more_than_their_share_of_calls() {
-        let b = Breaker::new(BreakerConfig {
-            slow_calls: 2,
-            slow_share: 0.1,
-            ..config()
-        });
+        let b = Breaker::new(
+            BreakerConfig {
+                slow_calls: 2,
+                slow_share: 0.1,
+                ..config()
+            },
+            None,
+        );
         // 2 slow of 30 calls: the count is reached, the share (10%) is not.
         for _ in 0..28 {
             assert!(!b.record(CallResult::Fast));

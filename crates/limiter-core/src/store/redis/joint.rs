@@ -45,7 +45,8 @@ impl RedisStore {
             self.refuse_new_under_pressure(check.policy, key).await?;
         }
         let cmd = self.joint_evalsha(checks, &keys);
-        let reply = self.call::<Vec<i64>>(cmd).await?;
+        // A standalone Redis: one shard.
+        let reply = self.call::<Vec<i64>>(0, cmd).await?;
         parse_joint(checks, &reply)
     }
 

@@ -41,6 +41,7 @@ mod memory_guard;
 mod refund;
 mod reply;
 mod scripts;
+mod shards;
 mod wire;
 
 use self::batch::{Decided, OwnedOp};
@@ -51,7 +52,7 @@ pub use self::memory_guard::MemoryGuard;
 use self::memory_guard::MemoryState;
 use self::reply::{gcra_decision, parse_reply};
 use self::scripts::{ScriptClock, Scripts};
-use self::wire::Wire;
+use self::shards::Shards;
 pub use self::wire::{DEFAULT_TIMEOUT, PER_DECISION_ALLOWANCE};
 use super::{LeaseStore, Store};
 use crate::connection::Connection;
@@ -76,6 +77,10 @@ use crate::reservation::{Reservation, Settle};
 ///   `probe_interval` half-opens it, and the next successful call closes it. Calls run
 ///   on a thread of the store's own and are timed there, from when they are written to
 ///   when their reply is read: this process's load never counts against Redis.
+/// - On a Cluster, each shard (a master and its slots, read with `CLUSTER SLOTS` when
+///   connecting) has a breaker of its own, labelled `slots` in the metrics: a master
+///   that fails or stalls opens its own, and the keys of the other masters are still
+///   decided by Redis.
 /// - The only clock is Redis `TIME`, read inside the script: instances with skewed
 ///   clocks make identical decisions.
 /// - Every key expires when its window no longer matters.
@@ -101,7 +106,7 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     memory: Option<Arc<MemoryState>>,
     io: IoThread,
-    wire: Arc<Wire>,
+    shards: Arc<Shards>,
     #[cfg(feature = "test-clock")]
     script_clock: Option<Arc<dyn crate::Clock>>,
 }
@@ -149,27 +154,29 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// The circuit breaker's state.
+    /// The circuit breaker's state; on a Cluster, the worst of its shards' breakers
+    /// (open while one is).
     pub fn breaker_state(&self) -> BreakerState {
-        self.wire.breaker().state()
+        self.shards.state()
     }
 
     /// How often an open breaker checks whether Redis answers again: when a request
     /// refused meanwhile may retry.
     pub fn probe_interval(&self) -> Duration {
-        self.wire.breaker().config().probe_interval
+        self.shards.wire(0).breaker().config().probe_interval
     }
 
-    /// Runs `call`, a round trip to Redis carrying `decisions` decisions, under the
-    /// timeout and the breaker. On the I/O thread only.
+    /// Runs `call`, a round trip to shard `shard` carrying `decisions` decisions, under
+    /// the shard's timeout and breaker. On the I/O thread only.
     async fn on_wire<T>(
         &self,
+        shard: usize,
         decisions: usize,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let (result, opened) = self.wire.call(decisions, call).await;
+        let (result, opened) = self.shards.wire(shard).call(decisions, call).await;
         if opened {
-            self.start_health_check();
+            self.start_health_check(shard);
         }
         result
     }
@@ -183,26 +190,27 @@ impl RedisStore {
         self.io.run(call(self.clone())).await
     }
 
-    /// Probes Redis every `probe_interval` until it answers, then half-opens the
-    /// breaker; every [`RENEW_AFTER`] failed probes, a Cluster connection is made anew
-    /// (see `Connection::renew`). The task holds only a weak reference to the breaker
+    /// Probes shard `shard` (its master on a Cluster) every `probe_interval` until it
+    /// answers, then half-opens its breaker; every [`RENEW_AFTER`] failed probes, a
+    /// Cluster connection is made anew (see `Connection::renew`) and the slots are
+    /// mapped to shards anew. The task holds only a weak reference to the breakers
     /// between probes, so dropping the store ends it.
-    fn start_health_check(&self) {
-        let wire = Arc::downgrade(&self.wire);
-        let mut conn = self.conn.clone();
+    fn start_health_check(&self, shard: usize) {
+        let shards = Arc::downgrade(&self.shards);
+        let conn = self.conn.clone();
         let interval = self.probe_interval();
-        let timeout = self.wire.timeout();
+        let timeout = self.shards.wire(shard).timeout();
         self.io.spawn(async move {
             for failed in 1u64.. {
                 tokio::time::sleep(interval).await;
-                let Some(wire) = wire.upgrade() else {
+                let Some(shards) = shards.upgrade() else {
                     return;
                 };
+                let wire = shards.wire(shard);
                 if wire.breaker().state() != BreakerState::Open {
                     return;
                 }
-                let ping = redis::cmd("PING");
-                let ping = ping.query_async::<()>(&mut conn);
+                let ping = conn.ping(shards.probe_slot(shard));
                 if let Ok(Ok(())) = tokio::time::timeout(timeout, ping).await {
                     wire.breaker().half_open();
                     return;
@@ -210,9 +218,16 @@ impl RedisStore {
                 if failed % RENEW_AFTER == 0 {
                     // Bounded: connecting asks the nodes one by one, each within the
                     // client's own connect timeout, and a probe must follow in time.
-                    let renew = conn.renew();
-                    if let Ok(Err(err)) = tokio::time::timeout(interval * 4, renew).await {
-                        tracing::debug!(%err, "rate-limit store: cluster connection not renewed");
+                    let renew = async {
+                        conn.renew().await?;
+                        shards::cluster_slots(&conn).await
+                    };
+                    match tokio::time::timeout(interval * 4, renew).await {
+                        Ok(Ok(masters)) => shards.refresh(&masters),
+                        Ok(Err(err)) => {
+                            tracing::debug!(%err, "rate-limit store: cluster connection not renewed");
+                        }
+                        Err(_) => {}
                     }
                 }
             }
@@ -241,12 +256,13 @@ impl RedisStore {
         // decision is decided as it then stands: at most a few keys either way.
         let mut cmd = ::redis::cmd("EXISTS");
         self.push_keys(&mut cmd, policy, key);
+        let shard = self.shards.shard_of(policy, key);
         let held: u64 = self
-            .on_io(|store| async move {
+            .on_io(move |store| async move {
                 let mut conn = store.conn.clone();
                 let exists = cmd.query_async(&mut conn);
                 store
-                    .on_wire(1, async { exists.await.map_err(store_error) })
+                    .on_wire(shard, 1, async { exists.await.map_err(store_error) })
                     .await
             })
             .await?;
@@ -280,24 +296,27 @@ impl RedisStore {
         let key = key::normalize(key)?;
         self.refuse_new_under_pressure(policy, &key).await?;
         let cmd = self.evalsha(policy, &key, cost);
+        let shard = self.shards.shard_of(policy, &key);
         if let Some(limit) = short_gcra(policy) {
-            let backlog = self.call::<i64>(cmd).await?;
+            let backlog = self.call::<i64>(shard, cmd).await?;
             return gcra_decision(limit, cost.of(limit), backlog);
         }
-        let reply = self.call::<Vec<i64>>(cmd).await?;
+        let reply = self.call::<Vec<i64>>(shard, cmd).await?;
         parse_reply(policy, cost, &reply)
     }
 
-    /// One script call on the I/O thread, timed and counted by the breaker.
+    /// One script call to shard `shard` on the I/O thread, timed and counted by its
+    /// breaker.
     async fn call<T: ::redis::FromRedisValue + Send + 'static>(
         &self,
+        shard: usize,
         cmd: ::redis::Cmd,
     ) -> Result<T, Error> {
-        self.on_io(|store| async move {
+        self.on_io(move |store| async move {
             let mut conn = store.conn.clone();
             let run = store.run(&cmd, &mut conn);
             store
-                .on_wire(1, async { run.await.map_err(store_error) })
+                .on_wire(shard, 1, async { run.await.map_err(store_error) })
                 .await
         })
         .await
@@ -594,14 +613,20 @@ impl RedisStoreBuilder {
         IoThread::start()
     }
 
-    fn build(self, io: IoThread, conn: Connection, memory: Option<Arc<MemoryState>>) -> RedisStore {
+    fn build(
+        self,
+        io: IoThread,
+        conn: Connection,
+        memory: Option<Arc<MemoryState>>,
+        shards: Shards,
+    ) -> RedisStore {
         RedisStore {
             conn,
             prefix: self.prefix.into(),
             scripts: Arc::new(Scripts::new(ScriptClock::Redis)),
             memory,
             io,
-            wire: Arc::new(Wire::new(self.timeout, self.breaker)),
+            shards: Arc::new(shards),
             #[cfg(feature = "test-clock")]
             script_clock: None,
         }
@@ -619,25 +644,37 @@ impl RedisStoreBuilder {
             .await
             .map_err(into_store_error)?;
         let memory = self.watch(&[url])?;
-        self.build(io, Connection::Single(conn), memory)
+        let shards = Shards::single(self.timeout, self.breaker.clone());
+        self.build(io, Connection::Single(conn), memory, shards)
             .with_scripts_loaded()
             .await
     }
 
-    /// Connects to a Redis Cluster through any of its nodes.
+    /// Connects to a Redis Cluster through any of its nodes, and reads which master
+    /// serves which slots (`CLUSTER SLOTS`), for a breaker per shard. Where that cannot
+    /// be read the whole Cluster has one breaker until the connection is next renewed.
     pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, StoreError> {
         let io = self.prepare()?;
         let owned: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
-        let conn = io
+        let (conn, masters) = io
             .run(async move {
                 let nodes: Vec<&str> = owned.iter().map(String::as_str).collect();
-                let conn = Connection::cluster(&nodes).await;
-                conn.map_err(|e| Error::Store(e.into()))
+                let conn = Connection::cluster(&nodes)
+                    .await
+                    .map_err(|e| Error::Store(e.into()))?;
+                let masters = shards::cluster_slots(&conn).await.unwrap_or_else(|err| {
+                    tracing::warn!(%err, "rate-limit store: CLUSTER SLOTS unread, one breaker for the cluster");
+                    Vec::new()
+                });
+                Ok((conn, masters))
             })
             .await
             .map_err(into_store_error)?;
         let memory = self.watch(nodes)?;
-        self.build(io, conn, memory).with_scripts_loaded().await
+        let shards = Shards::cluster(self.timeout, self.breaker.clone(), &masters);
+        self.build(io, conn, memory, shards)
+            .with_scripts_loaded()
+            .await
     }
 }
 
@@ -702,11 +739,12 @@ impl Store for RedisStore {
         let key = key::normalize(key)?;
         let mut cmd = ::redis::cmd("DEL");
         self.push_keys(&mut cmd, policy, &key);
-        self.on_io(|store| async move {
+        let shard = self.shards.shard_of(policy, &key);
+        self.on_io(move |store| async move {
             let mut conn = store.conn.clone();
             let del = cmd.query_async::<i64>(&mut conn);
             store
-                .on_wire(1, async { del.await.map_err(store_error) })
+                .on_wire(shard, 1, async { del.await.map_err(store_error) })
                 .await
         })
         .await

@@ -1,5 +1,6 @@
-//! [`Wire`]: every call a Redis store makes, under its timeout and circuit breaker, one
-//! outcome per call (a batch of decisions is one call).
+//! [`Wire`]: every call a Redis store makes to one shard (the whole of a standalone
+//! Redis), under its timeout and circuit breaker, one outcome per call (a batch of
+//! decisions is one call).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +28,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 /// call among 256 others, would otherwise look slow to a breaker set for one.
 pub const PER_DECISION_ALLOWANCE: Duration = Duration::from_micros(100);
 
-/// The timeout and the breaker of one store (shared by its clones).
+/// The timeout and the breaker of one shard of a store (shared by its clones).
 pub(super) struct Wire {
     timeout: Duration,
     breaker: Breaker,
@@ -42,10 +43,12 @@ pub(super) struct Wire {
 }
 
 impl Wire {
-    pub(super) fn new(timeout: Duration, breaker: BreakerConfig) -> Wire {
+    /// A wire with its own breaker; `slots` labels the breaker's metrics with the
+    /// Cluster shard it guards.
+    pub(super) fn new(timeout: Duration, breaker: BreakerConfig, slots: Option<String>) -> Wire {
         Wire {
             timeout,
-            breaker: Breaker::new(breaker),
+            breaker: Breaker::new(breaker, slots),
             in_flight: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
             last_reply_us: AtomicU64::new(0),
