@@ -12,7 +12,9 @@
 //! OpenTelemetry setup (`limiter::telemetry`: JSON logs at INFO, here to a sink, and
 //! `otel::layer`): every decision's span exported in batches over OTLP/HTTP to
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`examples/otlp_count.rs` counts them); SIGTERM flushes
-//! the last batch. Default `off`: no subscriber.
+//! the last batch. `TRACING=sink` (feature `otel`) logs at INFO as `info` does and hands
+//! every decision to `limiter::telemetry::decisions::OtlpDecisions`, which exports it as
+//! a span over OTLP/HTTP without the OpenTelemetry SDK. Default `off`: no subscriber.
 //!
 //! The `stream-*` modes serve a streamed body (five chunks, each reporting 20 tokens to
 //! the layer's `Usage` handle) under answers and tokens a minute, on memory or (`redis-`)
@@ -21,7 +23,7 @@
 //! second script call)
 //! (`scripts/bench-reserve.sh`).
 //!
-//! `MODE=bare|allow|deny|redis|stream-plain|stream-usage|redis-stream-plain|redis-stream-usage TRACING=off|info|debug|events|otlp PORT=18081 cargo run --release --features otel --example bench_http`
+//! `MODE=bare|allow|deny|redis|stream-plain|stream-usage|redis-stream-plain|redis-stream-usage TRACING=off|info|debug|events|otlp|sink PORT=18081 cargo run --release --features otel --example bench_http`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -63,13 +65,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "off" => None,
         #[cfg(feature = "otel")]
         "otlp" => None,
+        #[cfg(feature = "otel")]
+        "sink" => Some((FmtSpan::NONE, "info")),
         "info" => Some((FmtSpan::NONE, "info")),
         "debug" => Some((FmtSpan::NONE, "info,limiter_tower=debug")),
         "events" => Some((FmtSpan::CLOSE, "info,limiter_tower=debug")),
         other => {
             return Err(format!(
-                "TRACING must be off, info, debug, events or (feature otel) otlp, not {other}"
-            )
+            "TRACING must be off, info, debug, events or (feature otel) otlp or sink, not {other}"
+        )
             .into())
         }
     };
@@ -107,10 +111,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "redis-stream-plain" | "redis-stream-usage" => Some(format!("{REDIS_STORE}{stream_yaml}")),
         other => return Err(format!("MODE must be bare, allow, deny, redis, stream-plain, stream-usage, redis-stream-plain or redis-stream-usage, not {other}").into()),
     };
+    #[cfg(feature = "otel")]
+    let decisions = if tracing == "sink" {
+        let exporter = limiter::telemetry::decisions::OtlpDecisions::builder("bench_http");
+        Some(std::sync::Arc::new(exporter.build()?))
+    } else {
+        None
+    };
     if let Some(yaml) = yaml {
         let loaded = load_str(&yaml, Path::new("bench.yaml"))?;
         let store = AnyStore::connect(loaded.rules.store()).await?;
-        app = app.layer(LimiterLayer::new(loaded.rules, store));
+        let layer = LimiterLayer::new(loaded.rules, store);
+        #[cfg(feature = "otel")]
+        if let Some(decisions) = &decisions {
+            layer.set_decision_sink(Some(Box::new(std::sync::Arc::clone(decisions))));
+        }
+        app = app.layer(layer);
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -125,6 +141,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "otel")]
     if let Some(provider) = provider {
         provider.shutdown()?;
+    }
+    #[cfg(feature = "otel")]
+    if let Some(decisions) = decisions {
+        decisions.shutdown();
     }
     Ok(())
 }

@@ -43,13 +43,13 @@ run() { # tracing seconds -> "instructions requests spans"
 echo "| tracing | instructions/request | vs off | spans received (long run) of requests |"
 echo "|---|---|---|---|"
 off=""
-for tracing in ${MODES:-off info debug otlp}; do
+for tracing in ${MODES:-off info debug otlp sink}; do
   read -r i1 n1 _ <<<"$(run "$tracing" "${SHORT:-4}")"
   read -r i2 n2 s2 <<<"$(run "$tracing" "${LONG:-12}")"
   per=$(((i2 - i1) / (n2 - n1)))
   [ -n "$off" ] || off=$per
   spans=""
-  [ "$tracing" != otlp ] || spans="$s2 of $n2"
+  case $tracing in otlp | sink) spans="$s2 of $n2" ;; esac
   awk -v t="$tracing" -v p="$per" -v o="$off" -v s="$spans" \
     'BEGIN { printf "| %s | %d | %.2fx | %s |\n", t, p, p / o, s }'
 done

@@ -6,7 +6,9 @@
 # and its fields formatted), TRACING=events (also one JSON line per decision, at span
 # close; written to a sink) and TRACING=otlp (the project's OpenTelemetry setup: every
 # decision's span exported over OTLP/HTTP to examples/otlp_count.rs, a collector stand-in
-# on 127.0.0.1 that counts the spans it receives), each run twice, interleaved, with the
+# on 127.0.0.1 that counts the spans it receives) and TRACING=sink (logs at INFO, and every
+# decision exported as a span by limiter::telemetry::decisions, without the SDK, to the
+# same stand-in), each run twice, interleaved, with the
 # same wrk settings: wrk -t1 -c${CONNS:-32} -d${SECS:-8}s. Prints one table row per run;
 # for otlp, the spans the stand-in received against the requests served (wrk's and the
 # readiness probe's).
@@ -47,7 +49,7 @@ measure() { # tracing run
   r=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/" 2>&1)
   after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true # SIGTERM: the otlp mode flushes
-  if [ "$tracing" = otlp ]; then
+  if [ "$tracing" = otlp ] || [ "$tracing" = sink ]; then
     spans="$(($(spans_received) - spans0)) of $(($(echo "$r" | awk '/requests in/{print $1}') + 1))"
   fi
   printf '| %-8s | %s | %10s | %8s | %8s | %8s | %6s | %s |\n' "$tracing" "$run" \
@@ -60,7 +62,7 @@ measure() { # tracing run
 echo "| tracing  | run |      req/s |      p50 |      p99 | non-2xx | server CPU µs/request | spans received of requests |"
 echo "|---|---|---|---|---|---|---|---|"
 for run in $(seq "${RUNS:-2}"); do
-  for tracing in ${MODES:-off info debug events otlp}; do
+  for tracing in ${MODES:-off info debug events otlp sink}; do
     measure "$tracing" "$run"
   done
 done

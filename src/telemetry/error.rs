@@ -17,4 +17,12 @@ pub enum TelemetryError {
     #[cfg(feature = "otel")]
     #[error("OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// The decision exporter's HTTP client could not be built (no TLS backend, ...).
+    #[cfg(feature = "otel")]
+    #[error("OTLP decision exporter: HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// The decision exporter's thread could not be started.
+    #[cfg(feature = "otel")]
+    #[error("OTLP decision exporter: thread: {0}")]
+    Thread(#[source] std::io::Error),
 }

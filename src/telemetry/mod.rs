@@ -2,6 +2,8 @@
 //! route, logs as text or JSON, and (feature `otel`) OpenTelemetry traces over OTLP that
 //! continue the caller's W3C `traceparent`.
 
+#[cfg(feature = "otel")]
+pub mod decisions;
 mod error;
 mod logs;
 mod metrics;

@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use crate::body::{AnyBody, SameBody};
 use crate::builder::{BuildError, LimiterBuilder, PolicyRule};
 use crate::config::{self, ConfigError};
+use crate::decision_sink::DecisionSink;
 use crate::key::Scope;
 use crate::overrides::Applied;
 use crate::reload::Reloader;
@@ -186,6 +187,32 @@ impl<M> LimiterLayer<M> {
     /// A reloader of this layer's rules from `path` (see [`Reloader::watch`]).
     pub fn reloader(&self, path: impl Into<PathBuf>) -> Reloader {
         Reloader::new(Arc::clone(&self.shared), path.into())
+    }
+
+    /// Hands every decision made from now on to `sink` as well as to its
+    /// `ratelimit.decide` span (see [`DecisionSink`]), in place of any sink set before;
+    /// `None` stops. For every decision traced at a fraction of the cost of a recorded
+    /// span: `limiter::telemetry::decisions` exports them over OTLP.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use limiter_tower::{DecisionRecord, DecisionSink, LimiterLayer};
+    ///
+    /// struct Count(AtomicU64);
+    /// impl DecisionSink for Count {
+    ///     fn record(&self, _: &DecisionRecord<'_>) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let layer = LimiterLayer::per_client_ip(100, Duration::from_secs(60)).unwrap();
+    /// let count = Arc::new(Count(AtomicU64::new(0)));
+    /// layer.set_decision_sink(Some(Box::new(Arc::clone(&count))));
+    /// ```
+    pub fn set_decision_sink(&self, sink: Option<Box<dyn DecisionSink>>) {
+        self.shared.set_sink(sink);
     }
 
     /// The store.

@@ -46,6 +46,7 @@ mod body;
 mod builder;
 mod client_timestamp;
 pub mod config;
+mod decision_sink;
 mod enumeration;
 mod future;
 #[cfg(feature = "fuzzing")]
@@ -79,6 +80,7 @@ pub use body::{AnyBody, BodyKind, ResponseBody, SameBody};
 pub use builder::{BuildError, Endpoint, LimiterBuilder, PolicyRule};
 pub use client_timestamp::{BadTimestamp, ClientTimestamp};
 pub use config::ConfigError;
+pub use decision_sink::{DecisionRecord, DecisionSink, TraceParent};
 pub use enumeration::{Enumeration, FailedAuth};
 pub use future::ResponseFuture;
 pub use headers::{HeaderStyle, QuotaUnit};

@@ -29,6 +29,10 @@ pub const ABUSE_BLOCKS_TOTAL: &str = "ratelimit_abuse_blocks_total";
 /// actual cost was below the estimate, `charged`: above it, `failed`: the store did not
 /// settle, and the estimate stays).
 pub const SETTLEMENTS_TOTAL: &str = "ratelimit_settlements_total";
+/// Counter `{reason}`: decisions a [`DecisionSink`](crate::DecisionSink) exporter dropped
+/// instead of exporting (`queue_full`: decisions came faster than it sends them,
+/// `export_failed`: the collector did not take them).
+pub const DECISION_SPANS_DROPPED_TOTAL: &str = "ratelimit_decision_spans_dropped_total";
 
 /// Every metric name above.
 pub const ALL: &[&str] = &[
@@ -39,4 +43,5 @@ pub const ALL: &[&str] = &[
     LOCAL_CACHE_HITS_TOTAL,
     ABUSE_BLOCKS_TOTAL,
     SETTLEMENTS_TOTAL,
+    DECISION_SPANS_DROPPED_TOTAL,
 ];

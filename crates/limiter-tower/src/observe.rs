@@ -14,12 +14,14 @@
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use limiter_core::Stopwatch;
 use tracing::field::{Empty, Field, Value};
 use tracing::Span;
 
+use crate::decision_sink::{DecisionRecord, DecisionSink, TraceParent};
 use crate::rules::EndpointRule;
 
 /// How a decision went, as counted.
@@ -84,11 +86,30 @@ fn time_this_one() -> bool {
     })
 }
 
-/// One decision being observed: its span (entered around the store call) and, when it is
-/// timed, its clock.
+/// One decision being observed: its span (entered around the store call), when it is
+/// timed its clock, and where it is exported besides.
 pub(crate) struct Observation {
     span: Span,
     start: Option<Stopwatch>,
+    export: Option<Export>,
+}
+
+/// Where a decision goes besides its span: the layer's [`DecisionSink`], with the caller's
+/// trace.
+pub(crate) struct Export {
+    pub(crate) sink: Arc<Box<dyn DecisionSink>>,
+    pub(crate) parent: Option<TraceParent>,
+    key_hash: u64,
+}
+
+impl Export {
+    pub(crate) fn new(sink: Arc<Box<dyn DecisionSink>>, parent: Option<TraceParent>) -> Self {
+        Export {
+            sink,
+            parent,
+            key_hash: 0,
+        }
+    }
 }
 
 impl Observation {
@@ -97,6 +118,7 @@ impl Observation {
         store: &'static str,
         in_process: bool,
         key: &str,
+        export: Option<Export>,
     ) -> Self {
         // DEBUG, as tower-http's per-request spans: a service logging at INFO does not
         // build a span per decision it never prints, while the OpenTelemetry layer
@@ -112,7 +134,7 @@ impl Observation {
             tracing::debug_span!(
                 "ratelimit.decide",
                 policy = rule.policy.name(),
-                scopes = rule.key.kinds(),
+                scopes = &**rule.key.kinds(),
                 store,
                 key_hash = %KeyHash(key),
                 result = Empty,
@@ -122,10 +144,15 @@ impl Observation {
         } else {
             Span::none()
         };
-        let timed = !in_process || !span.is_disabled() || time_this_one();
+        let export = export.map(|export| Export {
+            key_hash: key_hash_u64(key),
+            ..export
+        });
+        let timed = !in_process || !span.is_disabled() || export.is_some() || time_this_one();
         Observation {
             span,
             start: timed.then(Stopwatch::start),
+            export,
         }
     }
 
@@ -165,6 +192,19 @@ impl Observation {
         let Some(elapsed) = elapsed else {
             return;
         };
+        if let Some(export) = &self.export {
+            export.sink.record(&DecisionRecord {
+                policy: &rule.name,
+                scopes: rule.key.kinds(),
+                store,
+                key_hash: export.key_hash,
+                result: judgement.as_str(),
+                degraded: judgement.degraded(),
+                end: SystemTime::now(),
+                duration: elapsed,
+                parent: export.parent,
+            });
+        }
         rule.metrics
             .latency
             .get_or_init(

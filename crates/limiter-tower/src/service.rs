@@ -131,7 +131,8 @@ where
         let cost = rule.charge(cost);
         let store = &self.shared.store;
         let kind = store.kind();
-        let observation = Observation::start(&rule, kind, store.is_in_process(), &key);
+        let export = self.shared.export(req.headers());
+        let observation = Observation::start(&rule, kind, store.is_in_process(), &key, export);
         // The in-memory store answers synchronously: no allocation, no extra poll. A
         // Redis store without a local cache never does: the span is not entered for it
         // (a recorded span's enter and exit cost a context switch each in OpenTelemetry).
@@ -195,7 +196,8 @@ impl<S, M> LimiterService<S, M> {
         let store = &self.shared.store;
         let kind = store.kind();
         let (first, key) = jointly.first();
-        let observation = Observation::start(first, kind, store.is_in_process(), key);
+        let export = self.shared.export(req.headers());
+        let observation = Observation::start(first, kind, store.is_in_process(), key, export);
         let now = observation
             .span()
             .in_scope(|| store.check_all_now(&jointly.checks()));
@@ -252,7 +254,8 @@ impl<S, M> LimiterService<S, M> {
         let estimate = rule.charge(cost);
         let store = &self.shared.store;
         let kind = store.kind();
-        let observation = Observation::start(&rule, kind, store.is_in_process(), &key);
+        let export = self.shared.export(req.headers());
+        let observation = Observation::start(&rule, kind, store.is_in_process(), &key, export);
         let now = observation
             .span()
             .in_scope(|| store.reserve_now(&rule.policy, &key, estimate));

@@ -3,11 +3,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http::HeaderMap;
 
 use limiter_core::MemoryDistinct;
 
+use crate::decision_sink::{DecisionSink, TraceParent};
 use crate::enumeration::{Counter, Enumeration, SourceGuard};
+use crate::observe::Export;
 use crate::over_limit::OverLimit;
 use crate::overrides::Overrides;
 use crate::penalty::Penalties;
@@ -28,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) over_limit: OverLimit,
     /// Rule sets put in force so far (1 for the first): `ratelimit_config_generation`.
     generation: AtomicU64,
+    /// Where every decision is exported besides its span, if anywhere.
+    sink: ArcSwapOption<Box<dyn DecisionSink>>,
 }
 
 impl Shared {
@@ -50,7 +55,20 @@ impl Shared {
             rules: ArcSwap::from_pointee(rules),
             store,
             generation: AtomicU64::new(1),
+            sink: ArcSwapOption::empty(),
         })
+    }
+
+    /// Exports every decision made from now on to `sink` (none: `None`).
+    pub(crate) fn set_sink(&self, sink: Option<Box<dyn DecisionSink>>) {
+        self.sink.store(sink.map(Arc::new));
+    }
+
+    /// Where a decision on a request with `headers` is exported: the sink, with the
+    /// caller's trace; `None` without a sink (its `traceparent` is then never read).
+    pub(crate) fn export(&self, headers: &HeaderMap) -> Option<Export> {
+        let sink = self.sink.load_full()?;
+        Some(Export::new(sink, TraceParent::from_headers(headers)))
     }
 
     /// Puts `rules` in force; requests in flight finish under the old ones.

@@ -3,6 +3,8 @@
 //! Every value is escaped ([`push_escaped`]), so it holds no `:`; with a fixed scope
 //! name in front of each value, no request can produce another identity's key.
 
+use std::sync::Arc;
+
 use crate::key::escape::push_escaped;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -40,7 +42,7 @@ pub(crate) struct KeyTemplate {
     scopes: Box<[Scope]>,
     has_ip: bool,
     /// `user,endpoint`: what traces show of a key.
-    kinds: Box<str>,
+    kinds: Arc<str>,
     /// The key itself when no scope depends on the request (`global` only).
     fixed: Option<&'static str>,
 }
@@ -71,7 +73,7 @@ impl KeyTemplate {
 
     /// The scope kinds, comma-separated (`user,endpoint`): what a key is made of, never
     /// what it holds.
-    pub(crate) fn kinds(&self) -> &str {
+    pub(crate) fn kinds(&self) -> &Arc<str> {
         &self.kinds
     }
 
