@@ -21,6 +21,15 @@ pub enum TelemetryError {
     #[cfg(feature = "otel")]
     #[error("OTLP decision exporter: HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    /// The decision exporter's collector URL is not a URL.
+    #[cfg(feature = "otel")]
+    #[error("OTLP decision exporter: endpoint {url:?}: {source}")]
+    Endpoint {
+        /// The URL as given.
+        url: String,
+        /// Why it is not one.
+        source: url::ParseError,
+    },
     /// The decision exporter's thread could not be started.
     #[cfg(feature = "otel")]
     #[error("OTLP decision exporter: thread: {0}")]

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Receives every decision the layer makes (see [`LimiterLayer::set_decision_sink`]).
 ///
@@ -134,7 +136,7 @@ impl TraceParent {
 
     /// The `traceparent` header of `headers`, parsed; `None` when absent or invalid.
     pub fn from_headers(headers: &HeaderMap) -> Option<TraceParent> {
-        TraceParent::parse(headers.get("traceparent")?.to_str().ok()?)
+        TraceParent::parse(headers.get(TRACEPARENT)?.to_str().ok()?)
     }
 }
 

@@ -239,7 +239,7 @@ mod tests {
             "ip:192.0.2.1:endpoint:GET%20/users/%7Bid%7D"
         );
         assert!(t.needs_user());
-        assert_eq!(t.kinds(), "claim.team,endpoint");
+        assert_eq!(&**t.kinds(), "claim.team,endpoint");
     }
 
     #[test]
