@@ -253,6 +253,31 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // Decisions handed to an OTLP exporter whose collector is not there: its batch fails
+    // (ratelimit_decision_spans_dropped_total{reason="export_failed"}).
+    #[cfg(feature = "otel")]
+    {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/traces", closed.local_addr().unwrap());
+        drop(closed);
+        let exporter = limiter::telemetry::decisions::OtlpDecisions::builder("metrics-test")
+            .endpoint(&url)
+            .build()
+            .unwrap();
+        let exporter = std::sync::Arc::new(exporter);
+        layer.set_decision_sink(Some(Box::new(std::sync::Arc::clone(&exporter))));
+        let r = client
+            .get(format!("http://{addr}/hot"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        layer.set_decision_sink(None);
+        tokio::task::spawn_blocking(move || exporter.shutdown())
+            .await
+            .unwrap();
+    }
+
     // Charged only if refused with 401: this 200 is refunded after the response
     // (ratelimit_settlements_total{result="refunded"}).
     let r = client
@@ -392,7 +417,11 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
         })
         .collect();
     for name in METRIC_NAMES {
-        assert!(names.contains(*name), "{name} missing from:\n{text}");
+        // Only the OTLP decision exporter (feature `otel`) drops decision spans.
+        let exported = *name != limiter::limiter_tower::metric_names::DECISION_SPANS_DROPPED_TOTAL;
+        if exported || cfg!(feature = "otel") {
+            assert!(names.contains(*name), "{name} missing from:\n{text}");
+        }
     }
     for name in &names {
         assert!(name.starts_with("ratelimit_"), "{name}");
@@ -445,7 +474,8 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
         "identities",
         "failed_auth", // abuse block reasons
         "refunded",
-        "charged", // settlements ("failed" above)
+        "charged",       // settlements ("failed" above)
+        "export_failed", // decision spans dropped ("queue_full" above)
     ]
     .into();
     for (name, labels) in &series {
