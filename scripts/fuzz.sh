@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes limiter-tower's parsers of untrusted input (fuzz/: the YAML policy loader, the
-# X-Forwarded-For/Forwarded parser, key composition, bearer token extraction) with
-# cargo-fuzz and libFuzzer, SECS seconds per target.
+# X-Forwarded-For/Forwarded parser, key composition, bearer token extraction, the W3C
+# traceparent parser) with cargo-fuzz and libFuzzer, SECS seconds per target.
 #
 #   SECS=600 bash scripts/fuzz.sh              # every target, 10 minutes each
 #   SECS=3600 bash scripts/fuzz.sh jwt         # one target
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 SECS="${SECS:-60}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(policy_yaml client_ip compose_key jwt)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(policy_yaml client_ip compose_key jwt traceparent)
 
 unavailable() {
   echo "fuzz: NOT RUN: $1" >&2

@@ -142,7 +142,25 @@ impl TraceParent {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_or_refused_without_a_panic(text in "\\PC{0,80}", tail in "[-0-9a-f]{0,60}") {
+            let _ = TraceParent::parse(&text);
+            let _ = TraceParent::parse(&format!("00-{tail}"));
+        }
+
+        #[test]
+        fn a_formatted_traceparent_reads_back(trace in any::<[u8; 16]>(), span in any::<[u8; 8]>(), flags in any::<u8>()) {
+            prop_assume!(trace != [0; 16] && span != [0; 8]);
+            let text = format!("00-{}-{}-{flags:02x}", hex::encode(trace), hex::encode(span));
+            let read = TraceParent { trace_id: trace, span_id: span, sampled: flags & 1 == 1 };
+            prop_assert_eq!(TraceParent::parse(&text), Some(read));
+        }
+    }
 
     #[test]
     fn reads_a_valid_traceparent_and_refuses_malformed_ones() {
