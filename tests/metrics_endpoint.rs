@@ -91,13 +91,18 @@ async fn traffic(client: &reqwest::Client, addr: SocketAddr) -> u16 {
 /// Requests one hot key enough for leases to be taken (`/hot`, one budget for all).
 async fn hot_traffic(client: &reqwest::Client, addr: SocketAddr) {
     for _ in 0..20 {
-        let r = client
-            .get(format!("http://{addr}/hot"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        hot(client, addr).await;
     }
+}
+
+/// One request for the hot key, admitted.
+async fn hot(client: &reqwest::Client, addr: SocketAddr) {
+    let r = client
+        .get(format!("http://{addr}/hot"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// Bursts of concurrent requests on `/burst` until one is shed: how many were shed.
@@ -266,12 +271,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
             .unwrap();
         let exporter = std::sync::Arc::new(exporter);
         layer.set_decision_sink(Some(Box::new(std::sync::Arc::clone(&exporter))));
-        let r = client
-            .get(format!("http://{addr}/hot"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        hot(&client, addr).await;
         layer.set_decision_sink(None);
         tokio::task::spawn_blocking(move || exporter.shutdown())
             .await

@@ -7,7 +7,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::Request;
@@ -74,7 +73,6 @@ async fn every_sampled_decision_is_exported_in_its_callers_trace() {
     let exporter = Arc::new(
         OtlpDecisions::builder("otel-decisions-test")
             .endpoint(&url)
-            .interval(Duration::from_millis(20))
             .build()
             .unwrap(),
     );
