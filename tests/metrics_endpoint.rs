@@ -262,9 +262,7 @@ async fn metrics_are_named_by_convention_and_labelled_only_by_config(bounds: Bou
     // (ratelimit_decision_spans_dropped_total{reason="export_failed"}).
     #[cfg(feature = "otel")]
     {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1/traces", closed.local_addr().unwrap());
-        drop(closed);
+        let url = common::unreachable_traces_url();
         let exporter = limiter::telemetry::decisions::OtlpDecisions::builder("metrics-test")
             .endpoint(&url)
             .build()

@@ -60,6 +60,25 @@ async fn send(app: &Router, traceparent: Option<String>) -> u16 {
         .as_u16()
 }
 
+/// The app behind a layer whose decisions go to an exporter posting to `url`.
+async fn exporting_to(url: &str) -> (Router, Arc<OtlpDecisions>) {
+    let exporter = OtlpDecisions::builder("otel-decisions-test")
+        .endpoint(url)
+        .build()
+        .unwrap();
+    let exporter = Arc::new(exporter);
+    let layer = common::layer(POLICIES).await;
+    layer.set_decision_sink(Some(Box::new(Arc::clone(&exporter))));
+    (common::app().layer(layer), exporter)
+}
+
+/// Sends what is queued, and waits for it.
+async fn shut_down(exporter: Arc<OtlpDecisions>) {
+    tokio::task::spawn_blocking(move || exporter.shutdown())
+        .await
+        .unwrap();
+}
+
 fn text(span: &Span, key: &str) -> Option<Value> {
     span.attributes
         .iter()
@@ -70,15 +89,7 @@ fn text(span: &Span, key: &str) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sampled_decision_is_exported_in_its_callers_trace() {
     let (received, url) = collector().await;
-    let exporter = Arc::new(
-        OtlpDecisions::builder("otel-decisions-test")
-            .endpoint(&url)
-            .build()
-            .unwrap(),
-    );
-    let layer = common::layer(POLICIES).await;
-    layer.set_decision_sink(Some(Box::new(Arc::clone(&exporter))));
-    let app = common::app().layer(layer);
+    let (app, exporter) = exporting_to(&url).await;
 
     let sampled = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     let unsampled = format!("00-{TRACE_ID}-{CALLER_SPAN}-00");
@@ -86,10 +97,7 @@ async fn every_sampled_decision_is_exported_in_its_callers_trace() {
     assert_eq!(send(&app, None).await, 200);
     assert_eq!(send(&app, Some(unsampled)).await, 429);
     assert_eq!(send(&app, Some(sampled)).await, 429);
-    // Sends what is queued, and waits for it.
-    tokio::task::spawn_blocking(move || exporter.shutdown())
-        .await
-        .unwrap();
+    shut_down(exporter).await;
 
     let spans = received.lock().clone();
     let results: Vec<_> = spans.iter().map(|s| text(s, "result")).collect();
@@ -134,20 +142,7 @@ async fn every_sampled_decision_is_exported_in_its_callers_trace() {
 /// as ever, and shutting down does not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_collector_decisions_are_made_and_spans_dropped() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1/traces", closed.local_addr().unwrap());
-    drop(closed);
-    let exporter = Arc::new(
-        OtlpDecisions::builder("otel-decisions-test")
-            .endpoint(&url)
-            .build()
-            .unwrap(),
-    );
-    let layer = common::layer(POLICIES).await;
-    layer.set_decision_sink(Some(Box::new(Arc::clone(&exporter))));
-    let app = common::app().layer(layer);
+    let (app, exporter) = exporting_to(&common::unreachable_traces_url()).await;
     assert_eq!(send(&app, None).await, 200);
-    tokio::task::spawn_blocking(move || exporter.shutdown())
-        .await
-        .unwrap();
+    shut_down(exporter).await;
 }

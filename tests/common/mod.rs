@@ -45,6 +45,17 @@ pub async fn serve(layer: LimiterLayer, addr: &str) -> SocketAddr {
     local
 }
 
+/// An OTLP traces URL on loopback where nothing listens (a port bound, then freed).
+pub fn unreachable_traces_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let url = format!(
+        "http://{}/v1/traces",
+        closed.local_addr().expect("local addr")
+    );
+    drop(closed);
+    url
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
