@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limiter_core::{
-    Algorithm, Batched, FailureMode, Guarded, Leased, Limit, Limiter, Period, RedisStore, Store,
+    Algorithm, Batched, Error, FailureMode, Guarded, Leased, Limit, Limiter, Overload, Period,
+    RedisStore, Store,
 };
 use redis_harness::RedisCluster;
 use support::*;
@@ -536,4 +537,80 @@ async fn stalled_master<S: Store + Clone + 'static>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(recovered, "the master decides again after the stall");
+}
+
+/// A stalled master's backlog fills only its own queue: decisions for the other masters'
+/// keys still find room (each shard's queue has its own `max_queued`). The store waits
+/// long for Redis here so that the stalled queue stays full while the others are
+/// decided; `a_stalled_master_degrades_only_its_own_keys` runs the defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_masters_backlog_sheds_only_its_own_keys() {
+    const ROOM: usize = 4;
+    let cluster = RedisCluster::spawn();
+    let nodes = cluster.nodes();
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let redis = RedisStore::builder()
+        .timeout(Duration::from_secs(60))
+        .connect_cluster(&nodes)
+        .await
+        .expect("connect to the test cluster");
+    let store = Batched::builder(redis).max_queued(ROOM).build();
+    let policy = fresh_policy(vec![Limit::new(100, secs(3600))]);
+    let masters = cluster.masters();
+    let key_on = |master: &str, from: usize| -> String {
+        (from..from + 10_000)
+            .map(|i| format!("user-{i}"))
+            .find(|k| {
+                let tagged = format!("rl:{{{}:{k}}}:0g", policy.name());
+                cluster.master_for_key(&tagged) == master
+            })
+            .expect("a key on every master")
+    };
+    let stalled_key = key_on(&masters[0], 0);
+    let healthy: Vec<String> = masters[1..].iter().map(|m| key_on(m, 0)).collect();
+
+    let stalled = cluster.node(&masters[0]).expect("the master is running");
+    stalled.pause(secs(60));
+    // The first decision's call waits for the stalled master; the rest queue behind it.
+    let backlog: Vec<_> = (0..=ROOM)
+        .map(|_| {
+            let (store, policy, key) = (store.clone(), policy.clone(), stalled_key.clone());
+            tokio::spawn(async move { store.check(&policy, &key, 1).await })
+        })
+        .collect();
+    let shed_on_stalled = || async {
+        let probe = store.check(&policy, &stalled_key, 1);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(50), probe).await,
+            Ok(Err(Error::Overloaded(Overload::Queued(ROOM))))
+        )
+    };
+    let mut full = false;
+    for _ in 0..200 {
+        if shed_on_stalled().await {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the stalled master's queue fills up");
+
+    for key in &healthy {
+        let decided = store.check(&policy, key, 1).await;
+        assert!(
+            matches!(&decided, Ok(d) if d.is_allowed()),
+            "{key}: decided by its own master while another's queue is full: {decided:?}"
+        );
+    }
+    assert!(
+        shed_on_stalled().await,
+        "the stalled queue was full throughout"
+    );
+
+    stalled.unpause();
+    for task in backlog {
+        // Answered once the master is back (or shed for waiting too long): never hung.
+        let _ = tokio::time::timeout(Duration::from_secs(90), task)
+            .await
+            .expect("the backlog is answered after the stall");
+    }
 }

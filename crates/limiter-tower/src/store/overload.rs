@@ -22,7 +22,9 @@ use limiter_core::config_serde::{duration, no_default, DurationText};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverloadConfig {
-    /// The most decisions waiting to be sent to Redis (default 16384; at least 1).
+    /// The most decisions waiting to be sent to one Redis master (default 16384; at
+    /// least 1): a Cluster has a queue per master, so that one stalled master's backlog
+    /// sheds only its own keys' decisions.
     #[schemars(extend("default" = 16384))]
     pub max_queued: NonZeroUsize,
     /// The longest a decision waits to be sent to Redis (default 500ms; at least 1ms).

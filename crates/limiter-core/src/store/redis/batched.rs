@@ -49,7 +49,7 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(500);
 ///   never counts against Redis.
 /// - **Sheds what it cannot send in time**: when decisions arrive faster than Redis
 ///   answers they wait their turn, but never more than
-///   [`max_queued`](BatchedBuilder::max_queued) of them (default
+///   [`max_queued`](BatchedBuilder::max_queued) of them per shard (default
 ///   [`DEFAULT_MAX_QUEUED`]) and never longer than [`max_wait`](BatchedBuilder::max_wait)
 ///   (default [`DEFAULT_MAX_WAIT`]): beyond either a decision fails with
 ///   [`Error::Overloaded`] without reaching Redis (nothing counted, nothing to admit;
@@ -99,9 +99,15 @@ struct Shared {
     store: RedisStore,
     config: BatchConfig,
     /// One queue per shard of the store (see [`RedisStore`]), each with its collector.
-    queues: Box<[mpsc::UnboundedSender<Job>]>,
-    /// One permit per decision waiting to be sent, in any queue: the bound, the batches
-    /// being formed included.
+    queues: Box<[Queue]>,
+}
+
+/// A shard's queue and its bound.
+struct Queue {
+    jobs: mpsc::UnboundedSender<Job>,
+    /// One permit per decision waiting to be sent to this shard, the batches being
+    /// formed included. Per shard, so that a stalled master's backlog never takes the
+    /// room of decisions for the others.
     room: Arc<Semaphore>,
 }
 
@@ -198,13 +204,8 @@ impl Batched {
             .store
             .refuse_new_under_pressure(policy, &key)
             .await?;
-        let room = match Arc::clone(&self.shared.room).try_acquire_owned() {
-            Ok(room) => room,
-            Err(TryAcquireError::NoPermits) => {
-                return Err(shed(Overload::Queued(self.shared.config.max_queued)))
-            }
-            Err(TryAcquireError::Closed) => return Err(stopped()),
-        };
+        let queue = self.queue(policy, &key);
+        let room = self.room(queue)?;
         let (reply, answer) = oneshot::channel();
         let work = Work::Decide {
             cost,
@@ -212,16 +213,28 @@ impl Batched {
             room: Some(room),
             reply,
         };
-        self.queue(policy, &key)
+        queue
+            .jobs
             .send(job(policy, &key, work))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// The queue of the shard serving `key` (normalized) under `policy`.
-    fn queue(&self, policy: &Policy, key: &str) -> &mpsc::UnboundedSender<Job> {
+    fn queue(&self, policy: &Policy, key: &str) -> &Queue {
         let queues = &self.shared.queues;
         &queues[self.shared.store.shards.shard_of(policy, key) % queues.len()]
+    }
+
+    /// A decision's place in `queue`, or the decision shed when the queue is full.
+    fn room(&self, queue: &Queue) -> Result<OwnedSemaphorePermit, Error> {
+        match Arc::clone(&queue.room).try_acquire_owned() {
+            Ok(room) => Ok(room),
+            Err(TryAcquireError::NoPermits) => {
+                Err(shed(Overload::Queued(self.shared.config.max_queued)))
+            }
+            Err(TryAcquireError::Closed) => Err(stopped()),
+        }
     }
 
     /// Decides `checks` all or nothing in the next batch, as one entry of it.
@@ -235,13 +248,8 @@ impl Batched {
                 .await?;
             parts.push((check.policy.clone(), CompactString::from(&*key), check.cost));
         }
-        let room = match Arc::clone(&self.shared.room).try_acquire_owned() {
-            Ok(room) => room,
-            Err(TryAcquireError::NoPermits) => {
-                return Err(shed(Overload::Queued(self.shared.config.max_queued)))
-            }
-            Err(TryAcquireError::Closed) => return Err(stopped()),
-        };
+        let queue = self.queue(&parts[0].0, &parts[0].1);
+        let room = self.room(queue)?;
         let (reply, answer) = oneshot::channel();
         let first = Job {
             policy: parts[0].0.clone(),
@@ -253,9 +261,7 @@ impl Batched {
                 reply,
             },
         };
-        self.queue(&first.policy, &first.key)
-            .send(first)
-            .map_err(|_| stopped())?;
+        queue.jobs.send(first).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -275,7 +281,7 @@ impl Batched {
             Err(error) => return reply.send(Err(error)),
         };
         let job = job(policy, &key, Work::Settle { settle, reply });
-        if let Err(mpsc::error::SendError(job)) = self.queue(policy, &key).send(job) {
+        if let Err(mpsc::error::SendError(job)) = self.queue(policy, &key).jobs.send(job) {
             if let Work::Settle { reply, .. } = job.work {
                 reply.send(Err(stopped()));
             }
@@ -385,9 +391,12 @@ impl BatchedBuilder {
         self
     }
 
-    /// The most decisions waiting to be sent (default [`DEFAULT_MAX_QUEUED`]; at least
-    /// 1): a decision arriving beyond it is shed with [`Overload::Queued`]. Bounds memory
-    /// and, with [`max_wait`](Self::max_wait), the wait under overload.
+    /// The most decisions waiting to be sent to one shard (default
+    /// [`DEFAULT_MAX_QUEUED`]; at least 1; a standalone Redis is one shard, a Cluster
+    /// one per master): a decision arriving beyond it is shed with
+    /// [`Overload::Queued`]. Bounds memory and, with [`max_wait`](Self::max_wait), the
+    /// wait under overload. Per shard, so that a stalled master's backlog sheds only
+    /// its own keys' decisions.
     pub fn max_queued(mut self, max_queued: usize) -> Self {
         self.config.max_queued = max_queued.max(1);
         self
@@ -407,14 +416,17 @@ impl BatchedBuilder {
     pub fn build(self) -> Batched {
         let queues = (0..self.store.shards.len())
             .map(|shard| {
-                let (queue, jobs) = mpsc::unbounded_channel();
+                let (jobs, queued) = mpsc::unbounded_channel();
                 let lane = Lane {
                     store: self.store.clone(),
                     shard,
                     config: self.config,
                 };
-                self.store.io.spawn(collect(lane, jobs));
-                queue
+                self.store.io.spawn(collect(lane, queued));
+                Queue {
+                    jobs,
+                    room: Arc::new(Semaphore::new(self.config.max_queued)),
+                }
             })
             .collect();
         Batched {
@@ -422,7 +434,6 @@ impl BatchedBuilder {
                 store: self.store,
                 config: self.config,
                 queues,
-                room: Arc::new(Semaphore::new(self.config.max_queued)),
             }),
         }
     }
