@@ -5,6 +5,7 @@
 # skewed-clients.lua: 80% of requests from 1,000 clients, 20% from 100,000, sent as
 # X-Forwarded-For through the trusted 127.0.0.1), in alternating rounds.
 #   ROUNDS=3 SECS=8 ROUTE=/public bash scripts/bench-demo-redis.sh
+#   CONNS=1 ROUTE=/catalog bash scripts/bench-demo-redis.sh     # one request at a time
 # Prints one markdown table: per store the median req/s, p50, p99, the share of 429s
 # and server CPU per request, then the median of the per-round ratios Redis / memory.
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
 SECS=${SECS:-8}
+CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-3}
 ROUTE=${ROUTE:-/public}
 redis_port=${REDIS_PORT:-6394}
@@ -40,7 +42,7 @@ measure() { # store round
   pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$http_port$ROUTE" && break; sleep 0.1; done
   before=$(cpu_ticks "$pid")
-  r=$(wrk -t1 -c64 -d"${SECS}s" --latency -s scripts/wrk/skewed-clients.lua \
+  r=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s scripts/wrk/skewed-clients.lua \
     "http://127.0.0.1:$http_port$ROUTE" 2>&1)
   after=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -64,7 +66,7 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 col() { for f in "$out/$1".*; do cut -d' ' -f"$2" "$f"; done | median; }
-echo "| demo store ($ROUTE, wrk -t1 -c64, skewed X-Forwarded-For) | req/s | p50 | p99 | 429s | server CPU µs/request |"
+echo "| demo store ($ROUTE, wrk -t1 -c$CONNS, skewed X-Forwarded-For) | req/s | p50 | p99 | 429s | server CPU µs/request |"
 echo "|---|---|---|---|---|---|"
 for store in memory redis; do
   echo "| $store | $(col "$store" 1) | $(col "$store" 2) | $(col "$store" 3) | $(col "$store" 4) | $(col "$store" 5) |"

@@ -6,15 +6,18 @@ use std::path::Path;
 
 use crate::capacity::{cores_for, Costs, UTILIZATION};
 use crate::charts::{Chart, ChartError, Series};
+use crate::identities::{TAIL_USERS, TOP_SHARE};
 use crate::record::Second;
 use crate::sample::{self, Sample};
-use crate::scenario::Outcome;
+use crate::scenario::{Outcome, Probe};
 use crate::schedule::Phase;
 
 const P99_TARGET_MS: f64 = 5.0;
 const P999_TARGET_MS: f64 = 20.0;
 const REDIS_CPU_TARGET: f64 = 70.0;
 const RSS_GROWTH_TARGET: f64 = 5.0;
+/// The share of the tail identities drawn at which the working set counts as in.
+const WORKING_SET_SHARE: f64 = 0.95;
 
 /// The machine the run was on.
 fn machine() -> String {
@@ -486,30 +489,37 @@ fn rss_section(md: &mut String, o: &Outcome) {
         .or_else(|| o.schedule.start_of(Phase::Steady))
         .unwrap_or(0) as f64;
     // Bounded caches (the enumeration defence's sources, the denials listed, the local
-    // caches) fill for minutes after the warm-up when most keys are new: growth over the
-    // second half tells a plateau from a leak.
+    // caches) fill while the traffic keeps bringing identities never seen: a leak shows
+    // as growth once it has drawn nearly all of them (or over the second half of a run
+    // too short for that).
     let end = o.samples.last().map_or(warm, |s| s.t);
     let half = warm + (end - warm) / 2.0;
-    let _ = writeln!(md, "\n## Instance memory (RSS)\n\nVmRSS from /proc/PID/status each second. Growth: the mean of the last 30 samples against the mean of the first 30 after the warm-up (t ≥ {warm:.0} s); over the second half: against the first 30 from t = {half:.0} s.\n");
+    let drawn = o
+        .schedule
+        .seconds_until_drawn(TAIL_USERS, 1.0 - TOP_SHARE, WORKING_SET_SHARE)
+        .map_or(half, |s| s as f64);
+    let settled = drawn.clamp(warm, half);
+    let _ = writeln!(md, "\n## Instance memory (RSS)\n\nVmRSS from /proc/PID/status each second. Growth: the mean of the last 30 samples against the mean of the first 30 from a moment on. The target's moment is when the working set is in: by t = {drawn:.0} s the traffic has drawn {:.0}% of its {TAIL_USERS} tail identities in expectation, so that later growth is not bounded caches filling with new identities (at most half-way through the run: here t = {settled:.0} s). From the end of the half-rate warm-up (t = {warm:.0} s) for comparison.\n", WORKING_SET_SHARE * 100.0);
     let _ = writeln!(
         md,
-        "| instance | after warm-up MiB | at end MiB | max MiB | growth | < 5% | growth over the second half |"
+        "| instance | after warm-up MiB | working set in MiB | at end MiB | max MiB | growth from the warm-up | growth once the working set is in | < 5% |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for i in 0..o.args.instances {
         let max = o
             .samples
             .iter()
             .filter_map(|s| s.rss_mib.get(i).cloned().flatten())
             .fold(0.0, f64::max);
-        if let Some((first, last)) = rss_span(&o.samples, warm, 30, i) {
-            let growth = 100.0 * (last - first) / first;
-            let second_half = rss_span(&o.samples, half, 30, i).map_or("-".to_owned(), |(a, b)| {
-                format!("{:+.1}%", 100.0 * (b - a) / a)
-            });
+        if let (Some((first, last)), Some((settled_at, _))) = (
+            rss_span(&o.samples, warm, 30, i),
+            rss_span(&o.samples, settled, 30, i),
+        ) {
+            let from_warm = 100.0 * (last - first) / first;
+            let growth = 100.0 * (last - settled_at) / settled_at;
             let _ = writeln!(
                 md,
-                "| {i} | {first:.1} | {last:.1} | {max:.1} | {growth:+.1}% | {} | {second_half} |",
+                "| {i} | {first:.1} | {settled_at:.1} | {last:.1} | {max:.1} | {from_warm:+.1}% | {growth:+.1}% | {} |",
                 yes(growth < RSS_GROWTH_TARGET)
             );
         }
@@ -536,6 +546,40 @@ fn rss_section(md: &mut String, o: &Outcome) {
     }
 }
 
+/// How much less a busier instance costs per request than one at the run's own rate,
+/// from the probes after the run (the same state of the users' budgets for both).
+struct BusierInstance {
+    /// Instance CPU per request, busiest probe over the run's-rate probe.
+    instance: f64,
+    /// Redis CPU per request, the same ratio: fuller batches, more coalesced keys.
+    redis: f64,
+    rate_per_instance: u32,
+    base_rate_per_instance: u32,
+}
+
+impl BusierInstance {
+    fn of(o: &Outcome) -> Option<BusierInstance> {
+        let with_tracing = |(p, c): &&(Probe, Costs)| p.tracing == o.args.tracing && c.requests > 0;
+        let (base_probe, base) = o
+            .probes
+            .iter()
+            .filter(with_tracing)
+            .find(|(p, _)| p.instances == o.args.instances)?;
+        let (probe, busiest) = o
+            .probes
+            .iter()
+            .filter(with_tracing)
+            .max_by_key(|(p, _)| p.rate_per_instance())?;
+        let ratio = |a: f64, b: f64| if b > 0.0 { (a / b).min(1.0) } else { 1.0 };
+        (probe.rate_per_instance() > base_probe.rate_per_instance()).then(|| BusierInstance {
+            instance: ratio(busiest.instance_us(), base.instance_us()),
+            redis: ratio(busiest.redis_us(), base.redis_us()),
+            rate_per_instance: probe.rate_per_instance(),
+            base_rate_per_instance: base_probe.rate_per_instance(),
+        })
+    }
+}
+
 fn capacity_section(md: &mut String, o: &Outcome) {
     let _ = writeln!(md, "\n## Cost per request and capacity for 1M requests/s\n");
     let row = |md: &mut String, what: &str, c: &Costs| {
@@ -554,7 +598,7 @@ fn capacity_section(md: &mut String, o: &Outcome) {
     };
     let _ = writeln!(md, "Instance CPU from /proc/PID/stat (utime + stime of every instance), Redis CPU and commands from `INFO` of the masters, over the window named.");
     if !o.probes.is_empty() {
-        let _ = writeln!(md, "The probes restart the instances with tracing on and off and send {} req/s for 10 s each, after the main run (so most top users are already over their limits and many answers are 429s from the local cache: the probes compare tracing on and off with each other, the steady row is the mix of a fresh run).", o.args.rate);
+        let _ = writeln!(md, "The probes start fresh instances after the main run and send them traffic for 10 s each: every instance at {} req/s with tracing on and off (what tracing costs), then one instance alone at {} and at {} req/s (what an instance costs per request when it is busier). Most top users are then already over their limits, and many answers are 429s from the local cache, so the probes compare with each other; the steady row is the mix of a fresh run.", o.args.rate, o.args.rate, o.args.rate.saturating_mul(2));
     }
     let _ = writeln!(md);
     let _ = writeln!(md, "| window | requests | req/s | instance CPU µs/request | requests per core-second | Redis commands/request | decision scripts/request | Redis CPU µs/command | Redis CPU µs/request |");
@@ -574,12 +618,16 @@ fn capacity_section(md: &mut String, o: &Outcome) {
             c,
         );
     }
-    for (tracing, c) in &o.probes {
-        row(
-            md,
-            &format!("probe, tracing {}", if *tracing { "on" } else { "off" }),
-            c,
+    for (probe, c) in &o.probes {
+        let what = format!(
+            "probe: {} instance{} at {} req/s ({} per instance), tracing {}",
+            probe.instances,
+            if probe.instances == 1 { "" } else { "s" },
+            probe.rate,
+            probe.rate_per_instance(),
+            if probe.tracing { "on" } else { "off" }
         );
+        row(md, &what, c);
     }
     let Some(c) = &o.steady else { return };
     let top: Vec<String> = c
@@ -592,10 +640,21 @@ fn capacity_section(md: &mut String, o: &Outcome) {
         "\nRedis commands per request in the steady row, by command (`INFO commandstats` of the masters, which also counts the commands a script runs: `EVALSHA` and `PFADD` come over the network, the others run inside the decision script): {}.",
         top.join(", ")
     );
-    let (inst_us, redis_us) = (c.instance_us(), c.redis_us());
+    let (steady_us, steady_redis_us) = (c.instance_us(), c.redis_us());
+    let (inst_us, redis_us, from) = match BusierInstance::of(o) {
+        Some(b) => (
+            steady_us * b.instance,
+            steady_redis_us * b.redis,
+            format!(
+                "the steady row's costs scaled to the busiest instance measured: × {:.3} for the instances and × {:.3} for Redis, the probe at {} req/s per instance against the probe at the run's own {} (both after the run, so the same users over their limits: the ratio is the rate's effect alone)",
+                b.instance, b.redis, b.rate_per_instance, b.base_rate_per_instance
+            ),
+        ),
+        None => (steady_us, steady_redis_us, "the steady row".to_string()),
+    };
     let _ = writeln!(
         md,
-        "\nThe arithmetic, from the steady row (each core kept under {:.0}%, the issue's Redis target, so that queues stay short):\n",
+        "\nThe arithmetic, from {from}; each core kept under {:.0}%, the issue's Redis target, so that queues stay short:\n",
         UTILIZATION * 100.0
     );
     let _ = writeln!(md, "| rate | instances (1 CPU each) = rate × {inst_us:.1} µs / {:.0}% | Redis shards (1 master core each) = rate × {redis_us:.2} µs / {:.0}% |", UTILIZATION * 100.0, UTILIZATION * 100.0);
@@ -611,13 +670,14 @@ fn capacity_section(md: &mut String, o: &Outcome) {
     }
     let _ = writeln!(
         md,
-        "\nRedis CPU per request is {:.2} commands × {:.1} µs per command. The shard count is an upper bound: batching puts more decisions into one script call as the rate per instance grows, and leases and the local cache answer more hot keys in process, so commands per request fall with load (at this run's rate, {:.3} decision scripts per request). Size for the spike (2M), since a cluster is not resharded in 10 s.\n\n\
-         Scaling argument. Here {} instances, 6 Redis nodes and the load generator share {} cores, so every process waits for a core now and then, and the latency percentiles above include that wait; the costs per request (CPU seconds per request, from /proc and INFO) do not, which is why the arithmetic uses them rather than the throughput. Three instances are what this machine can hold next to the cluster and the generator: each still gets a share of a core, as the 1-CPU instances of the specification do. On 16 cores (`--instances 10 --rate R`), each instance and each Redis master gets a core of its own: the per-request costs stay those measured here (a request does the same work), the offered rate can grow until the instances reach {:.0}% of their cores (about {:.0} req/s per instance at {inst_us:.1} µs), and the latency then reflects queueing in the limiter rather than CPU contention between processes. The 512 MB per instance is not enforced here (no cgroup): the RSS table shows what each instance used.",
+        "\nIn the steady row, Redis CPU per request is {:.2} commands × {:.1} µs per command. The shard count is an upper bound: batching puts more decisions into one script call as the rate per instance grows, and leases and the local cache answer more hot keys in process, so commands per request fall with load (at this run's rate, {:.3} decision scripts per request). Size for the spike (2M), since a cluster is not resharded in 10 s.\n\n\
+         Scaling argument. Here {} instances, 6 Redis nodes and the load generator share {} cores, so every process waits for a core now and then, and the latency percentiles above include that wait; the costs per request (CPU seconds per request, from /proc and INFO) do not, which is why the arithmetic uses them rather than the throughput. Three instances are what this machine can hold next to the cluster and the generator: each still gets a share of a core, as the 1-CPU instances of the specification do. An instance's CPU per request is not fixed: at a few hundred requests a second much of it goes to waking threads (the request's worker, the Redis I/O thread) for each request alone, and it falls as the rate grows, because wake-ups serve several requests and batches fill (see the probes above). An instance run at {:.0}% of a core is busier than any measured here, so its CPU per request is lower still: the instance count is an upper bound, as the shard count is. On 16 cores (`--instances 10 --rate R`), each instance and each Redis master gets a core of its own, the offered rate can grow until the instances reach {:.0}% of their cores (at most about {:.0} req/s per instance at {inst_us:.1} µs), and the latency then reflects queueing in the limiter rather than CPU contention between processes. The 512 MB per instance is not enforced here (no cgroup): the RSS table shows what each instance used.",
         c.commands_per_request(),
         c.redis_us_per_command(),
         c.scripts_per_request(),
         o.args.instances,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        UTILIZATION * 100.0,
         UTILIZATION * 100.0,
         UTILIZATION * 1e6 / inst_us.max(1e-9),
     );

@@ -67,8 +67,8 @@ pub struct Outcome {
     /// Costs over the steady phase before the spike (soak: its whole steady part), over
     /// the masters of that time.
     pub steady: Option<Costs>,
-    /// (tracing on?, costs) of the probes after the run.
-    pub probes: Vec<(bool, Costs)>,
+    /// The probes after the run, with their costs.
+    pub probes: Vec<(Probe, Costs)>,
     pub ports: Vec<u16>,
     /// Node indexes of the masters at the start.
     pub masters: Vec<usize>,
@@ -247,21 +247,15 @@ pub async fn run(args: Args) -> Result<Outcome, RunError> {
         live.write(&policy_path, true)
             .map_err(io("writing the policy file"))?;
         let mut probes = Vec::new();
-        for tracing in [!args.tracing, args.tracing] {
-            let tag = if tracing {
-                "probe-tracing-on"
-            } else {
-                "probe-tracing-off"
-            };
+        for probe in Probe::after(&args) {
+            let tag = probe.tag();
             let launch = Launch {
-                tracing,
-                tag,
+                tracing: probe.tracing,
+                tag: &tag,
                 ..launch
             };
-            probes.push((
-                tracing,
-                cpu_probe(&args, &launch, &topology, proxied, &ids, &masters_at_end).await?,
-            ));
+            let costs = cpu_probe(probe, &launch, &topology, proxied, &ids, &masters_at_end);
+            probes.push((probe, costs.await?));
         }
         (Some(flood), probes)
     };
@@ -382,10 +376,54 @@ fn steady_costs(
     Some(Costs::between(a, b, answered, masters))
 }
 
-/// Restarts the instances with `launch.tracing` and measures their CPU per request over
-/// `PROBE_S` seconds of steady traffic.
+/// A CPU probe after the run: `instances` fresh instances sent `rate` requests/s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub tracing: bool,
+    pub instances: usize,
+    pub rate: u32,
+}
+
+impl Probe {
+    /// Every instance at the steady rate with tracing off and on (what tracing costs),
+    /// then one instance alone at the steady rate and at the spike's, with the run's
+    /// tracing: an instance's CPU per request falls as its rate grows (fewer wake-ups
+    /// per request, fuller batches), so the capacity arithmetic takes the busiest.
+    fn after(args: &Args) -> [Probe; 4] {
+        let all = |tracing| Probe {
+            tracing,
+            instances: args.instances,
+            rate: args.rate,
+        };
+        let alone = |rate| Probe {
+            tracing: args.tracing,
+            instances: 1,
+            rate,
+        };
+        [
+            all(!args.tracing),
+            all(args.tracing),
+            alone(args.rate),
+            alone(args.rate.saturating_mul(2)),
+        ]
+    }
+
+    /// Requests per second each instance is sent.
+    pub fn rate_per_instance(&self) -> u32 {
+        self.rate / self.instances.max(1) as u32
+    }
+
+    /// The log files' tag.
+    fn tag(&self) -> String {
+        let tracing = if self.tracing { "on" } else { "off" };
+        format!("probe-{}x{}-tracing-{tracing}", self.instances, self.rate)
+    }
+}
+
+/// Starts `probe.instances` fresh instances with `launch.tracing` and measures their CPU
+/// per request over `PROBE_S` seconds at `probe.rate`.
 async fn cpu_probe(
-    args: &Args,
+    probe: Probe,
     launch: &Launch<'_>,
     topology: &Topology,
     proxied: usize,
@@ -394,18 +432,15 @@ async fn cpu_probe(
 ) -> Result<Costs, RunError> {
     let tracing = if launch.tracing { "on" } else { "off" };
     println!(
-        "cpu probe: tracing {tracing}, {PROBE_S} s at {} req/s",
-        args.rate
+        "cpu probe: {} instance(s), tracing {tracing}, {PROBE_S} s at {} req/s",
+        probe.instances, probe.rate
     );
-    let instances = instances::start_all(
-        args.instances,
-        Some(proxied),
-        launch,
-        &topology.proxied_hosts,
-    )
-    .await?;
+    // The proxied instance only where there are others: one alone talks to Redis directly.
+    let proxied = Some(proxied).filter(|_| probe.instances > 1);
+    let instances =
+        instances::start_all(probe.instances, proxied, launch, &topology.proxied_hosts).await?;
     let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
-    let schedule = Schedule::soak(args.rate, 0, PROBE_S);
+    let schedule = Schedule::soak(probe.rate, 0, PROBE_S);
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now() + Duration::from_millis(100);
     tokio::time::sleep_until(start.into()).await;

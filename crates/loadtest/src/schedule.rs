@@ -95,6 +95,19 @@ impl Schedule {
     pub fn total(&self) -> u64 {
         self.seconds.iter().map(|&(_, r)| u64::from(r)).sum()
     }
+
+    /// The first second by whose end `share` of `identities`, drawn uniformly by
+    /// `fraction` of the requests, have been drawn at least once in expectation
+    /// (1 - e^(-draws/identities)); `None` if the run ends before.
+    pub fn seconds_until_drawn(&self, identities: u32, fraction: f64, share: f64) -> Option<u64> {
+        // Draws needed: -ln(1 - share) per identity.
+        let needed = -(1.0 - share).ln() * f64::from(identities);
+        let mut draws = 0.0;
+        self.seconds.iter().enumerate().find_map(|(s, &(_, rate))| {
+            draws += f64::from(rate) * fraction;
+            (draws >= needed).then_some(s as u64 + 1)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +130,18 @@ mod tests {
             s.total(),
             500 * 5 + 1000 * STEADY_BEFORE_SPIKE_S + 20_000 + 60_000
         );
+    }
+
+    #[test]
+    fn identities_are_drawn_at_the_expected_pace() {
+        // 100 identities drawn by every request at 10/s: 95% takes 300 draws (-ln 0.05
+        // = 3.0 per identity), 30 s; half of them 70 draws, 7 s.
+        let s = Schedule::soak(10, 0, 100);
+        assert_eq!(s.seconds_until_drawn(100, 1.0, 0.95), Some(30));
+        assert_eq!(s.seconds_until_drawn(100, 1.0, 0.5), Some(7));
+        // A fifth of the requests draw: five times longer; beyond the run: never.
+        assert_eq!(s.seconds_until_drawn(100, 0.2, 0.5), Some(35));
+        assert_eq!(s.seconds_until_drawn(100, 0.2, 0.95), None);
     }
 
     #[test]
