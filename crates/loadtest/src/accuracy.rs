@@ -3,12 +3,17 @@
 //! Every limit is `max` per hour (GCRA, the default algorithm): a key starts with `max`
 //! and earns `max` more per hour, so over a run of `T` seconds it may be admitted at most
 //! `max + ceil(max * T / 3600)` times (`allowance`). Requests decided by the failure mode
-//! (`RateLimit-Degraded`) were not counted by Redis and are left out; so are lost ones,
-//! whose fate is unknown. A key is
+//! (`RateLimit-Degraded`) are left out of what was decided, and so are lost ones, whose
+//! fate is unknown. A degraded answer may still have been counted by Redis: a call that
+//! timed out at the client can have run there (a call refused by an open breaker was not
+//! sent). A key is
 //! - `over` when its admitted count exceeds the allowance (never acceptable outside the
 //!   failure mode's own windows, which are already left out);
-//! - `under` when fewer were admitted than `min(decided, max)`: leases hold units in
-//!   other instances (bounded; the issue allows 1% with leases on, 0 with them off);
+//! - `short_by_degraded` when fewer were admitted than `min(decided, max)`, but by no more
+//!   than the key's degraded answers: Redis may have counted those, the failure mode's
+//!   own effect, on the safe side;
+//! - `under` when short by more: leases hold units in other instances (bounded; the
+//!   issue allows 1% with leases on, 0 with them off);
 //! - `exact` otherwise.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +28,10 @@ pub struct Accuracy {
     /// Keys that were sent more than their limit.
     pub limited: u64,
     pub exact: u64,
+    /// Keys short by no more than their own degraded answers.
+    pub short_by_degraded: u64,
+    /// Admissions missing on `short_by_degraded` keys, summed.
+    pub shortfall_by_degraded: u64,
     pub under: u64,
     pub over: u64,
     /// Admissions missing on `under` keys, summed.
@@ -38,11 +47,20 @@ pub struct Accuracy {
 impl Accuracy {
     /// The shortfall as a share of what was due, in percent.
     pub fn shortfall_pct(&self) -> f64 {
-        if self.expected == 0 {
-            0.0
-        } else {
-            100.0 * self.shortfall as f64 / self.expected as f64
-        }
+        percent(self.shortfall, self.expected)
+    }
+
+    /// The shortfall that degraded answers account for, as a share of what was due.
+    pub fn shortfall_by_degraded_pct(&self) -> f64 {
+        percent(self.shortfall_by_degraded, self.expected)
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
     }
 }
 
@@ -73,9 +91,12 @@ pub fn check(
         if tally.admitted > allowed {
             a.over += 1;
             a.excess += tally.admitted - allowed;
-        } else if tally.admitted < due {
+        } else if tally.admitted + tally.degraded < due {
             a.under += 1;
             a.shortfall += due - tally.admitted;
+        } else if tally.admitted < due {
+            a.short_by_degraded += 1;
+            a.shortfall_by_degraded += due - tally.admitted;
         } else {
             a.exact += 1;
         }
@@ -119,6 +140,27 @@ mod tests {
                     lost: 0,
                 },
             ),
+            // Limited (20 of 100 decided), 2 short with 2 degraded answers: Redis may
+            // have counted those.
+            (
+                (Endpoint::Catalog, 1),
+                KeyTally {
+                    sent: 102,
+                    admitted: 58,
+                    degraded: 2,
+                    lost: 0,
+                },
+            ),
+            // 3 short with 2 degraded: short by more than the failure mode explains.
+            (
+                (Endpoint::Catalog, 2),
+                KeyTally {
+                    sent: 102,
+                    admitted: 57,
+                    degraded: 2,
+                    lost: 0,
+                },
+            ),
         ]);
         let checked = check(&keys, 1000, 90.0);
         let users = &checked[&Endpoint::Users];
@@ -129,6 +171,9 @@ mod tests {
         // Degraded answers were not Redis's to count: 10 decided, 10 admitted.
         let me = &checked[&Endpoint::Me];
         assert_eq!((me.exact, me.degraded), (1, 20));
+        let catalog = &checked[&Endpoint::Catalog];
+        assert_eq!((catalog.short_by_degraded, catalog.under), (1, 1));
+        assert_eq!((catalog.shortfall_by_degraded, catalog.shortfall), (2, 3));
     }
 
     #[test]

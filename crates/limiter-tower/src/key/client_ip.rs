@@ -3,7 +3,7 @@
 //! the first hop that is not itself trusted (the rightmost untrusted entry): everything
 //! to its left was written by the client and may be forged, so it is never parsed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use http::HeaderMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -90,13 +90,27 @@ impl ClientIpResolver {
     /// The key part for `ip`: IPv4 as is, IPv6 as its network at the configured prefix.
     pub(crate) fn bucket(&self, ip: IpAddr) -> String {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V4(v4) => ipv4_text(v4),
             IpAddr::V6(v6) => match Ipv6Net::new(v6, self.ipv6_prefix) {
                 Ok(net) => net.trunc().to_string(),
                 Err(_) => v6.to_string(),
             },
         }
     }
+}
+
+/// `v4` in dotted decimal, as its `Display` writes it, without the formatting machinery
+/// (a tenth of the instructions): every request keyed by client address renders one.
+fn ipv4_text(v4: Ipv4Addr) -> String {
+    let mut text = String::with_capacity(15);
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        text.push_str(digits.format(octet));
+    }
+    text
 }
 
 /// One entry as text, trimmed; `None` when too long or not UTF-8.
@@ -278,6 +292,14 @@ mod tests {
     mod properties {
         use super::*;
         use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn ipv4_text_is_display(octets in any::<[u8; 4]>()) {
+                let v4 = Ipv4Addr::from(octets);
+                prop_assert_eq!(ipv4_text(v4), v4.to_string());
+            }
+        }
 
         /// Header values: any bytes a header can carry, and chains of entries near what
         /// the parser reads.
