@@ -7,6 +7,7 @@
 # cancelling out. An instruction count is not a time (a cache miss or a contended lock
 # costs many cycles in one instruction): read it next to the timed table.
 #   bash scripts/bench-tracing-instructions.sh
+#   KEEP=/tmp/cg/tracing MODES="off sink" bash scripts/bench-tracing-instructions.sh  # keep the profiles
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-toolchain.sh
@@ -37,6 +38,7 @@ run() { # tracing seconds -> "instructions requests spans"
   for _ in $(seq 300); do curl -s -o /dev/null "127.0.0.1:$PORT/" && break; sleep 0.1; done
   r=$(wrk -t1 -c8 -d"$2s" "http://127.0.0.1:$PORT/" 2>&1)
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  [ -z "${KEEP:-}" ] || cp "$tmp/out" "$KEEP.$1.$2"
   echo "$(awk '/^totals:/ { print $2 }' "$tmp/out") $(echo "$r" | awk '/requests in/{print $1}') $(($(curl -s "127.0.0.1:$CPORT/count") - spans0))"
 }
 
