@@ -452,7 +452,9 @@ async fn collect(lane: Lane, mut queue: mpsc::UnboundedReceiver<Job>) {
     let config = lane.config;
     let calls = Arc::new(Semaphore::new(config.max_in_flight));
     while let Some(first) = queue.recv().await {
-        let mut jobs = Vec::with_capacity(config.max_batch.min(64));
+        // Sized to what is queued: most batches carry a few decisions, and a vector sized
+        // for many is a large allocation (a slow path of the allocator) per batch.
+        let mut jobs = Vec::with_capacity((queue.len() + 1).min(config.max_batch));
         jobs.push(first);
         take_queued(&mut queue, &mut jobs, config.max_batch);
         // Linger only behind a call already out: an idle process sends at once.
